@@ -1,0 +1,1 @@
+"""Offline pretrained models built from weights that registry packages ship."""
