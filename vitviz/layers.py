@@ -1,0 +1,127 @@
+"""Layer discovery: every hookable module, named as `named_modules()` prints it, with its shape."""
+from __future__ import annotations
+
+import difflib
+import re
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vitviz.hooks import output_tensor
+from vitviz.models import LoadedModel
+
+_VIT_ROLES = (
+    (re.compile(r"encoder\.layers\.encoder_layer_\d+\.mlp\.1"), "mlp_hidden"),
+    (re.compile(r"encoder\.layers\.encoder_layer_\d+"), "block_output"),
+    (re.compile(r"encoder\.layers\.encoder_layer_\d+\.self_attention"), "attention_output"),
+)
+
+ROLE_LABELS = {
+    "mlp_hidden": "MLP hidden (after GELU): recommended for neurons",
+    "block_output": "block output (residual stream)",
+    "attention_output": "attention output",
+    "logits": "class logits",
+}
+
+
+class UnknownLayer(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    type: str
+    shape: tuple[int, ...]  # without the batch axis
+    layout: str  # "tokens" [T, D], "map" [C, H, W], "vector" [D], or "other"
+    role: str  # one of ROLE_LABELS, or ""
+    calls: int  # how often the module runs per forward pass; hooks see the last call
+
+    @property
+    def recommended(self) -> bool:
+        return self.role == "mlp_hidden" or (self.role == "block_output" and self.layout == "map")
+
+    @property
+    def units(self) -> int:
+        """Size of the axis that objectives index by unit: D for tokens and vectors, C for maps."""
+        if self.layout == "tokens":
+            return self.shape[1]
+        return self.shape[0] if self.shape else 0
+
+
+def _layout(shape: tuple[int, ...]) -> str:
+    return {1: "vector", 2: "tokens", 3: "map"}.get(len(shape), "other")
+
+
+def _role(model: LoadedModel, name: str, layout: str) -> str:
+    if name == model.logits_layer:
+        return "logits"
+    if model.architecture == "vit":
+        for pattern, role in _VIT_ROLES:
+            if pattern.fullmatch(name):
+                return role
+        return ""
+    top_level = "." not in name or name.count(".") == 1 and name.split(".")[0] in ("features",)
+    return "block_output" if layout == "map" and top_level else ""
+
+
+_TABLES: "weakref.WeakKeyDictionary[nn.Module, list[LayerInfo]]" = weakref.WeakKeyDictionary()
+
+
+def layer_table(model: LoadedModel) -> list[LayerInfo]:
+    """All modules with a tensor output, in forward order, from one dry run (cached per model)."""
+    if model.module in _TABLES:
+        return _TABLES[model.module]
+    shapes: dict[str, tuple[int, ...]] = {}
+    types: dict[str, str] = {}
+    calls: dict[str, int] = {}
+
+    def hook_for(name: str):
+        def hook(module, _inputs, output):
+            tensor = output_tensor(output)
+            if tensor is None:
+                return
+            shapes[name] = tuple(tensor.shape[1:])
+            types[name] = type(module).__name__
+            calls[name] = calls.get(name, 0) + 1
+
+        return hook
+
+    handles = [
+        module.register_forward_hook(hook_for(name))
+        for name, module in model.module.named_modules()
+        if name
+    ]
+    size = model.preprocessing.size
+    try:
+        with torch.no_grad():
+            model.module(torch.zeros(1, 3, size, size, device=model.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    table = [
+        LayerInfo(name, types[name], shapes[name], _layout(shapes[name]),
+                  _role(model, name, _layout(shapes[name])), calls[name])
+        for name in shapes
+    ]
+    _TABLES[model.module] = table
+    return table
+
+
+def find_layer(model: LoadedModel, name: str) -> LayerInfo:
+    """The layer called `name`; an unknown name fails with the closest real names."""
+    table = {info.name: info for info in layer_table(model)}
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(name, table, n=5, cutoff=0.5)
+    hint = f" Closest matches: {', '.join(close)}." if close else ""
+    raise UnknownLayer(
+        f"Layer '{name}' is not a module of {model.name}.{hint} "
+        f"List all layers with `python -m vitviz layers --model {model.name}`."
+    )
+
+
+def recommended_layers(model: LoadedModel) -> list[LayerInfo]:
+    return [info for info in layer_table(model) if info.recommended]

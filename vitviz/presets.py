@@ -1,0 +1,127 @@
+"""Method presets: parameterisation, augmentations and optimiser settings that belong together."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    param: str = "fourier"
+    param_kwargs: dict = field(default_factory=dict)
+    canvas: int | None = None  # image size being optimised; None: the model's input size
+    transforms: tuple = ()  # (name, kwargs) pairs, see vitviz.transforms.TRANSFORMS
+    ensemble: int = 1  # augmented copies of each image per step
+    optimiser: str = "adam"
+    lr: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"  # or "cosine"
+    tv_weight: float = 0.0
+    steps: int = 256
+
+    def knobs(self) -> dict:
+        """Every setting, JSON-ready: stored with each result and part of its cache key."""
+        values = dataclasses.asdict(self)
+        values.pop("description")
+        values["transforms"] = [[name, dict(kwargs)] for name, kwargs in self.transforms]
+        values["betas"] = list(self.betas)
+        return values
+
+    def with_overrides(self, **overrides) -> "Preset":
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown preset settings {sorted(unknown)}: use {sorted(KNOBS)}")
+        if "transforms" in overrides:
+            overrides["transforms"] = tuple((n, dict(k)) for n, k in overrides["transforms"])
+        if "betas" in overrides:
+            overrides["betas"] = tuple(overrides["betas"])
+        return dataclasses.replace(self, **overrides)
+
+
+KNOBS = ("param", "param_kwargs", "canvas", "transforms", "ensemble", "optimiser", "lr", "betas",
+         "schedule", "tv_weight", "steps")
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            name="naive",
+            description="The seed blog post's method: raw pixels from random noise, no "
+            "augmentation, Adam on the pixels.",
+            param="pixel",
+            transforms=(),
+            ensemble=1,
+            lr=0.05,
+        ),
+        Preset(
+            name="robust",
+            description="vitviz's default for ViTs: 1/f Fourier image with decorrelated colour, "
+            "an ensemble of jittered, scaled and rotated copies, annealed noise.",
+            param="fourier",
+            transforms=(
+                ("pad", {"width": 16}),
+                ("jitter", {"pixels": 16}),
+                ("scale", {"low": 0.9, "high": 1.1}),
+                ("rotate", {"degrees": 10.0}),
+                ("jitter", {"pixels": 8}),
+                ("noise", {"std": 0.05, "anneal": True}),
+            ),
+            ensemble=4,
+            lr=0.05,
+        ),
+        Preset(
+            name="lucent",
+            description="Lucent's render_vis defaults: Fourier image, pad 12, jitter 8, "
+            "scale 0.9-1.1, rotate ±10°, jitter 4, Adam 0.05.",
+            param="fourier",
+            transforms=(
+                ("pad", {"width": 12}),
+                ("jitter", {"pixels": 8}),
+                ("scale", {"low": 0.9, "high": 1.1}),
+                ("rotate", {"degrees": 10.0}),
+                ("jitter", {"pixels": 4}),
+            ),
+            lr=0.05,
+            steps=512,
+        ),
+        Preset(
+            name="ghiasi",
+            description="Ghiasi et al. 2022 for ViTs: pixels from U(0,1), 8 augmented copies "
+            "with colour shift, ±32 px roll and annealed noise, TV 5e-4, Adam 0.1 (0.5, 0.99), cosine.",
+            param="pixel",
+            transforms=(
+                ("colour", {"shift": 0.1, "scale": 0.1}),
+                ("roll", {"pixels": 32}),
+                ("noise", {"std": 0.1, "anneal": True}),
+            ),
+            ensemble=8,
+            lr=0.1,
+            betas=(0.5, 0.99),
+            schedule="cosine",
+            tv_weight=5e-4,
+            steps=400,
+        ),
+        Preset(
+            name="maco",
+            description="MACO (Fel et al. 2023): natural-image magnitude, phase optimised, "
+            "6 random crops of a larger canvas, noise, NAdam lr 1.0.",
+            param="maco",
+            canvas=None,
+            transforms=(
+                ("crop", {"size": 0, "min_area": 0.15, "max_area": 0.8}),
+                ("noise", {"std": 0.05}),
+            ),
+            ensemble=6,
+            optimiser="nadam",
+            lr=1.0,
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"preset '{name}' is unknown: use one of {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,138 @@
+"""A finished run: final and checkpoint images, curves, config, model metadata; export to PNG/JSON."""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, PngImagePlugin
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] floats in [0, 1] -> [B, H, W, 3] uint8."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def encode_png(pixels: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@dataclass
+class Result:
+    config: dict  # canonical config: the cache key is its hash
+    model: dict  # LoadedModel.metadata()
+    images: list[np.ndarray]  # final image per item, [H, W, 3] uint8
+    checkpoints: dict[int, list[np.ndarray]]  # step -> image per item
+    steps: list[int]
+    activation: list[list[float]]  # [item][step], on the un-augmented image
+    loss: list[list[float]]  # [item][step]
+    context: dict[str, list] = field(default_factory=dict)  # per-step context statistics
+    metrics: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    created: str = ""
+    device: str = ""
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config["seeds"])
+
+    def item_labels(self) -> list[str]:
+        """One label per batch item, e.g. 'seed 3' or 'unit 12, seed 3'."""
+        units = self.config.get("units")
+        if units:
+            return [f"unit {u}, seed {s}" for u, s in zip(units, self.seeds)]
+        return [f"seed {s}" for s in self.seeds]
+
+    def summary(self) -> dict:
+        """Small description for listings (the Runs page) without images or curves."""
+        objective = self.config["objective"]
+        return {
+            "created": self.created,
+            "model": self.config["model"],
+            "random_init": self.model.get("random_init", False),
+            "objective": objective.get("type"),
+            "layer": objective.get("layer", ""),
+            "unit": objective.get("unit", ""),
+            "tokens": objective.get("tokens", ""),
+            "preset": self.config["preset"]["name"],
+            "seeds": self.seeds,
+            "steps": self.steps[-1] if self.steps else 0,
+            "final_activation": [round(curve[-1], 4) for curve in self.activation],
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
+
+    def to_json(self) -> dict:
+        """Everything but the pixels: config, model, curves, metrics."""
+        return {
+            "config": self.config,
+            "model": self.model,
+            "steps": self.steps,
+            "activation": self.activation,
+            "loss": self.loss,
+            "context": self.context,
+            "metrics": self.metrics,
+            "elapsed_s": self.elapsed_s,
+            "created": self.created,
+            "device": self.device,
+        }
+
+    def png(self, item: int) -> bytes:
+        """Final image of one item, with the run's config embedded as PNG text."""
+        meta = {"vitviz:config": json.dumps(self.config), "vitviz:model": json.dumps(self.model)}
+        return encode_png(self.images[item], meta)
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """One PNG per item and `result.json`; returns the written paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for item, label in enumerate(self.item_labels()):
+            path = out / f"{label.replace(', ', '_').replace(' ', '')}.png"
+            path.write_bytes(self.png(item))
+            written.append(path)
+        path = out / "result.json"
+        path.write_text(json.dumps(self.to_json(), indent=1))
+        written.append(path)
+        return written
+
+    def to_record(self) -> dict:
+        """Plain-types form for the cache: survives code changes better than a pickled class."""
+        record = self.to_json()
+        record["images"] = [encode_png(image) for image in self.images]
+        record["checkpoints"] = {
+            str(step): [encode_png(image) for image in images]
+            for step, images in self.checkpoints.items()
+        }
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Result":
+        return cls(
+            config=record["config"],
+            model=record["model"],
+            images=[decode_png(data) for data in record["images"]],
+            checkpoints={
+                int(step): [decode_png(data) for data in images]
+                for step, images in record["checkpoints"].items()
+            },
+            steps=record["steps"],
+            activation=record["activation"],
+            loss=record["loss"],
+            context=record.get("context", {}),
+            metrics=record.get("metrics", {}),
+            elapsed_s=record.get("elapsed_s", 0.0),
+            created=record.get("created", ""),
+            device=record.get("device", ""),
+        )

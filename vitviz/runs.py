@@ -1,0 +1,125 @@
+"""Runs as data: a request with a canonical config, executed once and served from the cache after."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from vitviz import __version__
+from vitviz.cache import ResultCache
+from vitviz.hashing import config_key
+from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, parse_model_name
+from vitviz.objectives import from_spec
+from vitviz.optimise import StepRecord, optimise, resolve_preset
+from vitviz.presets import Preset
+from vitviz.results import Result, to_uint8
+
+# Called after every step with (record, total steps), e.g. to draw a progress bar.
+Progress = Callable[[StepRecord, int], None]
+
+
+@dataclass
+class RunRequest:
+    """Everything that determines a run's result. Two equal requests give the same images."""
+
+    model: str
+    objective: dict  # Objective.spec()
+    seeds: tuple[int, ...] = (0,)
+    preset: str = "robust"
+    overrides: dict = field(default_factory=dict)  # preset knobs, e.g. {"steps": 128, "lr": 0.1}
+    record_every: int = 16
+    moving_target: bool = False
+
+    def resolved_preset(self) -> Preset:
+        return resolve_preset(self.preset, **self.overrides)
+
+    def config(self) -> dict:
+        """Canonical, JSON-ready config: stored with the result, hashed into the cache key."""
+        base, random_init = parse_model_name(self.model)
+        objective = from_spec(self.objective).spec()  # normalises, and rejects a bad spec early
+        config = {
+            "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
+            "objective": objective,
+            "seeds": [int(seed) for seed in self.seeds],
+            "preset": {"name": self.preset, **self.resolved_preset().knobs()},
+            "record_every": self.record_every,
+            "moving_target": self.moving_target,
+            "vitviz_version": __version__,
+        }
+        unit = objective.get("unit")
+        if isinstance(unit, (list, tuple)):
+            config["units"] = list(unit)
+        return config
+
+    def key(self) -> str:
+        return config_key(self.config())
+
+
+def execute(request: RunRequest, model: LoadedModel, progress: Progress | None = None) -> Result:
+    """Run the optimisation and gather its records into a Result (no cache involved)."""
+    config = request.config()
+    preset = request.resolved_preset()
+    objective = from_spec(config["objective"])
+    probe = None
+    if request.moving_target:
+        from vitviz.moving_target import MovingTargetProbe
+
+        probe = MovingTargetProbe(model, objective, len(request.seeds))
+    started = time.perf_counter()
+    steps, activation, loss = [], [], []
+    checkpoints: dict[int, list] = {}
+    context: dict[str, list] = {}
+    final = None
+    for record in optimise(model, objective, request.seeds, preset,
+                           record_every=request.record_every, probe=probe):
+        steps.append(record.step)
+        activation.append(record.activation)
+        if record.loss is not None:
+            loss.append(record.loss)
+        if record.images is not None:
+            checkpoints[record.step] = list(to_uint8(record.images))
+            final = checkpoints[record.step]
+        for name, value in record.context.items():
+            context.setdefault(name, []).append(value)
+        if progress:
+            progress(record, preset.steps)
+    return Result(
+        config=config,
+        model=model.metadata(),
+        images=final,
+        checkpoints=checkpoints,
+        steps=steps,
+        activation=[list(curve) for curve in zip(*activation)],
+        loss=[list(curve) for curve in zip(*loss)],
+        context=context,
+        elapsed_s=time.perf_counter() - started,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        device=str(model.device),
+    )
+
+
+def run(
+    request: RunRequest,
+    cache: ResultCache | None = None,
+    loader: Callable[[str], LoadedModel] = load_model,
+    progress: Progress | None = None,
+) -> tuple[Result, bool]:
+    """The result of `request` and whether it came from the cache.
+
+    A cache hit never calls `loader`: the model is not even loaded. Only finished runs are
+    stored; an exception leaves the cache as it was.
+    """
+    if cache is None:
+        return execute(request, loader(request.model), progress), False
+    key = request.key()
+    cached = cache.get(key)
+    if cached is not None:
+        return cached, True
+    with cache.computing(key):
+        cached = cache.get(key)  # another session may have finished it while we waited
+        if cached is not None:
+            return cached, True
+        result = execute(request, loader(request.model), progress)
+        cache.put(key, result)
+    return result, False

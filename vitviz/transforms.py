@@ -1,0 +1,191 @@
+"""Differentiable, batched augmentations in plain torch.
+
+A batch holds `n_items` images, each repeated into `rows // n_items` augmented copies (an
+augmentation ensemble). Every random draw for item i comes from item i's own generator, so an
+item is augmented the same way whether it runs alone or in a batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def _draw(rngs: Sequence[torch.Generator], rows: int, sample: Callable) -> torch.Tensor:
+    """`sample(generator, count)` for each item's copies, concatenated in row order."""
+    per_item = rows // len(rngs)
+    return torch.cat([sample(generator, per_item) for generator in rngs])
+
+
+def _uniform(rngs, rows, low: float, high: float) -> torch.Tensor:
+    return _draw(rngs, rows, lambda g, n: torch.rand(n, generator=g) * (high - low) + low)
+
+
+def _integers(rngs, rows, low: int, high: int) -> torch.Tensor:
+    return _draw(rngs, rows, lambda g, n: torch.randint(low, high + 1, (n,), generator=g))
+
+
+def _affine(x: torch.Tensor, matrices: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Resample each row through its own 2x3 affine matrix (in normalised coordinates)."""
+    out = size or x.shape[-1]
+    grid = F.affine_grid(
+        matrices.to(x.device, x.dtype), [x.shape[0], x.shape[1], out, out], align_corners=False
+    )
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+class Transform:
+    """`transform(x, rngs, progress)`: x is [rows, 3, H, W]; progress runs from 0 to 1."""
+
+    def __call__(self, x: torch.Tensor, rngs: Sequence[torch.Generator], progress: float):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Pad(Transform):
+    """Reflect-pad the border so that jitter and rotation do not always cut the same edge."""
+
+    width: int
+
+    def __call__(self, x, rngs, progress):
+        return F.pad(x, [self.width] * 4, mode="reflect")
+
+
+@dataclass(frozen=True)
+class Jitter(Transform):
+    """Random crop smaller by `pixels` in each direction: translation without resampling."""
+
+    pixels: int
+
+    def __call__(self, x, rngs, progress):
+        size = x.shape[-1] - self.pixels
+        dy = _integers(rngs, x.shape[0], 0, self.pixels).tolist()
+        dx = _integers(rngs, x.shape[0], 0, self.pixels).tolist()
+        return torch.stack([row[:, y:y + size, z:z + size] for row, y, z in zip(x, dy, dx)])
+
+
+@dataclass(frozen=True)
+class Roll(Transform):
+    """Circular shift by up to `pixels` (Ghiasi et al. 2022 use ±32 px on ViTs)."""
+
+    pixels: int
+
+    def __call__(self, x, rngs, progress):
+        dy = _integers(rngs, x.shape[0], -self.pixels, self.pixels).tolist()
+        dx = _integers(rngs, x.shape[0], -self.pixels, self.pixels).tolist()
+        return torch.stack([row.roll((y, z), dims=(1, 2)) for row, y, z in zip(x, dy, dx)])
+
+
+@dataclass(frozen=True)
+class RandomScale(Transform):
+    """Zoom each row by a factor drawn from [low, high]."""
+
+    low: float
+    high: float
+
+    def __call__(self, x, rngs, progress):
+        scale = _uniform(rngs, x.shape[0], self.low, self.high)
+        matrices = torch.zeros(x.shape[0], 2, 3)
+        matrices[:, 0, 0] = matrices[:, 1, 1] = 1.0 / scale
+        return _affine(x, matrices)
+
+
+@dataclass(frozen=True)
+class RandomRotate(Transform):
+    """Rotate each row by an angle drawn from ±`degrees`."""
+
+    degrees: float
+
+    def __call__(self, x, rngs, progress):
+        angle = _uniform(rngs, x.shape[0], -self.degrees, self.degrees) * math.pi / 180
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        matrices = torch.stack(
+            [torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
+             torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1
+        )
+        return _affine(x, matrices)
+
+
+@dataclass(frozen=True)
+class RandomResizedCrop(Transform):
+    """A square crop covering a random fraction of the area, resized to `size` (MACO's crops)."""
+
+    size: int
+    min_area: float = 0.25
+    max_area: float = 1.0
+
+    def __call__(self, x, rngs, progress):
+        rows = x.shape[0]
+        side = _uniform(rngs, rows, self.min_area, self.max_area).sqrt()
+        centre_y = _uniform(rngs, rows, 0.0, 1.0) * (1 - side) * 2 - (1 - side)
+        centre_x = _uniform(rngs, rows, 0.0, 1.0) * (1 - side) * 2 - (1 - side)
+        matrices = torch.zeros(rows, 2, 3)
+        matrices[:, 0, 0] = matrices[:, 1, 1] = side
+        matrices[:, 0, 2], matrices[:, 1, 2] = centre_x, centre_y
+        return _affine(x, matrices, self.size)
+
+
+@dataclass(frozen=True)
+class ColourShift(Transform):
+    """Per-row random colour scale and offset, so a unit cannot rely on exact colour values."""
+
+    shift: float
+    scale: float
+
+    def __call__(self, x, rngs, progress):
+        rows = x.shape[0]
+        offset = _draw(rngs, rows, lambda g, n: (torch.rand(n, 3, generator=g) * 2 - 1) * self.shift)
+        gain = _draw(rngs, rows, lambda g, n: 1 + (torch.rand(n, 3, generator=g) * 2 - 1) * self.scale)
+        return x * gain.to(x)[:, :, None, None] + offset.to(x)[:, :, None, None]
+
+
+@dataclass(frozen=True)
+class Noise(Transform):
+    """Additive Gaussian noise; with `anneal`, its strength falls linearly to zero over the run."""
+
+    std: float
+    anneal: bool = False
+
+    def __call__(self, x, rngs, progress):
+        std = self.std * (1 - progress) if self.anneal else self.std
+        noise = _draw(rngs, x.shape[0], lambda g, n: torch.randn(n, *x.shape[1:], generator=g))
+        return x + std * noise.to(x)
+
+
+TRANSFORMS: dict[str, type[Transform]] = {
+    "pad": Pad,
+    "jitter": Jitter,
+    "roll": Roll,
+    "scale": RandomScale,
+    "rotate": RandomRotate,
+    "crop": RandomResizedCrop,
+    "colour": ColourShift,
+    "noise": Noise,
+}
+
+
+def build_transforms(specs: Sequence[Sequence]) -> list[Transform]:
+    """[["pad", {"width": 12}], ...] -> transform objects; unknown names fail with the valid ones."""
+    built = []
+    for name, kwargs in specs:
+        if name not in TRANSFORMS:
+            raise ValueError(f"transform '{name}' is unknown: use one of {sorted(TRANSFORMS)}")
+        built.append(TRANSFORMS[name](**kwargs))
+    return built
+
+
+def augment(
+    images: torch.Tensor,
+    transforms: Sequence[Transform],
+    rngs: Sequence[torch.Generator],
+    copies: int,
+    progress: float,
+) -> torch.Tensor:
+    """[n_items, 3, H, W] -> [n_items * copies, 3, h, w]: each item's copies, transformed."""
+    x = images.repeat_interleave(copies, dim=0)
+    for transform in transforms:
+        x = transform(x, rngs, progress)
+    return x
