@@ -125,3 +125,10 @@ def find_layer(model: LoadedModel, name: str) -> LayerInfo:
 
 def recommended_layers(model: LoadedModel) -> list[LayerInfo]:
     return [info for info in layer_table(model) if info.recommended]
+
+
+def default_layer(model: LoadedModel) -> str:
+    """A good first layer: the MLP hidden layer of the middle ViT block, or a middle CNN block."""
+    candidates = [info for info in recommended_layers(model) if info.role == "mlp_hidden"]
+    candidates = candidates or recommended_layers(model) or layer_table(model)
+    return candidates[len(candidates) // 2].name

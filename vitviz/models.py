@@ -57,6 +57,12 @@ class LoadedModel:
         return next(self.module.parameters()).device
 
     @property
+    def registry_name(self) -> str:
+        """The name `load_model` takes to give this model back, e.g. 'vit_b_16:random'."""
+        marked = self.random_init and self.name not in RANDOM_ONLY
+        return self.name + RANDOM_SUFFIX if marked else self.name
+
+    @property
     def label(self) -> str:
         tag = " [RANDOM INIT: not pretrained]" if self.random_init else ""
         return f"{self.name} ({self.weights_id}){tag}"
@@ -375,6 +381,10 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 def default_model() -> tuple[str, str]:
     """The model the app and CLI start on, and why: ViT-B/16 when its weights are here."""
+    chosen = os.environ.get("VITVIZ_MODEL")
+    if chosen:
+        parse_model_name(chosen)
+        return chosen, "set by the VITVIZ_MODEL environment variable"
     if MODELS["vit_b_16"].available():
         return "vit_b_16", "its ImageNet weights are in the torch hub cache"
     if MODELS["dinov2_vits14"].available():

@@ -44,10 +44,12 @@ def _unit_list(units: Units) -> list[int]:
     return [units] if isinstance(units, int) else list(units)
 
 
-def _check_units(units: Units, limit: int, what: str) -> None:
+def _check_units(units: Units, limit: int, kind: str, layer: str) -> None:
     for unit in _unit_list(units):
         if not 0 <= unit < limit:
-            raise UnitOutOfRange(f"{what} {unit} is out of range: valid values are 0 to {limit - 1}.")
+            raise UnitOutOfRange(
+                f"{kind} {unit} is out of range for {layer}: valid values are 0 to {limit - 1}."
+            )
 
 
 def _reduce_tokens(values: torch.Tensor, tokens: str | int) -> torch.Tensor:
@@ -131,7 +133,7 @@ class Neuron(Objective):
 
     def validate(self, lookup):
         info = lookup(self.layer)
-        _check_units(self.unit, info.units, f"unit of {self.layer}")
+        _check_units(self.unit, info.units, "unit", self.layer)
         _check_tokens(self.tokens, info)
 
     def spec(self):
@@ -161,7 +163,7 @@ class Channel(Objective):
 
     def validate(self, lookup):
         info = lookup(self.layer)
-        _check_units(self.unit, info.units, f"channel of {self.layer}")
+        _check_units(self.unit, info.units, "channel", self.layer)
 
     def spec(self):
         return {"type": "channel", "layer": self.layer, "unit": self.unit}
@@ -221,7 +223,7 @@ class Logit(Objective):
         return act[torch.arange(act.shape[0], device=act.device), rows]
 
     def validate(self, lookup):
-        _check_units(self.unit, lookup(self.layer).units, f"class of {self.layer}")
+        _check_units(self.unit, lookup(self.layer).units, "class", self.layer)
 
     def spec(self):
         return {"type": "logit", "layer": self.layer, "unit": self.unit}
@@ -246,7 +248,8 @@ class SeedCompat(Objective):
 
     def validate(self, lookup):
         info = lookup(self.layer)
-        _check_units(self.unit, info.shape[0], f"index n of activation[:, n] on {self.layer}")
+        # activation[:, n] indexes axis 1 of the output: tokens on a ViT, channels on a CNN.
+        _check_units(self.unit, info.shape[0], "activation[:, n] index", self.layer)
 
     def spec(self):
         return {"type": "seed_compat", "layer": self.layer, "unit": self.unit}

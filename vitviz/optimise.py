@@ -136,13 +136,15 @@ def optimise(
                 "'robust' preset, whose image parameterisation is bounded."
             )
         measured = target({k: v[split:].float() for k, v in acts.items()}, n_items)
+        # Read the image before the update: a pixel parameterisation returns the parameter
+        # itself, which the optimiser changes in place.
+        snapshot = images.detach().cpu() if record_every and step % record_every == 0 else None
+        context = probe(images.detach(), step) if probe else {}
         optimiser.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimiser.step()
         scheduler.step()
         param.after_step()
-        snapshot = images.detach().cpu() if record_every and step % record_every == 0 else None
-        context = probe(images.detach(), step) if probe else {}
         yield StepRecord(step, loss.tolist(), measured.tolist(), snapshot, context)
 
     with torch.no_grad():

@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from vitviz import objectives as O
+from vitviz.objectives import Objective
+from vitviz.optimise import NonFiniteLoss, optimise
+from vitviz.presets import PRESETS
+
+from conftest import VIT_HIDDEN
+
+
+def final(records):
+    return list(records)[-1]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_activation_rises_for_every_preset_on_a_vit(tiny_vit, preset):
+    records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 5), [0, 1], preset, steps=40))
+    start, end = torch.tensor(records[0].activation), torch.tensor(records[-1].activation)
+    assert (end > start).all(), f"{preset}: {start.tolist()} -> {end.tolist()}"
+
+
+@pytest.mark.parametrize("preset", ["naive", "robust", "maco"])
+def test_activation_rises_on_a_cnn(tiny_cnn, preset):
+    records = list(optimise(tiny_cnn, O.channel("2", 3), [0], preset, steps=40))
+    assert records[-1].activation[0] > records[0].activation[0]
+
+
+def test_records_carry_steps_images_and_final_state(tiny_vit):
+    records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 1), [0, 1, 2], "naive", steps=10,
+                            record_every=4))
+    assert [r.step for r in records] == list(range(11))
+    assert [r.step for r in records if r.images is not None] == [0, 4, 8, 10]
+    last = records[-1]
+    assert last.images.shape == (3, 3, 32, 32) and last.loss is None
+    assert 0 <= last.images.min() and last.images.max() <= 1
+    assert all(len(r.activation) == 3 for r in records)
+
+
+@pytest.mark.parametrize("preset", ["naive", "robust", "maco", "ghiasi"])
+def test_batch_item_equals_solo_run_with_same_seed(tiny_vit, preset):
+    objective = O.neuron(VIT_HIDDEN, 7)
+    batch = final(optimise(tiny_vit, objective, [3, 5, 9], preset, steps=12))
+    solo = final(optimise(tiny_vit, objective, [5], preset, steps=12))
+    assert torch.allclose(batch.images[1], solo.images[0], atol=1e-5)
+    assert batch.activation[1] == pytest.approx(solo.activation[0], abs=1e-4)
+
+
+def test_several_units_in_one_batch_equal_their_solo_runs(tiny_vit):
+    batch = final(optimise(tiny_vit, O.neuron(VIT_HIDDEN, (2, 9)), [0, 0], "robust", steps=8))
+    solo = final(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 9), [0], "robust", steps=8))
+    assert torch.allclose(batch.images[1], solo.images[0], atol=1e-5)
+    assert not torch.allclose(batch.images[0], batch.images[1])
+
+
+def test_different_seeds_start_differently(tiny_vit):
+    records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 7), [0, 1], "naive", steps=1))
+    assert not torch.equal(records[0].images[0], records[0].images[1])
+
+
+def test_model_weights_stay_frozen_and_unchanged(tiny_vit):
+    before = {k: v.clone() for k, v in tiny_vit.module.state_dict().items()}
+    final(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 7), [0], "robust", steps=5))
+    assert all(not p.requires_grad and p.grad is None for p in tiny_vit.module.parameters())
+    assert all(torch.equal(before[k], v) for k, v in tiny_vit.module.state_dict().items())
+
+
+def test_forward_stops_after_the_target_layer(tiny_vit):
+    calls = []
+    handle = tiny_vit.module.encoder.layers[1].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        final(optimise(tiny_vit, O.neuron("encoder.layers.encoder_layer_0.mlp.1", 1), [0], "naive", steps=3))
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+class NaNObjective(Objective):
+    layers = (VIT_HIDDEN,)
+
+    def __call__(self, acts, n_items):
+        return acts[VIT_HIDDEN].mean(dim=(1, 2)) * float("nan")
+
+    def validate(self, lookup):
+        lookup(VIT_HIDDEN)
+
+    def spec(self):
+        return {"type": "test"}
+
+
+def test_non_finite_loss_stops_the_run_with_a_clear_error(tiny_vit):
+    records = []
+    with pytest.raises(NonFiniteLoss, match="step 0 .*seed 4.*learning rate"):
+        for record in optimise(tiny_vit, NaNObjective(), [4], "naive", steps=10):
+            records.append(record)
+    assert records == []
+
+
+def test_unknown_preset_and_knob_fail_clearly(tiny_vit):
+    with pytest.raises(ValueError, match="naive, robust"):
+        final(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 1), [0], "best"))
+    with pytest.raises(ValueError, match="unknown preset settings"):
+        PRESETS["robust"].with_overrides(learning_rate=1)

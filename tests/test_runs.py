@@ -1,0 +1,86 @@
+import copy
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vitviz import __version__, objectives as O
+from vitviz.api import visualise
+from vitviz.cache import ResultCache
+from vitviz.optimise import NonFiniteLoss
+from vitviz.runs import RunRequest, run
+
+from conftest import VIT_HIDDEN
+
+
+def request(**changes):
+    fields = dict(model="tiny_vit", objective=O.neuron(VIT_HIDDEN, 3).spec(), seeds=(0, 1),
+                  preset="robust", overrides={"steps": 6}, record_every=2)
+    fields.update(changes)
+    return RunRequest(**fields)
+
+
+def test_config_is_complete_and_key_tracks_every_knob():
+    config = request().config()
+    assert config["vitviz_version"] == __version__
+    assert config["preset"]["name"] == "robust" and config["preset"]["steps"] == 6
+    assert config["preset"]["transforms"][0] == ["pad", {"width": 16}]
+    assert config["seeds"] == [0, 1]
+    assert request().key() == request().key()
+    assert request(overrides={"steps": 6, "lr": 0.1}).key() != request().key()
+    assert request(seeds=(0, 2)).key() != request().key()
+
+
+def test_cached_run_is_returned_without_touching_the_model(tmp_path, tiny_vit):
+    cache = ResultCache(tmp_path)
+    loads = []
+    first, hit = run(request(), cache, loader=lambda name: loads.append(name) or tiny_vit)
+    assert not hit and loads == ["tiny_vit"]
+
+    def no_model(name):
+        raise AssertionError("the model was loaded for a cached run")
+
+    second, hit = run(request(), cache, loader=no_model)
+    assert hit
+    assert all(np.array_equal(a, b) for a, b in zip(first.images, second.images))
+    assert second.activation == first.activation
+    assert set(second.checkpoints) == {0, 2, 4, 6}
+    assert list(cache.summaries()) == [request().key()]
+
+
+def test_failed_run_leaves_no_cache_entry(tmp_path, tiny_vit):
+    cache = ResultCache(tmp_path)
+    broken = copy.deepcopy(tiny_vit)
+    broken.module.heads.head.weight.fill_(float("nan"))
+    logit_request = request(objective=O.logit("heads.head", 1).spec())
+    with pytest.raises(NonFiniteLoss):
+        run(logit_request, cache, loader=lambda name: broken)
+    assert logit_request.key() not in cache and cache.summaries() == {}
+
+
+def test_delete_removes_result_and_summary(tmp_path, tiny_vit):
+    cache = ResultCache(tmp_path)
+    run(request(), cache, loader=lambda name: tiny_vit)
+    cache.delete(request().key())
+    assert cache.summaries() == {} and cache.get(request().key()) is None
+
+
+def test_export_writes_png_per_seed_and_json_with_config_and_curves(tmp_path, tiny_vit):
+    result, _ = run(request(), None, loader=lambda name: tiny_vit)
+    paths = result.save(tmp_path)
+    assert sorted(p.name for p in paths) == ["result.json", "seed0.png", "seed1.png"]
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["config"] == request().config()
+    assert saved["model"]["weights"] == "random-init (seed 0)" and saved["model"]["random_init"]
+    assert len(saved["activation"]) == 2 and len(saved["activation"][0]) == 7
+    png = Image.open(tmp_path / "seed1.png")
+    assert png.size == (32, 32)
+    assert json.loads(png.text["vitviz:config"])["seeds"] == [0, 1]
+
+
+def test_visualise_api_runs_in_a_notebook_without_streamlit(tiny_vit, tmp_path):
+    result = visualise(tiny_vit, unit=4, seeds=[0, 1], steps=5, cache=ResultCache(tmp_path))
+    assert len(result.images) == 2 and result.images[0].shape == (32, 32, 3)
+    assert result.config["objective"]["layer"] == VIT_HIDDEN
+    assert result.activation[0][-1] > result.activation[0][0]

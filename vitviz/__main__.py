@@ -1,0 +1,5 @@
+import sys
+
+from vitviz.cli import main
+
+sys.exit(main())

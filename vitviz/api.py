@@ -1,0 +1,47 @@
+"""The notebook API: one call from a model name to images, without Streamlit."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from vitviz import objectives
+from vitviz.cache import ResultCache
+from vitviz.layers import default_layer
+from vitviz.models import LoadedModel, load_model
+from vitviz.results import Result
+from vitviz.runs import Progress, RunRequest, execute, run
+
+
+def visualise(
+    model: str | LoadedModel,
+    layer: str | None = None,
+    unit: int | Sequence[int] = 0,
+    seeds: Sequence[int] = (0,),
+    preset: str = "robust",
+    tokens: str | int = "patch",
+    objective: objectives.Objective | None = None,
+    cache: ResultCache | None = None,
+    progress: Progress | None = None,
+    **overrides,
+) -> Result:
+    """Visualise `unit` of `layer` (a neuron on token layers, a channel on feature maps).
+
+    >>> result = visualise("dinov2_vits14", "encoder.layers.encoder_layer_6.mlp.1", unit=100,
+    ...                    seeds=[0, 1], steps=128)
+    >>> result.images[0]  # HxWx3 uint8
+
+    `overrides` are preset knobs (steps, lr, canvas, ensemble, ...). Give `objective` to
+    optimise anything else (sums, directions, logits). With a `cache`, a repeated call is
+    served from disk.
+    """
+    loaded = model if isinstance(model, LoadedModel) else None
+    name = loaded.registry_name if loaded else model
+    if objective is None:
+        if loaded is None:
+            loaded = load_model(name)
+        layer = layer or default_layer(loaded)
+        objective = objectives.neuron(layer, unit, tokens)
+    request = RunRequest(name, objective.spec(), tuple(seeds), preset, overrides)
+    if loaded is not None and cache is None:
+        return execute(request, loaded, progress)
+    result, _ = run(request, cache, loader=lambda _: loaded or load_model(name), progress=progress)
+    return result

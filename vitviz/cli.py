@@ -1,0 +1,162 @@
+"""Command line: `python -m vitviz run|layers|models|report ...`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vitviz import __version__, objectives
+from vitviz.cache import ResultCache
+from vitviz.layers import ROLE_LABELS, UnknownLayer, default_layer, layer_table
+from vitviz.models import MODELS, ModelError, default_model, load_model
+from vitviz.objectives import ObjectiveError, UnitOutOfRange
+from vitviz.optimise import NonFiniteLoss
+from vitviz.presets import PRESETS
+from vitviz.runs import RunRequest, run
+
+# Errors whose message already tells the user what to do: printed without a traceback.
+USER_ERRORS = (ModelError, UnknownLayer, UnitOutOfRange, ObjectiveError, NonFiniteLoss, ValueError)
+
+
+def _model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model name (default: vit_b_16 if its weights are cached, "
+                        "else dinov2_vits14); `python -m vitviz models` lists them")
+    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA when available)")
+
+
+def _resolve_model_name(args) -> str:
+    if args.model:
+        return args.model
+    name, reason = default_model()
+    print(f"model: {name} ({reason})", file=sys.stderr)
+    return name
+
+
+def build_objective(kind: str, layer: str, units: list[int], tokens: str) -> objectives.Objective:
+    unit = units[0] if len(units) == 1 else tuple(units)
+    token_mode: str | int = int(tokens) if tokens.lstrip("-").isdigit() else tokens
+    builders = {
+        "neuron": lambda: objectives.neuron(layer, unit, token_mode),
+        "channel": lambda: objectives.channel(layer, unit),
+        "logit": lambda: objectives.logit(layer, unit),
+        "seed_compat": lambda: objectives.seed_compat(layer, unit),
+    }
+    return builders[kind]()
+
+
+def cmd_run(args) -> int:
+    name = _resolve_model_name(args)
+    model = None
+    if not args.layer:
+        model = load_model(name, args.device)
+        args.layer = default_layer(model)
+        print(f"layer: {args.layer} (default: MLP hidden layer of the middle block)", file=sys.stderr)
+    units = args.unit
+    seeds = args.seeds
+    if len(units) > 1:
+        # Several units: each unit runs with each seed, all in one batch.
+        units, seeds = [u for u in units for _ in seeds], [s for _ in units for s in seeds]
+    objective = build_objective(args.objective, args.layer, units, args.tokens)
+    overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "canvas": args.image_size,
+                                   "ensemble": args.ensemble}.items() if v is not None}
+    request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
+                         record_every=args.record_every, moving_target=args.moving_target)
+    total = request.resolved_preset().steps
+    cache = None if args.no_cache else ResultCache(args.cache)
+    with tqdm(total=total, desc=f"{args.preset} x{len(seeds)}", unit="step") as bar:
+        def progress(record, steps):
+            bar.set_postfix(act=f"{max(record.activation):.3g}", refresh=False)
+            bar.update(record.step - bar.n)
+
+        result, cached = run(request, cache, lambda n: model or load_model(n, args.device), progress)
+    if cached:
+        print("served from the result cache (nothing recomputed)", file=sys.stderr)
+    for path in result.save(args.out):
+        print(path)
+    return 0
+
+
+def cmd_layers(args) -> int:
+    model = load_model(_resolve_model_name(args), args.device)
+    print(f"# {model.label}")
+    print(f"{'layer':55} {'type':22} {'output shape':18} note")
+    for info in layer_table(model):
+        if args.recommended and not info.role:
+            continue
+        mark = ("* " if info.recommended else "  ") + ROLE_LABELS.get(info.role, "")
+        print(f"{info.name:55} {info.type:22} {str(list(info.shape)):18} {mark}".rstrip())
+    print("# * recommended targets; shapes exclude the batch axis")
+    return 0
+
+
+def cmd_models(args) -> int:
+    default, reason = default_model()
+    for name, spec in MODELS.items():
+        status = "available" if spec.available() else "weights missing"
+        print(f"{name:15} {spec.architecture:4} {status:16} {spec.description}")
+    print(f"# default: {default} ({reason})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from vitviz.report import main as report_main
+
+    return report_main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m vitviz", description=__doc__)
+    top.add_argument("--version", action="version", version=f"vitviz {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("run", help="visualise a unit; writes one PNG per seed and result.json")
+    _model_argument(p)
+    p.add_argument("--layer", help="module name as named_modules() prints it (see `layers`)")
+    p.add_argument("--unit", type=int, nargs="+", default=[0], help="unit index (several: one batch)")
+    p.add_argument("--objective", choices=["neuron", "channel", "logit", "seed_compat"],
+                   default="neuron", help="seed_compat reproduces the blog's activation[:, n]")
+    p.add_argument("--tokens", default="patch", help="patch (mean, default), cls, all, or an index")
+    p.add_argument("--preset", choices=list(PRESETS), default="robust")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--image-size", type=int, help="size of the optimised image (canvas)")
+    p.add_argument("--ensemble", type=int, help="augmented copies per image and step")
+    p.add_argument("--record-every", type=int, default=16, help="keep images every N steps")
+    p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--cache", type=Path, help="result cache directory (default ./cache)")
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = commands.add_parser("layers", help="print the layer table with output shapes")
+    _model_argument(p)
+    p.add_argument("--recommended", action="store_true", help="only layers with a role")
+    p.set_defaults(func=cmd_layers)
+
+    p = commands.add_parser("models", help="list models and whether their weights are here")
+    p.set_defaults(func=cmd_models)
+
+    p = commands.add_parser("report", help="naive vs robust quality report over many units")
+    _model_argument(p)
+    p.add_argument("--layer", required=True)
+    p.add_argument("--units", required=True, help="e.g. 0-31 or 3,7,9")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds per unit")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--presets", nargs="+", default=["naive", "robust"])
+    p.add_argument("--out", type=Path, default=Path("report"))
+    p.add_argument("--cache", type=Path)
+    p.set_defaults(func=cmd_report)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
