@@ -52,8 +52,8 @@ def _check_units(units: Units, limit: int, kind: str, layer: str) -> None:
             )
 
 
-def _reduce_tokens(values: torch.Tensor, tokens: str | int) -> torch.Tensor:
-    """[R, T] per-token values -> [R] according to the token mode."""
+def reduce_tokens(values: torch.Tensor, tokens: str | int) -> torch.Tensor:
+    """[R, T, ...] per-token values -> [R, ...] according to the token mode."""
     if tokens == "patch":
         return values[:, PREFIX_TOKENS:].mean(dim=1)
     if tokens == "cls":
@@ -61,6 +61,15 @@ def _reduce_tokens(values: torch.Tensor, tokens: str | int) -> torch.Tensor:
     if tokens == "all":
         return values.mean(dim=1)
     return values[:, tokens]
+
+
+def unit_values(act: torch.Tensor, tokens: str | int = "patch") -> torch.Tensor:
+    """Every unit's value [R, units] of a layer output: tokens reduced, maps averaged over space."""
+    if act.dim() == 3:
+        return reduce_tokens(act, tokens)
+    if act.dim() == 4:
+        return act.mean(dim=(2, 3))
+    return act
 
 
 def _check_tokens(tokens: str | int, info: LayerInfo) -> None:
@@ -125,7 +134,7 @@ class Neuron(Objective):
         rows = _per_row(self.unit, act.shape[0], n_items, act.device)
         index = torch.arange(act.shape[0], device=act.device)
         if act.dim() == 3:
-            return _reduce_tokens(act[index, :, rows], self.tokens)
+            return reduce_tokens(act[index, :, rows], self.tokens)
         if act.dim() == 4:
             h, w = act.shape[2] // 2, act.shape[3] // 2
             return act[index, rows, h, w]
@@ -186,7 +195,7 @@ class Direction(Objective):
         direction = torch.tensor(self.vector, device=act.device, dtype=act.dtype)
         direction = direction / direction.norm()
         if act.dim() == 3:
-            return _reduce_tokens(act @ direction, self.tokens)
+            return reduce_tokens(act @ direction, self.tokens)
         if act.dim() == 4:
             return torch.einsum("rchw,c->r", act, direction) / (act.shape[2] * act.shape[3])
         return act @ direction

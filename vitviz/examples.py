@@ -1,0 +1,154 @@
+"""Dataset examples: the photos, crops and patches of the offline photo set that drive a unit.
+
+A whole layer is measured at once (every unit of it, on every photo and crop), so that the
+examples of any unit of that layer, and its maximum over the photo set, cost nothing more.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+
+from vitviz.hooks import run_and_capture
+from vitviz.layers import find_layer
+from vitviz.models import LoadedModel
+from vitviz.objectives import PREFIX_TOKENS, unit_values
+
+# Crops: a 3x3 grid of half-size windows per photo, overlapping by a quarter of the photo.
+CROP_FRACTION = 0.5
+CROP_GRID = 3
+
+# Called as progress(done, total) while batches are measured.
+BatchProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Example:
+    photo: str
+    activation: float
+    box: tuple[float, float, float, float]  # (left, top, right, bottom) as fractions of the photo
+    kind: str  # "photo", "crop" or "patch"
+
+
+@dataclass
+class LayerActivations:
+    """Per-unit activations of one layer on the photo set: [views, units] plus what each view is."""
+
+    layer: str
+    tokens: str
+    views: list[tuple[int, tuple[float, float, float, float], str]]  # (photo index, box, kind)
+    values: torch.Tensor  # [views, units], reduced over tokens / space
+    patch_values: torch.Tensor | None  # [photos, patches, units] for token layers
+    photo_names: list[str]
+
+    def unit_max(self, unit: int) -> float:
+        """The unit's largest activation over photos and crops: the scale for 'how strong'."""
+        return float(self.values[:, unit].max())
+
+    def top(self, unit: int, k: int = 8) -> dict[str, list[Example]]:
+        result = {}
+        for kind in ("photo", "crop"):
+            rows = [i for i, view in enumerate(self.views) if view[2] == kind]
+            scores = self.values[rows, unit]
+            order = scores.argsort(descending=True)[:k].tolist()
+            result[kind] = [self._example(rows[i], float(scores[i])) for i in order]
+        if self.patch_values is not None:
+            result["patch"] = self._top_patches(unit, k)
+        return result
+
+    def _example(self, row: int, value: float) -> Example:
+        photo, box, kind = self.views[row]
+        return Example(self.photo_names[photo], value, box, kind)
+
+    def _top_patches(self, unit: int, k: int) -> list[Example]:
+        values = self.patch_values[:, :, unit]
+        side = int(values.shape[1] ** 0.5)
+        flat = values.flatten().topk(min(k, values.numel()))
+        found = []
+        for value, index in zip(flat.values.tolist(), flat.indices.tolist()):
+            photo, patch = divmod(index, values.shape[1])
+            row, col = divmod(patch, side)
+            found.append(Example(self.photo_names[photo], value,
+                                 (col / side, row / side, (col + 1) / side, (row + 1) / side),
+                                 "patch"))
+        return found
+
+
+def _square(image: Image.Image) -> Image.Image:
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def photo_views(photos: Sequence, size: int) -> tuple[torch.Tensor, list]:
+    """Each photo's centre square and its grid of crops, resized to `size`: ([N, 3, size, size], views)."""
+    tensors, views = [], []
+    step = (1 - CROP_FRACTION) / (CROP_GRID - 1)
+    boxes = [(0.0, 0.0, 1.0, 1.0, "photo")] + [
+        (col * step, row * step, col * step + CROP_FRACTION, row * step + CROP_FRACTION, "crop")
+        for row in range(CROP_GRID) for col in range(CROP_GRID)
+    ]
+    for index, photo in enumerate(photos):
+        square = _square(photo.image)
+        side = square.width
+        for left, top, right, bottom, kind in boxes:
+            crop = square.crop((round(left * side), round(top * side), round(right * side),
+                                round(bottom * side)))
+            resized = crop.resize((size, size), Image.Resampling.BICUBIC)
+            tensors.append(torch.from_numpy(_as_array(resized)).permute(2, 0, 1))
+            views.append((index, (left, top, right, bottom), kind))
+    return torch.stack(tensors).float() / 255, views
+
+
+def _as_array(image: Image.Image):
+    import numpy as np
+
+    return np.asarray(image.convert("RGB")).copy()
+
+
+@torch.no_grad()
+def measure_layer(
+    model: LoadedModel,
+    layer: str,
+    photos: Sequence,
+    tokens: str | int = "patch",
+    batch_size: int = 32,
+    progress: BatchProgress | None = None,
+) -> LayerActivations:
+    """Activations of every unit of `layer` on every photo and crop, in batches."""
+    info = find_layer(model, layer)
+    images, views = photo_views(photos, model.preprocessing.size)
+    stop_early = info.calls == 1
+    values, patches = [], []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size].to(model.device)
+        act = run_and_capture(model.module, model.normalise(batch), [layer], stop_early)[layer].float()
+        values.append(unit_values(act, tokens).cpu())
+        if act.dim() == 3:
+            kinds = [views[i][2] for i in range(start, start + len(batch))]
+            patches += [act[i, PREFIX_TOKENS:].cpu() for i, kind in enumerate(kinds) if kind == "photo"]
+        if progress:
+            progress(min(start + batch_size, len(images)), len(images))
+    return LayerActivations(
+        layer=layer,
+        tokens=str(tokens),
+        views=views,
+        values=torch.cat(values),
+        patch_values=torch.stack(patches) if patches else None,
+        photo_names=[photo.name for photo in photos],
+    )
+
+
+def crop_image(photo_image: Image.Image, box: tuple[float, float, float, float], size: int = 160,
+               context: float = 0.0) -> Image.Image:
+    """The region `box` of a photo's centre square (grown by `context` on each side), resized."""
+    square = _square(photo_image)
+    side = square.width
+    left, top, right, bottom = box
+    left, top = max(0.0, left - context), max(0.0, top - context)
+    right, bottom = min(1.0, right + context), min(1.0, bottom + context)
+    region = square.crop((round(left * side), round(top * side), round(right * side), round(bottom * side)))
+    return region.resize((size, size), Image.Resampling.BICUBIC)
+

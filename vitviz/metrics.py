@@ -1,0 +1,110 @@
+"""Quality figures for visualisations, measured without humans.
+
+Activation alone rewards adversarial noise: raw pixel ascent reaches huge activations with
+images that mean nothing, to the model or to anyone. So every figure here comes with a check
+that noise cannot pass:
+
+- relative activation: what the visualisation reaches, as a multiple of the unit's maximum over
+  real photos and their crops (how strong, on a natural scale);
+- unit rank: where the target unit ranks among all units of its layer on the visualisation
+  (1 = the image drives this unit more than any other: it is *specific*);
+- consistency: images of one unit from different seeds, compared in the feature space of a
+  second, independent model (MobileNetV2's penultimate layer). Noise images all look alike to
+  that model, so a high same-unit similarity alone proves nothing; the figures that count are
+  the gap to different-unit similarity and the identification rate: how often seed A's image of
+  unit u is nearer to seed B's image of u than to every seed-B image of another unit (chance is
+  1 / number of units).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vitviz.hooks import run_and_capture
+from vitviz.models import LoadedModel, load_model
+from vitviz.objectives import unit_values
+
+FEATURE_MODEL = "mobilenet_v2"
+FEATURE_LAYER = "features"  # the last conv block; average-pooled, it is the classifier's input
+
+
+@functools.lru_cache(maxsize=2)
+def _feature_model(device: str) -> LoadedModel:
+    return load_model(FEATURE_MODEL, device)
+
+
+@torch.no_grad()
+def embed(images: torch.Tensor | Sequence[np.ndarray], batch_size: int = 32) -> torch.Tensor:
+    """Unit-length MobileNetV2 features [N, 1280] of [0, 1] images [N, 3, H, W] (or uint8 HxWx3)."""
+    if not isinstance(images, torch.Tensor):
+        images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+    model = _feature_model("cpu")
+    size = model.preprocessing.size
+    features = []
+    for batch in images.split(batch_size):
+        batch = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        act = run_and_capture(model.module, model.normalise(batch), [FEATURE_LAYER], True)
+        features.append(act[FEATURE_LAYER].mean(dim=(2, 3)))
+    return F.normalize(torch.cat(features), dim=1)
+
+
+def pairwise_similarity(embeddings: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity matrix [N, N] of unit-length embeddings."""
+    return embeddings @ embeddings.T
+
+
+def consistency(embeddings: torch.Tensor) -> dict:
+    """Cross-seed consistency of embeddings [units, seeds, F] (unit-length).
+
+    same_unit: mean similarity of two seeds' images of one unit; different_unit: of two seeds'
+    images of different units; identification: see the module docstring (needs >= 2 units).
+    """
+    units, seeds, _ = embeddings.shape
+    if seeds < 2:
+        raise ValueError("consistency needs at least two seeds per unit")
+    sim = torch.einsum("uaf,vbf->uavb", embeddings, embeddings)  # [u, a, v, b]
+    pairs = [(a, b) for a, b in itertools.permutations(range(seeds), 2)]
+    same = torch.stack([sim[u, a, u, b] for u in range(units) for a, b in pairs]).mean()
+    figures = {"same_unit": float(same), "units": units, "seeds": seeds}
+    if units < 2:
+        return figures
+    different = torch.stack([
+        sim[u, a, v, b] for u in range(units) for v in range(units) if u != v for a, b in pairs
+    ]).mean()
+    hits = []
+    for u in range(units):
+        others = [v for v in range(units) if v != u]
+        for a, b in pairs:
+            hits.append(bool(sim[u, a, u, b] > sim[u, a, others, b].max()))
+    figures.update(
+        different_unit=float(different),
+        gap=float(same - different),
+        identification=float(np.mean(hits)),
+        chance=1.0 / units,
+    )
+    return figures
+
+
+@torch.no_grad()
+def unit_ranks(model: LoadedModel, layer: str, units: Sequence[int], images: torch.Tensor,
+               tokens: str | int = "patch") -> list[int]:
+    """Rank (1 = strongest) of each image's target unit among all units of `layer` on that image."""
+    from vitviz.optimise import _model_input
+
+    act = run_and_capture(model.module, _model_input(model, images.to(model.device)), [layer],
+                          stop_early=True)[layer].float()
+    values = unit_values(act, tokens)
+    index = torch.arange(len(units))
+    own = values[index, torch.as_tensor(list(units))]
+    return (values > own[:, None]).sum(dim=1).add(1).tolist()
+
+
+def relative_activation(reached: Sequence[float], unit_max: Sequence[float]) -> list[float]:
+    """Activation reached as a multiple of the unit's maximum over the photo set."""
+    return [r / m if m > 0 else float("nan") for r, m in zip(reached, unit_max)]

