@@ -1,2 +1,7 @@
 """vitviz: feature visualisation for Vision Transformers (and CNNs) that works."""
 __version__ = "0.1.0"
+
+from vitviz.api import visualise  # noqa: E402
+from vitviz.models import load_model  # noqa: E402
+
+__all__ = ["__version__", "load_model", "visualise"]

@@ -73,6 +73,12 @@ def cmd_run(args) -> int:
         result, cached = run(request, cache, lambda n: model or load_model(n, args.device), progress)
     if cached:
         print("served from the result cache (nothing recomputed)", file=sys.stderr)
+    if not args.no_metrics and not result.metrics:
+        from vitviz.metrics import result_metrics
+
+        result.metrics = result_metrics(model or load_model(name, args.device), result)
+        if cache is not None:
+            cache.put(request.key(), result)
     for path in result.save(args.out):
         print(path)
     return 0
@@ -129,6 +135,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--cache", type=Path, help="result cache directory (default ./cache)")
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--no-metrics", action="store_true",
+                   help="skip the quality figures (they measure the layer on the photo set once)")
     p.set_defaults(func=cmd_run)
 
     p = commands.add_parser("layers", help="print the layer table with output shapes")

@@ -108,3 +108,52 @@ def unit_ranks(model: LoadedModel, layer: str, units: Sequence[int], images: tor
 def relative_activation(reached: Sequence[float], unit_max: Sequence[float]) -> list[float]:
     """Activation reached as a multiple of the unit's maximum over the photo set."""
     return [r / m if m > 0 else float("nan") for r, m in zip(reached, unit_max)]
+
+
+_LAYER_CACHE: dict[tuple, object] = {}
+
+
+def photo_statistics(model: LoadedModel, layer: str, tokens: str | int = "patch", progress=None):
+    """The layer's activations on the photo set, measured once per process and model."""
+    from vitviz.data import load_photos
+    from vitviz.examples import measure_layer
+
+    key = (id(model.module), layer, str(tokens))
+    if key not in _LAYER_CACHE:
+        _LAYER_CACHE[key] = measure_layer(model, layer, load_photos(), tokens, progress=progress)
+    return _LAYER_CACHE[key]
+
+
+def result_metrics(model: LoadedModel, result, progress=None) -> dict:
+    """Quality figures of a finished neuron or channel run (empty for other objectives)."""
+    from vitviz.objectives import from_spec
+
+    objective = from_spec(result.config["objective"])
+    if objective.spec()["type"] not in ("neuron", "channel"):
+        return {}
+    layer = objective.layer
+    tokens = getattr(objective, "tokens", "patch")
+    seeds = result.seeds
+    units = list(objective.unit) if isinstance(objective.unit, tuple) else [objective.unit] * len(seeds)
+    images = torch.from_numpy(np.stack(result.images)).permute(0, 3, 1, 2).float() / 255
+    stats = photo_statistics(model, layer, tokens, progress)
+    unit_max = [stats.unit_max(u) for u in units]
+    reached = [curve[-1] for curve in result.activation]
+    figures = {
+        "activation": reached,
+        "unit_max_over_photos": unit_max,
+        "relative_activation": relative_activation(reached, unit_max),
+        "rank": unit_ranks(model, layer, units, images, tokens),
+        "layer_units": int(stats.values.shape[1]),
+        "photos": len(stats.photo_names),
+    }
+    by_unit: dict[int, list[int]] = {}
+    for index, unit in enumerate(units):
+        by_unit.setdefault(unit, []).append(index)
+    per_unit = min(len(v) for v in by_unit.values())
+    if per_unit >= 2:
+        embeddings = embed(images)
+        grouped = torch.stack([embeddings[idx[:per_unit]] for idx in by_unit.values()])
+        figures["consistency"] = consistency(grouped)
+        figures["similarity"] = pairwise_similarity(embeddings).tolist()
+    return figures
