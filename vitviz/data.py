@@ -1,124 +1,176 @@
-"""An offline set of real photos, from files that registry packages ship.
+"""An offline set of real photos, from files that installed packages ship.
 
 Used for dataset examples (which photos and crops drive a unit), for the natural-image
-spectrum of MACO, and as the natural scale of the quality figures. Sources, each optional:
+spectrum of MACO, and as the natural scale of the quality figures. Each source is optional:
 scikit-image's bundled data, scikit-learn's sample images, matplotlib's sample data, and
-Debian's `opencv-doc` examples (an allow-list of its real photos: the folder also holds
-logos, charts, calibration boards and text).
+Debian's `opencv-doc` examples. Every source is an explicit allow-list of file names, because
+the same folders also hold logos, renders, charts, calibration boards, scans of text and
+microscopy, and because reading only files already on disk keeps loading offline (calling
+`skimage.data.*` could download through pooch).
 """
 from __future__ import annotations
 
 import functools
+import gzip
 import importlib.util
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-SOURCES = ("skimage", "sklearn", "matplotlib", "opencv")
-
-# Photographs only (no renders, paintings, scans of text, or test charts); grey ones are real
-# photos too and are converted to RGB.
-SKIMAGE_FILES = (
-    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-    "motorcycle_right.png", "hubble_deep_field.jpg", "camera.png", "coins.png",
-)
-SKLEARN_FILES = ("china.jpg", "flower.jpg")
-MATPLOTLIB_FILES = ("grace_hopper.jpg",)
-OPENCV_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
-# Of opencv-doc's near-duplicate pairs (aloeL/R, leuvenA/B, graf1/3 ...) one photo is kept.
-OPENCV_FILES = (
-    "aero1.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png", "board.jpg",
-    "box_in_scene.png", "building.jpg", "butterfly.jpg", "chicky_512.png", "ela_original.jpg",
-    "fruits.jpg", "graf1.png", "home.jpg", "left.jpg", "leuvenA.jpg", "licenseplate_motion.jpg",
-    "messi5.jpg", "orange.jpg", "rubberwhale1.png", "squirrel_cls.jpg", "stuff.jpg",
-)
-
-INSTALL_HINT = ("pip install scikit-image scikit-learn matplotlib (all in requirements.txt) "
-                "and, on Debian, apt-get install opencv-doc")
-
 
 class PhotosUnavailable(RuntimeError):
-    pass
+    """None of the photo sources is installed."""
 
 
 @dataclass(frozen=True)
 class Photo:
-    name: str  # e.g. "skimage/astronaut"
-    source: str  # package and version, e.g. "scikit-image 0.26.0"
-    image: Image.Image  # RGB
+    name: str  # "<source>/<file stem>", e.g. "skimage/astronaut"
+    source: str  # package and version it came from, e.g. "scikit-image 0.26.0"
+    image: Image.Image  # RGB, 8 bits per channel
 
 
-def _package_dir(module: str) -> Path | None:
-    # find_spec locates a package's files without importing it (importing sklearn is slow).
-    spec = importlib.util.find_spec(module)
+@dataclass(frozen=True)
+class _Source:
+    package: str  # what to install: a pip distribution, or a Debian package when module is None
+    folder: str  # relative to the module's folder, or absolute for a Debian package
+    files: tuple[str, ...]
+    module: str | None = None
+
+
+_SOURCES = {
+    # Camera photographs only. camera, coins, brick, grass and gravel are grey and become RGB.
+    # Left out: motorcycle_right (stereo twin of motorcycle_left), the telescope, microscope and
+    # fundus images (hubble_deep_field, ihc, cell, retina, microaneurysms), moon (low-contrast
+    # astronomy), clock_motion (almost pure blur), text and page (text), and the synthetic rest.
+    "skimage": _Source("scikit-image", "data", (
+        "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
+        "grass.png", "gravel.png", "motorcycle_left.png", "rocket.jpg",
+    ), module="skimage"),
+    "sklearn": _Source("scikit-learn", "datasets/images", ("china.jpg", "flower.jpg"),
+                       module="sklearn"),
+    "matplotlib": _Source("matplotlib", "mpl-data/sample_data", ("grace_hopper.jpg",),
+                          module="matplotlib"),
+    # 25 of the folder's 91 images. Left out: renders, cartoons and logos, charts and synthetic
+    # shapes, calibration boards (left01..right14, chessboard), text (sudoku, text_*, notes),
+    # a painting (starry_night), a depth map (aloeGT), tiny templates, and the second photo of
+    # each near-identical pair (aero3, aloeR, basketball2, box, ela_modified, graf3, leuvenB,
+    # right, rubberwhale2). Images are not gzipped: dh_compress leaves .jpg and .png alone.
+    "opencv": _Source("opencv-doc", "/usr/share/doc/opencv-doc/examples/data", (
+        "aero1.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png", "blox.jpg",
+        "board.jpg", "box_in_scene.png", "building.jpg", "butterfly.jpg", "chicky_512.png",
+        "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "left.jpg", "leuvenA.jpg",
+        "licenseplate_motion.jpg", "messi5.jpg", "orange.jpg", "pca_test1.jpg",
+        "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "stuff.jpg",
+    )),
+}
+SOURCES = tuple(_SOURCES)
+
+
+def _folder(source: _Source) -> Path | None:
+    """Where the source's files are, or None when its package is not installed."""
+    if source.module is None:
+        folder = Path(source.folder)
+        return folder if folder.is_dir() else None
+    # find_spec locates a package without importing it: importing scikit-learn takes seconds.
+    spec = importlib.util.find_spec(source.module)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(next(iter(spec.submodule_search_locations)))
+    return Path(next(iter(spec.submodule_search_locations))) / source.folder
 
 
-def _version(distribution: str) -> str:
+def _provenance(source: _Source) -> str:
+    """Package name and version, so that a report can say exactly which photos it used."""
+    if source.module is None:
+        changelog = Path("/usr/share/doc", source.package, "changelog.Debian.gz")
+        if changelog.is_file():
+            # The first line reads "opencv (4.6.0+dfsg-12) unstable; urgency=medium".
+            with gzip.open(changelog, "rt") as lines:
+                return f"Debian {source.package} {lines.readline().split('(')[1].split(')')[0]}"
+        return f"Debian {source.package}"
     try:
-        return f"{distribution} {version(distribution)}"
+        return f"{source.package} {version(source.package)}"
     except PackageNotFoundError:
-        return distribution
+        return source.package
 
 
-def _source_files(source: str) -> tuple[str, list[Path]]:
-    """(provenance, files) of one source; files that are not installed are left out."""
-    if source == "opencv":
-        return "Debian opencv-doc", [OPENCV_DIR / name for name in OPENCV_FILES]
-    module, distribution, subdir, names = {
-        "skimage": ("skimage", "scikit-image", "data", SKIMAGE_FILES),
-        "sklearn": ("sklearn", "scikit-learn", "datasets/images", SKLEARN_FILES),
-        "matplotlib": ("matplotlib", "matplotlib", "mpl-data/sample_data", MATPLOTLIB_FILES),
-    }[source]
-    root = _package_dir(module)
-    return _version(distribution), [root / subdir / name for name in names] if root else []
+def _present_files(name: str) -> list[Path]:
+    """The allow-listed files of one source that are on disk, warning about the others."""
+    source = _SOURCES[name]
+    folder = _folder(source)
+    if folder is None:
+        warnings.warn(f"photo source {name!r} skipped: {source.package} is not installed",
+                      stacklevel=2)
+        return []
+    missing = [file for file in source.files if not (folder / file).is_file()]
+    if missing:
+        warnings.warn(f"photo source {name!r}: {', '.join(missing)} not found in {folder}",
+                      stacklevel=2)
+    return [folder / file for file in source.files if file not in missing]
 
 
 def available_sources() -> dict[str, int]:
-    """Number of photos each source has on this machine."""
-    return {source: sum(path.is_file() for path in _source_files(source)[1]) for source in SOURCES}
+    """Number of photos each source has on this machine (0 when it is not installed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a count of 0 already says a source is missing
+        return {name: len(_present_files(name)) for name in SOURCES}
 
 
-@functools.lru_cache(maxsize=4)
-def _load(sources: tuple[str, ...]) -> tuple[Photo, ...]:
-    photos = []
-    for source in sources:
-        provenance, files = _source_files(source)
-        for path in files:
-            if path.is_file():
-                image = Image.open(path).convert("RGB")
-                photos.append(Photo(f"{source}/{path.stem}", provenance, image))
+def _read_rgb(path: Path) -> Image.Image:
+    # convert() decodes the whole file, so the handle can close; grey photos get three equal
+    # channels and chicky_512's partial alpha is dropped, keeping the photo's own colours.
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+@functools.lru_cache(maxsize=8)
+def _load(names: tuple[str, ...]) -> tuple[Photo, ...]:
+    photos = [
+        Photo(f"{name}/{path.stem}", _provenance(_SOURCES[name]), _read_rgb(path))
+        for name in names
+        for path in _present_files(name)
+    ]
     return tuple(sorted(photos, key=lambda photo: photo.name))
 
 
+def _install_hint() -> str:
+    pip = [source.package for source in _SOURCES.values() if source.module is not None]
+    apt = [source.package for source in _SOURCES.values() if source.module is None]
+    return f"pip install {' '.join(pip)}; on Debian/Ubuntu also apt-get install {' '.join(apt)}"
+
+
 def load_photos(sources: Iterable[str] | None = None) -> list[Photo]:
-    """The photos of `sources` (default: all) that are installed, sorted by name."""
-    chosen = tuple(SOURCES if sources is None else sources)
-    unknown = set(chosen) - set(SOURCES)
+    """The photos of `sources` (default: all) that are installed, sorted by name.
+
+    Decoded once per process; the Photo objects and their images are shared between calls.
+    """
+    names = tuple(sorted(set(SOURCES if sources is None else sources)))
+    unknown = set(names) - set(SOURCES)
     if unknown:
-        raise ValueError(f"unknown photo sources {sorted(unknown)}: use {SOURCES}")
-    photos = list(_load(chosen))
+        raise ValueError(f"unknown photo sources {sorted(unknown)}: choose from {SOURCES}")
+    photos = list(_load(names))  # a new list, so that callers cannot change the cached one
     if not photos:
-        raise PhotosUnavailable(f"No photos found in {chosen or 'no sources'}. {INSTALL_HINT}.")
+        tried = ", ".join(names) or "none"
+        raise PhotosUnavailable(f"no photos found (sources tried: {tried}). {_install_hint()}")
     return photos
 
 
-def photo_tensor(photos: Iterable[Photo], size: int) -> torch.Tensor:
+def photo_tensor(photos: Sequence[Photo], size: int) -> torch.Tensor:
     """[N, 3, size, size] in [0, 1]: shorter side resized to `size`, then the centre square."""
-    tensors = []
-    for photo in photos:
-        image = photo.image
-        scale = size / min(image.size)
-        resized = image.resize((max(size, round(image.width * scale)),
-                                max(size, round(image.height * scale))), Image.Resampling.BICUBIC)
-        left, top = (resized.width - size) // 2, (resized.height - size) // 2
-        square = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32)
-        tensors.append(torch.from_numpy(square).permute(2, 0, 1) / 255)
-    return torch.stack(tensors)
+    return torch.stack([_centre_square(photo.image, size) for photo in photos])
+
+
+def _centre_square(image: Image.Image, size: int) -> torch.Tensor:
+    scale = size / min(image.size)
+    # max() keeps rounding from leaving the shorter side one pixel short of `size`.
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    # PIL's bicubic filter widens with the scale factor, so shrinking is antialiased.
+    resized = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    square = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32)
+    return torch.from_numpy(square).permute(2, 0, 1) / 255
