@@ -5,7 +5,9 @@ images that mean nothing, to the model or to anyone. So every figure here comes 
 that noise cannot pass:
 
 - relative activation: what the visualisation reaches, as a multiple of the unit's maximum over
-  real photos and their crops (how strong, on a natural scale);
+  real photos and their crops (how strong, on a natural scale); and the same for the mean over
+  slightly shifted and zoomed views of the image (robust activation), which adversarial pixel
+  patterns lose and real features keep;
 - unit rank: where the target unit ranks among all units of its layer on the visualisation
   (1 = the image drives this unit more than any other: it is *specific*);
 - consistency: images of one unit from different seeds, compared in the feature space of a
@@ -105,6 +107,40 @@ def unit_ranks(model: LoadedModel, layer: str, units: Sequence[int], images: tor
     return (values > own[:, None]).sum(dim=1).add(1).tolist()
 
 
+# Views for the robustness check: the kind of change a real object survives (a shift by a few
+# pixels, 10% zoom) but adversarial pixel patterns do not.
+ROBUST_VIEWS = 8
+_VIEW_TRANSFORMS = (("pad", {"width": 8}), ("jitter", {"pixels": 16}), ("scale", {"low": 0.9, "high": 1.1}))
+
+
+@torch.no_grad()
+def activation(model: LoadedModel, objective, images: torch.Tensor) -> list[float]:
+    """The objective's value on each [0, 1] image, as the network sees it (one forward pass)."""
+    from vitviz.optimise import _model_input
+
+    acts = run_and_capture(model.module, _model_input(model, images.to(model.device)),
+                           objective.layers, True)
+    return objective({k: v.float() for k, v in acts.items()}, len(images)).tolist()
+
+
+@torch.no_grad()
+def robust_activation(model: LoadedModel, objective, images: torch.Tensor) -> list[float]:
+    """Mean objective value over `ROBUST_VIEWS` randomly shifted and zoomed views of each image.
+
+    Raw activation rewards adversarial noise; activation that survives small shifts and zooms
+    is what a visualisation of a real feature keeps (the views are seeded, so this is exact).
+    """
+    from vitviz.optimise import _model_input
+    from vitviz.transforms import augment, build_transforms
+
+    rngs = [torch.Generator().manual_seed(1000 + i) for i in range(len(images))]
+    views = augment(images, build_transforms(_VIEW_TRANSFORMS), rngs, ROBUST_VIEWS, 0.0)
+    layers = objective.layers
+    acts = run_and_capture(model.module, _model_input(model, views.to(model.device)), layers, True)
+    values = objective({k: v.float() for k, v in acts.items()}, len(images))
+    return values.view(len(images), ROBUST_VIEWS).mean(dim=1).tolist()
+
+
 def relative_activation(reached: Sequence[float], unit_max: Sequence[float]) -> list[float]:
     """Activation reached as a multiple of the unit's maximum over the photo set."""
     return [r / m if m > 0 else float("nan") for r, m in zip(reached, unit_max)]
@@ -139,10 +175,13 @@ def result_metrics(model: LoadedModel, result, progress=None) -> dict:
     stats = photo_statistics(model, layer, tokens, progress)
     unit_max = [stats.unit_max(u) for u in units]
     reached = [curve[-1] for curve in result.activation]
+    robust = robust_activation(model, objective, images)
     figures = {
         "activation": reached,
         "unit_max_over_photos": unit_max,
         "relative_activation": relative_activation(reached, unit_max),
+        "robust_activation": robust,
+        "relative_robust_activation": relative_activation(robust, unit_max),
         "rank": unit_ranks(model, layer, units, images, tokens),
         "layer_units": int(stats.values.shape[1]),
         "photos": len(stats.photo_names),

@@ -69,27 +69,22 @@ def preset_figures(model: LoadedModel, layer: str, units: Sequence[int], images:
     n_units, n_seeds = images.shape[:2]
     flat = torch.from_numpy(images.reshape(-1, *images.shape[2:])).permute(0, 3, 1, 2).float() / 255
     unit_per_image = [u for u in units for _ in range(n_seeds)]
-    reached = _activations(model, layer, unit_per_image, flat)
-    relative = metrics.relative_activation(reached, [unit_max[i] for i in range(n_units) for _ in range(n_seeds)])
+    max_per_image = [unit_max[i] for i in range(n_units) for _ in range(n_seeds)]
+    objective = objectives.neuron(layer, tuple(unit_per_image))
+    relative = metrics.relative_activation(metrics.activation(model, objective, flat), max_per_image)
+    robust = metrics.relative_activation(metrics.robust_activation(model, objective, flat),
+                                         max_per_image)
     ranks = metrics.unit_ranks(model, layer, unit_per_image, flat)
     embeddings = metrics.embed(flat).reshape(n_units, n_seeds, -1)
     return {
-        "relative_activation_mean": statistics.fmean(relative),
         "relative_activation_median": statistics.median(relative),
+        "relative_robust_activation_median": statistics.median(robust),
         "rank_median": statistics.median(ranks),
         "rank_top1_fraction": sum(r == 1 for r in ranks) / len(ranks),
         "consistency": metrics.consistency(embeddings),
-        "per_image": {"activation": reached, "relative_activation": relative, "rank": ranks},
+        "per_image": {"relative_activation": relative, "relative_robust_activation": robust,
+                      "rank": ranks},
     }
-
-
-@torch.no_grad()
-def _activations(model: LoadedModel, layer: str, units: Sequence[int], images: torch.Tensor) -> list[float]:
-    from vitviz.hooks import run_and_capture
-    from vitviz.optimise import _model_input
-
-    act = run_and_capture(model.module, _model_input(model, images.to(model.device)), [layer], True)
-    return objectives.neuron(layer, tuple(units))({layer: act[layer].float()}, len(units)).tolist()
 
 
 def grid_image(per_preset: dict[str, np.ndarray], units: Sequence[int], tile: int = 96) -> Image.Image:
@@ -113,6 +108,7 @@ def write_html(out: Path, summary: dict) -> None:
         c = figures["consistency"]
         rows.append(
             f"<tr><td>{html.escape(name)}</td><td>{figures['relative_activation_median']:.2f}</td>"
+            f"<td>{figures['relative_robust_activation_median']:.2f}</td>"
             f"<td>{figures['rank_median']:.0f}</td><td>{figures['rank_top1_fraction']:.0%}</td>"
             f"<td>{c['same_unit']:.3f}</td><td>{c.get('different_unit', float('nan')):.3f}</td>"
             f"<td>{c.get('gap', float('nan')):.3f}</td><td>{c.get('identification', float('nan')):.0%}"
@@ -124,7 +120,8 @@ def write_html(out: Path, summary: dict) -> None:
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style>"
         f"<h1>vitviz report: {html.escape(summary['model'])} {html.escape(summary['layer'])}</h1>"
-        "<table><tr><th>preset</th><th>activation / photo max (median)</th><th>rank (median)</th>"
+        "<table><tr><th>preset</th><th>activation / photo max (median)</th>"
+        "<th>robust activation / photo max</th><th>rank (median)</th>"
         "<th>rank 1</th><th>same-unit sim.</th><th>different-unit sim.</th><th>gap</th>"
         "<th>identification</th></tr>" + "".join(rows) + "</table>"
         f"<p>Grid: one row per unit; columns are the seeds of {', '.join(summary['presets'])}, "
@@ -160,7 +157,8 @@ def main(args) -> int:
     write_html(out, summary)
     for name, f in figures.items():
         c = f["consistency"]
-        print(f"{name:8} act/photo-max {f['relative_activation_median']:.2f}  rank {f['rank_median']:.0f}"
+        print(f"{name:8} act/photo-max {f['relative_activation_median']:.2f}"
+              f"  robust {f['relative_robust_activation_median']:.2f}  rank {f['rank_median']:.0f}"
               f"  same {c['same_unit']:.3f}  diff {c.get('different_unit', 0):.3f}"
               f"  ident {c.get('identification', 0):.0%} (chance {c.get('chance', 0):.0%})")
     print(out / "index.html")
