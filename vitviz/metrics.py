@@ -46,12 +46,9 @@ def embed(images: torch.Tensor | Sequence[np.ndarray], batch_size: int = 32) -> 
     if not isinstance(images, torch.Tensor):
         images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
     model = _feature_model("cpu")
-    size = model.preprocessing.size
     features = []
     for batch in images.split(batch_size):
-        batch = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False)
-        act = run_and_capture(model.module, model.normalise(batch), [FEATURE_LAYER], True)
+        act = run_and_capture(model.module, model.to_input(batch.float()), [FEATURE_LAYER], True)
         features.append(act[FEATURE_LAYER].mean(dim=(2, 3)))
     return F.normalize(torch.cat(features), dim=1)
 
@@ -97,9 +94,7 @@ def consistency(embeddings: torch.Tensor) -> dict:
 def unit_ranks(model: LoadedModel, layer: str, units: Sequence[int], images: torch.Tensor,
                tokens: str | int = "patch") -> list[int]:
     """Rank (1 = strongest) of each image's target unit among all units of `layer` on that image."""
-    from vitviz.optimise import _model_input
-
-    act = run_and_capture(model.module, _model_input(model, images.to(model.device)), [layer],
+    act = run_and_capture(model.module, model.to_input(images), [layer],
                           stop_early=True)[layer].float()
     values = unit_values(act, tokens)
     index = torch.arange(len(units))
@@ -116,9 +111,7 @@ _VIEW_TRANSFORMS = (("pad", {"width": 8}), ("jitter", {"pixels": 16}), ("scale",
 @torch.no_grad()
 def activation(model: LoadedModel, objective, images: torch.Tensor) -> list[float]:
     """The objective's value on each [0, 1] image, as the network sees it (one forward pass)."""
-    from vitviz.optimise import _model_input
-
-    acts = run_and_capture(model.module, _model_input(model, images.to(model.device)),
+    acts = run_and_capture(model.module, model.to_input(images),
                            objective.layers, True)
     return objective({k: v.float() for k, v in acts.items()}, len(images)).tolist()
 
@@ -130,13 +123,12 @@ def robust_activation(model: LoadedModel, objective, images: torch.Tensor) -> li
     Raw activation rewards adversarial noise; activation that survives small shifts and zooms
     is what a visualisation of a real feature keeps (the views are seeded, so this is exact).
     """
-    from vitviz.optimise import _model_input
     from vitviz.transforms import augment, build_transforms
 
     rngs = [torch.Generator().manual_seed(1000 + i) for i in range(len(images))]
     views = augment(images, build_transforms(_VIEW_TRANSFORMS), rngs, ROBUST_VIEWS, 0.0)
     layers = objective.layers
-    acts = run_and_capture(model.module, _model_input(model, views.to(model.device)), layers, True)
+    acts = run_and_capture(model.module, model.to_input(views), layers, True)
     values = objective({k: v.float() for k, v in acts.items()}, len(images))
     return values.view(len(images), ROBUST_VIEWS).mean(dim=1).tolist()
 

@@ -73,6 +73,16 @@ class LoadedModel:
         std = torch.tensor(self.preprocessing.std, device=images.device, dtype=images.dtype)
         return (images - mean[:, None, None]) / std[:, None, None]
 
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB images of any size -> the network's input: resized (antialiased), normalised."""
+        size = self.preprocessing.size
+        images = images.to(self.device)
+        if images.shape[-1] != size or images.shape[-2] != size:
+            images = torch.nn.functional.interpolate(
+                images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
+        return self.normalise(images)
+
     def metadata(self) -> dict:
         """What every stored result says about the model that produced it."""
         return {

@@ -93,9 +93,7 @@ class MovingTargetProbe:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, step: int) -> dict:
-        from vitviz.optimise import _model_input
-
-        inputs = _model_input(self.model, images)
+        inputs = self.model.to_input(images)
         activation, maps = self._activation(inputs)
         if self.start_maps is None:
             self.start_maps = maps

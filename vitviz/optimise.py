@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from vitviz.hooks import run_and_capture
 from vitviz.layers import find_layer
@@ -63,14 +62,6 @@ def _learning_rate_factor(preset: Preset, step: int, steps: int) -> float:
     return 1.0
 
 
-def _model_input(model: LoadedModel, images: torch.Tensor) -> torch.Tensor:
-    size = model.preprocessing.size
-    if images.shape[-1] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
-                               align_corners=False)
-    return model.normalise(images)
-
-
 def _transform_rngs(seeds: Sequence[int]) -> list[torch.Generator]:
     # Distinct from the parameterisation's stream so that augmentation and start are independent.
     return [torch.Generator().manual_seed(seed * 1_000_003 + 2) for seed in seeds]
@@ -124,7 +115,7 @@ def optimise(
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
         # The clean images ride along in the same forward pass (detached, so they add no
         # gradient): one batch on the device instead of two.
-        acts = forward(torch.cat([_model_input(model, augmented), _model_input(model, images.detach())]))
+        acts = forward(torch.cat([model.to_input(augmented), model.to_input(images.detach())]))
         split = n_items * copies
         values = objective({k: v[:split].float() for k, v in acts.items()}, n_items)
         per_item = values.view(n_items, copies).mean(dim=1)
@@ -149,7 +140,7 @@ def optimise(
 
     with torch.no_grad():
         final = param()
-        acts = forward(_model_input(model, final))
+        acts = forward(model.to_input(final))
         measured = target({k: v.float() for k, v in acts.items()}, n_items)
     context = probe(final, preset.steps) if probe else {}
     yield StepRecord(preset.steps, None, measured.tolist(), final.cpu(), context)
