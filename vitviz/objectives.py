@@ -117,22 +117,33 @@ class Objective:
         return Sum((self, Scaled(other, -1.0)))
 
 
+class _OneLayer(Objective):
+    """Objectives that read one layer, named by their `layer` field."""
+
+    layer: str
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+
+def _rows_and_units(act: torch.Tensor, units: Units, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row index, unit of each row) for advanced indexing of a batch of activations."""
+    rows = torch.arange(act.shape[0], device=act.device)
+    return rows, _per_row(units, act.shape[0], n_items, act.device)
+
+
 @dataclass(frozen=True)
-class Neuron(Objective):
+class Neuron(_OneLayer):
     """Unit `unit` on the last axis of a token layer, reduced over tokens; centre pixel of a map."""
 
     layer: str
     unit: Units
     tokens: str | int = "patch"
 
-    @property
-    def layers(self):
-        return (self.layer,)
-
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        rows = _per_row(self.unit, act.shape[0], n_items, act.device)
-        index = torch.arange(act.shape[0], device=act.device)
+        index, rows = _rows_and_units(act, self.unit, n_items)
         if act.dim() == 3:
             return reduce_tokens(act[index, :, rows], self.tokens)
         if act.dim() == 4:
@@ -150,20 +161,15 @@ class Neuron(Objective):
 
 
 @dataclass(frozen=True)
-class Channel(Objective):
+class Channel(_OneLayer):
     """Mean over space of channel `unit` of a map; on a token layer, mean over the patch tokens."""
 
     layer: str
     unit: Units
 
-    @property
-    def layers(self):
-        return (self.layer,)
-
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        rows = _per_row(self.unit, act.shape[0], n_items, act.device)
-        index = torch.arange(act.shape[0], device=act.device)
+        index, rows = _rows_and_units(act, self.unit, n_items)
         if act.dim() == 3:
             return act[index, PREFIX_TOKENS:, rows].mean(dim=1)
         if act.dim() == 4:
@@ -179,16 +185,12 @@ class Channel(Objective):
 
 
 @dataclass(frozen=True)
-class Direction(Objective):
+class Direction(_OneLayer):
     """Projection of the (token- or space-averaged) activation on a direction, e.g. an SAE latent."""
 
     layer: str
     vector: tuple[float, ...]
     tokens: str | int = "patch"
-
-    @property
-    def layers(self):
-        return (self.layer,)
 
     def __call__(self, acts, n_items):
         act = acts[self.layer]
@@ -216,20 +218,16 @@ class Direction(Objective):
 
 
 @dataclass(frozen=True)
-class Logit(Objective):
+class Logit(_OneLayer):
     """A class logit, taken from the model's classifier layer (e.g. `heads.head`)."""
 
     layer: str
     unit: Units
 
-    @property
-    def layers(self):
-        return (self.layer,)
-
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        rows = _per_row(self.unit, act.shape[0], n_items, act.device)
-        return act[torch.arange(act.shape[0], device=act.device), rows]
+        index, rows = _rows_and_units(act, self.unit, n_items)
+        return act[index, rows]
 
     def validate(self, lookup):
         _check_units(self.unit, lookup(self.layer).units, "class", self.layer)
@@ -239,20 +237,16 @@ class Logit(Objective):
 
 
 @dataclass(frozen=True)
-class SeedCompat(Objective):
+class SeedCompat(_OneLayer):
     """The seed blog post's `activation[:, n].mean()`: on a [B, T, D] output that is *token* n."""
 
     layer: str
     unit: Units
 
-    @property
-    def layers(self):
-        return (self.layer,)
-
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        rows = _per_row(self.unit, act.shape[0], n_items, act.device)
-        picked = act[torch.arange(act.shape[0], device=act.device), rows]
+        index, rows = _rows_and_units(act, self.unit, n_items)
+        picked = act[index, rows]
         return picked.flatten(1).mean(dim=1)
 
     def validate(self, lookup):
@@ -265,7 +259,7 @@ class SeedCompat(Objective):
 
 
 @dataclass(frozen=True)
-class Diversity(Objective):
+class Diversity(_OneLayer):
     """Penalises items of a batch that look alike to the layer (Olah et al. 2017).
 
     Each row is compared with the rows of the other items seen under the same augmentation
@@ -273,10 +267,6 @@ class Diversity(Objective):
     """
 
     layer: str
-
-    @property
-    def layers(self):
-        return (self.layer,)
 
     def __call__(self, acts, n_items):
         act = acts[self.layer]
