@@ -29,3 +29,15 @@ def canonical_json(value) -> str:
 
 def config_key(config: dict) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def package_file_provenance(distribution: str, path: Path, label: str) -> dict:
+    """Where a weights file came from: package, installed version, file, sha256."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version(distribution)
+    except PackageNotFoundError:
+        installed = "unknown"
+    return {"package": distribution, "version": installed, "file": label,
+            "sha256": file_sha256(path)}

