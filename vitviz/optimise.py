@@ -13,6 +13,7 @@ from vitviz.models import LoadedModel
 from vitviz.objectives import Objective
 from vitviz.params import ImageParam, build_param, total_variation
 from vitviz.presets import Preset, get_preset
+from vitviz.redirect import redirected
 from vitviz.transforms import augment, build_transforms
 
 # Called with (clean images [B, 3, H, W] in [0, 1], step) -> statistics to attach to the record.
@@ -115,7 +116,8 @@ def optimise(
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
         # The clean images ride along in the same forward pass (detached, so they add no
         # gradient): one batch on the device instead of two.
-        acts = forward(torch.cat([model.to_input(augmented), model.to_input(images.detach())]))
+        with redirected(model.module, step < preset.redirect_steps):
+            acts = forward(torch.cat([model.to_input(augmented), model.to_input(images.detach())]))
         split = n_items * copies
         values = objective({k: v[:split].float() for k, v in acts.items()}, n_items)
         per_item = values.view(n_items, copies).mean(dim=1)

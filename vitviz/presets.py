@@ -20,6 +20,7 @@ class Preset:
     schedule: str = "constant"  # or "cosine"
     tv_weight: float = 0.0
     steps: int = 256
+    redirect_steps: int = 0  # first steps with redirected GELU/ReLU gradients (vitviz.redirect)
 
     def knobs(self) -> dict:
         """Every setting, JSON-ready: stored with each result and part of its cache key."""
@@ -41,7 +42,7 @@ class Preset:
 
 
 KNOBS = ("param", "param_kwargs", "canvas", "transforms", "ensemble", "optimiser", "lr", "betas",
-         "schedule", "tv_weight", "steps")
+         "schedule", "tv_weight", "steps", "redirect_steps")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset

@@ -9,6 +9,7 @@ grid.png (units x seeds x presets) and index.html to the output directory.
 from __future__ import annotations
 
 import html
+import math
 import json
 import statistics
 import sys
@@ -77,14 +78,20 @@ def preset_figures(model: LoadedModel, layer: str, units: Sequence[int], images:
     ranks = metrics.unit_ranks(model, layer, unit_per_image, flat)
     embeddings = metrics.embed(flat).reshape(n_units, n_seeds, -1)
     return {
-        "relative_activation_median": statistics.median(relative),
-        "relative_robust_activation_median": statistics.median(robust),
+        "relative_activation_median": _finite_median(relative),
+        "relative_robust_activation_median": _finite_median(robust),
         "rank_median": statistics.median(ranks),
         "rank_top1_fraction": sum(r == 1 for r in ranks) / len(ranks),
         "consistency": metrics.consistency(embeddings),
         "per_image": {"relative_activation": relative, "relative_robust_activation": robust,
                       "rank": ranks},
     }
+
+
+def _finite_median(values: Sequence[float]) -> float:
+    # A unit whose maximum over the photos is not positive has no relative scale (NaN): skip it.
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else float("nan")
 
 
 def grid_image(per_preset: dict[str, np.ndarray], units: Sequence[int], tile: int = 96) -> Image.Image:
