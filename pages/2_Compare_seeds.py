@@ -1,0 +1,102 @@
+"""Compare seeds: N seeds of one unit, one batch per preset, and how alike their images are."""
+import streamlit as st
+
+from vitviz.presets import PRESETS
+
+from ui import display, execution, similarity, widgets
+from ui.limits import load_limits
+from ui.page import SETTINGS_GRID, reported, setup
+from ui.settings import compare_presets, compare_requests, compare_seeds
+from ui.state import PageState
+
+setup("compare", "Do different random starts find the same picture? Several seeds of one unit "
+      "are optimised as one batch, optionally with a second method for contrast.")
+
+state = PageState("compare")
+with reported():
+    limits = load_limits()
+    settings = st.container(border=True)
+    target = settings.columns(SETTINGS_GRID, gap="medium")
+    with target[0]:
+        name = widgets.model_picker(state)
+    model = widgets.load_or_stop(name)
+    with target[1]:
+        layer = widgets.layer_picker(state, model)
+    with target[2]:
+        kind = widgets.kind_picker(state)
+    with target[3]:
+        widgets.unit_picker(state, layer, kind)
+        if kind == "neuron":
+            widgets.tokens_picker(state, layer)
+    method = settings.columns(SETTINGS_GRID, gap="medium")
+    with method[0]:
+        widgets.preset_picker(state)
+        widgets.preset_picker(state, "preset2", "Second method", default="none",
+                              allow_none=True)
+    with method[1]:
+        st.caption("The seeds of one method run as one batch; the second method runs as a "
+                   "second batch with the same seeds.")
+        seeds = st.columns(2)
+        with seeds[0]:
+            widgets.seeds_picker(state, limits)
+        with seeds[1]:
+            widgets.seed_picker(state, "First seed")
+    with method[2]:
+        widgets.steps_picker(state, limits)
+        widgets.size_picker(state, model, limits)
+    with method[3]:
+        measure_key = state.seed("measure", "layer")
+        measure = state.keep("measure", st.radio(
+            "Similarity on", list(similarity.MEASURES), key=measure_key,
+            format_func=lambda m: {"layer": "layer activations", "pixels": "pixels"}[m],
+            help="Layer activations: each image's activation profile at the target layer "
+                 "(position-free). Pixels: the images themselves, standardised."))
+    state.publish()
+
+    presets = compare_presets(state.values)
+    requests = compare_requests(state.values, model.preprocessing.size)
+    widgets.random_init_warning(name)
+    problems = state.problems + [problem for request in requests
+                                 for problem in execution.request_problems(request, model, limits)]
+    widgets.problems(problems)
+    results = [None if problems else execution.cached(r) for r in requests]
+    labels = [f"seed {s}" for s in compare_seeds(state.values)]
+    if None in results and widgets.run_button(
+            f"Run {len(labels)} seeds × {len(presets)} method{'s' * (len(presets) > 1)}",
+            disabled=bool(problems)):
+        for i, request in enumerate(requests):
+            if results[i] is None:
+                view = execution.LiveView([f"{presets[i]} · {label}" for label in labels],
+                                          side_by_side=False, key=f"compare.live{i}")
+                results[i], _ = execution.compute(request, view)
+
+    if None not in results:
+        st.subheader("Images", anchor=False)
+        for column, preset, result in zip(st.columns(len(presets), gap="large"), presets, results):
+            with column:
+                st.markdown(f"**{preset}**", help=PRESETS[preset].description)
+                display.image_grid(result.images, [display.final_caption(result, i)
+                                                   for i in range(len(result.images))],
+                                   columns=min(len(labels), 4 if len(presets) > 1 else 6))
+                st.caption(display.run_facts(result))
+        curves_column, similarity_column = st.columns(2, gap="large")
+        with curves_column:
+            st.subheader("Activation over steps", anchor=False)
+            curves = [(f"{preset} · {label}", result.steps, curve, display.PRESET_COLOURS[preset])
+                      for preset, result in zip(presets, results)
+                      for label, curve in zip(result.item_labels(), result.activation)]
+            st.plotly_chart(display.curves_figure(curves, height=380), key="compare.curves")
+        with similarity_column:
+            st.subheader("Similarity", anchor=False)
+            matrix = execution.similarity_matrix(requests, results, measure)
+            names = [f"{preset} · s{seed}" for preset, result in zip(presets, results)
+                     for seed in result.seeds]
+            st.plotly_chart(display.similarity_figure(matrix, names), key="compare.similarity")
+        scores = st.columns(len(presets) + 1)
+        consistency = similarity.group_consistency(matrix, [len(r.images) for r in results])
+        for column, preset, score in zip(scores, presets, consistency):
+            column.metric(f"Consistency · {preset}", "—" if score is None else f"{score:.2f}",
+                          help="Mean similarity over pairs of seeds: 1 means every seed found "
+                               "the same picture, 0 unrelated ones.")
+        scores[-1].caption(f"Similarity is the cosine between {similarity.MEASURES[measure]} "
+                           "after standardising each image (zero mean, unit variance).")

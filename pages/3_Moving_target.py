@@ -1,0 +1,79 @@
+"""Moving target: how much of a ViT unit's gain is patch content, how much moved attention."""
+import streamlit as st
+
+from vitviz.presets import PRESETS
+
+from ui import display, execution, widgets
+from ui.limits import load_limits
+from ui.page import SETTINGS_GRID, reported, setup
+from ui.settings import MOVING_TARGET_PRESETS, moving_target_requests
+from ui.state import PageState
+
+setup("moving_target", "A ViT unit sees its own token and, through attention, every other "
+      "token. When the image changes, both change: the target moves. Each step is measured "
+      "twice, with live attention and with every attention map frozen at its value for the "
+      "starting image. The gap between the two curves is the part of the gain that came from "
+      "attention moving the context, not from the patch content.")
+
+state = PageState("moving_target")
+with reported():
+    limits = load_limits()
+    settings = st.container(border=True)
+    columns = settings.columns(SETTINGS_GRID, gap="medium")
+    with columns[0]:
+        name = widgets.model_picker(state, vit_only=True)
+    model = widgets.load_or_stop(name)
+    with columns[1]:
+        layer = widgets.layer_picker(state, model, tokens_only=True)
+    with columns[2]:
+        unit = widgets.unit_picker(state, layer)
+        widgets.tokens_picker(state, layer)
+    with columns[3]:
+        widgets.seed_picker(state)
+        widgets.steps_picker(state, limits)
+        widgets.size_picker(state, model, limits)
+    state.publish()
+
+    requests = moving_target_requests(state.values, model.preprocessing.size)
+    widgets.random_init_warning(name)
+    problems = state.problems + [problem for request in requests
+                                 for problem in execution.request_problems(request, model, limits)]
+    widgets.problems(problems)
+    results = [None if problems else execution.cached(r) for r in requests]
+    run_now = None in results and widgets.run_button("Run naive and robust",
+                                                     disabled=bool(problems))
+
+    for column, preset in zip(st.columns(2, gap="large"), MOVING_TARGET_PRESETS):
+        column.subheader(preset, anchor=False)
+        column.caption(PRESETS[preset].description)
+    for column, preset, request, result in zip(st.columns(2, gap="large"), MOVING_TARGET_PRESETS,
+                                               requests, results):
+        with column:
+            if result is None and run_now:
+                view = execution.LiveView([f"seed {state.values['seed']}"], side_by_side=False,
+                                          key=f"moving.live.{preset}")
+                result, _ = execution.compute(request, view)
+            if result is None:
+                continue
+            parts = display.decomposition(result)
+            image, numbers = st.columns([1, 2], gap="medium")
+            image.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
+                        width="stretch")
+            with numbers:
+                st.metric("Gain in activation", f"{parts['total']:+.3g}",
+                          f"from {parts['start']:.3g} at step 0", delta_color="off",
+                          delta_arrow="off")
+                shares = st.columns(2)
+                for share, part, label in zip(shares, ("content", "context"),
+                                              ("Patch content", "Moved context")):
+                    fraction = parts[part] / parts["total"] if abs(parts["total"]) > 1e-9 else None
+                    share.metric(label, "—" if fraction is None else f"{fraction:.0%}",
+                                 f"{parts[part]:+.3g}", delta_color="off", delta_arrow="off",
+                                 help="Share of the gain. The two shares add up to 100%; one "
+                                      "exceeds it when the parts pull in opposite directions.")
+            st.plotly_chart(display.moving_target_figure(result), key=f"moving.figure.{preset}")
+            st.caption(display.run_facts(result))
+    st.caption(f"Unit {unit} of {layer.name}. Content part: activation with attention frozen at "
+               "step 0, minus the start. Context part: live activation minus the frozen one. "
+               "Attention Δ: mean absolute change of the attention maps per step, over blocks "
+               "and heads.")

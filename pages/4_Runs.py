@@ -1,0 +1,75 @@
+"""Runs: the result cache shared by all sessions; reopen, export, delete."""
+import streamlit as st
+
+from ui import display, widgets
+from ui.page import PAGES, reported, setup
+from ui.resources import result_cache
+from ui.settings import page_for, to_query
+from ui.state import PageState
+
+def run_label(summary: dict) -> str:
+    seeds = summary["seeds"]
+    return (f"{summary['created'][:16].replace('T', ' ')} · {summary['model']} · "
+            f"{summary['objective']} {summary['unit']} of {summary['layer']} · "
+            f"{summary['preset']} · {len(seeds)} seed{'s' * (len(seeds) > 1)} · "
+            f"{summary['steps']} steps")
+
+
+setup("runs", "Every finished run in the result cache, newest first. The cache is shared by all "
+      "sessions: a run made anywhere can be reopened, exported or deleted here. The link of this "
+      "page names the selected run.")
+
+state = PageState("runs")
+with reported():
+    cache = result_cache()
+    summaries = cache.summaries()
+    key = state.key("run")
+    if key not in st.session_state:
+        wanted = state.wanted("run")
+        if wanted is not None and wanted not in summaries:
+            state.problems.append(f"No run with key {wanted} is in the cache: it was deleted, "
+                                  "evicted to respect the cache's size limit, or never finished.")
+        st.session_state[key] = wanted if wanted in summaries else next(iter(summaries), None)
+    elif st.session_state[key] not in summaries:
+        st.session_state[key] = next(iter(summaries), None)
+    widgets.problems(state.problems)
+    if not summaries:
+        st.info("No runs yet: start one on the Optimise page.", icon=":material/info:")
+        st.page_link(PAGES["optimise"].path, label="Optimise", icon=PAGES["optimise"].icon)
+        st.stop()
+
+    st.dataframe(
+        [{"created": s["created"].replace("T", " ")[:19], "model": s["model"],
+          "random init": "⚠" if s["random_init"] else "", "objective": s["objective"],
+          "layer": s["layer"], "unit": str(s["unit"]), "preset": s["preset"],
+          "seeds": ", ".join(map(str, s["seeds"])), "steps": s["steps"],
+          "final activation": ", ".join(f"{a:.3g}" for a in s["final_activation"]),
+          "time (s)": s["elapsed_s"]} for s in summaries.values()],
+        hide_index=True, height=min(38 + 35 * len(summaries), 250),
+    )
+    chosen = st.selectbox("Run", list(summaries), key=key,
+                          format_func=lambda k: run_label(summaries[k]))
+    state.keep("run", chosen)
+    state.publish()
+
+    result = cache.get(chosen)
+    if result is None:  # deleted by another session since the listing
+        st.rerun()
+    actions = st.container(horizontal=True, vertical_alignment="center")
+    target = page_for(result)
+    if target is not None:
+        page, settings = target
+        actions.page_link(PAGES[page].path, label=f"Open in {PAGES[page].title}",
+                          icon=":material/open_in_new:",
+                          query_params={k: to_query(v) for k, v in settings.items()})
+    if actions.button("Delete this run", icon=":material/delete:"):
+        cache.delete(chosen)
+        st.toast(f"Deleted run {chosen[:12]}…")
+        st.rerun()
+    actions.caption(f"Key `{chosen}`")
+    if result.model.get("random_init"):
+        widgets.random_init_warning(result.config["model"])
+    display.run_view(result, True, key="runs.result", stem=f"vitviz_{chosen[:12]}")
+    with st.expander("Config, model and metrics (JSON)"):
+        st.json({"config": result.config, "model": result.model, "metrics": result.metrics},
+                expanded=2)

@@ -1,0 +1,85 @@
+"""Dataset examples: what in real photos drives a unit, next to the unit's visualisation."""
+import streamlit as st
+
+from vitviz import metrics
+from vitviz.data import load_photos
+from vitviz.examples import crop_image
+
+from ui import display, execution, widgets
+from ui.limits import load_limits
+from ui.page import SETTINGS_GRID, reported, setup
+from ui.settings import examples_request
+from ui.state import PageState
+
+KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
+         "patch": "Patches (one token, shown with its neighbourhood)"}
+TOP_K = 6
+
+setup("examples", "A visualisation is only a hypothesis about a unit. Check it against the real "
+      "photos (and their crops and patches) that drive the unit most, measured on the offline "
+      "photo set in batches, and against how strongly and how specifically the visualisation "
+      "itself drives the unit.")
+
+state = PageState("examples")
+with reported():
+    limits = load_limits()
+    settings = st.container(border=True)
+    columns = settings.columns(SETTINGS_GRID, gap="medium")
+    with columns[0]:
+        name = widgets.model_picker(state)
+    model = widgets.load_or_stop(name)
+    with columns[1]:
+        layer = widgets.layer_picker(state, model)
+    with columns[2]:
+        unit = widgets.unit_picker(state, layer)
+        tokens = widgets.tokens_picker(state, layer)
+    with columns[3]:
+        widgets.seed_picker(state)
+        widgets.steps_picker(state, limits)
+        widgets.size_picker(state, model, limits)
+    state.publish()
+    widgets.random_init_warning(name)
+    request = examples_request(state.values, model.preprocessing.size)
+    problems = state.problems + execution.request_problems(request, model, limits)
+    widgets.problems(problems)
+    if problems:
+        st.stop()
+
+    photos = load_photos()
+    bar = st.progress(0.0, text=f"Measuring {layer.name} on {len(photos)} photos and their crops…")
+    stats = execution.use_model(name, lambda m: metrics.photo_statistics(
+        m, layer.name, tokens or "patch",
+        progress=lambda done, total: bar.progress(done / total, text=f"Photo set: {done}/{total}")))
+    bar.empty()
+    by_name = {photo.name: photo for photo in photos}
+    top = stats.top(unit, TOP_K)
+
+    visual, examples = st.columns([1, 3], gap="large")
+    with visual:
+        st.subheader("Visualisation", anchor=False)
+        result = execution.cached(request)
+        if result is None and widgets.run_button("Visualise (robust)"):
+            view = execution.LiveView([f"seed {state.values['seed']}"], side_by_side=False,
+                                      key="examples.live")
+            result, _ = execution.compute(request, view)
+        if result is not None:
+            st.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
+                     width="stretch")
+            reached = result.activation[0][-1]
+            maximum = stats.unit_max(unit)
+            st.metric("Activation / photo max", f"{reached / maximum:.2f}×" if maximum > 0 else "—",
+                      help="The visualisation's activation as a multiple of the unit's largest "
+                           "activation on any photo or crop.")
+            st.caption(display.run_facts(result))
+        st.metric("Max over photos and crops", f"{stats.unit_max(unit):.3g}")
+    with examples:
+        for kind, title in KINDS.items():
+            if kind not in top:
+                continue
+            st.subheader(title, anchor=False)
+            row = st.columns(TOP_K)
+            for column, example in zip(row, top[kind]):
+                context = 1.5 * (example.box[2] - example.box[0]) if kind == "patch" else 0.0
+                column.image(crop_image(by_name[example.photo].image, example.box, context=context),
+                             caption=f"{example.photo.split('/')[-1]} · {example.activation:.3g}",
+                             width="stretch")

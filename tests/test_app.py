@@ -1,0 +1,332 @@
+"""The dashboard, page by page, through Streamlit's AppTest, on the tiny random ViT.
+
+Every page gets: a run that completes with its images and plots, a second session opened from
+the link the first one wrote that is served from the cache without one forward pass, and bad
+input that ends in an error message rather than a stack trace.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import vitviz.runs
+from vitviz.cache import ResultCache
+from vitviz.runs import run
+
+from conftest import VIT_HIDDEN
+from ui import execution, similarity
+from ui.limits import LimitError, load_limits
+from ui.queue import RunQueue, ordinal
+from ui.resources import run_queue
+from ui.settings import compare_requests, optimise_request, page_for
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+OPTIMISE, COMPARE = "pages/1_Optimise.py", "pages/2_Compare_seeds.py"
+MOVING, RUNS = "pages/3_Moving_target.py", "pages/4_Runs.py"
+LIMIT_VARIABLES = ("VITVIZ_MAX_STEPS", "VITVIZ_MAX_IMAGE_SIZE", "VITVIZ_MAX_BATCH",
+                   "VITVIZ_MAX_CONCURRENT_RUNS", "VITVIZ_LIMITS_FILE")
+
+
+@pytest.fixture(autouse=True)
+def dashboard_env(tmp_path, monkeypatch):
+    """tiny_vit by default, a fresh cache per test, no limits from the environment."""
+    monkeypatch.setenv("VITVIZ_MODEL", "tiny_vit")
+    monkeypatch.setenv("VITVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    for name in LIMIT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # so that no vitviz_limits.toml of the checkout applies
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Runs computed (each RunRequest given to vitviz.runs.execute) and module forward passes."""
+    seen = {"requests": [], "forwards": 0}
+    real = vitviz.runs.execute
+
+    def counting(request, model, progress=None):
+        seen["requests"].append(request)
+        return real(request, model, progress)
+
+    def forward(_module, _inputs):
+        seen["forwards"] += 1
+
+    monkeypatch.setattr(vitviz.runs, "execute", counting)
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(forward)
+    yield seen
+    handle.remove()
+
+
+def open_page(page: str, **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({name: str(value) for name, value in params.items()})
+    return at.switch_page(page).run()
+
+
+def errors(at: AppTest) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    return "\n".join(e.value for e in at.error)
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for e in [*at.caption, *at.markdown])
+
+
+def button(at: AppTest, label: str):
+    found = [b for b in at.button if b.label.startswith(label)]
+    assert found, [b.label for b in at.button]
+    return found[0]
+
+
+def run_then_reopen(page: str, label: str, calls, **params) -> tuple[AppTest, AppTest]:
+    """Press the run button; then open the URL the page wrote in a new session."""
+    at = open_page(page, **params)
+    assert errors(at) == ""
+    button(at, label).click().run()
+    assert errors(at) == ""
+    calls["forwards"] = 0
+    done = len(calls["requests"])
+    again = open_page(page, **at.query_params)
+    assert errors(again) == ""
+    assert len(calls["requests"]) == done and calls["forwards"] == 0, "a cached run used the model"
+    assert not [b for b in again.button if b.label.startswith(label)]
+    return at, again
+
+
+def test_home_names_the_default_model_device_and_cache_and_warns_about_random_weights(monkeypatch):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert errors(at) == ""
+    metrics = {m.label.split(" · ")[0]: m.value for m in at.metric}
+    assert metrics["Default model"] == "tiny_vit"
+    assert metrics["Device"] in ("CPU", "CUDA") and metrics["Result cache"] == "0 runs"
+    assert "set by the VITVIZ_MODEL environment variable" in at.info[0].value
+    assert any("random weights" in w.value for w in at.warning)
+    assert {"Optimise", "Compare seeds", "Moving target", "Runs"} <= {p.value for p in at.page_link}
+    assert at.query_params["model"] == "tiny_vit"
+
+    monkeypatch.setenv("VITVIZ_MODEL", "mobilenet_v2")
+    trained = AppTest.from_file(APP, default_timeout=60).run()
+    assert errors(trained) == "" and not trained.warning
+
+
+def test_optimise_runs_live_and_its_link_reopens_from_the_cache(calls):
+    at, again = run_then_reopen(OPTIMISE, "Run", calls, layer=VIT_HIDDEN, unit=5, steps=8)
+    (request,) = calls["requests"]
+    assert request.config()["objective"]["unit"] == 5 and request.resolved_preset().steps == 8
+    assert "Computed just now" in texts(at)
+    assert at.query_params["layer"] == VIT_HIDDEN and at.query_params["unit"] == "5"
+    for page in (at, again):
+        assert page.image and page.get("plotly_chart") and page.get("download_button")
+    assert "Served from the result cache" in texts(again)
+
+
+def test_optimise_unit_out_of_range_says_the_valid_range(calls):
+    at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=9999, steps=8)
+    assert "unit 9999 is out of range" in errors(at) and "valid values are 0 to 63" in errors(at)
+    assert button(at, "Run").disabled
+
+    at.number_input(key="optimise.unit").set_value(3).run()
+    assert errors(at) == "" and not button(at, "Run").disabled
+    at.number_input(key="optimise.unit").set_value(-1).run()
+    assert "valid values are 0 to 63" in errors(at)
+    assert calls["requests"] == []
+
+
+def test_unknown_layer_in_a_link_lists_the_close_matches():
+    at = open_page(OPTIMISE, layer="encoder.layers.encoder_layer_1.mlp1", steps=8)
+    assert "Closest matches" in errors(at) and VIT_HIDDEN in errors(at)
+    assert at.selectbox(key="optimise.layer").value == VIT_HIDDEN  # the default, not a crash
+
+
+def test_malformed_links_and_limits_give_messages(monkeypatch, calls):
+    at = open_page(OPTIMISE, steps="many", preset="fancy")
+    message = errors(at)
+    assert "`steps=many` is not a whole number" in message
+    assert "`preset=fancy` is not one of naive, robust" in message
+    assert "learning rate must be positive" in errors(open_page(OPTIMISE, lr=-1, steps=8))
+
+    monkeypatch.setenv("VITVIZ_MAX_STEPS", "4")
+    at = open_page(OPTIMISE, steps=8)
+    assert "8 steps is above this server's limit of 4 (set by VITVIZ_MAX_STEPS)" in errors(at)
+
+    monkeypatch.setenv("VITVIZ_MAX_STEPS", "lots")
+    assert "VITVIZ_MAX_STEPS='lots' is not a positive whole number" in errors(open_page(OPTIMISE))
+    assert calls["requests"] == []
+
+
+def test_compare_runs_each_preset_as_one_batch_with_heatmap_and_consistency(calls):
+    at, again = run_then_reopen(COMPARE, "Run 2 seeds × 2 methods", calls, layer=VIT_HIDDEN,
+                                unit=3, seeds=2, preset="robust", preset2="naive", steps=8)
+    assert [(r.preset, r.seeds) for r in calls["requests"]] == [("robust", (0, 1)),
+                                                                ("naive", (0, 1))]
+    for page in (at, again):
+        assert len(page.image) == 4 and len(page.get("plotly_chart")) == 2  # curves, heatmap
+        scores = {m.label: float(m.value) for m in page.metric}
+        assert set(scores) == {"Consistency · robust", "Consistency · naive"}
+        assert all(-1 <= s <= 1 for s in scores.values())
+    # The layer profiles behind the heatmap were stored with the runs: the reopened page
+    # needed no model, and switching to pixels needs none either.
+    calls["forwards"] = 0
+    again.radio(key="compare.measure").set_value("pixels").run()
+    assert errors(again) == "" and calls["forwards"] == 0
+
+
+def test_compare_refuses_a_batch_above_the_limit(monkeypatch, calls):
+    monkeypatch.setenv("VITVIZ_MAX_BATCH", "2")
+    at = open_page(COMPARE, seeds=3, steps=8)
+    assert "3 images in one run is above this server's limit of 2" in errors(at)
+    assert "VITVIZ_MAX_BATCH" in errors(at) and button(at, "Run").disabled
+
+
+def test_moving_target_shows_content_and_context_for_naive_and_robust(calls):
+    at, again = run_then_reopen(MOVING, "Run naive and robust", calls, layer=VIT_HIDDEN,
+                                unit=3, steps=8)
+    assert [(r.preset, r.moving_target) for r in calls["requests"]] == [("naive", True),
+                                                                        ("robust", True)]
+    for page in (at, again):
+        assert len(page.image) == 2 and len(page.get("plotly_chart")) == 2
+        labels = [m.label for m in page.metric]
+        assert labels.count("Patch content") == 2 and labels.count("Moved context") == 2
+
+
+def test_moving_target_needs_a_vit(calls):
+    at = open_page(MOVING, model="tiny_cnn", steps=8)
+    assert "needs a Vision Transformer; tiny_cnn is a CNN" in errors(at)
+    assert at.selectbox(key="moving_target.model").value == "tiny_vit"
+
+
+def test_runs_page_lists_reopens_exports_and_deletes(tiny_vit, calls):
+    cache = ResultCache()
+    settings = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=2, tokens="patch",
+                    preset="naive", lr=0.05, ensemble=1, tv=0.0, seed=0, steps=4, size=32)
+    older = optimise_request(settings, 32)
+    run(older, cache, loader=lambda _: tiny_vit)
+    time.sleep(1.1)  # summaries sort by creation time, to the second
+    newer = optimise_request({**settings, "unit": 4}, 32)
+    run(newer, cache, loader=lambda _: tiny_vit)
+    calls["forwards"] = 0
+
+    at = open_page(RUNS)
+    assert errors(at) == "" and at.dataframe
+    assert at.selectbox(key="runs.run").value == newer.key()
+    assert at.query_params["run"] == newer.key()
+    assert at.image and at.get("plotly_chart")
+    assert {b.label for b in at.get("download_button")} == {"PNG · seed 0",
+                                                            "JSON · config and curves"}
+    (link,) = [p for p in at.page_link if p.value == "Open in Optimise"]
+    reopened = open_page(OPTIMISE, **dict(parse_qsl(link.proto.query_string)))
+    assert "Served from the result cache" in texts(reopened)
+
+    button(at, "Delete this run").click().run()
+    assert errors(at) == "" and list(cache.summaries()) == [older.key()]
+    assert at.selectbox(key="runs.run").value == older.key()
+
+    gone = open_page(RUNS, run=newer.key())
+    assert f"No run with key {newer.key()} is in the cache" in errors(gone)
+    assert calls["forwards"] == 0
+
+
+def test_page_for_rebuilds_the_exact_request():
+    settings = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="channel", unit=1, preset="robust",
+                    preset2="none", seeds=3, seed=5, steps=6, size=48)
+    (request,) = compare_requests(settings, 32)
+
+    class Stored:  # what page_for reads of a Result
+        config = request.config()
+        model = {"preprocessing": {"size": 32}}
+
+    page, found = page_for(Stored)
+    assert page == "compare" and compare_requests(found, 32)[0].key() == request.key()
+
+
+def test_a_run_waits_for_the_device_and_shows_its_place_in_the_queue(monkeypatch, calls):
+    places = []
+    show = execution.LiveView.waiting
+    monkeypatch.setattr(execution.LiveView, "waiting",
+                        lambda view, place: (places.append(place), show(view, place)))
+    at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=1, steps=8)
+    with run_queue(1).slot("tiny_vit"):  # another session's run holds the device
+        waiting = threading.Thread(target=lambda: button(at, "Run").click().run())
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not places and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert places == [2] and calls["requests"] == []
+    waiting.join(60)
+    assert errors(at) == "" and len(calls["requests"]) == 1 and at.image
+
+
+def test_queue_serves_first_come_first_and_reports_positions():
+    queue, order, positions = RunQueue(max_concurrent=1), [], {}
+
+    def waiter(name: str, model: str) -> threading.Thread:
+        def work():
+            with queue.slot(model, lambda p: positions.setdefault(name, p)):
+                order.append(name)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while name not in positions and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return thread
+
+    with queue.slot("tiny_vit"):
+        threads = [waiter("b", "tiny_vit"), waiter("c", "tiny_cnn"), waiter("d", "tiny_vit")]
+        assert positions == {"b": 2, "c": 3, "d": 4} and order == []
+    for thread in threads:
+        thread.join(5)
+    assert order == ["b", "c", "d"]
+    assert queue.status() == {"running": [], "waiting": []}
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 22)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "22nd"]
+
+
+def test_queue_overlaps_different_models_but_never_one_model():
+    queue = RunQueue(max_concurrent=2)
+    entered = {"b": threading.Event(), "a": threading.Event()}
+    leave_b = threading.Event()
+
+    def hold(model: str, until: threading.Event | None = None):
+        with queue.slot(model):
+            entered[model].set()
+            if until is not None:
+                until.wait(5)
+
+    with queue.slot("a"):
+        other = threading.Thread(target=hold, args=("b", leave_b))
+        other.start()
+        assert entered["b"].wait(5), "a run on another model had to wait"
+        same = threading.Thread(target=hold, args=("a",))
+        same.start()
+        assert not entered["a"].wait(0.3), "two runs on one model overlapped"
+        assert queue.status() == {"running": ["a", "b"], "waiting": ["a"]}
+    assert entered["a"].wait(5)
+    leave_b.set()
+    for thread in (other, same):
+        thread.join(5)
+    assert queue.status() == {"running": [], "waiting": []}
+
+
+def test_limits_come_from_the_file_and_the_environment(tmp_path):
+    limits_file = tmp_path / "limits.toml"
+    limits_file.write_text("max_steps = 100\nmax_batch = 4\n")
+    limits = load_limits({"VITVIZ_LIMITS_FILE": str(limits_file), "VITVIZ_MAX_BATCH": "2"})
+    assert (limits.max_steps, limits.max_batch, limits.max_concurrent_runs) == (100, 2, 1)
+    assert limits.sources == {"max_steps": str(limits_file), "max_batch": "VITVIZ_MAX_BATCH"}
+    limits_file.write_text("max_stepz = 1\n")
+    with pytest.raises(LimitError, match="unknown settings"):
+        load_limits({"VITVIZ_LIMITS_FILE": str(limits_file)})
+
+
+def test_similarity_is_one_for_equal_images_and_minus_one_for_negatives():
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    matrix = similarity.standardised_cosine(similarity.pixel_vectors([image, image, 255 - image]))
+    assert np.allclose(matrix, [[1, 1, -1], [1, 1, -1], [-1, -1, 1]])
+    assert similarity.consistency(matrix[:2, :2]) == pytest.approx(1.0)

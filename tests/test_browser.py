@@ -1,0 +1,141 @@
+"""End to end in a real browser: the dashboard served by `streamlit run`, driven by Debian's
+Chromium through Playwright. Never downloads a browser; skips where Chromium or Playwright is
+missing. The helpers are shared with tests/screenshots.py."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlencode
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+HIDDEN = "encoder.layers.encoder_layer_1.mlp.1"
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(env: dict[str, str], log: Path, timeout_s: float = 90) -> Iterator[str]:
+    """`streamlit run app.py` on a free port; yields its base URL and stops it afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--server.address", "127.0.0.1",
+               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as output:
+        server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=output,
+                                  stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {server.returncode}; see {log}")
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                        if reply.read() == b"ok":
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not answer within {timeout_s} s; see {log}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+@contextmanager
+def chromium_page(width: int = 1280, height: int = 900):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def page_url(base: str, path: str, params: dict) -> str:
+    return f"{base}/{path}?{urlencode(params)}"
+
+
+def full_page_screenshot(page, path: Path) -> None:
+    """Streamlit scrolls its main area, not the document: grow the viewport to show all of it."""
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
+        "[data-testid=\"stMainBlockContainer\"]')].map(e => e.scrollHeight), 600)")
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": height + 40})
+    page.wait_for_timeout(800)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+
+
+def wait_until_idle(page, timeout_ms: float = 60_000) -> None:
+    """Wait for the script run to end: Streamlit shows a status widget while it runs."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+
+
+@pytest.mark.browser
+def test_optimise_page_runs_and_reopens_from_the_cache(tmp_path):
+    missing = browser_missing()
+    if missing:
+        pytest.skip(missing)
+    env = {"VITVIZ_MODEL": "tiny_vit", "VITVIZ_CACHE_DIR": str(tmp_path / "cache")}
+    params = {"model": "tiny_vit", "layer": HIDDEN, "unit": 5, "preset": "robust", "steps": 8}
+    with streamlit_server(env, tmp_path / "streamlit.log") as base, chromium_page() as page:
+        page.goto(page_url(base, "Optimise", params))
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Computed just now").wait_for(timeout=60_000)
+        image = page.locator("[data-testid='stMain'] [data-testid='stImage'] img").first
+        image.wait_for(state="visible")
+        assert page.evaluate("img => img.naturalWidth", image.element_handle()) > 0
+        assert page.locator("[data-testid='stPlotlyChart']").count() >= 1
+        assert page.locator("[data-testid='stException']").count() == 0
+        wait_until_idle(page)
+        full_page_screenshot(page, ARTIFACTS / "optimise.png")
+
+        # The URL now carries every setting: opening it in a fresh session serves the cache.
+        shared = page.url
+        assert "unit=5" in shared and "steps=8" in shared
+        fresh = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+        fresh.goto(shared)
+        fresh.get_by_text("Served from the result cache").wait_for(timeout=30_000)
+        assert fresh.get_by_role("button", name="Run", exact=True).count() == 0

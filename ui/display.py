@@ -1,0 +1,160 @@
+"""Figures and result views shared by the pages."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from vitviz.results import Result
+
+PRESET_COLOURS = {"naive": "#E4572E", "robust": "#2E86AB", "lucent": "#76B041",
+                  "ghiasi": "#8E5DB2", "maco": "#F0A202"}
+SEED_COLOURS = ["#2E86AB", "#E4572E", "#76B041", "#8E5DB2", "#F0A202", "#17BEBB", "#C1666B",
+                "#4F6D7A"]
+DISPLAY_SIDE = 256  # tiny models make 32 px images: enlarge them without blurring the pixels
+
+
+def enlarge(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
+    factor = side // max(image.shape[:2])
+    if factor < 2:
+        return image
+    return np.asarray(Image.fromarray(image).resize(
+        (image.shape[1] * factor, image.shape[0] * factor), Image.NEAREST))
+
+
+def _layout(fig: go.Figure, height: int, y_title: str) -> go.Figure:
+    fig.update_layout(
+        height=height, margin=dict(l=10, r=10, t=36, b=10), hovermode="x unified",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+    )
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+def curves_figure(curves: list[tuple[str, list[int], list[float], str]], height: int = 340,
+                  y_title: str = "target activation") -> go.Figure:
+    """curves: (label, steps, values, colour). Several per colour are drawn thinner."""
+    per_colour: dict[str, int] = {}
+    for *_, colour in curves:
+        per_colour[colour] = per_colour.get(colour, 0) + 1
+    fig = go.Figure()
+    for label, steps, values, colour in curves:
+        width = 1.5 if per_colour[colour] > 1 else 2.5
+        fig.add_trace(go.Scatter(x=steps, y=values, name=label, mode="lines",
+                                 line=dict(color=colour, width=width)))
+    return _layout(fig, height, y_title)
+
+
+def result_curves(result: Result) -> list[tuple[str, list[int], list[float], str]]:
+    return [(label, result.steps, curve, SEED_COLOURS[i % len(SEED_COLOURS)])
+            for i, (label, curve) in enumerate(zip(result.item_labels(), result.activation))]
+
+
+def moving_target_figure(result: Result, item: int = 0, height: int = 420) -> go.Figure:
+    """Target activation with live and with frozen attention, and how far attention moved."""
+    context, steps = result.context, result.steps
+    live = [row[item] for row in context["activation_live"]]
+    frozen = [row[item] for row in context["activation_frozen_start"]]
+    change = [row[item] for row in context["attention_change"]]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.64, 0.36],
+                        vertical_spacing=0.09)
+    fig.add_trace(go.Scatter(x=steps, y=live, name="activation", mode="lines",
+                             line=dict(color="#2E86AB", width=2.5)), 1, 1)
+    fig.add_trace(go.Scatter(x=steps, y=frozen, name="attention frozen at step 0", mode="lines",
+                             line=dict(color="#E4572E", width=2, dash="dash")), 1, 1)
+    fig.add_trace(go.Scatter(x=steps, y=change, name="attention change per step", mode="lines",
+                             line=dict(color="#6C757D", width=1.5)), 2, 1)
+    _layout(fig, height, "")
+    fig.update_xaxes(title_text="", row=1, col=1)
+    fig.update_yaxes(title_text="activation", row=1, col=1)
+    fig.update_yaxes(title_text="attention Δ", row=2, col=1)
+    return fig
+
+
+def decomposition(result: Result, item: int = 0) -> dict[str, float]:
+    """The total gain split into content (attention held at its start) and context parts.
+
+    See vitviz.moving_target for the decomposition."""
+    live = [row[item] for row in result.context["activation_live"]]
+    frozen = [row[item] for row in result.context["activation_frozen_start"]]
+    return {"start": live[0], "total": live[-1] - live[0], "content": frozen[-1] - live[0],
+            "context": live[-1] - frozen[-1]}
+
+
+def similarity_figure(matrix: np.ndarray, labels: list[str], height: int = 360) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, zmin=-1, zmax=1,
+                               colorscale="RdBu", texttemplate="%{z:.2f}",
+                               colorbar=dict(title="similarity", thickness=12)))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def run_facts(result: Result) -> str:
+    return (f"{result.model['name']} ({result.model['weights']}) · "
+            f"{result.steps[-1] if result.steps else 0} steps in {result.elapsed_s:.1f} s on "
+            f"{result.device} · {result.created}")
+
+
+def provenance(result: Result, from_cache: bool) -> str:
+    how = "Served from the result cache" if from_cache else "Computed just now"
+    return f"{how} · {run_facts(result)}"
+
+
+def checkpoint_step(result: Result, key: str) -> int:
+    """A slider over the stored checkpoints, starting at the final image."""
+    steps = sorted(result.checkpoints)
+    if len(steps) < 2:
+        return steps[-1] if steps else 0
+    return st.select_slider("Step", steps, value=steps[-1], key=key,
+                            help="Images are kept every few steps; slide to watch the run.")
+
+
+def image_grid(images: list[np.ndarray], captions: list[str], columns: int | None = None) -> None:
+    columns = columns or len(images)
+    for start in range(0, len(images), columns):
+        row = st.columns(columns)
+        for column, image, caption in zip(row, images[start:start + columns],
+                                          captions[start:start + columns]):
+            column.image(enlarge(image), caption=caption, width="stretch")
+
+
+def downloads(result: Result, key: str, stem: str) -> None:
+    """PNG per image (the run's config embedded as PNG text) and the JSON of the run."""
+    row = st.container(horizontal=True)
+    for i, label in enumerate(result.item_labels()):
+        slug = label.replace(", ", "_").replace(" ", "")
+        row.download_button(
+            f"PNG · {label}", result.png(i), file_name=f"{stem}_{slug}.png", mime="image/png",
+            key=f"{key}.png{i}", on_click="ignore", icon=":material/image:")
+    row.download_button(
+        "JSON · config and curves", json.dumps(result.to_json(), indent=1),
+        file_name=f"{stem}.json", mime="application/json", key=f"{key}.json",
+        on_click="ignore", icon=":material/data_object:")
+
+
+def final_caption(result: Result, item: int) -> str:
+    """Item label and its final activation, e.g. 'seed 2 · 4.33'."""
+    return f"{result.item_labels()[item]} · {result.activation[item][-1]:.3g}"
+
+
+def run_view(result: Result, from_cache: bool, key: str, stem: str) -> None:
+    """A run's images (with the checkpoint slider), curves and exports."""
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        step = checkpoint_step(result, f"{key}.step")
+        images = result.checkpoints.get(step, result.images)
+        captions = [f"{label} · step {step}" for label in result.item_labels()]
+        image_grid(images, captions, columns=min(len(images), 2))
+    with right:
+        if "activation_frozen_start" in result.context:
+            st.plotly_chart(moving_target_figure(result), key=f"{key}.moving")
+        else:
+            st.plotly_chart(curves_figure(result_curves(result)), key=f"{key}.curves")
+    st.caption(provenance(result, from_cache))
+    downloads(result, key, stem)

@@ -1,0 +1,162 @@
+"""Running requests from a page: cache first, then the device queue, with live progress."""
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+import numpy as np
+import streamlit as st
+
+from vitviz.layers import find_layer
+from vitviz.models import LoadedModel
+from vitviz.objectives import from_spec
+from vitviz.optimise import StepRecord
+from vitviz.results import Result, to_uint8
+from vitviz.runs import RunRequest, run
+
+from ui import similarity
+from ui.display import SEED_COLOURS, curves_figure, enlarge
+from ui.limits import Limits, load_limits
+from ui.queue import ordinal
+from ui.resources import get_model, result_cache, run_queue
+
+T = TypeVar("T")
+REDRAW_S = 1.0  # the curve is redrawn at most this often; images whenever the run records them
+LAYER_PROFILE = "layer_profile"  # key in Result.metrics
+MAX_SEED = 2**31 - 1
+
+
+def request_problems(request: RunRequest, model: LoadedModel, limits: Limits) -> list[str]:
+    """Everything wrong with a request, as messages, before any compute is spent on it."""
+    found = []
+    try:
+        from_spec(request.objective).validate(lambda name: find_layer(model, name))
+    except ValueError as error:
+        found.append(str(error))
+    try:
+        limits.check(request, model.preprocessing.size)
+        knobs = request.resolved_preset()
+    except ValueError as error:
+        return found + [str(error)]
+    if not knobs.lr > 0:
+        found.append(f"The learning rate must be positive (got {knobs.lr:g}).")
+    if knobs.ensemble < 1:
+        found.append(f"Augmented copies must be at least 1 (got {knobs.ensemble}).")
+    if knobs.tv_weight < 0:
+        found.append(f"The TV weight cannot be negative (got {knobs.tv_weight:g}).")
+    if not all(0 <= seed <= MAX_SEED for seed in request.seeds):
+        found.append(f"Seeds must be between 0 and {MAX_SEED}.")
+    return found
+
+
+class LiveView:
+    """Progress bar with elapsed time and ETA, the latest images and the curve of a running run."""
+
+    def __init__(self, labels: list[str], side_by_side: bool = True, key: str = "live"):
+        self._labels, self._key = labels, key
+        self._root = st.empty()
+        box = self._root.container()
+        self._bar = box.progress(0.0, text="Starting…")
+        left, right = box.columns([2, 3], gap="large") if side_by_side else (box, box)
+        self._images = [column.empty() for column in left.columns(min(len(labels), 8))]
+        self._chart = right.empty()
+        self._steps: list[int] = []
+        self._curves: list[list[float]] = [[] for _ in labels]
+        self._started = time.perf_counter()
+        self._drawn = 0.0
+        self._draws = 0
+
+    def waiting(self, position: int) -> None:
+        self._bar.progress(0.0, text=f"Waiting: {ordinal(position)} in queue for the device…")
+
+    def begin(self) -> None:
+        self._started = time.perf_counter()
+        self._bar.progress(0.0, text="Loading the model and starting…")
+
+    def update(self, record: StepRecord, total: int) -> None:
+        now = time.perf_counter()
+        self._steps.append(record.step)
+        for curve, value in zip(self._curves, record.activation):
+            curve.append(value)
+        done = min(record.step + 1, total)
+        elapsed = now - self._started
+        left = elapsed / done * (total - done)
+        self._bar.progress(done / total, text=f"Step {done}/{total} · {elapsed:.0f} s elapsed · "
+                                              f"about {left:.0f} s left")
+        if record.images is not None:
+            for slot, image, label in zip(self._images, to_uint8(record.images), self._labels):
+                slot.image(enlarge(image), caption=f"{label} · step {record.step}", width="stretch")
+        if record.images is not None or now - self._drawn > REDRAW_S:
+            curves = [(label, self._steps, curve, SEED_COLOURS[i % len(SEED_COLOURS)])
+                      for i, (label, curve) in enumerate(zip(self._labels, self._curves))]
+            self._draws += 1
+            # A fresh key per draw: Streamlit refuses two charts with one id in a run.
+            self._chart.plotly_chart(curves_figure(curves), key=f"{self._key}.{self._draws}")
+            self._drawn = now
+
+    def clear(self) -> None:
+        self._root.empty()
+
+
+def use_model(name: str, work: Callable[[LoadedModel], T],
+              on_wait: Callable[[int], None] | None = None) -> T:
+    """Run `work(model)` while holding the device queue's slot for `name`."""
+    queue = run_queue(load_limits().max_concurrent_runs)
+    notice = None
+    if on_wait is None:
+        notice = st.empty()
+
+        def on_wait(position: int) -> None:
+            notice.info(f"Waiting: {ordinal(position)} in queue for the device…")
+    try:
+        with queue.slot(name, on_wait):
+            return work(get_model(name))
+    finally:
+        if notice is not None:
+            notice.empty()
+
+
+def cached(request: RunRequest) -> Result | None:
+    return result_cache().get(request.key())
+
+
+def compute(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
+    """The request's result and whether it came from the cache; a hit never touches the model."""
+    hit = cached(request)
+    if hit is not None:
+        return hit, True
+
+    def work(model: LoadedModel) -> tuple[Result, bool]:
+        view.begin()
+        # run() checks the cache again under its lock: another session may have just made it.
+        return run(request, result_cache(), loader=lambda _: model, progress=view.update)
+
+    try:
+        return use_model(request.model, work, view.waiting)
+    finally:
+        view.clear()
+
+
+def similarity_matrix(requests: list[RunRequest], results: list[Result],
+                      measure: str) -> np.ndarray:
+    """Pairwise similarity of every final image of `results`, in order, on `measure`."""
+    if measure == "layer":
+        vectors = np.concatenate([layer_profile(r, result) for r, result in zip(requests, results)])
+    else:
+        vectors = similarity.pixel_vectors([image for result in results for image in result.images])
+    return similarity.standardised_cosine(vectors)
+
+
+def layer_profile(request: RunRequest, result: Result) -> list[list[float]]:
+    """Each image's activation profile at the target layer, stored with the run once measured."""
+    objective = request.config()["objective"]
+    layer, tokens = objective["layer"], objective.get("tokens", "patch")
+    stored = result.metrics.get(LAYER_PROFILE)
+    if stored and stored["layer"] == layer and stored["tokens"] == tokens:
+        return stored["vectors"]
+    vectors = use_model(request.model,
+                        lambda model: similarity.layer_vectors(model, layer, result.images, tokens))
+    result.metrics[LAYER_PROFILE] = {"layer": layer, "tokens": tokens,
+                                     "vectors": vectors.round(5).tolist()}
+    result_cache().put(request.key(), result)
+    return result.metrics[LAYER_PROFILE]["vectors"]

@@ -1,0 +1,179 @@
+"""Page settings as data: how they read from and write to the URL, and the runs they request.
+
+A page's settings are a flat dict of plain values, one per query parameter. The request
+builders here are the only place that turns settings into RunRequests, so a link (or the Runs
+page's "open in" button) rebuilds exactly the request, and therefore the cache key, of the run.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from vitviz import objectives
+from vitviz.objectives import TOKEN_MODES
+from vitviz.presets import PRESETS
+from vitviz.results import Result
+from vitviz.runs import RunRequest
+
+Parser = Callable[[str], Any]
+
+KINDS = {
+    "neuron": "neuron: one unit, averaged over tokens (ViT) or at the centre (CNN)",
+    "channel": "channel: one unit, averaged over all patches / positions",
+    "seed_compat": "blog post's activation[:, n]: on a ViT this selects token n",
+}
+NO_PRESET = "none"
+MOVING_TARGET_PRESETS = ("naive", "robust")
+
+
+def text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("is empty")
+    return raw.strip()
+
+
+def integer(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("is not a whole number") from None
+
+
+def number(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError("is not a finite number")
+    return value
+
+
+def tokens(raw: str) -> str | int:
+    if raw in TOKEN_MODES:
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"is neither one of {', '.join(TOKEN_MODES)} nor a token index") from None
+
+
+def choice(options) -> Parser:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"is not one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+_TARGET = {"model": text, "layer": text, "unit": integer, "tokens": tokens}
+_RUN = {"seed": integer, "steps": integer, "size": integer}
+
+SCHEMAS: dict[str, dict[str, Parser]] = {
+    "home": {"model": text},
+    "optimise": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS), "lr": number,
+                 "ensemble": integer, "tv": number, **_RUN},
+    "compare": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS),
+                "preset2": choice([NO_PRESET, *PRESETS]), "seeds": integer,
+                "measure": choice(("layer", "pixels")), **_RUN},
+    "moving_target": {**_TARGET, **_RUN},
+    "examples": {**_TARGET, **_RUN},
+    "runs": {"run": text},
+}
+
+def to_query(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def record_every(steps: int) -> int:
+    """Images are kept about eight times per run: enough to watch it, cheap to store."""
+    return max(1, steps // 8)
+
+
+def objective_spec(settings: dict) -> dict:
+    kind, layer, unit = settings.get("kind", "neuron"), settings["layer"], settings["unit"]
+    if kind == "channel":
+        return objectives.channel(layer, unit).spec()
+    if kind == "seed_compat":
+        return objectives.seed_compat(layer, unit).spec()
+    return objectives.neuron(layer, unit, settings.get("tokens", "patch")).spec()
+
+
+def _overrides(settings: dict, model_size: int) -> dict:
+    overrides = {"steps": settings["steps"]}
+    # Left out at the model's own size, so the key matches runs that never set a canvas.
+    if settings["size"] != model_size:
+        overrides["canvas"] = settings["size"]
+    return overrides
+
+
+def _request(settings: dict, model_size: int, preset: str, seeds, extra=None,
+             moving_target=False) -> RunRequest:
+    return RunRequest(
+        model=settings["model"], objective=objective_spec(settings), seeds=tuple(seeds),
+        preset=preset, overrides={**_overrides(settings, model_size), **(extra or {})},
+        record_every=record_every(settings["steps"]), moving_target=moving_target,
+    )
+
+
+def examples_request(settings: dict, model_size: int) -> RunRequest:
+    """The unit's robust visualisation, shown next to its dataset examples."""
+    return _request(settings, model_size, "robust", (settings["seed"],))
+
+
+def optimise_request(settings: dict, model_size: int) -> RunRequest:
+    knobs = {"lr": settings["lr"], "ensemble": settings["ensemble"], "tv_weight": settings["tv"]}
+    return _request(settings, model_size, settings["preset"], (settings["seed"],), knobs)
+
+
+def compare_presets(settings: dict) -> list[str]:
+    first, second = settings["preset"], settings.get("preset2", NO_PRESET)
+    return [first] + ([second] if second not in (NO_PRESET, first) else [])
+
+
+def compare_seeds(settings: dict) -> list[int]:
+    return list(range(settings["seed"], settings["seed"] + settings["seeds"]))
+
+
+def compare_requests(settings: dict, model_size: int) -> list[RunRequest]:
+    """One request per preset, each with every seed: the seeds of a preset run as one batch."""
+    return [_request(settings, model_size, preset, compare_seeds(settings))
+            for preset in compare_presets(settings)]
+
+
+def moving_target_requests(settings: dict, model_size: int) -> list[RunRequest]:
+    return [_request({**settings, "kind": "neuron"}, model_size, preset, (settings["seed"],),
+                     moving_target=True)
+            for preset in MOVING_TARGET_PRESETS]
+
+
+def page_for(result: Result) -> tuple[str, dict] | None:
+    """The page and settings that request exactly this run, if one of the pages can."""
+    config = result.config
+    objective, knobs, seeds = config["objective"], config["preset"], config["seeds"]
+    if objective["type"] not in KINDS or not isinstance(objective["unit"], int):
+        return None
+    model_size = result.model["preprocessing"]["size"]
+    target = {"model": config["model"], "layer": objective["layer"], "unit": objective["unit"],
+              "steps": knobs["steps"], "size": knobs["canvas"] or model_size, "seed": seeds[0]}
+    if "tokens" in objective:
+        target["tokens"] = objective["tokens"]
+    if config["moving_target"]:
+        candidates = [("moving_target", target, moving_target_requests)]
+    elif len(seeds) == 1:
+        settings = {**target, "kind": objective["type"], "preset": knobs["name"],
+                    "lr": knobs["lr"], "ensemble": knobs["ensemble"], "tv": knobs["tv_weight"]}
+        candidates = [("optimise", settings, optimise_request)]
+    else:
+        settings = {**target, "kind": objective["type"], "preset": knobs["name"],
+                    "preset2": NO_PRESET, "seeds": len(seeds)}
+        candidates = [("compare", settings, compare_requests)]
+    for page, settings, build in candidates:
+        built = build(settings, model_size)
+        requests = built if isinstance(built, list) else [built]
+        if any(request.config() == config for request in requests):
+            return page, settings
+    return None

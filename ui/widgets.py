@@ -1,0 +1,243 @@
+"""Setting widgets shared by the pages. Each renders where it is called and records its value
+in the page's state (and so in the URL)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from vitviz.layers import (
+    ROLE_LABELS, LayerInfo, UnknownLayer, default_layer, find_layer, layer_table,
+)
+from vitviz.models import (
+    MODELS, RANDOM_ONLY, RANDOM_SUFFIX, LoadedModel, ModelError, default_model, parse_model_name,
+)
+from vitviz.presets import PRESETS
+
+from ui.limits import Limits
+from ui.resources import get_model
+from ui.settings import KINDS, NO_PRESET
+from ui.state import PageState
+
+# The session's current model: picked on any page (or the home page), the default on every other.
+MODEL_CHOICE = "vitviz.model"
+TOKEN_LABELS = {"patch": "patches", "cls": "class token", "all": "all tokens", "index": "one token"}
+
+
+def preferred_model(vit_only: bool = False) -> str:
+    name = st.session_state.get(MODEL_CHOICE) or default_model()[0]
+    if vit_only and MODELS[parse_model_name(name)[0]].architecture != "vit":
+        return "dinov2_vits14" if MODELS["dinov2_vits14"].available() else "tiny_vit"
+    return name
+
+
+def model_label(name: str) -> str:
+    spec = MODELS[name]
+    missing = "" if spec.available() else " · weights not installed"
+    return f"{name} · {'ViT' if spec.architecture == 'vit' else 'CNN'}{missing}"
+
+
+def model_picker(state: PageState, vit_only: bool = False) -> str:
+    """Model selectbox plus an 'untrained copy' toggle; returns a registry name."""
+    names = [n for n, spec in MODELS.items() if not vit_only or spec.architecture == "vit"]
+    base_key, random_key = state.key("model"), state.key("random")
+    if base_key not in st.session_state:
+        wanted = state.wanted("model")
+        try:
+            base, random_init = parse_model_name(wanted or preferred_model(vit_only))
+            if base not in names:
+                raise ModelError(f"This page needs a Vision Transformer; {base} is a CNN. "
+                                 f"ViTs: {', '.join(names)}.")
+        except ModelError as error:
+            state.problems.append(str(error))
+            base, random_init = parse_model_name(preferred_model(vit_only))
+        st.session_state[base_key] = base
+        st.session_state[random_key] = random_init and base not in RANDOM_ONLY
+    base = st.selectbox("Model", names, key=base_key, format_func=model_label,
+                        help="A model marked 'weights not installed' cannot load here; picking "
+                             "it shows how to install its weights.")
+    untrained = st.toggle("Untrained", key=random_key, disabled=base in RANDOM_ONLY,
+                          help="Random weights: a baseline that shows what the method alone "
+                               "produces, without anything learned.")
+    name = base + (RANDOM_SUFFIX if untrained and base not in RANDOM_ONLY else "")
+    st.session_state[MODEL_CHOICE] = name
+    return state.keep("model", name)
+
+
+def load_or_stop(name: str) -> LoadedModel:
+    """The shared model; if it cannot be loaded, say why and end the page there."""
+    try:
+        return get_model(name)
+    except ModelError as error:
+        st.error(str(error))
+        st.stop()
+
+
+def random_init_warning(name: str) -> None:
+    if parse_model_name(name)[1]:
+        st.warning(f"**{name} has random weights, not trained ones.** Its images show what the "
+                   "optimisation does on its own; they say nothing about learned features.",
+                   icon=":material/warning:")
+
+
+def layer_label(info: LayerInfo) -> str:
+    mark = "★ " if info.recommended else ""
+    return f"{mark}{info.name} · {info.type} {list(info.shape)}"
+
+
+def layer_picker(state: PageState, model: LoadedModel, tokens_only: bool = False) -> LayerInfo:
+    table = [i for i in layer_table(model) if not tokens_only or i.layout == "tokens"]
+    names = [info.name for info in table]
+    default = default_layer(model)
+    if default not in names:
+        default = next((i.name for i in table if i.recommended), names[0])
+    key = state.key("layer")
+    if key not in st.session_state:
+        wanted = state.wanted("layer")
+        if wanted is not None and wanted not in names:
+            try:
+                find_layer(model, wanted)
+                state.problems.append(f"Layer '{wanted}' has no token axis; this page needs one "
+                                      "(a ViT block, attention or MLP layer).")
+            except UnknownLayer as error:
+                state.problems.append(str(error))
+            wanted = None
+        st.session_state[key] = wanted or default
+    elif st.session_state[key] not in names:  # the model changed under the layer
+        st.session_state[key] = default
+    current = st.session_state[key]
+    by_name = {info.name: info for info in table}
+    only_key = state.key("recommended")
+    if only_key not in st.session_state:
+        st.session_state[only_key] = by_name[current].recommended
+    only = st.session_state[only_key]
+    options = [n for n in names if by_name[n].recommended or not only or n == current]
+    st.selectbox("Layer", options, key=key, format_func=lambda n: layer_label(by_name[n]),
+                 help="★ recommended targets (MLP hidden layers of ViT blocks, block outputs of "
+                      "CNNs). Names are exactly as `named_modules()` prints them; shapes exclude "
+                      "the batch axis.")
+    st.toggle("★ recommended layers only", key=only_key)
+    return by_name[state.keep("layer", st.session_state[key])]
+
+
+def layer_table_expander(model: LoadedModel) -> None:
+    with st.expander(f"All {len(layer_table(model))} layers of {model.name}"):
+        st.dataframe(
+            [{"": "★" if i.recommended else "", "layer": i.name, "type": i.type,
+              "shape": str(list(i.shape)), "layout": i.layout, "units": i.units,
+              "role": ROLE_LABELS.get(i.role, "")} for i in layer_table(model)],
+            hide_index=True, height=300,
+        )
+
+
+def kind_picker(state: PageState) -> str:
+    key = state.seed("kind", "neuron")
+    return state.keep("kind", st.selectbox("Objective", list(KINDS), key=key,
+                                           format_func=lambda k: KINDS[k].split(":")[0],
+                                           help="\n\n".join(KINDS.values())))
+
+
+def unit_picker(state: PageState, info: LayerInfo, kind: str = "neuron") -> int:
+    key = state.seed("unit", 0)
+    # activation[:, n] indexes axis 1 of the output: tokens on a ViT, channels on a CNN.
+    size = info.shape[0] if kind == "seed_compat" else info.units
+    what = "token" if kind == "seed_compat" and info.layout == "tokens" else "unit"
+    return state.keep("unit", st.number_input(
+        "Unit", step=1, key=key, help=f"The {what} to maximise: 0 to {size - 1} in this layer."))
+
+
+def tokens_picker(state: PageState, info: LayerInfo) -> str | int | None:
+    """Token mode for neurons of token layers; None where the layer has no token axis."""
+    if info.layout != "tokens":
+        return None
+    mode_key, index_key = state.key("tokens"), state.key("token")
+    if mode_key not in st.session_state:
+        wanted = state.wanted("tokens")
+        st.session_state[mode_key] = "index" if isinstance(wanted, int) else (wanted or "patch")
+        st.session_state[index_key] = wanted if isinstance(wanted, int) else 1
+    mode = st.selectbox("Tokens", list(TOKEN_LABELS), key=mode_key, format_func=TOKEN_LABELS.get,
+                        help="Which tokens the neuron is averaged over: the patch tokens (the "
+                             "unit's response across the image; default), the class token only, "
+                             "all tokens, or one token by index.")
+    if mode != "index":
+        return state.keep("tokens", mode)
+    st.session_state.setdefault(index_key, 1)
+    index = st.number_input("Token index", step=1, key=index_key,
+                            help=f"0 is the class token; 1 to {info.shape[0] - 1} are patches.")
+    return state.keep("tokens", index)
+
+
+def preset_picker(state: PageState, name: str = "preset", label: str = "Method",
+                  default: str = "robust", allow_none: bool = False) -> str:
+    options = ([NO_PRESET] if allow_none else []) + list(PRESETS)
+    key = state.seed(name, default)
+    chosen = st.selectbox(label, options, key=key,
+                          format_func=lambda p: "— none —" if p == NO_PRESET else p,
+                          help="\n\n".join(f"**{p.name}**: {p.description}"
+                                           for p in PRESETS.values()))
+    return state.keep(name, chosen)
+
+
+def knob_pickers(state: PageState, preset: str, columns) -> tuple[float, int, float]:
+    """Learning rate, augmented copies and TV weight, each defaulting to the preset's own."""
+    base = PRESETS[preset]
+    from_url = state.incoming.get("preset", "robust") == preset
+    lr_key = state.seed("lr", base.lr, scope=preset, from_url=from_url)
+    ensemble_key = state.seed("ensemble", base.ensemble, scope=preset, from_url=from_url)
+    tv_key = state.seed("tv", base.tv_weight, scope=preset, from_url=from_url)
+    lr = columns[0].number_input(
+        "Learning rate", key=lr_key, step=0.01, format="%g",
+        help=f"{base.optimiser} step size; {preset}'s default is {base.lr:g}.")
+    ensemble = columns[1].number_input(
+        "Copies", key=ensemble_key, step=1,
+        help=f"Augmented (randomly transformed) copies of each image per step; {preset}'s "
+             f"default is {base.ensemble}. More copies: steadier images, slower steps.")
+    tv = columns[2].number_input("TV weight", key=tv_key, step=1e-4, format="%g",
+                                 help=f"Total-variation penalty against pixel noise; {preset}'s "
+                                      f"default is {base.tv_weight:g}.")
+    return state.keep("lr", lr), state.keep("ensemble", ensemble), state.keep("tv", tv)
+
+
+def seed_picker(state: PageState, label: str = "Seed") -> int:
+    key = state.seed("seed", 0)
+    return state.keep("seed", st.number_input(label, step=1, key=key,
+                                              help="Random start and augmentations."))
+
+
+def steps_picker(state: PageState, limits: Limits, default: int = 64) -> int:
+    key = state.seed("steps", min(default, limits.max_steps))
+    return state.keep("steps", st.number_input(
+        "Steps", step=16, key=key,
+        help=f"Optimisation steps, at most {limits.max_steps} on this server. On a 2-core CPU a "
+             "224 px ViT-S takes about 0.2-0.5 s per step per image."))
+
+
+def size_picker(state: PageState, model: LoadedModel, limits: Limits) -> int:
+    native = model.preprocessing.size
+    scope = model.registry_name
+    from_url = state.incoming.get("model") in (None, scope)
+    key = state.seed("size", native, scope=scope, from_url=from_url)
+    return state.keep("size", st.number_input(
+        "Image size", step=16, key=key,
+        help=f"Side of the optimised image in pixels (at most {limits.max_image_size}); "
+             f"{model.name} sees it resized to {native}."))
+
+
+def seeds_picker(state: PageState, limits: Limits, default: int = 3) -> int:
+    key = state.seed("seeds", min(default, limits.max_batch))
+    return state.keep("seeds", st.number_input(
+        "Seeds", step=1, key=key,
+        help=f"Images of the unit, one per seed, optimised together in one batch (at most "
+             f"{limits.max_batch} on this server)."))
+
+
+def run_button(label: str, disabled: bool = False) -> bool:
+    """A primary button that gives its place to the run's progress once clicked."""
+    slot = st.empty()
+    if slot.button(label, type="primary", disabled=disabled, icon=":material/play_arrow:"):
+        slot.empty()
+        return True
+    return False
+
+
+def problems(messages: list[str]) -> None:
+    for message in dict.fromkeys(messages):
+        st.error(message, icon=":material/error:")
