@@ -107,8 +107,8 @@ def main() -> None:
         for autocast in modes:
             for batch in args.batches:
                 seconds = time_vitviz(model, layer, args.unit, preset, batch, args.steps, autocast)
-                rows = batch * (get_preset(preset).ensemble + 1)
-                # forward + backward is about 3x the forward FLOPs; the clean rows only go forward.
+                rows = batch * get_preset(preset).ensemble
+                # forward + backward is about 3x the forward FLOPs; the clean images only go forward.
                 tflops = flops * (3 * batch * get_preset(preset).ensemble + batch) / seconds / 1e12
                 row = {"preset": preset, "batch": batch, "bf16": autocast, "s_per_step": seconds,
                        "rows": rows, "tflops": tflops,
