@@ -1,11 +1,14 @@
 """Compare seeds: N seeds of one unit, one batch per preset, and how alike their images are."""
 import streamlit as st
 
+from vitviz import metrics
+
 from vitviz.presets import PRESETS
 
 from ui import display, execution, similarity, widgets
 from ui.limits import load_limits
 from ui.page import SETTINGS_GRID, reported, setup
+from ui.resources import result_cache
 from ui.settings import compare_presets, compare_requests, compare_seeds
 from ui.state import PageState
 
@@ -100,3 +103,20 @@ with reported():
                                "the same picture, 0 unrelated ones.")
         scores[-1].caption(f"Similarity is the cosine between {similarity.MEASURES[measure]} "
                            "after standardising each image (zero mean, unit variance).")
+
+        st.subheader("Quality figures", anchor=False)
+        st.caption("Raw activation rewards adversarial noise, so it is shown beside figures that "
+                   "noise cannot game: the activation on slightly shifted and zoomed views, both "
+                   "as a multiple of the unit's maximum over the offline photos and crops; the "
+                   "unit's rank in its layer on the image (1 = most specific); and how alike the "
+                   "seeds look to a second model (MobileNetV2).")
+        measured = [metrics.has_quality_figures(result) for result in results]
+        if not all(measured) and st.button("Measure against the photo set",
+                                           icon=":material/straighten:"):
+            for request, result in zip(requests, results):
+                if not metrics.has_quality_figures(result):
+                    result.metrics.update(execution.use_model(
+                        request.model, lambda m, r=result: metrics.result_metrics(m, r)))
+                    result_cache().put(request.key(), result)
+        if all(metrics.has_quality_figures(result) for result in results):
+            st.dataframe(display.quality_table(presets, results), hide_index=True)

@@ -158,3 +158,23 @@ def run_view(result: Result, from_cache: bool, key: str, stem: str) -> None:
             st.plotly_chart(curves_figure(result_curves(result)), key=f"{key}.curves")
     st.caption(provenance(result, from_cache))
     downloads(result, key, stem)
+
+
+def quality_table(presets: list[str], results: list[Result]) -> list[dict]:
+    """One row per method: medians over its seeds of the figures in `result.metrics`."""
+    def median(values) -> float | None:
+        finite = sorted(v for v in values if v == v)  # NaN: no positive photo maximum
+        return finite[len(finite) // 2] if finite else None
+
+    rows = []
+    for preset, result in zip(presets, results):
+        figures = result.metrics
+        consistency = figures.get("consistency", {})
+        rows.append({
+            "method": preset,
+            "activation / photo max": median(figures["relative_activation"]),
+            "shifted & zoomed / photo max": median(figures["relative_robust_activation"]),
+            f"rank of {figures['layer_units']}": median(figures["rank"]),
+            "seed agreement (MobileNetV2)": consistency.get("same_unit"),
+        })
+    return rows

@@ -10,6 +10,7 @@ from tqdm import tqdm
 from vitviz import __version__, objectives
 from vitviz.cache import ResultCache
 from vitviz.layers import ROLE_LABELS, UnknownLayer, default_layer, layer_table
+from vitviz.metrics import has_quality_figures, result_metrics
 from vitviz.models import MODELS, ModelError, default_model, load_model
 from vitviz.objectives import ObjectiveError, UnitOutOfRange
 from vitviz.optimise import NonFiniteLoss
@@ -73,10 +74,8 @@ def cmd_run(args) -> int:
         result, cached = run(request, cache, lambda n: model or load_model(n, args.device), progress)
     if cached:
         print("served from the result cache (nothing recomputed)", file=sys.stderr)
-    if not args.no_metrics and not result.metrics:
-        from vitviz.metrics import result_metrics
-
-        result.metrics = result_metrics(model or load_model(name, args.device), result)
+    if not args.no_metrics and not has_quality_figures(result):
+        result.metrics.update(result_metrics(model or load_model(name, args.device), result))
         if cache is not None:
             cache.put(request.key(), result)
     for path in result.save(args.out):

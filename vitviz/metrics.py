@@ -152,6 +152,11 @@ def photo_statistics(model: LoadedModel, layer: str, tokens: str | int = "patch"
     return _LAYER_CACHE[key]
 
 
+def has_quality_figures(result) -> bool:
+    """Whether `result.metrics` already holds the figures of `result_metrics`."""
+    return "relative_activation" in result.metrics
+
+
 def result_metrics(model: LoadedModel, result, progress=None) -> dict:
     """Quality figures of a finished neuron or channel run (empty for other objectives)."""
     from vitviz.objectives import from_spec
