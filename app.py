@@ -25,7 +25,7 @@ with reported():
     default, reason = default_model()
     cache, limits = result_cache(), load_limits()
     queue = run_queue(limits.max_concurrent_runs).status()
-    metrics = st.columns(4)
+    metrics = st.columns([1.5, 1, 1, 1])
     metrics[0].metric("Default model", default)
     metrics[1].metric(*device_metric())
     metrics[2].metric(f"Result cache · {cache.volume() / 2**20:.1f} MB",
@@ -52,10 +52,12 @@ with reported():
                      hide_index=True)
 
     st.subheader("Pages", anchor=False)
-    for column, page in zip(st.columns(len(PAGES)), PAGES.values()):
-        with column.container(border=True, height="stretch"):
-            st.page_link(page.path, label=page.title, icon=page.icon)
-            st.caption(page.blurb)
+    pages = list(PAGES.values())
+    for start in range(0, len(pages), 3):
+        for column, page in zip(st.columns(3), pages[start:start + 3]):
+            with column.container(border=True, height="stretch"):
+                st.page_link(page.path, label=page.title, icon=page.icon)
+                st.caption(page.blurb)
 
     with st.expander("Limits on this server"):
         st.caption("Set by environment variables or `vitviz_limits.toml` (another path in "

@@ -100,7 +100,8 @@ with reported():
         for column, preset, score in zip(scores, presets, consistency):
             column.metric(f"Consistency · {preset}", "—" if score is None else f"{score:.2f}",
                           help="Mean similarity over pairs of seeds: 1 means every seed found "
-                               "the same picture, 0 unrelated ones.")
+                               "the same picture, 0 unrelated ones. Adversarial noise can look "
+                               "alike to the layer too: check the images and the pixel measure.")
         scores[-1].caption(f"Similarity is the cosine between {similarity.MEASURES[measure]} "
                            "after standardising each image (zero mean, unit variance).")
 

@@ -39,9 +39,9 @@ with reported():
         st.stop()
 
     st.dataframe(
-        [{"created": s["created"].replace("T", " ")[:19], "model": s["model"],
-          "random init": "⚠" if s["random_init"] else "", "objective": s["objective"],
-          "layer": s["layer"], "unit": str(s["unit"]), "preset": s["preset"],
+        [{"created": s["created"].replace("T", " ")[:19],
+          "model": s["model"] + (" ⚠ random" if s["random_init"] else ""),
+          "preset": s["preset"], "target": f"{s['objective']} {s['unit']} · {s['layer']}",
           "seeds": ", ".join(map(str, s["seeds"])), "steps": s["steps"],
           "final activation": ", ".join(f"{a:.3g}" for a in s["final_activation"]),
           "time (s)": s["elapsed_s"]} for s in summaries.values()],

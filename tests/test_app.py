@@ -115,8 +115,13 @@ def test_home_names_the_default_model_device_and_cache_and_warns_about_random_we
     assert errors(trained) == "" and not trained.warning
 
 
-def test_optimise_runs_live_and_its_link_reopens_from_the_cache(calls):
+def test_optimise_runs_live_and_its_link_reopens_from_the_cache(monkeypatch, calls):
+    live = []
+    update = execution.LiveView.update
+    monkeypatch.setattr(execution.LiveView, "update", lambda view, record, total: (
+        live.append((record.step, record.images is not None)), update(view, record, total)))
     at, again = run_then_reopen(OPTIMISE, "Run", calls, layer=VIT_HIDDEN, unit=5, steps=8)
+    assert [step for step, _ in live] == list(range(9)) and sum(image for _, image in live) >= 2
     (request,) = calls["requests"]
     assert request.config()["objective"]["unit"] == 5 and request.resolved_preset().steps == 8
     assert "Computed just now" in texts(at)

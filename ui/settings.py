@@ -82,6 +82,7 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
     "runs": {"run": text},
 }
 
+
 def to_query(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
