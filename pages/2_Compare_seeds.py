@@ -1,11 +1,10 @@
 """Compare seeds: N seeds of one unit, one batch per preset, and how alike their images are."""
 import streamlit as st
 
-from vitviz import metrics
-
+from vitviz import metrics, similarity
 from vitviz.presets import PRESETS
 
-from ui import display, execution, similarity, widgets
+from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import SETTINGS_GRID, reported, setup
 from ui.resources import result_cache

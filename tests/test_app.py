@@ -17,11 +17,12 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import vitviz.runs
+from vitviz import similarity
 from vitviz.cache import ResultCache
 from vitviz.runs import run
 
 from conftest import VIT_HIDDEN
-from ui import execution, similarity
+from ui import execution
 from ui.limits import LimitError, load_limits
 from ui.queue import RunQueue, ordinal
 from ui.resources import run_queue

@@ -7,6 +7,7 @@ from typing import Callable, TypeVar
 import numpy as np
 import streamlit as st
 
+from vitviz import similarity
 from vitviz.layers import find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import from_spec
@@ -14,7 +15,6 @@ from vitviz.optimise import StepRecord
 from vitviz.results import Result, to_uint8
 from vitviz.runs import RunRequest, run
 
-from ui import similarity
 from ui.display import SEED_COLOURS, curves_figure, enlarge
 from ui.limits import Limits, load_limits
 from ui.queue import ordinal

@@ -69,6 +69,7 @@ class Result:
             "preset": self.config["preset"]["name"],
             "seeds": self.seeds,
             "steps": self.steps[-1] if self.steps else 0,
+            "moving_target": self.config.get("moving_target", False),
             "final_activation": [round(curve[-1], 4) for curve in self.activation],
             "elapsed_s": round(self.elapsed_s, 2),
         }

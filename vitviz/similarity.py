@@ -4,8 +4,9 @@ Two measures. On pixels, each image is standardised (zero mean, unit variance) b
 cosine, so brightness and contrast do not count; this needs no model but punishes images that
 show the same feature at different positions. On the model's own layer, each image is described
 by the token-averaged (or spatially averaged) activations of the target layer, standardised the
-same way: a position-free profile of what the layer sees. Kept free of Streamlit so it can move
-into vitviz.metrics.
+same way: a position-free profile of what the layer sees.
+The dashboard's Compare seeds page uses these; vitviz.metrics has the figures that compare
+across units in a second model's feature space.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vitviz.hooks import run_and_capture
 from vitviz.layers import find_layer
@@ -48,12 +48,9 @@ def layer_vectors(model: LoadedModel, layer: str, images: Sequence[np.ndarray],
     Runs the model: call it only where the model is free (inside a queue slot).
     """
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255)
-    size = model.preprocessing.size
-    batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False).to(model.device)
     # Stopping early is only safe when the layer runs once per forward pass (see vitviz.hooks).
     stop_early = find_layer(model, layer).calls == 1
-    acts = run_and_capture(model.module, model.normalise(batch), [layer], stop_early)
+    acts = run_and_capture(model.module, model.to_input(batch), [layer], stop_early)
     return unit_values(acts[layer].float(), tokens).flatten(1).cpu().numpy()
 
 
