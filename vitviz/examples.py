@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -97,15 +98,9 @@ def photo_views(photos: Sequence, size: int) -> tuple[torch.Tensor, list]:
             crop = square.crop((round(left * side), round(top * side), round(right * side),
                                 round(bottom * side)))
             resized = crop.resize((size, size), Image.Resampling.BICUBIC)
-            tensors.append(torch.from_numpy(_as_array(resized)).permute(2, 0, 1))
+            tensors.append(torch.from_numpy(np.asarray(resized.convert("RGB")).copy()).permute(2, 0, 1))
             views.append((index, (left, top, right, bottom), kind))
     return torch.stack(tensors).float() / 255, views
-
-
-def _as_array(image: Image.Image):
-    import numpy as np
-
-    return np.asarray(image.convert("RGB")).copy()
 
 
 @torch.no_grad()

@@ -31,7 +31,6 @@ def capture(
     when each target module runs once per forward (a ReLU reused in a ResNet block does not).
     """
     names = list(dict.fromkeys(layer_names))
-    modules = dict(module.named_modules())
     store: dict[str, torch.Tensor] = {}
 
     def hook_for(name: str):
@@ -42,7 +41,8 @@ def capture(
 
         return hook
 
-    handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]
+    # get_submodule walks one path; building the whole name table here cost every step.
+    handles = [module.get_submodule(name).register_forward_hook(hook_for(name)) for name in names]
     try:
         yield store
     finally:
