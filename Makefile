@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast bench report clean
+.PHONY: setup run test test-fast bench quality clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,18 @@ bench: setup
 	$(PY) -m pip install -q --no-deps -r requirements-bench.txt
 	$(PY) bench/speed.py
 
+# Every quality figure of issue 7 in one run (not part of `make test`: hours on a 2-core CPU,
+# minutes on a GPU). Smaller: `make quality QUALITY_UNITS=random:2 QUALITY_STEPS=48`.
+QUALITY_MODEL ?= dinov2_vits14
+QUALITY_BLOCKS ?= 2 5 8 11
+QUALITY_UNITS ?= random:8
+QUALITY_STEPS ?= 128
+quality: setup
+	$(PY) -m vitviz report --model $(QUALITY_MODEL) --units $(QUALITY_UNITS) --seeds 2 \
+		--steps $(QUALITY_STEPS) --out quality \
+		--layers $(foreach b,$(QUALITY_BLOCKS),encoder.layers.encoder_layer_$(b).mlp.1)
+	$(PY) bench/alive.py --model $(QUALITY_MODEL) --blocks $(QUALITY_BLOCKS) --per-block 12 \
+		--steps $(QUALITY_STEPS)
+
 clean:
-	rm -rf cache tests/artifacts .pytest_cache
+	rm -rf cache quality tests/artifacts .pytest_cache

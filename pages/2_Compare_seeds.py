@@ -1,7 +1,7 @@
-"""Compare seeds: N seeds of one unit, one batch per preset, and how alike their images are."""
+"""Compare seeds: N seeds of one unit, one batch per preset, and figures that noise cannot win."""
 import streamlit as st
 
-from vitviz import metrics, similarity
+from vitviz import metrics
 from vitviz.presets import PRESETS
 
 from ui import display, execution, widgets
@@ -46,13 +46,6 @@ with reported():
     with method[2]:
         widgets.steps_picker(state, limits)
         widgets.size_picker(state, model, limits)
-    with method[3]:
-        measure_key = state.seed("measure", "layer")
-        measure = state.keep("measure", st.radio(
-            "Similarity on", list(similarity.MEASURES), key=measure_key,
-            format_func=lambda m: {"layer": "layer activations", "pixels": "pixels"}[m],
-            help="Layer activations: each image's activation profile at the target layer "
-                 "(position-free). Pixels: the images themselves, standardised."))
     state.publish()
 
     presets = compare_presets(state.values)
@@ -81,35 +74,20 @@ with reported():
                                                    for i in range(len(result.images))],
                                    columns=min(len(labels), 4 if len(presets) > 1 else 6))
                 st.caption(display.run_facts(result))
-        curves_column, similarity_column = st.columns(2, gap="large")
-        with curves_column:
-            st.subheader("Activation over steps", anchor=False)
-            curves = [(f"{preset} · {label}", result.steps, curve, display.PRESET_COLOURS[preset])
-                      for preset, result in zip(presets, results)
-                      for label, curve in zip(result.item_labels(), result.activation)]
-            st.plotly_chart(display.curves_figure(curves, height=380), key="compare.curves")
-        with similarity_column:
-            st.subheader("Similarity", anchor=False)
-            matrix = execution.similarity_matrix(requests, results, measure)
-            names = [f"{preset} · s{seed}" for preset, result in zip(presets, results)
-                     for seed in result.seeds]
-            st.plotly_chart(display.similarity_figure(matrix, names), key="compare.similarity")
-        scores = st.columns(len(presets) + 1)
-        consistency = similarity.group_consistency(matrix, [len(r.images) for r in results])
-        for column, preset, score in zip(scores, presets, consistency):
-            column.metric(f"Consistency · {preset}", "—" if score is None else f"{score:.2f}",
-                          help="Mean similarity over pairs of seeds: 1 means every seed found "
-                               "the same picture, 0 unrelated ones. Adversarial noise can look "
-                               "alike to the layer too: check the images and the pixel measure.")
-        scores[-1].caption(f"Similarity is the cosine between {similarity.MEASURES[measure]} "
-                           "after standardising each image (zero mean, unit variance).")
+        st.subheader("Activation over steps", anchor=False)
+        curves = [(f"{preset} · {label}", result.steps, curve, display.PRESET_COLOURS[preset])
+                  for preset, result in zip(presets, results)
+                  for label, curve in zip(result.item_labels(), result.activation)]
+        st.plotly_chart(display.curves_figure(curves, height=380), key="compare.curves")
 
         st.subheader("Quality figures", anchor=False)
-        st.caption("Raw activation rewards adversarial noise, so it is shown beside figures that "
-                   "noise cannot game: the activation on slightly shifted and zoomed views, both "
-                   "as a multiple of the unit's maximum over the offline photos and crops; the "
-                   "unit's rank in its layer on the image (1 = most specific); and how alike the "
-                   "seeds look to a second model (MobileNetV2).")
+        st.caption("Measured on slightly shifted and zoomed views of each image, which pixel "
+                   "noise loses and real features keep: the activation as a multiple of the "
+                   "unit's maximum over the offline photos and crops, and the unit's rank among "
+                   "all units of its layer (1 = the image drives this unit most). How alike the "
+                   "seeds look is not shown as a number: noise images look alike too. Seed "
+                   "agreement that noise cannot fake needs other units as a control: "
+                   "`python -m vitviz report` gives specificity and identification across units.")
         measured = [metrics.has_quality_figures(result) for result in results]
         if not all(measured) and st.button("Measure against the photo set",
                                            icon=":material/straighten:"):
@@ -119,4 +97,11 @@ with reported():
                         request.model, lambda m, r=result: metrics.result_metrics(m, r)))
                     result_cache().put(request.key(), result)
         if all(metrics.has_quality_figures(result) for result in results):
+            for column, preset, result in zip(st.columns(len(presets)), presets, results):
+                column.metric(
+                    f"Robust activation / photo max · {preset}",
+                    display.times(display.median(result.metrics["relative_robust_activation"])),
+                    help="Median over the seeds of the mean activation over shifted and zoomed "
+                         "views, as a multiple of the unit's largest activation on any photo "
+                         "or crop.")
             st.dataframe(display.quality_table(presets, results), hide_index=True)

@@ -65,11 +65,13 @@ with reported():
         if result is not None:
             st.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
                      width="stretch")
-            reached = result.activation[0][-1]
+            # Raw activation rewards adversarial noise: only what survives shifts and zooms counts.
+            robust = execution.robust_activation(request, result)
             maximum = stats.unit_max(unit)
-            st.metric("Activation / photo max", f"{reached / maximum:.2f}×" if maximum > 0 else "—",
-                      help="The visualisation's activation as a multiple of the unit's largest "
-                           "activation on any photo or crop.")
+            st.metric("Robust activation / photo max",
+                      display.times(robust / maximum if maximum > 0 else None),
+                      help="The visualisation's mean activation over shifted and zoomed views, "
+                           "as a multiple of the unit's largest activation on any photo or crop.")
             st.caption(display.run_facts(result))
         st.metric("Max over photos and crops", f"{stats.unit_max(unit):.3g}")
     with examples:

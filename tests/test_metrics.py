@@ -1,33 +1,78 @@
+import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from vitviz import metrics, objectives as O
 from vitviz.data import load_photos
 from vitviz.examples import measure_layer
+from vitviz.hooks import run_and_capture
+from vitviz.models import LoadedModel, Preprocessing
 from vitviz.runs import RunRequest, execute
 
 from conftest import VIT_HIDDEN
 
 
-def test_consistency_rewards_unit_specific_agreement_not_sameness():
+def test_specificity_rewards_unit_specific_agreement_not_sameness():
     distinct = torch.eye(3)[:, None, :].repeat(1, 2, 1)  # 3 units x 2 seeds, one direction per unit
-    figures = metrics.consistency(distinct)
+    figures = metrics.specificity(distinct)
     assert figures["same_unit"] == 1.0 and figures["different_unit"] == 0.0
     assert figures["identification"] == 1.0 and figures["chance"] == 1 / 3
     # Noise-like: every image looks the same to the feature model, whatever the unit.
     alike = F.normalize(torch.ones(3, 2, 4), dim=2)
-    noisy = metrics.consistency(alike)
-    assert noisy["same_unit"] > 0.99 and abs(noisy["gap"]) < 1e-6 and noisy["identification"] == 0.0
+    noisy = metrics.specificity(alike)
+    assert noisy["same_unit"] > 0.99 and abs(noisy["specificity"]) < 1e-6
+    assert noisy["identification"] == 0.0
 
 
-def test_unit_rank_counts_units_that_respond_more(tiny_vit):
-    images = torch.rand(2, 3, 32, 32)
-    from vitviz.hooks import run_and_capture
+class PatternDetectors(nn.Module):
+    """Channel 0 answers a one-pixel checkerboard (what pixel ascent produces), channel 1 a
+    smooth left-to-right ramp (a feature of the size of the image)."""
 
-    act = run_and_capture(tiny_vit.module, tiny_vit.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
-    values = act[:, 1:].mean(dim=1)
-    strongest, weakest = int(values[0].argmax()), int(values[1].argmin())
-    assert metrics.unit_ranks(tiny_vit, VIT_HIDDEN, [strongest, weakest], images) == [1, 64]
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 8, padding=4, bias=False)
+        checker = torch.tensor([[(-1.0) ** (i + j) for j in range(8)] for i in range(8)])
+        ramp = torch.linspace(-1, 1, 8).repeat(8, 1)
+        self.conv.weight.data = torch.stack([checker, ramp])[:, None].repeat(1, 3, 1, 1) / 64
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+
+
+def pattern_model() -> LoadedModel:
+    return LoadedModel("patterns", PatternDetectors().requires_grad_(False),
+                       Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 64), "hand-built", "cnn")
+
+
+def test_checkerboard_noise_loses_its_robust_activation_a_smooth_pattern_keeps_it():
+    model = pattern_model()
+    rows, cols = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checkerboard = ((rows + cols) % 2).float().expand(3, -1, -1)
+    ramp = (cols.float() / 63).expand(3, -1, -1)
+    images = torch.stack([checkerboard, ramp])
+    objective = O.channel("relu", (0, 1))
+    clean = objective(run_and_capture(model.module, model.to_input(images), ["relu"]), 2)
+    robust = metrics.robust_activation(model, objective, images)
+    assert robust[0] < 0.3 * float(clean[0])  # a few pixels of shift and zoom undo the noise
+    assert robust[1] > 0.8 * float(clean[1])  # the smooth pattern survives them
+
+
+def test_robust_figures_rank_the_unit_the_views_drive_most_first(tiny_vit):
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    views = metrics.robust_views(images)
+    act = run_and_capture(tiny_vit.module, tiny_vit.to_input(views), [VIT_HIDDEN])[VIT_HIDDEN]
+    mean = act[:, 1:].mean(dim=1).view(2, metrics.ROBUST_VIEWS, -1).mean(dim=1)
+    strongest, weakest = int(mean[0].argmax()), int(mean[1].argmin())
+    figures = metrics.robust_figures(tiny_vit, VIT_HIDDEN, [strongest, weakest], images)
+    # A median over views: near the top (bottom) of 64 units, not necessarily first (last).
+    assert figures["robust_rank"][0] <= 6 and figures["robust_rank"][1] >= 58
+    assert figures["robust_activation"] == pytest.approx(
+        [float(mean[0, strongest]), float(mean[1, weakest])], abs=1e-5)
+    objective = O.neuron(VIT_HIDDEN, (strongest, weakest))
+    assert metrics.robust_activation(tiny_vit, objective, images) == pytest.approx(
+        figures["robust_activation"], abs=1e-6)
 
 
 def test_dataset_examples_rank_photos_crops_and_patches(tiny_vit):
@@ -48,8 +93,10 @@ def test_result_metrics_relate_activation_to_photos(tiny_vit):
                          "naive", {"steps": 6})
     result = execute(request, tiny_vit)
     figures = metrics.result_metrics(tiny_vit, result)
-    assert figures["relative_activation"][2] == figures["activation"][2] / figures["unit_max_over_photos"][2]
+    assert figures["relative_robust_activation"][2] == (
+        figures["robust_activation"][2] / figures["unit_max_over_photos"][2])
     assert figures["unit_max_over_photos"][0] == figures["unit_max_over_photos"][1]
-    assert all(1 <= rank <= 64 for rank in figures["rank"])
-    assert figures["consistency"]["units"] == 2 and figures["consistency"]["seeds"] == 2
-    assert len(figures["similarity"]) == 4
+    assert all(1 <= rank <= 64 for rank in figures["robust_rank"])
+    assert figures["specificity"]["units"] == 2 and figures["specificity"]["seeds"] == 2
+    # No figure of raw activation relative to the photos: it is what adversarial noise wins.
+    assert not {"relative_activation", "rank", "consistency"} & set(figures)

@@ -4,7 +4,7 @@ import torch
 from vitviz import objectives as O
 from vitviz.objectives import Objective
 from vitviz.optimise import NonFiniteLoss, optimise
-from vitviz.presets import PRESETS
+from vitviz.presets import PRESETS, get_preset
 
 from conftest import VIT_HIDDEN
 
@@ -13,17 +13,70 @@ def final(records):
     return list(records)[-1]
 
 
+def rise_rate(model, objective_for, units, preset, steps=40, seeds=(0, 1)):
+    """Fraction of units whose activation rises with every seed, and that end above zero."""
+    batch_units = tuple(u for u in units for _ in seeds)
+    batch_seeds = [s for _ in units for s in seeds]
+    records = list(optimise(model, objective_for(batch_units), batch_seeds, preset, steps=steps,
+                            record_every=0))
+    start = torch.tensor(records[0].activation).view(len(units), len(seeds))
+    end = torch.tensor(records[-1].activation).view(len(units), len(seeds))
+    return (end > start).all(dim=1).float().mean().item(), (end > 0).all(dim=1).float().mean().item()
+
+
+def test_default_preset_lifts_every_unit_of_a_vit_hidden_layer(tiny_vit):
+    # All 64 units, two seeds each: a rate over the layer, not one unit that happens to work.
+    # Without the leaky target gradient, 6 of 64 units stayed flat here (GELU's negative tail);
+    # with it, two units that start at GELU's minimum need more than 40 steps to cross zero.
+    rises, positive = rise_rate(tiny_vit, lambda u: O.neuron(VIT_HIDDEN, u), range(64), "robust",
+                                steps=80)
+    assert rises >= 63 / 64 and positive >= 63 / 64, (rises, positive)
+
+
+@pytest.mark.parametrize("layer", ["1", "3"])
+def test_leaky_target_revives_every_dead_unit_that_plain_ascent_cannot_move(tiny_cnn, layer):
+    # Every neuron of a ReLU layer, three seeds, plain pixel ascent: a neuron whose input starts
+    # negative has exactly zero gradient, so without the leaky target its image never changes.
+    units = range(tiny_cnn.module[int(layer) - 1].out_channels)
+    batch_units = tuple(u for u in units for _ in range(3))
+    seeds = [s for _ in units for s in range(3)]
+    ends = {}
+    for leaky in (False, True):
+        preset = get_preset("naive").with_overrides(leaky_target=leaky)
+        records = list(optimise(tiny_cnn, O.neuron(layer, batch_units), seeds, preset, steps=40,
+                                record_every=0))
+        start, ends[leaky] = torch.tensor(records[0].activation), torch.tensor(records[-1].activation)
+    dead = start <= 0
+    assert dead.sum() >= 10  # the layer has dead starts to revive
+    assert (ends[False][dead] <= 0).all()
+    assert (ends[True][dead] > 0).all()
+
+
+def test_default_preset_lifts_every_channel_of_a_relu_layer(tiny_cnn):
+    # Channels of a ReLU start at exactly zero wherever the input is negative: no gradient at all.
+    # (On the second ReLU, channel 12 of this random network was still at zero after 120 steps
+    # even with the leaky target.)
+    rises, positive = rise_rate(tiny_cnn, lambda u: O.channel("1", u), range(8), "robust")
+    assert rises == 1.0 and positive == 1.0, (rises, positive)
+
+
 @pytest.mark.parametrize("preset", list(PRESETS))
-def test_activation_rises_for_every_preset_on_a_vit(tiny_vit, preset):
-    records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 5), [0, 1], preset, steps=40))
-    start, end = torch.tensor(records[0].activation), torch.tensor(records[-1].activation)
-    assert (end > start).all(), f"{preset}: {start.tolist()} -> {end.tolist()}"
+def test_most_units_rise_with_every_preset_on_a_vit(tiny_vit, preset):
+    # The published methods have no remedy for GELU's tail: they leave some units flat (ghiasi
+    # 13 of 64 at 40 steps), the naive one none (pixel noise moves anything).
+    rises, _ = rise_rate(tiny_vit, lambda u: O.neuron(VIT_HIDDEN, u), range(0, 64, 4), preset)
+    assert rises >= 0.6, f"{preset}: {rises:.0%} of units rose"
 
 
 @pytest.mark.parametrize("preset", ["naive", "robust", "maco"])
 def test_activation_rises_on_a_cnn(tiny_cnn, preset):
     records = list(optimise(tiny_cnn, O.channel("2", 3), [0], preset, steps=40))
     assert records[-1].activation[0] > records[0].activation[0]
+
+
+def test_default_preset_optimises_a_canvas_twice_the_input_and_returns_it_whole(tiny_vit):
+    last = final(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 1), [0], "robust", steps=2))
+    assert last.images.shape == (1, 3, 64, 64)  # tiny_vit takes 32 px
 
 
 def test_records_carry_steps_images_and_final_state(tiny_vit):

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from vitviz.redirect import redirected
+from vitviz.redirect import LEAKY_SLOPE, leaky_targets, redirected
 
 
 def gradient(module, x, upstream, enabled):
@@ -32,3 +32,37 @@ def test_relu_is_redirected_and_modules_are_restored():
     assert "forward" not in vars(model[0])
     _, grad = gradient(model, torch.tensor([-2.0]), torch.tensor([-1.0]), False)
     assert grad[0] == 0.0
+
+
+def leaky_gradient(module, name, x, enabled=True):
+    x = x.clone().requires_grad_(True)
+    with leaky_targets(module, [name], enabled):
+        out = module(x)
+    out.sum().backward()
+    return out.detach(), x.grad
+
+
+def test_leaky_target_climbs_from_the_negative_tail_with_exact_values():
+    model = nn.Sequential(nn.Identity(), nn.GELU())
+    x = torch.tensor([-3.0, -1.0, 0.5, 2.0])
+    exact, plain = leaky_gradient(model, "1", x, enabled=False)
+    values, leaky = leaky_gradient(model, "1", x)
+    assert torch.equal(values, exact)  # forward values untouched: reported activations are exact
+    assert plain[1] < 0  # below -0.75 ascending GELU's output pushes its input further down
+    assert leaky[0] == leaky[1] == LEAKY_SLOPE  # ...the leaky gradient always pushes it up
+    assert torch.equal(leaky[2:], plain[2:])  # the positive side keeps GELU's own slope
+
+
+def test_leaky_target_on_an_in_place_relu_and_only_on_the_target():
+    def model(relus):
+        # An in-place op cannot act on the leaf itself: a copy comes first.
+        return nn.Sequential(nn.Hardtanh(-10, 10), *[nn.ReLU(inplace=True) for _ in range(relus)])
+
+    x = torch.tensor([-2.0, 1.0])
+    two = model(2)
+    values, grad = leaky_gradient(two, "2", x)
+    assert torch.equal(values, torch.tensor([0.0, 1.0]))
+    assert grad[0] == 0.0  # the first ReLU is not the target: its zero gradient stays
+    assert two[2].inplace and not two[2]._forward_hooks  # restored afterwards
+    _, grad = leaky_gradient(model(1), "1", x)
+    assert grad[0] == LEAKY_SLOPE and grad[1] == 1.0

@@ -8,7 +8,7 @@ from PIL import Image
 from vitviz import __version__, objectives as O
 from vitviz.api import visualise
 from vitviz.cache import ResultCache
-from vitviz.optimise import NonFiniteLoss
+from vitviz.optimise import ALGORITHM_VERSION, NonFiniteLoss
 from vitviz.runs import RunRequest, run
 
 from conftest import VIT_HIDDEN
@@ -24,8 +24,9 @@ def request(**changes):
 def test_config_is_complete_and_key_tracks_every_knob():
     config = request().config()
     assert config["vitviz_version"] == __version__
+    assert config["algorithm_version"] == ALGORITHM_VERSION  # a behaviour change misses the cache
     assert config["preset"]["name"] == "robust" and config["preset"]["steps"] == 6
-    assert config["preset"]["transforms"][0] == ["pad", {"width": 16}]
+    assert config["preset"]["transforms"][0][0] == "crop" and config["preset"]["canvas_scale"] == 2.0
     assert config["seeds"] == [0, 1]
     assert request().key() == request().key()
     assert request(overrides={"steps": 6, "lr": 0.1}).key() != request().key()
@@ -75,12 +76,12 @@ def test_export_writes_png_per_seed_and_json_with_config_and_curves(tmp_path, ti
     assert saved["model"]["weights"] == "random-init (seed 0)" and saved["model"]["random_init"]
     assert len(saved["activation"]) == 2 and len(saved["activation"][0]) == 7
     png = Image.open(tmp_path / "seed1.png")
-    assert png.size == (32, 32)
+    assert png.size == (64, 64)  # the whole canvas: twice the 32-px input
     assert json.loads(png.text["vitviz:config"])["seeds"] == [0, 1]
 
 
 def test_visualise_api_runs_in_a_notebook_without_streamlit(tiny_vit, tmp_path):
     result = visualise(tiny_vit, unit=4, seeds=[0, 1], steps=5, cache=ResultCache(tmp_path))
-    assert len(result.images) == 2 and result.images[0].shape == (32, 32, 3)
+    assert len(result.images) == 2 and result.images[0].shape == (64, 64, 3)
     assert result.config["objective"]["layer"] == VIT_HIDDEN
     assert result.activation[0][-1] > result.activation[0][0]

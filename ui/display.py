@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
 
 import numpy as np
 import plotly.graph_objects as go
@@ -86,15 +88,6 @@ def decomposition(result: Result, item: int = 0) -> dict[str, float]:
             "context": live[-1] - frozen[-1]}
 
 
-def similarity_figure(matrix: np.ndarray, labels: list[str], height: int = 360) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, zmin=-1, zmax=1,
-                               colorscale="RdBu", texttemplate="%{z:.2f}",
-                               colorbar=dict(title="similarity", thickness=12)))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10))
-    fig.update_yaxes(autorange="reversed")
-    return fig
-
-
 def run_facts(result: Result) -> str:
     return (f"{result.model['name']} ({result.model['weights']}) · "
             f"{result.steps[-1] if result.steps else 0} steps in {result.elapsed_s:.1f} s on "
@@ -161,20 +154,32 @@ def run_view(result: Result, from_cache: bool, key: str, stem: str) -> None:
 
 
 def quality_table(presets: list[str], results: list[Result]) -> list[dict]:
-    """One row per method: medians over its seeds of the figures in `result.metrics`."""
-    def median(values) -> float | None:
-        finite = sorted(v for v in values if v == v)  # NaN: no positive photo maximum
-        return finite[len(finite) // 2] if finite else None
+    """One row per method: medians over its seeds of the figures in `result.metrics`.
 
+    Only figures that noise cannot win: raw activation and how alike the seeds look are left
+    out, as adversarial noise scores highest on both.
+    """
     rows = []
     for preset, result in zip(presets, results):
         figures = result.metrics
-        consistency = figures.get("consistency", {})
-        rows.append({
+        row = {
             "method": preset,
-            "activation / photo max": median(figures["relative_activation"]),
             "shifted & zoomed / photo max": median(figures["relative_robust_activation"]),
-            f"rank of {figures['layer_units']}": median(figures["rank"]),
-            "seed agreement (MobileNetV2)": consistency.get("same_unit"),
-        })
+            f"robust rank of {figures['layer_units']}": median(figures["robust_rank"]),
+        }
+        if "specificity" in figures:  # only for runs of several units, two seeds or more each
+            row["specificity (MobileNetV2)"] = figures["specificity"]["specificity"]
+            row["identification"] = figures["specificity"]["identification"]
+        rows.append(row)
     return rows
+
+
+def median(values) -> float | None:
+    """Median of the finite values (NaN: no positive photo maximum); None when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else None
+
+
+def times(value: float | None) -> str:
+    """A multiple such as '1.23×'; '—' where there is none."""
+    return f"{value:.2f}×" if value is not None and math.isfinite(value) else "—"

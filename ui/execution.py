@@ -6,8 +6,10 @@ from typing import Callable, TypeVar
 
 import numpy as np
 import streamlit as st
+import torch
 
-from vitviz import similarity
+from vitviz import metrics
+from vitviz.errors import UserError
 from vitviz.layers import find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import from_spec
@@ -22,7 +24,6 @@ from ui.resources import get_model, result_cache, run_queue
 
 T = TypeVar("T")
 REDRAW_S = 1.0  # the curve is redrawn at most this often; images whenever the run records them
-LAYER_PROFILE = "layer_profile"  # key in Result.metrics
 MAX_SEED = 2**31 - 1
 
 
@@ -31,12 +32,12 @@ def request_problems(request: RunRequest, model: LoadedModel, limits: Limits) ->
     found = []
     try:
         from_spec(request.objective).validate(lambda name: find_layer(model, name))
-    except ValueError as error:
+    except UserError as error:
         found.append(str(error))
     try:
         limits.check(request, model.preprocessing.size)
         knobs = request.resolved_preset()
-    except ValueError as error:
+    except UserError as error:
         return found + [str(error)]
     if not knobs.lr > 0:
         found.append(f"The learning rate must be positive (got {knobs.lr:g}).")
@@ -137,26 +138,18 @@ def compute(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
         view.clear()
 
 
-def similarity_matrix(requests: list[RunRequest], results: list[Result],
-                      measure: str) -> np.ndarray:
-    """Pairwise similarity of every final image of `results`, in order, on `measure`."""
-    if measure == "layer":
-        vectors = np.concatenate([layer_profile(r, result) for r, result in zip(requests, results)])
-    else:
-        vectors = similarity.pixel_vectors([image for result in results for image in result.images])
-    return similarity.standardised_cosine(vectors)
 
+def robust_activation(request: RunRequest, result: Result) -> float:
+    """The first image's robust activation (see vitviz.metrics), stored with the run once measured.
 
-def layer_profile(request: RunRequest, result: Result) -> list[list[float]]:
-    """Each image's activation profile at the target layer, stored with the run once measured."""
-    objective = request.config()["objective"]
-    layer, tokens = objective["layer"], objective.get("tokens", "patch")
-    stored = result.metrics.get(LAYER_PROFILE)
-    if stored and stored["layer"] == layer and stored["tokens"] == tokens:
-        return stored["vectors"]
-    vectors = use_model(request.model,
-                        lambda model: similarity.layer_vectors(model, layer, result.images, tokens))
-    result.metrics[LAYER_PROFILE] = {"layer": layer, "tokens": tokens,
-                                     "vectors": vectors.round(5).tolist()}
+    Stored per image, as `metrics.result_metrics` does, so that a reload needs no forward pass.
+    """
+    stored = result.metrics.get("robust_activation")
+    if stored:
+        return stored[0]
+    objective = from_spec(result.config["objective"])
+    image = torch.from_numpy(np.asarray(result.images[0])).permute(2, 0, 1)[None].float() / 255
+    result.metrics["robust_activation"] = use_model(
+        request.model, lambda model: metrics.robust_activation(model, objective, image))
     result_cache().put(request.key(), result)
-    return result.metrics[LAYER_PROFILE]["vectors"]
+    return result.metrics["robust_activation"][0]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from vitviz.errors import UserError
 from vitviz.runs import RunRequest
 
 LIMITS_FILE = "vitviz_limits.toml"
@@ -27,7 +28,7 @@ FIELDS = {
 MIN_IMAGE_SIZE = 16
 
 
-class LimitError(ValueError):
+class LimitError(UserError):
     """A request exceeds a limit, or a limit is misconfigured; the message says which."""
 
 
@@ -49,7 +50,7 @@ class Limits:
     def check(self, request: RunRequest, model_size: int) -> None:
         """Raise LimitError if `request` asks for more than this server allows."""
         knobs = request.resolved_preset()
-        steps, size, batch = knobs.steps, knobs.canvas or model_size, len(request.seeds)
+        steps, size, batch = knobs.steps, knobs.canvas_size(model_size), len(request.seeds)
         if steps < 1:
             raise LimitError(f"Steps must be at least 1 (got {steps}).")
         if steps > self.max_steps:

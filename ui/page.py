@@ -9,13 +9,10 @@ from typing import Iterator
 import streamlit as st
 
 from vitviz import __version__
-from vitviz.optimise import NonFiniteLoss
+from vitviz.errors import UserError
 
 log = logging.getLogger("vitviz.app")
 
-# vitviz's own errors (ModelError, UnknownLayer, UnitOutOfRange, ObjectiveError) and the limit
-# checks are ValueErrors whose message says what to change.
-USER_ERRORS = (ValueError, NonFiniteLoss)
 # Column widths of the settings panels: model, layer (long names), then two narrow columns.
 SETTINGS_GRID = [1.4, 2.4, 1, 1]
 
@@ -36,8 +33,8 @@ PAGES = {
         "and watch the image and its activation curve form."),
     "compare": PageInfo(
         "pages/2_Compare_seeds.py", "Compare seeds", ":material/grid_view:",
-        "Several seeds of one unit side by side, optionally for two methods: curves, a "
-        "similarity heatmap and a consistency score."),
+        "Several seeds of one unit side by side, optionally for two methods: activation curves, "
+        "and robust activation and rank measured on request."),
     "moving_target": PageInfo(
         "pages/3_Moving_target.py", "Moving target", ":material/trending_up:",
         "How much of a ViT unit's gain comes from the patch content and how much from attention "
@@ -74,7 +71,7 @@ def reported() -> Iterator[None]:
     """
     try:
         yield
-    except USER_ERRORS as error:
+    except UserError as error:
         st.error(str(error), icon=":material/error:")
     except Exception as error:
         log.exception("unexpected error in a page")

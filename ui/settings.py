@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from vitviz import objectives
 from vitviz.objectives import TOKEN_MODES
-from vitviz.presets import PRESETS
+from vitviz.presets import DEFAULT_PRESET, PRESETS, from_knobs, get_preset
 from vitviz.results import Result
 from vitviz.runs import RunRequest
 
@@ -23,7 +23,7 @@ KINDS = {
     "seed_compat": "blog post's activation[:, n]: on a ViT this selects token n",
 }
 NO_PRESET = "none"
-MOVING_TARGET_PRESETS = ("naive", "robust")
+MOVING_TARGET_PRESETS = ("naive", DEFAULT_PRESET)
 
 
 def text(raw: str) -> str:
@@ -75,8 +75,7 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
     "optimise": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS), "lr": number,
                  "ensemble": integer, "tv": number, **_RUN},
     "compare": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS),
-                "preset2": choice([NO_PRESET, *PRESETS]), "seeds": integer,
-                "measure": choice(("layer", "pixels")), **_RUN},
+                "preset2": choice([NO_PRESET, *PRESETS]), "seeds": integer, **_RUN},
     "moving_target": {**_TARGET, **_RUN},
     "examples": {**_TARGET, **_RUN},
     "runs": {"run": text},
@@ -103,10 +102,10 @@ def objective_spec(settings: dict) -> dict:
     return objectives.neuron(layer, unit, settings.get("tokens", "patch")).spec()
 
 
-def _overrides(settings: dict, model_size: int) -> dict:
+def _overrides(settings: dict, model_size: int, preset: str) -> dict:
     overrides = {"steps": settings["steps"]}
-    # Left out at the model's own size, so the key matches runs that never set a canvas.
-    if settings["size"] != model_size:
+    # Left out at the preset's own size, so the key matches runs that never set a canvas.
+    if settings["size"] != get_preset(preset).canvas_size(model_size):
         overrides["canvas"] = settings["size"]
     return overrides
 
@@ -115,14 +114,14 @@ def _request(settings: dict, model_size: int, preset: str, seeds, extra=None,
              moving_target=False) -> RunRequest:
     return RunRequest(
         model=settings["model"], objective=objective_spec(settings), seeds=tuple(seeds),
-        preset=preset, overrides={**_overrides(settings, model_size), **(extra or {})},
+        preset=preset, overrides={**_overrides(settings, model_size, preset), **(extra or {})},
         record_every=record_every(settings["steps"]), moving_target=moving_target,
     )
 
 
 def examples_request(settings: dict, model_size: int) -> RunRequest:
-    """The unit's robust visualisation, shown next to its dataset examples."""
-    return _request(settings, model_size, "robust", (settings["seed"],))
+    """The unit's visualisation with the default preset, shown next to its dataset examples."""
+    return _request(settings, model_size, DEFAULT_PRESET, (settings["seed"],))
 
 
 def optimise_request(settings: dict, model_size: int) -> RunRequest:
@@ -159,7 +158,8 @@ def page_for(result: Result) -> tuple[str, dict] | None:
         return None
     model_size = result.model["preprocessing"]["size"]
     target = {"model": config["model"], "layer": objective["layer"], "unit": objective["unit"],
-              "steps": knobs["steps"], "size": knobs["canvas"] or model_size, "seed": seeds[0]}
+              "steps": knobs["steps"], "size": from_knobs(knobs).canvas_size(model_size),
+              "seed": seeds[0]}
     if "tokens" in objective:
         target["tokens"] = objective["tokens"]
     if config["moving_target"]:

@@ -10,7 +10,7 @@ from vitviz.layers import (
 from vitviz.models import (
     MODELS, RANDOM_ONLY, RANDOM_SUFFIX, LoadedModel, ModelError, default_model, parse_model_name,
 )
-from vitviz.presets import PRESETS
+from vitviz.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 from ui.limits import Limits
 from ui.resources import get_model
@@ -166,7 +166,7 @@ def tokens_picker(state: PageState, info: LayerInfo) -> str | int | None:
 
 
 def preset_picker(state: PageState, name: str = "preset", label: str = "Method",
-                  default: str = "robust", allow_none: bool = False) -> str:
+                  default: str = DEFAULT_PRESET, allow_none: bool = False) -> str:
     options = ([NO_PRESET] if allow_none else []) + list(PRESETS)
     key = state.seed(name, default)
     chosen = st.selectbox(label, options, key=key,
@@ -179,7 +179,7 @@ def preset_picker(state: PageState, name: str = "preset", label: str = "Method",
 def knob_pickers(state: PageState, preset: str, columns) -> tuple[float, int, float]:
     """Learning rate, augmented copies and TV weight, each defaulting to the preset's own."""
     base = PRESETS[preset]
-    from_url = state.incoming.get("preset", "robust") == preset
+    from_url = state.incoming.get("preset", DEFAULT_PRESET) == preset
     lr_key = state.seed("lr", base.lr, scope=preset, from_url=from_url)
     ensemble_key = state.seed("ensemble", base.ensemble, scope=preset, from_url=from_url)
     tv_key = state.seed("tv", base.tv_weight, scope=preset, from_url=from_url)
@@ -214,7 +214,8 @@ def size_picker(state: PageState, model: LoadedModel, limits: Limits) -> int:
     native = model.preprocessing.size
     scope = model.registry_name
     from_url = state.incoming.get("model") in (None, scope)
-    key = state.seed("size", native, scope=scope, from_url=from_url)
+    key = state.seed("size", get_preset(DEFAULT_PRESET).canvas_size(native), scope=scope,
+                     from_url=from_url)
     return state.keep("size", st.number_input(
         "Image size", step=16, key=key,
         help=f"Side of the optimised image in pixels (at most {limits.max_image_size}); "

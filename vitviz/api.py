@@ -7,6 +7,7 @@ from vitviz import objectives
 from vitviz.cache import ResultCache
 from vitviz.layers import default_layer
 from vitviz.models import LoadedModel, load_model
+from vitviz.presets import DEFAULT_PRESET
 from vitviz.results import Result
 from vitviz.runs import Progress, RunRequest, execute, run
 
@@ -16,7 +17,7 @@ def visualise(
     layer: str | None = None,
     unit: int | Sequence[int] = 0,
     seeds: Sequence[int] = (0,),
-    preset: str = "robust",
+    preset: str = DEFAULT_PRESET,
     tokens: str | int = "patch",
     objective: objectives.Objective | None = None,
     cache: ResultCache | None = None,

@@ -9,16 +9,13 @@ from tqdm import tqdm
 
 from vitviz import __version__, objectives
 from vitviz.cache import ResultCache
-from vitviz.layers import ROLE_LABELS, UnknownLayer, default_layer, layer_table
+from vitviz.errors import UserError
+from vitviz.layers import ROLE_LABELS, default_layer, layer_table
 from vitviz.metrics import has_quality_figures, result_metrics
-from vitviz.models import MODELS, ModelError, default_model, load_model
-from vitviz.objectives import ObjectiveError, UnitOutOfRange
-from vitviz.optimise import NonFiniteLoss
-from vitviz.presets import PRESETS
+from vitviz.models import MODELS, default_model, load_model
+from vitviz.presets import DEFAULT_PRESET, PRESETS
 from vitviz.runs import RunRequest, run
 
-# Errors whose message already tells the user what to do: printed without a traceback.
-USER_ERRORS = (ModelError, UnknownLayer, UnitOutOfRange, ObjectiveError, NonFiniteLoss, ValueError)
 
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +120,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=["neuron", "channel", "logit", "seed_compat"],
                    default="neuron", help="seed_compat reproduces the blog's activation[:, n]")
     p.add_argument("--tokens", default="patch", help="patch (mean, default), cls, all, or an index")
-    p.add_argument("--preset", choices=list(PRESETS), default="robust")
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--steps", type=int)
     p.add_argument("--lr", type=float)
@@ -146,13 +143,20 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("models", help="list models and whether their weights are here")
     p.set_defaults(func=cmd_models)
 
-    p = commands.add_parser("report", help="naive vs robust quality report over many units")
+    p = commands.add_parser("report", help="presets compared over many units with figures "
+                            "noise cannot win (robust activation, specificity, the judge)")
     _model_argument(p)
-    p.add_argument("--layer", required=True)
-    p.add_argument("--units", required=True, help="e.g. 0-31 or 3,7,9")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds per unit")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--presets", nargs="+", default=["naive", "robust"])
+    p.add_argument("--layers", "--layer", nargs="+", required=True,
+                   help="one or more layers, e.g. the mlp.1 of several blocks")
+    p.add_argument("--units", default="random:8",
+                   help="per layer: a range such as 0-31 or 3,7,9, or random:N (default random:8)")
+    p.add_argument("--unit-seed", type=int, default=0, help="seed of the random:N draw")
+    p.add_argument("--seeds", type=int, default=2, help="number of seeds per unit (at least 2)")
+    p.add_argument("--steps", type=int, help="steps for every preset (default: each preset's own)")
+    p.add_argument("--presets", nargs="+", default=list(PRESETS))
+    p.add_argument("--judge", default="dinov2", help="the two-alternative judge's model "
+                   "(dinov2 or mobilenet_v2)")
+    p.add_argument("--tile", type=int, default=160, help="pixels per picture in grid.png")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--cache", type=Path)
     p.set_defaults(func=cmd_report)
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as error:
+    except UserError as error:  # its message says what to do: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vitviz.errors import UserError
 
-class PhotosUnavailable(RuntimeError):
+
+class PhotosUnavailable(UserError):
     """None of the photo sources is installed."""
 
 
@@ -152,7 +154,7 @@ def load_photos(sources: Iterable[str] | None = None) -> list[Photo]:
     names = tuple(sorted(set(SOURCES if sources is None else sources)))
     unknown = set(names) - set(SOURCES)
     if unknown:
-        raise ValueError(f"unknown photo sources {sorted(unknown)}: choose from {SOURCES}")
+        raise UserError(f"unknown photo sources {sorted(unknown)}: choose from {SOURCES}")
     photos = list(_load(names))  # a new list, so that callers cannot change the cached one
     if not photos:
         tried = ", ".join(names) or "none"

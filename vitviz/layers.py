@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vitviz.errors import UserError
 from vitviz.hooks import output_tensor
 from vitviz.models import LoadedModel
 
@@ -26,7 +27,7 @@ ROLE_LABELS = {
 }
 
 
-class UnknownLayer(ValueError):
+class UnknownLayer(UserError):
     pass
 
 

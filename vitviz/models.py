@@ -17,6 +17,7 @@ import torch
 import torchvision
 from torch import nn
 
+from vitviz.errors import UserError
 from vitviz.hashing import package_file_provenance
 
 RANDOM_SUFFIX = ":random"
@@ -25,7 +26,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model name or its weights cannot be used; the message says how to fix it."""
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from vitviz.errors import UserError
 from vitviz.layers import LayerInfo
 
 Units = Union[int, Sequence[int]]
@@ -24,11 +25,11 @@ TOKEN_MODES = ("patch", "cls", "all")
 PREFIX_TOKENS = 1
 
 
-class UnitOutOfRange(ValueError):
+class UnitOutOfRange(UserError):
     pass
 
 
-class ObjectiveError(ValueError):
+class ObjectiveError(UserError):
     pass
 
 

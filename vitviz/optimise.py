@@ -7,20 +7,26 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from vitviz.errors import UserError
 from vitviz.hooks import run_and_capture
 from vitviz.layers import find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import Objective
 from vitviz.params import ImageParam, build_param, total_variation
-from vitviz.presets import Preset, get_preset
-from vitviz.redirect import redirected
+from vitviz.presets import DEFAULT_PRESET, Preset, get_preset
+from vitviz.redirect import leaky_targets, redirected
 from vitviz.transforms import augment, build_transforms
+
+# Bumped whenever a change to the optimisation (the loop, parameterisations, transforms, what a
+# preset means) changes the pictures a config gives: part of every cache key, so no stale picture is
+# served after an upgrade.
+ALGORITHM_VERSION = 2
 
 # Called with (clean images [B, 3, H, W] in [0, 1], step) -> statistics to attach to the record.
 ContextProbe = Callable[[torch.Tensor, int], dict]
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(UserError):
     pass
 
 
@@ -53,7 +59,7 @@ def _transform_specs(preset: Preset, model_size: int) -> list:
 def _optimiser(preset: Preset, params) -> torch.optim.Optimizer:
     kinds = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam}
     if preset.optimiser not in kinds:
-        raise ValueError(f"optimiser '{preset.optimiser}' is unknown: use one of {sorted(kinds)}")
+        raise UserError(f"optimiser '{preset.optimiser}' is unknown: use one of {sorted(kinds)}")
     return kinds[preset.optimiser](params, lr=preset.lr, betas=tuple(preset.betas))
 
 
@@ -78,7 +84,7 @@ def optimise(
     model: LoadedModel,
     objective: Objective,
     seeds: Sequence[int],
-    preset: Preset | str = "robust",
+    preset: Preset | str = DEFAULT_PRESET,
     steps: int | None = None,
     record_every: int = 16,
     probe: ContextProbe | None = None,
@@ -96,7 +102,7 @@ def optimise(
     device = model.device
     model_size = model.preprocessing.size
     param: ImageParam = build_param(
-        preset.param, seeds, preset.canvas or model_size, **preset.param_kwargs
+        preset.param, seeds, preset.canvas_size(model_size), **preset.param_kwargs
     ).to(device)
     transforms = build_transforms(_transform_specs(preset, model_size))
     rngs = _transform_rngs(seeds)
@@ -114,7 +120,8 @@ def optimise(
     for step in range(preset.steps):
         images = param()
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
-        with redirected(model.module, step < preset.redirect_steps):
+        with redirected(model.module, step < preset.redirect_steps), \
+                leaky_targets(model.module, objective.layers, preset.leaky_target):
             acts = forward(model.to_input(augmented))
         values = objective({k: v.float() for k, v in acts.items()}, n_items)
         per_item = values.view(n_items, copies).mean(dim=1)

@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from vitviz.errors import UserError
+
 # Square root of the colour covariance of natural images (ImageNet), as published with Lucid:
 # optimising in this decorrelated space keeps colour channels from fighting each other.
 _COLOUR_SQRT = torch.tensor(
@@ -142,7 +144,7 @@ PARAMETERISATIONS = {"pixel": PixelImage, "fourier": FourierImage, "maco": MacoI
 
 def build_param(name: str, seeds: Sequence[int], size: int, **kwargs) -> ImageParam:
     if name not in PARAMETERISATIONS:
-        raise ValueError(f"parameterisation '{name}' is unknown: use one of {sorted(PARAMETERISATIONS)}")
+        raise UserError(f"parameterisation '{name}' is unknown: use one of {sorted(PARAMETERISATIONS)}")
     return PARAMETERISATIONS[name](list(seeds), size, **kwargs)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from vitviz.errors import UserError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -11,7 +13,8 @@ class Preset:
     description: str
     param: str = "fourier"
     param_kwargs: dict = field(default_factory=dict)
-    canvas: int | None = None  # image size being optimised; None: the model's input size
+    canvas: int | None = None  # image size being optimised, in pixels; None: see canvas_scale
+    canvas_scale: float = 1.0  # without `canvas`: this multiple of the model's input size
     transforms: tuple = ()  # (name, kwargs) pairs, see vitviz.transforms.TRANSFORMS
     ensemble: int = 1  # augmented copies of each image per step
     optimiser: str = "adam"
@@ -21,6 +24,11 @@ class Preset:
     tv_weight: float = 0.0
     steps: int = 256
     redirect_steps: int = 0  # first steps with redirected GELU/ReLU gradients (vitviz.redirect)
+    leaky_target: bool = False  # a GELU/ReLU target climbs from its negative side (vitviz.redirect)
+
+    def canvas_size(self, model_size: int) -> int:
+        """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
+        return self.canvas or max(1, round(model_size * self.canvas_scale))
 
     def knobs(self) -> dict:
         """Every setting, JSON-ready: stored with each result and part of its cache key."""
@@ -33,7 +41,7 @@ class Preset:
     def with_overrides(self, **overrides) -> "Preset":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown preset settings {sorted(unknown)}: use {sorted(KNOBS)}")
+            raise UserError(f"unknown preset settings {sorted(unknown)}: use {sorted(KNOBS)}")
         if "transforms" in overrides:
             overrides["transforms"] = tuple((n, dict(k)) for n, k in overrides["transforms"])
         if "betas" in overrides:
@@ -41,8 +49,8 @@ class Preset:
         return dataclasses.replace(self, **overrides)
 
 
-KNOBS = ("param", "param_kwargs", "canvas", "transforms", "ensemble", "optimiser", "lr", "betas",
-         "schedule", "tv_weight", "steps", "redirect_steps")
+KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
+         "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -58,19 +66,21 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="robust",
-            description="vitviz's default for ViTs: 1/f Fourier image with decorrelated colour, "
-            "an ensemble of jittered, scaled and rotated copies, annealed noise.",
+            description="vitviz's default for ViTs: a 1/f Fourier image with decorrelated colour "
+            "on a canvas twice the model's input, seen through an ensemble of random crops "
+            "(a quarter to all of it), small rotations and annealed noise; the target climbs "
+            "from GELU's negative side (leaky target gradient).",
             param="fourier",
+            canvas_scale=2.0,
             transforms=(
-                ("pad", {"width": 16}),
-                ("jitter", {"pixels": 16}),
-                ("scale", {"low": 0.9, "high": 1.1}),
+                ("crop", {"size": 0, "min_area": 0.25, "max_area": 1.0, "overhang": 0.25}),
                 ("rotate", {"degrees": 10.0}),
-                ("jitter", {"pixels": 8}),
                 ("noise", {"std": 0.05, "anneal": True}),
             ),
             ensemble=4,
             lr=0.05,
+            steps=128,
+            leaky_target=True,
         ),
         Preset(
             name="lucent",
@@ -122,7 +132,16 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+DEFAULT_PRESET = "robust"
+
+
+def from_knobs(knobs: dict) -> Preset:
+    """The preset a stored result ran with (`Preset.knobs()` plus its name)."""
+    base = PRESETS.get(knobs.get("name", ""), PRESETS[DEFAULT_PRESET])
+    return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
+
+
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise ValueError(f"preset '{name}' is unknown: use one of {', '.join(PRESETS)}")
+        raise UserError(f"preset '{name}' is unknown: use one of {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -1,34 +1,48 @@
-"""`python -m vitviz report`: presets compared on the same units, with figures noise cannot game.
+"""`python -m vitviz report`: presets compared on the same units, with figures noise cannot win.
 
-For each preset, every unit runs with every seed (in chunks of units, so memory stays bounded;
-items of a batch are independent, so chunking does not change any image). Then per preset:
-relative activation (against the photo set), rank of the target unit in its layer, and
-cross-seed consistency in MobileNetV2's feature space (see vitviz.metrics). Writes report.json,
-grid.png (units x seeds x presets) and index.html to the output directory.
+Units come from one or more layers (a range, or a fixed-seed random draw per layer). Every
+preset runs every unit with every seed at the same number of steps (in chunks of units, so
+memory stays bounded; items of a batch are independent, so chunking changes no image). Then,
+per preset (see vitviz.metrics and vitviz.judge):
+
+- alive: the fraction of units whose picture ends above the unit's maximum over the photos;
+- robust activation / photo max and robust rank, per image (medians);
+- specificity and identification across all units, in MobileNetV2's feature space;
+- the judge's two-alternative score with the pictures as references, its control (another
+  unit's pictures) and their margin, beside the same figures for natural exemplars.
+
+Writes report.json, grid.png (rows: units; columns: the seeds of each preset) and index.html.
 """
 from __future__ import annotations
 
 import html
-import math
 import json
+import math
+import random
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from vitviz import metrics, objectives
+from vitviz.errors import UserError
+from vitviz import judge, metrics, objectives
 from vitviz.cache import ResultCache
-from vitviz.examples import measure_layer
+from vitviz.examples import LayerActivations, measure_layer
+from vitviz.layers import find_layer
 from vitviz.models import LoadedModel, default_model, load_model
+from vitviz.optimise import resolve_preset
+from vitviz.presets import DEFAULT_PRESET, PRESETS
 from vitviz.results import encode_png
 from vitviz.runs import RunRequest, run
 
 UNITS_PER_RUN = 4
+ALL_PRESETS = tuple(PRESETS)
 
 
 def parse_units(text: str) -> list[int]:
@@ -41,18 +55,33 @@ def parse_units(text: str) -> list[int]:
         elif part.strip():
             units.append(int(part))
     if not units:
-        raise ValueError(f"no units in '{text}': use e.g. 0-31 or 3,7,9")
+        raise UserError(f"no units in '{text}': use e.g. 0-31 or 3,7,9")
+    return units
+
+
+def choose_units(spec: str, layer_units: int, layer: str, seed: int) -> list[int]:
+    """A unit list ('0-7', '3,9') or 'random:N', N units drawn with a seed fixed per layer."""
+    if spec.startswith("random:"):
+        count = int(spec.split(":", 1)[1])
+        if not 0 < count <= layer_units:
+            raise UserError(f"random:{count} asks for more units than {layer} has ({layer_units})")
+        return sorted(random.Random(f"{seed}:{layer}").sample(range(layer_units), count))
+    units = parse_units(spec)
+    bad = [u for u in units if not 0 <= u < layer_units]
+    if bad:
+        raise UserError(f"units {bad} are out of range for {layer}: valid units are 0 to "
+                         f"{layer_units - 1}.")
     return units
 
 
 def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequence[int],
-               preset: str, steps: int | None, cache: ResultCache | None) -> np.ndarray:
-    """Final images [units, seeds, H, W, 3] for one preset."""
-    images = []
-    overrides = {"steps": steps} if steps else {}
+               preset: str, overrides: dict, cache: ResultCache | None) -> tuple[np.ndarray, list]:
+    """Final images [units, seeds, H, W, 3] for one preset (with knob `overrides`), and each
+    image's final activation."""
+    images, reached = [], []
     chunks = [units[i:i + UNITS_PER_RUN] for i in range(0, len(units), UNITS_PER_RUN)]
-    total = (steps or 0) * len(chunks)
-    with tqdm(total=total or None, desc=preset, unit="step", file=sys.stderr) as bar:
+    total = resolve_preset(preset, **overrides).steps * len(chunks)
+    with tqdm(total=total, desc=f"{preset} {layer}", unit="step", file=sys.stderr) as bar:
         for chunk in chunks:
             batch_units = tuple(u for u in chunk for _ in seeds)
             batch_seeds = tuple(s for _ in chunk for s in seeds)
@@ -62,30 +91,49 @@ def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequ
             result, _ = run(request, cache, lambda _: model,
                             lambda record, n: bar.update(1) if record.loss is not None else None)
             images.extend(result.images)
-    return np.stack(images).reshape(len(units), len(seeds), *images[0].shape)
+            reached.extend(curve[-1] for curve in result.activation)
+    stacked = np.stack(images).reshape(len(units), len(seeds), *images[0].shape)
+    return stacked, reached
 
 
-def preset_figures(model: LoadedModel, layer: str, units: Sequence[int], images: np.ndarray,
-                   unit_max: Sequence[float]) -> dict:
-    n_units, n_seeds = images.shape[:2]
-    flat = torch.from_numpy(images.reshape(-1, *images.shape[2:])).permute(0, 3, 1, 2).float() / 255
-    unit_per_image = [u for u in units for _ in range(n_seeds)]
-    max_per_image = [unit_max[i] for i in range(n_units) for _ in range(n_seeds)]
-    objective = objectives.neuron(layer, tuple(unit_per_image))
-    relative = metrics.relative_activation(metrics.activation(model, objective, flat), max_per_image)
-    robust = metrics.relative_activation(metrics.robust_activation(model, objective, flat),
-                                         max_per_image)
-    ranks = metrics.unit_ranks(model, layer, unit_per_image, flat)
-    embeddings = metrics.embed(flat).reshape(n_units, n_seeds, -1)
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images.reshape(-1, *images.shape[-3:])).permute(0, 3, 1, 2).float() / 255
+
+
+def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str, np.ndarray],
+                   reached: dict[str, list], views: torch.Tensor, judge_name: str) -> dict:
+    """Every figure of one preset over the units of every layer."""
+    relative, ranks, alive, embeddings, verdicts = [], [], [], [], []
+    for layer, info in layers.items():
+        units, stats, unit_max = info["units"], info["stats"], info["unit_max"]
+        n_seeds = images[layer].shape[1]
+        flat = _as_tensor(images[layer])
+        per_image = [u for u in units for _ in range(n_seeds)]
+        max_per_image = [unit_max[i] for i in range(len(units)) for _ in range(n_seeds)]
+        robust = metrics.robust_figures(model, layer, per_image, flat)
+        relative += metrics.relative_activation(robust["robust_activation"], max_per_image)
+        ranks += robust["robust_rank"]
+        alive += [r > m for r, m in zip(reached[layer], max_per_image)]
+        embeddings.append(metrics.embed(flat).reshape(len(units), n_seeds, -1))
+        pictures = judge.embed(flat, judge_name).reshape(len(units), n_seeds, -1)
+        verdicts.append(judge.two_afc(stats, units, views, list(pictures)))
+    units_total = sum(len(info["units"]) for info in layers.values())
     return {
-        "relative_activation_median": _finite_median(relative),
-        "relative_robust_activation_median": _finite_median(robust),
-        "rank_median": statistics.median(ranks),
-        "rank_top1_fraction": sum(r == 1 for r in ranks) / len(ranks),
-        "consistency": metrics.consistency(embeddings),
-        "per_image": {"relative_activation": relative, "relative_robust_activation": robust,
-                      "rank": ranks},
+        "alive": sum(alive) / len(alive),
+        "relative_robust_activation_median": _finite_median(relative),
+        "robust_rank_median": statistics.median(ranks),
+        "specificity": metrics.specificity(torch.cat(embeddings)),
+        "judge": _pooled(verdicts, units_total),
+        "per_image": {"relative_robust_activation": relative, "robust_rank": ranks,
+                      "alive": alive},
     }
+
+
+def _pooled(verdicts: list[dict], units_total: int) -> dict:
+    """Judge figures of several layers, weighted by their units."""
+    keys = [k for k, v in verdicts[0].items() if isinstance(v, float)]
+    pooled = {k: sum(v[k] * v["units"] for v in verdicts) / units_total for k in keys}
+    return {**pooled, "units": units_total, "pairs_per_unit": verdicts[0]["pairs_per_unit"]}
 
 
 def _finite_median(values: Sequence[float]) -> float:
@@ -94,79 +142,165 @@ def _finite_median(values: Sequence[float]) -> float:
     return statistics.median(finite) if finite else float("nan")
 
 
-def grid_image(per_preset: dict[str, np.ndarray], units: Sequence[int], tile: int = 96) -> Image.Image:
-    """Rows: units; columns: seeds of each preset side by side, with a gap between presets."""
+def grid_image(per_preset: dict[str, dict[str, np.ndarray]], rows: list[tuple[str, int]],
+               tile: int = 160) -> Image.Image:
+    """Rows: units (layer, unit); columns: seeds of each preset side by side, labelled."""
     presets = list(per_preset)
-    n_seeds = next(iter(per_preset.values())).shape[1]
-    gap = tile // 4
-    width = len(presets) * n_seeds * tile + (len(presets) - 1) * gap
-    canvas = Image.new("RGB", (width, len(units) * tile), "white")
+    first = next(iter(per_preset.values()))
+    n_seeds = next(iter(first.values())).shape[1]
+    gap, header, label = tile // 6, 22, 120
+    width = label + len(presets) * (n_seeds * tile + gap)
+    canvas = Image.new("RGB", (width, header + len(rows) * tile), "white")
+    draw = ImageDraw.Draw(canvas)
     for p, name in enumerate(presets):
-        for u in range(len(units)):
+        draw.text((label + p * (n_seeds * tile + gap) + 4, 4), name, fill="black")
+    index: dict[str, int] = {}
+    for r, (layer, unit) in enumerate(rows):
+        position = index[layer] = index.get(layer, -1) + 1
+        block = layer.split(".")[-3] if layer.count(".") >= 3 else layer
+        draw.text((4, header + r * tile + tile // 2 - 12), f"{block}\nunit {unit}", fill="black")
+        for p, name in enumerate(presets):
             for s in range(n_seeds):
-                tile_image = Image.fromarray(per_preset[name][u, s]).resize((tile, tile))
-                canvas.paste(tile_image, (p * (n_seeds * tile + gap) + s * tile, u * tile))
+                picture = Image.fromarray(per_preset[name][layer][position, s])
+                picture = picture.resize((tile, tile), Image.Resampling.LANCZOS)
+                canvas.paste(picture, (label + p * (n_seeds * tile + gap) + s * tile,
+                                       header + r * tile))
     return canvas
 
 
-def write_html(out: Path, summary: dict) -> None:
+def summary_rows(summary: dict) -> list[list[str]]:
+    """The report table: one row per preset, then the natural exemplars' judge figures."""
     rows = []
-    for name, figures in summary["presets"].items():
-        c = figures["consistency"]
-        rows.append(
-            f"<tr><td>{html.escape(name)}</td><td>{figures['relative_activation_median']:.2f}</td>"
-            f"<td>{figures['relative_robust_activation_median']:.2f}</td>"
-            f"<td>{figures['rank_median']:.0f}</td><td>{figures['rank_top1_fraction']:.0%}</td>"
-            f"<td>{c['same_unit']:.3f}</td><td>{c.get('different_unit', float('nan')):.3f}</td>"
-            f"<td>{c.get('gap', float('nan')):.3f}</td><td>{c.get('identification', float('nan')):.0%}"
-            f" (chance {c.get('chance', float('nan')):.0%})</td></tr>"
-        )
-    config = html.escape(json.dumps({k: v for k, v in summary.items() if k != "presets"}, indent=1))
+    for name, f in summary["presets"].items():
+        s, j = f["specificity"], f["judge"]
+        rows.append([name, f"{f['alive']:.0%}", f"{f['relative_robust_activation_median']:.2f}",
+                     f"{f['robust_rank_median']:.0f}", f"{s['specificity']:.3f}",
+                     f"{s['identification']:.0%}", f"{j['pictures']:.0%}",
+                     f"{j['pictures_control']:.0%}", f"{j['pictures_margin']:+.0%}"])
+    j = summary["exemplars"]
+    rows.append(["natural exemplars", "", "", "", "", "", f"{j['exemplars']:.0%}",
+                 f"{j['exemplars_control']:.0%}", f"{j['exemplars_margin']:+.0%}"])
+    return rows
+
+
+HEADERS = ["preset", "alive", "robust act. / photo max", "robust rank", "specificity",
+           "identification", "judge", "judge control", "judge margin"]
+
+
+def write_html(out: Path, summary: dict) -> None:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in summary_rows(summary))
+    config = html.escape(json.dumps({k: v for k, v in summary.items()
+                                     if k not in ("presets", "exemplars")}, indent=1))
     (out / "index.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>vitviz report</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "<style>body{font-family:sans-serif;max-width:1400px;margin:2em auto}"
         "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style>"
-        f"<h1>vitviz report: {html.escape(summary['model'])} {html.escape(summary['layer'])}</h1>"
-        "<table><tr><th>preset</th><th>activation / photo max (median)</th>"
-        "<th>robust activation / photo max</th><th>rank (median)</th>"
-        "<th>rank 1</th><th>same-unit sim.</th><th>different-unit sim.</th><th>gap</th>"
-        "<th>identification</th></tr>" + "".join(rows) + "</table>"
-        f"<p>Grid: one row per unit; columns are the seeds of {', '.join(summary['presets'])}, "
-        "left to right.</p><img src='grid.png' style='max-width:100%'>"
+        f"<h1>vitviz report: {html.escape(summary['model'])}</h1>"
+        f"<table><tr>{head}</tr>{body}</table>"
+        f"<p>Identification chance: {summary['presets'][next(iter(summary['presets']))]['specificity']['chance']:.1%}; "
+        "judge chance: 50%. Grid: one row per unit; columns are the seeds of "
+        f"{html.escape(', '.join(summary['presets']))}, left to right.</p>"
+        "<img src='grid.png' style='max-width:100%'>"
         f"<pre>{config}</pre>"
     )
 
 
-def main(args) -> int:
-    model_name = args.model or default_model()[0]
-    model = load_model(model_name, args.device)
-    units = parse_units(args.units)
-    seeds = list(range(args.seeds))
-    cache = ResultCache(args.cache) if args.cache else ResultCache()
+def print_table(summary: dict) -> None:
+    rows = [HEADERS] + summary_rows(summary)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+
+
+@dataclass
+class Comparison:
+    """Variants of the optimisation compared on the same units: their pictures and figures."""
+
+    layers: dict[str, dict]  # layer -> units, photo statistics, unit maxima
+    photos: int
+    pictures: dict[str, dict[str, np.ndarray]]  # variant -> layer -> [units, seeds, H, W, 3]
+    figures: dict[str, dict]  # variant -> preset_figures
+    exemplars: dict  # the judge's figures for natural exemplars
+
+
+def compare(model: LoadedModel, layer_units: dict[str, list[int]],
+            variants: dict[str, tuple[str, dict]], seeds: Sequence[int],
+            cache: ResultCache | None, judge_name: str) -> Comparison:
+    """Run every variant (a preset name and knob overrides) on every unit, and measure each."""
     from vitviz.data import load_photos
 
     photos = load_photos()
-    with tqdm(total=None, desc="photo set", unit="img", file=sys.stderr) as bar:
-        layer_acts = measure_layer(model, args.layer, photos,
-                                   progress=lambda done, total: bar.update(done - bar.n))
-    unit_max = [layer_acts.unit_max(u) for u in units]
-    per_preset, figures = {}, {}
-    for preset in args.presets:
-        per_preset[preset] = run_preset(model, args.layer, units, seeds, preset, args.steps, cache)
-        figures[preset] = preset_figures(model, args.layer, units, per_preset[preset], unit_max)
+    layers: dict[str, dict] = {}
+    for layer, units in layer_units.items():
+        stats: LayerActivations = measure_layer(model, layer, photos)
+        layers[layer] = {"units": units, "stats": stats,
+                         "unit_max": [stats.unit_max(u) for u in units]}
+    views = judge.view_embeddings(photos, judge_name)
+    pictures, figures = {}, {}
+    for label, (preset, overrides) in variants.items():
+        images, reached = {}, {}
+        for layer, info in layers.items():
+            images[layer], reached[layer] = run_preset(model, layer, info["units"], seeds,
+                                                       preset, overrides, cache)
+        pictures[label] = images
+        figures[label] = preset_figures(model, layers, images, reached, views, judge_name)
+    verdicts = [judge.two_afc(info["stats"], info["units"], views) for info in layers.values()]
+    units_total = sum(len(units) for units in layer_units.values())
+    return Comparison(layers, len(photos), pictures, figures, _pooled(verdicts, units_total))
+
+
+def check_settings(seeds: int, presets: Sequence[str], judge_name: str) -> None:
+    """The checks that need no model: made before anything is loaded."""
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        raise UserError(f"unknown presets {unknown}: use some of {', '.join(PRESETS)}")
+    if seeds < 2:
+        raise UserError("the report needs at least 2 seeds per unit (--seeds 2): "
+                         "specificity compares two seeds' pictures of each unit")
+    judge.get_judge(judge_name)
+
+
+def layer_units(model: LoadedModel, layers: Sequence[str], units: str,
+                unit_seed: int) -> dict[str, list[int]]:
+    """The units of each layer, checked against the model before any run."""
+    chosen = {layer: choose_units(units, find_layer(model, layer).units, layer, unit_seed)
+              for layer in dict.fromkeys(layers)}
+    if sum(len(v) for v in chosen.values()) < 2:
+        raise UserError("the report needs at least 2 units in all (specificity and the judge "
+                         "compare units with each other)")
+    return chosen
+
+
+def main(args) -> int:
+    presets = list(dict.fromkeys(args.presets))
+    check_settings(args.seeds, presets, args.judge)
+    model = load_model(args.model or default_model()[0], args.device)
+    chosen = layer_units(model, args.layers, args.units, args.unit_seed)
+    overrides = {"steps": args.steps} if args.steps else {}
+    cache = ResultCache(args.cache) if args.cache else ResultCache()
+    seeds = list(range(args.seeds))
+    found = compare(model, chosen, {p: (p, overrides) for p in presets}, seeds, cache,
+                    args.judge)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"model": model.label, "model_metadata": model.metadata(), "layer": args.layer,
-               "units": units, "seeds": seeds, "steps": args.steps, "photos": len(photos),
-               "unit_max_over_photos": unit_max, "presets": figures}
+    summary = {
+        "model": model.label, "model_metadata": model.metadata(),
+        "layers": chosen,
+        "seeds": seeds, "steps": args.steps or {p: PRESETS[p].steps for p in presets},
+        "photos": found.photos, "judge": judge.get_judge(args.judge).label,
+        "specificity_model": metrics.FEATURE_MODEL,
+        "unit_max_over_photos": {layer: info["unit_max"] for layer, info in found.layers.items()},
+        "default_preset": DEFAULT_PRESET,
+        "presets": found.figures,
+        "exemplars": found.exemplars,
+    }
     (out / "report.json").write_text(json.dumps(summary, indent=1))
-    (out / "grid.png").write_bytes(encode_png(np.asarray(grid_image(per_preset, units))))
+    rows = [(layer, unit) for layer, units in chosen.items() for unit in units]
+    grid = grid_image(found.pictures, rows, args.tile)
+    (out / "grid.png").write_bytes(encode_png(np.asarray(grid)))
     write_html(out, summary)
-    for name, f in figures.items():
-        c = f["consistency"]
-        print(f"{name:8} act/photo-max {f['relative_activation_median']:.2f}"
-              f"  robust {f['relative_robust_activation_median']:.2f}  rank {f['rank_median']:.0f}"
-              f"  same {c['same_unit']:.3f}  diff {c.get('different_unit', 0):.3f}"
-              f"  ident {c.get('identification', 0):.0%} (chance {c.get('chance', 0):.0%})")
+    print_table(summary)
     print(out / "index.html")
     return 0

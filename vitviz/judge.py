@@ -1,0 +1,166 @@
+"""The judge: do a unit's pictures tell which of two photos drives the unit more?
+
+Borowski et al. (ICLR 2021) showed people a unit's reference images and asked which of two
+query photos drives the unit more (people scored 82% with Lucid's pictures of CNN units, 92%
+with natural exemplars, 50% is chance). The Machine Interpretability Score (Zimmermann, Klindt
+and Brendel 2024) replaces the person by a perceptual similarity model. vitviz does the same,
+with a judge model that no other quality figure uses:
+
+- queries: each of the `per_side` photos that drive the unit most (its strongest view, whole
+  photo or crop) against each of the `per_side` photos that drive it least (their weakest view);
+- references: the unit's pictures; or, as the baseline, its natural exemplars: its strongest
+  views among the *other* photos, as many as there are pictures; or, as the control, another
+  unit's pictures (or exemplars): the same test with references that should not help;
+- decision: the query with the higher mean cosine similarity to the references, in the judge's
+  feature space. The score is the fraction of pairs judged right (ties count half).
+
+Pictures that explain the unit score near the exemplars and well above their control.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from vitviz.errors import UserError
+from vitviz.examples import LayerActivations, photo_views
+from vitviz.hooks import run_and_capture
+from vitviz.models import LoadedModel, load_model
+
+PER_SIDE = 3
+
+
+@dataclass(frozen=True)
+class Judge:
+    model: str
+    layer: str
+    reduce: str  # "cls": token 0 of a token layer; "mean": spatial mean of a feature map
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.layer} ({self.reduce})"
+
+
+# DINOv2's final embedding is a strong perceptual similarity (DreamSim builds on DINO); the
+# specificity figures use MobileNetV2, so that judge is kept apart from them by default.
+JUDGES = {
+    "dinov2": Judge("dinov2_vits14", "encoder.ln", "cls"),
+    "mobilenet_v2": Judge("mobilenet_v2", "features", "mean"),
+}
+DEFAULT_JUDGE = "dinov2"
+
+
+def get_judge(name: str) -> Judge:
+    if name not in JUDGES:
+        raise UserError(f"judge '{name}' is unknown: use one of {', '.join(JUDGES)}")
+    return JUDGES[name]
+
+
+@functools.lru_cache(maxsize=2)
+def _judge_model(name: str) -> LoadedModel:
+    return load_model(JUDGES[name].model, "cpu")
+
+
+@torch.no_grad()
+def embed(images: torch.Tensor, judge: str = DEFAULT_JUDGE, batch_size: int = 32) -> torch.Tensor:
+    """Unit-length judge features [N, F] of [0, 1] images [N, 3, H, W] of any size."""
+    spec = get_judge(judge)
+    model = _judge_model(judge)
+    features = []
+    for batch in images.split(batch_size):
+        act = run_and_capture(model.module, model.to_input(batch.float()), [spec.layer], True)
+        act = act[spec.layer].float()
+        features.append(act[:, 0] if spec.reduce == "cls" else act.mean(dim=(2, 3)))
+    return F.normalize(torch.cat(features), dim=1)
+
+
+def view_embeddings(photos: Sequence, judge: str = DEFAULT_JUDGE) -> torch.Tensor:
+    """Judge features of every photo view (photo and crops, in `photo_views` order)."""
+    images, _ = photo_views(photos, _judge_model(judge).preprocessing.size)
+    return embed(images, judge)
+
+
+@dataclass(frozen=True)
+class Queries:
+    high: list[int]  # view index of each strong query
+    low: list[int]  # view index of each weak query
+    photos: frozenset[int]  # photos the queries come from: never used as exemplars
+
+
+def queries(stats: LayerActivations, unit: int, per_side: int = PER_SIDE) -> Queries:
+    values = stats.values[:, unit]
+    photo_of = torch.tensor([view[0] for view in stats.views])
+    n_photos = len(stats.photo_names)
+    if n_photos < 2 * per_side + 1:
+        raise UserError(f"the judge needs at least {2 * per_side + 1} photos, {n_photos} given")
+    strongest = torch.full((n_photos,), -torch.inf).scatter_reduce(0, photo_of, values, "amax")
+    weakest = torch.full((n_photos,), torch.inf).scatter_reduce(0, photo_of, values, "amin")
+    high_photos = strongest.argsort(descending=True)[:per_side].tolist()
+    low_photos = [p for p in weakest.argsort().tolist() if p not in high_photos][:per_side]
+
+    def view_of(photo: int, pick) -> int:
+        rows = (photo_of == photo).nonzero().flatten()
+        return int(rows[pick(values[rows])])
+
+    return Queries([view_of(p, torch.argmax) for p in high_photos],
+                   [view_of(p, torch.argmin) for p in low_photos],
+                   frozenset(high_photos + low_photos))
+
+
+def exemplars(stats: LayerActivations, unit: int, count: int, exclude: frozenset[int]) -> list[int]:
+    """The unit's `count` strongest views from photos not in `exclude`, one view per photo."""
+    order = stats.values[:, unit].argsort(descending=True).tolist()
+    chosen, used = [], set(exclude)
+    for view in order:
+        photo = stats.views[view][0]
+        if photo not in used:
+            chosen.append(view)
+            used.add(photo)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def score(query: Queries, views: torch.Tensor, references: torch.Tensor) -> float:
+    """Fraction of (strong, weak) query pairs where the strong one is nearer the references."""
+    high = (views[query.high] @ references.T).mean(dim=1)
+    low = (views[query.low] @ references.T).mean(dim=1)
+    margin = high[:, None] - low[None, :]
+    return float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean())
+
+
+def two_afc(stats: LayerActivations, units: Sequence[int], views: torch.Tensor,
+            pictures: Sequence[torch.Tensor] | None = None, per_side: int = PER_SIDE) -> dict:
+    """Judge scores over `units` of one layer (chance 0.5).
+
+    views: judge features of the photo views in `stats` order; pictures: per unit, judge
+    features [K, F] of its pictures (or None for the exemplar figures alone). Each unit's
+    control is the next unit's references, cyclically.
+    """
+    units = list(units)
+    if len(units) < 2:
+        raise ValueError("the judge's control needs at least two units")
+    count = len(pictures[0]) if pictures is not None else 2
+    found = {"exemplars": [], "exemplars_control": []}
+    if pictures is not None:
+        found.update(pictures=[], pictures_control=[])
+    for i, unit in enumerate(units):
+        query = queries(stats, unit, per_side)
+        other = units[(i + 1) % len(units)]
+        own = views[exemplars(stats, unit, count, query.photos)]
+        foreign = views[exemplars(stats, other, count, query.photos)]
+        found["exemplars"].append(score(query, views, own))
+        found["exemplars_control"].append(score(query, views, foreign))
+        if pictures is not None:
+            found["pictures"].append(score(query, views, pictures[i]))
+            found["pictures_control"].append(score(query, views, pictures[(i + 1) % len(units)]))
+    figures = {name: sum(values) / len(values) for name, values in found.items()}
+    figures["exemplars_margin"] = figures["exemplars"] - figures["exemplars_control"]
+    if pictures is not None:
+        figures["pictures_margin"] = figures["pictures"] - figures["pictures_control"]
+    figures["units"] = len(units)
+    figures["pairs_per_unit"] = per_side * per_side
+    return figures
