@@ -100,3 +100,11 @@ def test_result_metrics_relate_activation_to_photos(tiny_vit):
     assert figures["specificity"]["units"] == 2 and figures["specificity"]["seeds"] == 2
     # No figure of raw activation relative to the photos: it is what adversarial noise wins.
     assert not {"relative_activation", "rank", "consistency"} & set(figures)
+
+
+def test_robust_figures_do_not_depend_on_how_the_images_are_split(tiny_vit):
+    images = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    objective = O.neuron(VIT_HIDDEN, (1, 2, 3, 4, 5))
+    whole = metrics.robust_activation(tiny_vit, objective, images, batch_size=64)
+    split = metrics.robust_activation(tiny_vit, objective, images, batch_size=16)  # 2 per chunk
+    assert split == pytest.approx(whole, abs=1e-6)

@@ -56,11 +56,6 @@ def embed(images: torch.Tensor | Sequence[np.ndarray], batch_size: int = 32) -> 
     return F.normalize(torch.cat(features), dim=1)
 
 
-def pairwise_similarity(embeddings: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity matrix [N, N] of unit-length embeddings."""
-    return embeddings @ embeddings.T
-
-
 def specificity(embeddings: torch.Tensor) -> dict:
     """How unit-specific the images are, from embeddings [units, seeds, F] (unit-length).
 
@@ -100,11 +95,12 @@ ROBUST_VIEWS = 8
 _VIEW_TRANSFORMS = (("pad", {"width": 8}), ("jitter", {"pixels": 16}), ("scale", {"low": 0.9, "high": 1.1}))
 
 
-def robust_views(images: torch.Tensor) -> torch.Tensor:
+def robust_views(images: torch.Tensor, first: int = 0) -> torch.Tensor:
     """[N, 3, H, W] -> [N * ROBUST_VIEWS, 3, h, w]: seeded shifted and zoomed views of each image.
 
     The shifts are fractions of the image (pad 1/28, jitter 1/14 of the side: 8 and 16 px at
-    224), so a larger canvas is checked as strictly as the model's own size.
+    224), so a larger canvas is checked as strictly as the model's own size. Image i of a batch
+    that starts at position `first` gets the views of position first + i, however it is split.
     """
     from vitviz.transforms import augment, build_transforms
 
@@ -112,7 +108,7 @@ def robust_views(images: torch.Tensor) -> torch.Tensor:
     specs = [(name, {key: max(1, round(value * side / 224)) if key in ("width", "pixels") else value
                      for key, value in kwargs.items()})
              for name, kwargs in _VIEW_TRANSFORMS]
-    rngs = [torch.Generator().manual_seed(1000 + i) for i in range(len(images))]
+    rngs = [torch.Generator().manual_seed(1000 + first + i) for i in range(len(images))]
     return augment(images, build_transforms(specs), rngs, ROBUST_VIEWS, 0.0)
 
 
@@ -145,7 +141,7 @@ def _robust_measure(model, objective, rank_of, images, batch_size):
     activation, ranks = [], []
     for start in range(0, len(images), per_chunk):
         chunk = images[start:start + per_chunk]
-        views = robust_views(chunk)
+        views = robust_views(chunk, start)
         layers = objective.layers
         acts = run_and_capture(model.module, model.to_input(views), layers,
                                _stops_early(model, layers))

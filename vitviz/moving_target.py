@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitviz.errors import UserError
 from vitviz.hooks import run_and_capture
 from vitviz.models import LoadedModel
 from vitviz.objectives import Objective
@@ -67,7 +68,7 @@ def explicit_attention_mode(
 
     for name, mha in modules.items():
         if not mha.batch_first:
-            raise ValueError(f"{name}: only batch-first attention (as in torchvision's ViT) is supported")
+            raise UserError(f"{name}: only batch-first attention (as in torchvision's ViT) is supported")
         mha.forward = forward_for(name, mha)
     try:
         yield recorded

@@ -42,7 +42,6 @@ from vitviz.results import encode_png
 from vitviz.runs import RunRequest, run
 
 UNITS_PER_RUN = 4
-ALL_PRESETS = tuple(PRESETS)
 
 
 def parse_units(text: str) -> list[int]:
