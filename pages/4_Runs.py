@@ -43,7 +43,8 @@ with reported():
           "model": s["model"] + (" ⚠ random" if s["random_init"] else ""),
           "preset": s["preset"], "target": f"{s['objective']} {s['unit']} · {s['layer']}",
           "seeds": ", ".join(map(str, s["seeds"])), "steps": s["steps"],
-          "final activation": ", ".join(f"{a:.3g}" for a in s["final_activation"]),
+          "shifted & zoomed / photo max": ", ".join(
+              f"{a:.2f}×" for a in s.get("robust_vs_photo_max", [])) or "not measured",
           "time (s)": s["elapsed_s"]} for s in summaries.values()],
         hide_index=True, height=min(38 + 35 * len(summaries), 250),
     )

@@ -47,6 +47,24 @@ def test_the_judge_needs_enough_photos_and_two_units():
     with pytest.raises(ValueError, match="at least 7 photos"):
         judge.queries(stats, 0, per_side=3)
     with pytest.raises(ValueError, match="two units"):
-        judge.two_afc(stats, [0], views)
+        judge.two_afc(stats, [0], views, count=2)
+    with pytest.raises(ValueError, match="number of exemplars"):
+        judge.two_afc(stats, [0, 1], views)
     with pytest.raises(ValueError, match="unknown"):
         judge.get_judge("humans")
+
+
+def test_pictures_are_judged_whole_and_by_their_quarters(monkeypatch):
+    seen = []
+
+    def fake_embed(images, judge_name):
+        seen.append(tuple(images.shape))
+        return F.normalize(images.mean(dim=(2, 3)), dim=1)
+
+    monkeypatch.setattr(judge, "embed", fake_embed)
+    pictures = torch.zeros(2, 3, 8, 8)
+    pictures[0, 0, :4, 4:] = 1.0  # picture 0: red in its top-right quarter only
+    features = judge.embed_pictures(pictures, "dinov2")
+    assert seen == [(2, 3, 8, 8), (8, 3, 4, 4)] and features.shape == (2, judge.PICTURE_VIEWS, 3)
+    red = features[0, :, 0]
+    assert red[2] == 1.0 and red[1] == red[3] == red[4] == 0.0  # whole, then TL, TR, BL, BR

@@ -132,8 +132,16 @@ def downloads(result: Result, key: str, stem: str) -> None:
 
 
 def final_caption(result: Result, item: int) -> str:
-    """Item label and its final activation, e.g. 'seed 2 · 4.33'."""
-    return f"{result.item_labels()[item]} · {result.activation[item][-1]:.3g}"
+    """Item label, and once measured its robust activation: 'seed 2 · 1.23× photo max'.
+
+    Not the raw activation: adversarial noise reaches the largest raw values (the curves show
+    them as the optimisation record).
+    """
+    label = result.item_labels()[item]
+    relative = result.metrics.get("relative_robust_activation")
+    if not relative:
+        return label
+    return f"{label} · {times(relative[item])} photo max, shifted & zoomed"
 
 
 def run_view(result: Result, from_cache: bool, key: str, stem: str) -> None:

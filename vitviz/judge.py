@@ -8,9 +8,11 @@ with a judge model that no other quality figure uses:
 
 - queries: each of the `per_side` photos that drive the unit most (its strongest view, whole
   photo or crop) against each of the `per_side` photos that drive it least (their weakest view);
-- references: the unit's pictures; or, as the baseline, its natural exemplars: its strongest
-  views among the *other* photos, as many as there are pictures; or, as the control, another
-  unit's pictures (or exemplars): the same test with references that should not help;
+- references: the unit's pictures, each seen whole and as its four quarters (what a viewer
+  sees when looking closer; Borowski et al. showed 9 references); or, as the baseline, its
+  natural exemplars: its strongest views among the *other* photos, as many as there are
+  picture views; or, as the control, another unit's pictures (or exemplars): the same test
+  with references that should not help;
 - decision: the query with the higher mean cosine similarity to the references, in the judge's
   feature space. The score is the fraction of pairs judged right (ties count half).
 
@@ -77,6 +79,19 @@ def embed(images: torch.Tensor, judge: str = DEFAULT_JUDGE, batch_size: int = 32
     return F.normalize(torch.cat(features), dim=1)
 
 
+PICTURE_VIEWS = 5  # whole, and four quarters
+
+
+def embed_pictures(images: torch.Tensor, judge: str = DEFAULT_JUDGE) -> torch.Tensor:
+    """Judge features [N, PICTURE_VIEWS, F] of pictures [N, 3, H, W]: whole, then each quarter."""
+    half = images.shape[-1] // 2
+    quarters = torch.stack([images[:, :, y:y + half, x:x + half]
+                            for y in (0, half) for x in (0, half)], dim=1)
+    whole = embed(images, judge)[:, None]
+    parts = embed(quarters.flatten(0, 1), judge).view(len(images), 4, -1)
+    return torch.cat([whole, parts], dim=1)
+
+
 def view_embeddings(photos: Sequence, judge: str = DEFAULT_JUDGE) -> torch.Tensor:
     """Judge features of every photo view (photo and crops, in `photo_views` order)."""
     images, _ = photo_views(photos, _judge_model(judge).preprocessing.size)
@@ -133,17 +148,21 @@ def score(query: Queries, views: torch.Tensor, references: torch.Tensor) -> floa
 
 
 def two_afc(stats: LayerActivations, units: Sequence[int], views: torch.Tensor,
-            pictures: Sequence[torch.Tensor] | None = None, per_side: int = PER_SIDE) -> dict:
+            pictures: Sequence[torch.Tensor] | None = None, count: int | None = None,
+            per_side: int = PER_SIDE) -> dict:
     """Judge scores over `units` of one layer (chance 0.5).
 
     views: judge features of the photo views in `stats` order; pictures: per unit, judge
-    features [K, F] of its pictures (or None for the exemplar figures alone). Each unit's
-    control is the next unit's references, cyclically.
+    features [K, F] of its pictures' views, or None for the exemplar figures alone, which then
+    use `count` exemplars per unit (default K). Each unit's control is the next unit's
+    references, cyclically.
     """
     units = list(units)
     if len(units) < 2:
         raise ValueError("the judge's control needs at least two units")
-    count = len(pictures[0]) if pictures is not None else 2
+    if pictures is None and count is None:
+        raise ValueError("give the pictures, or the number of exemplars to use instead")
+    count = count or len(pictures[0])
     found = {"exemplars": [], "exemplars_control": []}
     if pictures is not None:
         found.update(pictures=[], pictures_control=[])

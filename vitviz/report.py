@@ -74,13 +74,14 @@ def choose_units(spec: str, layer_units: int, layer: str, seed: int) -> list[int
 
 
 def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequence[int],
-               preset: str, overrides: dict, cache: ResultCache | None) -> tuple[np.ndarray, list]:
+               preset: str, overrides: dict, cache: ResultCache | None,
+               label: str | None = None) -> tuple[np.ndarray, list]:
     """Final images [units, seeds, H, W, 3] for one preset (with knob `overrides`), and each
-    image's final activation."""
+    image's final activation. `label` names the variant on the progress bar."""
     images, reached = [], []
     chunks = [units[i:i + UNITS_PER_RUN] for i in range(0, len(units), UNITS_PER_RUN)]
     total = resolve_preset(preset, **overrides).steps * len(chunks)
-    with tqdm(total=total, desc=f"{preset} {layer}", unit="step", file=sys.stderr) as bar:
+    with tqdm(total=total, desc=f"{label or preset} {layer}", unit="step", file=sys.stderr) as bar:
         for chunk in chunks:
             batch_units = tuple(u for u in chunk for _ in seeds)
             batch_seeds = tuple(s for _ in chunk for s in seeds)
@@ -114,7 +115,7 @@ def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str
         ranks += robust["robust_rank"]
         alive += [r > m for r, m in zip(reached[layer], max_per_image)]
         embeddings.append(metrics.embed(flat).reshape(len(units), n_seeds, -1))
-        pictures = judge.embed(flat, judge_name).reshape(len(units), n_seeds, -1)
+        pictures = judge.embed_pictures(flat, judge_name).reshape(len(units), -1, views.shape[1])
         verdicts.append(judge.two_afc(stats, units, views, list(pictures)))
     units_total = sum(len(info["units"]) for info in layers.values())
     return {
@@ -242,10 +243,12 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
         images, reached = {}, {}
         for layer, info in layers.items():
             images[layer], reached[layer] = run_preset(model, layer, info["units"], seeds,
-                                                       preset, overrides, cache)
+                                                       preset, overrides, cache, label)
         pictures[label] = images
         figures[label] = preset_figures(model, layers, images, reached, views, judge_name)
-    verdicts = [judge.two_afc(info["stats"], info["units"], views) for info in layers.values()]
+    count = len(seeds) * judge.PICTURE_VIEWS  # as many exemplars as picture views
+    verdicts = [judge.two_afc(info["stats"], info["units"], views, count=count)
+                for info in layers.values()]
     units_total = sum(len(units) for units in layer_units.values())
     return Comparison(layers, len(photos), pictures, figures, _pooled(verdicts, units_total))
 

@@ -70,7 +70,10 @@ class Result:
             "seeds": self.seeds,
             "steps": self.steps[-1] if self.steps else 0,
             "moving_target": self.config.get("moving_target", False),
-            "final_activation": [round(curve[-1], 4) for curve in self.activation],
+            # Robust activation / photo max per item once measured (raw activation is what
+            # adversarial noise wins, so listings do not show it).
+            "robust_vs_photo_max": [round(v, 3) for v in
+                                    self.metrics.get("relative_robust_activation", [])],
             "elapsed_s": round(self.elapsed_s, 2),
         }
 
