@@ -6,6 +6,7 @@ input that ends in an error message rather than a stack trace.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -69,8 +70,9 @@ def open_page(page: str, **params) -> AppTest:
 
 
 def errors(at: AppTest) -> str:
+    """The error boxes' text as a visitor reads it (markdown escapes removed)."""
     assert not at.exception, [e.value for e in at.exception]
-    return "\n".join(e.value for e in at.error)
+    return re.sub(r"\\(.)", r"\1", "\n".join(e.value for e in at.error))
 
 
 def texts(at: AppTest) -> str:
@@ -323,3 +325,20 @@ def test_limits_come_from_the_file_and_the_environment(tmp_path):
     limits_file.write_text("max_stepz = 1\n")
     with pytest.raises(LimitError, match="unknown settings"):
         load_limits({"VITVIZ_LIMITS_FILE": str(limits_file)})
+
+
+HOSTILE = ["[Log in again](http://evil.example/login)", "![x](http://evil.example/p.png)",
+           "`x` **bold** <b>html</b> :red[alarm]"]
+UNESCAPED = re.compile(r"(?<!\\)[\[\]`*<>:]")
+
+
+@pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, RUNS, "pages/5_Dataset_examples.py"])
+def test_values_from_a_link_are_shown_as_text_on_every_page(page):
+    for value in HOSTILE:
+        at = open_page(page, layer=value, run=value, steps=value)
+        sources = [e.value for e in at.error]
+        assert sources, f"{page}: no error for {value!r}"
+        for source in sources:
+            # Every markdown character is escaped: no link, image, code span or directive.
+            assert not UNESCAPED.search(source), source
+        assert value in errors(at)  # ...and the visitor still reads the value as typed

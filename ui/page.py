@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -63,6 +64,22 @@ def setup(page: str, caption: str) -> None:
     st.caption(caption)
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def as_text(message: str) -> str:
+    """`message` for st.error and friends, with every markdown character escaped.
+
+    Messages quote values from links (`?layer=...`): unescaped, a crafted link would render a
+    link or an image inside the error box, or break out of a code span.
+    """
+    return _MARKDOWN.sub(r"\\\1", message)
+
+
+def show_error(message: str) -> None:
+    st.error(as_text(message), icon=":material/error:")
+
+
 @contextmanager
 def reported() -> Iterator[None]:
     """Show an exception of the block as an error message and carry on with the page.
@@ -72,8 +89,8 @@ def reported() -> Iterator[None]:
     try:
         yield
     except UserError as error:
-        st.error(str(error), icon=":material/error:")
+        show_error(str(error))
     except Exception as error:
         log.exception("unexpected error in a page")
-        st.error(f"Unexpected error ({type(error).__name__}): {error}. The details are in the "
-                 "server log.", icon=":material/error:")
+        show_error(f"Unexpected error ({type(error).__name__}): {error}. The details are in the "
+                   "server log.")

@@ -13,6 +13,7 @@ from vitviz.models import (
 from vitviz.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 from ui.limits import Limits
+from ui.page import show_error
 from ui.resources import get_model
 from ui.settings import KINDS, NO_PRESET
 from ui.state import PageState
@@ -67,7 +68,7 @@ def load_or_stop(name: str) -> LoadedModel:
     try:
         return get_model(name)
     except ModelError as error:
-        st.error(str(error))
+        show_error(str(error))
         st.stop()
 
 
@@ -241,4 +242,4 @@ def run_button(label: str, disabled: bool = False) -> bool:
 
 def problems(messages: list[str]) -> None:
     for message in dict.fromkeys(messages):
-        st.error(message, icon=":material/error:")
+        show_error(message)
