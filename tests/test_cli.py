@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import VIT_HIDDEN
 
 
@@ -44,6 +46,25 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path):
     assert done.returncode == 2 and "Closest matches" in done.stderr
     done = vitviz("layers", "--model", "vit_b_17")
     assert done.returncode == 2 and "Did you mean" in done.stderr
+
+
+@pytest.mark.parametrize("option", [["--steps", "0"], ["--steps", "-5"], ["--ensemble", "0"],
+                                    ["--image-size", "-8"], ["--image-size", "100000"],
+                                    ["--lr", "-1"], ["--seeds", "-3"]])
+def test_bad_settings_are_refused_before_any_work(tmp_path, option):
+    done = vitviz("run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, *option,
+                  "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_unwritable_out_fails_before_the_run(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = vitviz("run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--steps", "5000",
+                  "--out", str(blocker / "out"), "--no-cache")
+    assert done.returncode == 2 and "cannot write to" in done.stderr
 
 
 def test_missing_weights_package_is_one_line_and_exit_2(tmp_path):

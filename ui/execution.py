@@ -24,7 +24,6 @@ from ui.resources import get_model, result_cache, run_queue
 
 T = TypeVar("T")
 REDRAW_S = 1.0  # the curve is redrawn at most this often; images whenever the run records them
-MAX_SEED = 2**31 - 1
 
 
 def request_problems(request: RunRequest, model: LoadedModel, limits: Limits) -> list[str]:
@@ -34,19 +33,12 @@ def request_problems(request: RunRequest, model: LoadedModel, limits: Limits) ->
         from_spec(request.objective).validate(lambda name: find_layer(model, name))
     except UserError as error:
         found.append(str(error))
-    try:
-        limits.check(request, model.preprocessing.size)
-        knobs = request.resolved_preset()
-    except UserError as error:
-        return found + [str(error)]
-    if not knobs.lr > 0:
-        found.append(f"The learning rate must be positive (got {knobs.lr:g}).")
-    if knobs.ensemble < 1:
-        found.append(f"Augmented copies must be at least 1 (got {knobs.ensemble}).")
-    if knobs.tv_weight < 0:
-        found.append(f"The TV weight cannot be negative (got {knobs.tv_weight:g}).")
-    if not all(0 <= seed <= MAX_SEED for seed in request.seeds):
-        found.append(f"Seeds must be between 0 and {MAX_SEED}.")
+    # The server's caps first: they name the setting to change in this dashboard.
+    for check in (lambda: limits.check(request, model.preprocessing.size), request.check):
+        try:
+            check()
+        except UserError as error:
+            return found + [str(error)]
     return found
 
 

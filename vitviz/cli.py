@@ -61,6 +61,8 @@ def cmd_run(args) -> int:
                                    "ensemble": args.ensemble}.items() if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target)
+    request.check()
+    writable_folder(args.out)
     total = request.resolved_preset().steps
     cache = None if args.no_cache else ResultCache(args.cache)
     with tqdm(total=total, desc=f"{args.preset} x{len(seeds)}", unit="step") as bar:
@@ -78,6 +80,14 @@ def cmd_run(args) -> int:
     for path in result.save(args.out):
         print(path)
     return 0
+
+
+def writable_folder(path: Path) -> None:
+    """Create `path` now, so that a bad --out fails before the work, not after it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot write to {path}: {error.strerror or error}") from None
 
 
 def cmd_layers(args) -> int:

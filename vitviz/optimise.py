@@ -96,6 +96,7 @@ def optimise(
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
     """
     preset = resolve_preset(preset, steps=steps)
+    preset.check()
     stop_early = prepare(model, objective)
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble

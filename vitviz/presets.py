@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from vitviz.errors import UserError
@@ -30,6 +31,39 @@ class Preset:
         """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
         return self.canvas or max(1, round(model_size * self.canvas_scale))
 
+    def check(self) -> None:
+        """Raise one UserError naming every knob out of range, before anything is allocated.
+
+        The bounds are the library's own, against mistakes and requests that would exhaust
+        the machine (a 100000-px canvas asks for 120 GB); a server adds its tighter limits.
+        """
+        problems = []
+
+        def require(ok: bool, message: str) -> None:
+            if not ok:
+                problems.append(message)
+
+        require(isinstance(self.steps, int) and 1 <= self.steps <= MAX_STEPS,
+                f"steps must be a whole number from 1 to {MAX_STEPS} (got {self.steps!r})")
+        require(isinstance(self.ensemble, int) and 1 <= self.ensemble <= MAX_COPIES,
+                f"copies (ensemble) must be from 1 to {MAX_COPIES} (got {self.ensemble!r})")
+        require(self.canvas is None or (isinstance(self.canvas, int)
+                                         and MIN_CANVAS <= self.canvas <= MAX_CANVAS),
+                f"the image size (canvas) must be from {MIN_CANVAS} to {MAX_CANVAS} px "
+                f"(got {self.canvas!r})")
+        require(0 < self.canvas_scale <= 16, f"canvas_scale must be in (0, 16] (got "
+                f"{self.canvas_scale!r})")
+        require(math.isfinite(self.lr) and self.lr > 0,
+                f"the learning rate must be positive (got {self.lr!r})")
+        require(math.isfinite(self.tv_weight) and self.tv_weight >= 0,
+                f"the TV weight cannot be negative (got {self.tv_weight!r})")
+        require(isinstance(self.redirect_steps, int) and self.redirect_steps >= 0,
+                f"redirect_steps cannot be negative (got {self.redirect_steps!r})")
+        require(self.schedule in SCHEDULES,
+                f"schedule '{self.schedule}' is unknown: use one of {', '.join(SCHEDULES)}")
+        if problems:
+            raise UserError("; ".join(problems) + ".")
+
     def knobs(self) -> dict:
         """Every setting, JSON-ready: stored with each result and part of its cache key."""
         values = dataclasses.asdict(self)
@@ -48,6 +82,11 @@ class Preset:
             overrides["betas"] = tuple(overrides["betas"])
         return dataclasses.replace(self, **overrides)
 
+
+MAX_STEPS = 100_000
+MAX_COPIES = 64
+MIN_CANVAS, MAX_CANVAS = 8, 4096
+SCHEDULES = ("constant", "cosine")
 
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target")

@@ -280,6 +280,9 @@ def main(args) -> int:
     check_settings(args.seeds, presets, args.judge)
     model = load_model(args.model or default_model()[0], args.device)
     chosen = layer_units(model, args.layers, args.units, args.unit_seed)
+    from vitviz.cli import writable_folder
+
+    writable_folder(Path(args.out))
     overrides = {"steps": args.steps} if args.steps else {}
     cache = ResultCache(args.cache) if args.cache else ResultCache()
     seeds = list(range(args.seeds))

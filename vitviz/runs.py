@@ -8,12 +8,17 @@ from typing import Callable
 
 from vitviz import __version__
 from vitviz.cache import ResultCache
+from vitviz.errors import UserError
 from vitviz.hashing import config_key
 from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, parse_model_name
 from vitviz.objectives import from_spec
 from vitviz.optimise import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
 from vitviz.presets import DEFAULT_PRESET, Preset
 from vitviz.results import Result, to_uint8
+
+# Bounds of a request that the library enforces for every front end (a server may cap lower).
+MAX_ITEMS = 4096
+MAX_SEED = 2**31 - 1
 
 # Called after every step with (record, total steps), e.g. to draw a progress bar.
 Progress = Callable[[StepRecord, int], None]
@@ -34,8 +39,22 @@ class RunRequest:
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
 
+    def check(self) -> None:
+        """Raise a UserError for anything out of range, before any work or allocation."""
+        if not 1 <= len(self.seeds) <= MAX_ITEMS:
+            raise UserError(f"a run needs 1 to {MAX_ITEMS} seeds (got {len(self.seeds)})")
+        if not all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in self.seeds):
+            raise UserError(f"seeds must be whole numbers from 0 to {MAX_SEED}")
+        if not (isinstance(self.record_every, int) and self.record_every >= 0):
+            raise UserError(f"record_every cannot be negative (got {self.record_every!r})")
+        self.resolved_preset().check()
+
     def config(self) -> dict:
-        """Canonical, JSON-ready config: stored with the result, hashed into the cache key."""
+        """Canonical, JSON-ready config: stored with the result, hashed into the cache key.
+
+        Checks the request first: no key, no cache entry and no model for a request that
+        cannot run."""
+        self.check()
         base, random_init = parse_model_name(self.model)
         objective = from_spec(self.objective).spec()  # normalises, and rejects a bad spec early
         config = {
