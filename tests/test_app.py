@@ -179,6 +179,12 @@ def test_compare_runs_each_preset_as_one_batch_with_curves_and_no_similarity_sco
         assert "measure" not in page.query_params
 
 
+def test_compare_refuses_a_billion_seeds_before_building_them(calls):
+    # Before the fix the page built the list of 10^9 seeds first (tens of GB).
+    at = open_page(COMPARE, seeds=10**9, steps=8)
+    assert "number of seeds must be from 1 to 4096" in errors(at) and calls["requests"] == []
+
+
 def test_compare_refuses_a_batch_above_the_limit(monkeypatch, calls):
     monkeypatch.setenv("VITVIZ_MAX_BATCH", "2")
     at = open_page(COMPARE, seeds=3, steps=8)

@@ -10,10 +10,11 @@ import math
 from typing import Any, Callable
 
 from vitviz import objectives
+from vitviz.errors import UserError
 from vitviz.objectives import TOKEN_MODES
 from vitviz.presets import DEFAULT_PRESET, PRESETS, from_knobs, get_preset
 from vitviz.results import Result
-from vitviz.runs import RunRequest
+from vitviz.runs import MAX_ITEMS, RunRequest
 
 Parser = Callable[[str], Any]
 
@@ -135,6 +136,10 @@ def compare_presets(settings: dict) -> list[str]:
 
 
 def compare_seeds(settings: dict) -> list[int]:
+    # Checked before the list is built: a link asking for 10^9 seeds must not allocate them.
+    if not 1 <= settings["seeds"] <= MAX_ITEMS:
+        raise UserError(f"The number of seeds must be from 1 to {MAX_ITEMS} "
+                        f"(got {settings['seeds']}).")
     return list(range(settings["seed"], settings["seed"] + settings["seeds"]))
 
 
