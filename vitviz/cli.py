@@ -13,6 +13,7 @@ from vitviz.errors import UserError
 from vitviz.layers import ROLE_LABELS, default_layer, layer_table
 from vitviz.metrics import has_quality_figures, result_metrics
 from vitviz.models import MODELS, default_model, load_model
+from vitviz.paths import writable_folder
 from vitviz.presets import DEFAULT_PRESET, PRESETS
 from vitviz.runs import RunRequest, run
 
@@ -80,14 +81,6 @@ def cmd_run(args) -> int:
     for path in result.save(args.out):
         print(path)
     return 0
-
-
-def writable_folder(path: Path) -> None:
-    """Create `path` now, so that a bad --out fails before the work, not after it."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot write to {path}: {error.strerror or error}") from None
 
 
 def cmd_layers(args) -> int:

@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from vitviz.hooks import run_and_capture
+from vitviz.layers import find_layer
 from vitviz.models import LoadedModel, load_model
-from vitviz.objectives import unit_values
+from vitviz.objectives import from_spec, neuron, unit_values
+from vitviz.transforms import augment, build_transforms
 
 FEATURE_MODEL = "mobilenet_v2"
 FEATURE_LAYER = "features"  # the last conv block; average-pooled, it is the classifier's input
@@ -102,8 +104,6 @@ def robust_views(images: torch.Tensor, first: int = 0) -> torch.Tensor:
     224), so a larger canvas is checked as strictly as the model's own size. Image i of a batch
     that starts at position `first` gets the views of position first + i, however it is split.
     """
-    from vitviz.transforms import augment, build_transforms
-
     side = images.shape[-1]
     specs = [(name, {key: max(1, round(value * side / 224)) if key in ("width", "pixels") else value
                      for key, value in kwargs.items()})
@@ -127,8 +127,6 @@ def robust_activation(model: LoadedModel, objective, images: torch.Tensor,
 def robust_figures(model: LoadedModel, layer: str, units: Sequence[int], images: torch.Tensor,
                    tokens: str | int = "patch", batch_size: int = 64) -> dict:
     """Robust activation and robust rank of each image's own unit, from one set of views."""
-    from vitviz.objectives import neuron
-
     objective = neuron(layer, tuple(int(u) for u in units), tokens)
     activation, ranks = _robust_measure(model, objective, (layer, units, tokens), images, batch_size)
     return {"robust_activation": [float(v) for v in activation],
@@ -160,8 +158,6 @@ def _robust_measure(model, objective, rank_of, images, batch_size):
 
 def _objective_slice(objective, start: int, count: int):
     """The objective for items start..start+count of a batch (per-item units are sliced)."""
-    from vitviz.objectives import from_spec
-
     spec = objective.spec()
     unit = spec.get("unit")
     if isinstance(unit, (list, tuple)):
@@ -172,8 +168,6 @@ def _objective_slice(objective, start: int, count: int):
 
 
 def _stops_early(model: LoadedModel, layers) -> bool:
-    from vitviz.layers import find_layer
-
     return all(find_layer(model, name).calls == 1 for name in layers)
 
 
@@ -203,8 +197,6 @@ def has_quality_figures(result) -> bool:
 
 def result_metrics(model: LoadedModel, result, progress=None) -> dict:
     """Quality figures of a finished neuron or channel run (empty for other objectives)."""
-    from vitviz.objectives import from_spec
-
     objective = from_spec(result.config["objective"])
     if objective.spec()["type"] not in ("neuron", "channel"):
         return {}

@@ -37,6 +37,7 @@ from vitviz.examples import LayerActivations, measure_layer
 from vitviz.layers import find_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import resolve_preset
+from vitviz.paths import writable_folder
 from vitviz.presets import DEFAULT_PRESET, PRESETS
 from vitviz.results import encode_png
 from vitviz.runs import RunRequest, run
@@ -280,16 +281,12 @@ def main(args) -> int:
     check_settings(args.seeds, presets, args.judge)
     model = load_model(args.model or default_model()[0], args.device)
     chosen = layer_units(model, args.layers, args.units, args.unit_seed)
-    from vitviz.cli import writable_folder
-
-    writable_folder(Path(args.out))
+    out = writable_folder(Path(args.out))
     overrides = {"steps": args.steps} if args.steps else {}
     cache = ResultCache(args.cache) if args.cache else ResultCache()
     seeds = list(range(args.seeds))
     found = compare(model, chosen, {p: (p, overrides) for p in presets}, seeds, cache,
                     args.judge)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {
         "model": model.label, "model_metadata": model.metadata(),
         "layers": chosen,
