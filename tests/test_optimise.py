@@ -1,7 +1,10 @@
+import dataclasses
+
 import pytest
 import torch
 
 from vitviz import objectives as O
+from vitviz.errors import UserError
 from vitviz.objectives import Objective
 from vitviz.optimise import NonFiniteLoss, optimise
 from vitviz.presets import PRESETS, get_preset
@@ -154,3 +157,12 @@ def test_unknown_preset_and_knob_fail_clearly(tiny_vit):
         final(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 1), [0], "best"))
     with pytest.raises(ValueError, match="unknown preset settings"):
         PRESETS["robust"].with_overrides(learning_rate=1)
+
+
+def test_a_canvas_scale_too_large_for_the_model_is_refused_before_allocation(tiny_cnn):
+    # The CNN takes any size; at a 512-px input a 16x canvas would be 8192 px (768 MB a copy).
+    large = dataclasses.replace(tiny_cnn, preprocessing=dataclasses.replace(
+        tiny_cnn.preprocessing, size=512))
+    preset = get_preset("robust").with_overrides(canvas_scale=16.0)
+    with pytest.raises(UserError, match="8192-px canvas"):
+        final(optimise(large, O.channel("2", 3), [0], preset, steps=2))

@@ -13,13 +13,13 @@ from vitviz.layers import find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import Objective
 from vitviz.params import ImageParam, build_param, total_variation
-from vitviz.presets import DEFAULT_PRESET, Preset, get_preset
+from vitviz.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
 from vitviz.redirect import leaky_targets, redirected
 from vitviz.transforms import augment, build_transforms
 
-# Bumped whenever a change to the optimisation (the loop, parameterisations, transforms, what a
-# preset means) changes the pictures a config gives: part of every cache key, so no stale picture is
-# served after an upgrade.
+# Bumped whenever a change to the optimisation (the loop, parameterisations, transforms, what
+# a preset means) changes the pictures a config gives: part of every cache key, so no stale
+# picture is served after an upgrade.
 ALGORITHM_VERSION = 2
 
 # Called with (clean images [B, 3, H, W] in [0, 1], step) -> statistics to attach to the record.
@@ -102,9 +102,11 @@ def optimise(
     n_items, copies = len(seeds), preset.ensemble
     device = model.device
     model_size = model.preprocessing.size
-    param: ImageParam = build_param(
-        preset.param, seeds, preset.canvas_size(model_size), **preset.param_kwargs
-    ).to(device)
+    canvas = preset.canvas_size(model_size)
+    if canvas > MAX_CANVAS:  # canvas_scale times this model's input: known only here
+        raise UserError(f"a {canvas}-px canvas ({preset.canvas_scale} x {model_size} px) is above "
+                        f"the largest vitviz makes, {MAX_CANVAS} px: lower canvas_scale")
+    param: ImageParam = build_param(preset.param, seeds, canvas, **preset.param_kwargs).to(device)
     transforms = build_transforms(_transform_specs(preset, model_size))
     rngs = _transform_rngs(seeds)
     optimiser = _optimiser(preset, param.parameters())
