@@ -22,40 +22,28 @@ show it), but no table or headline reports it as quality.
 """
 from __future__ import annotations
 
-import functools
 import itertools
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from vitviz import judge
 from vitviz.hooks import run_and_capture
 from vitviz.layers import find_layer
-from vitviz.models import LoadedModel, load_model
+from vitviz.models import LoadedModel
 from vitviz.objectives import from_spec, neuron, unit_values
 from vitviz.transforms import augment, build_transforms
 
-FEATURE_MODEL = "mobilenet_v2"
-FEATURE_LAYER = "features"  # the last conv block; average-pooled, it is the classifier's input
+FEATURE_MODEL = "mobilenet_v2"  # a key of vitviz.judge.JUDGES: its pooled last conv block
 
 
-@functools.lru_cache(maxsize=2)
-def _feature_model(device: str) -> LoadedModel:
-    return load_model(FEATURE_MODEL, device)
-
-
-@torch.no_grad()
-def embed(images: torch.Tensor | Sequence[np.ndarray], batch_size: int = 32) -> torch.Tensor:
+def embed(images: torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
     """Unit-length MobileNetV2 features [N, 1280] of [0, 1] images [N, 3, H, W] (or uint8 HxWx3)."""
     if not isinstance(images, torch.Tensor):
         images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
-    model = _feature_model("cpu")
-    features = []
-    for batch in images.split(batch_size):
-        act = run_and_capture(model.module, model.to_input(batch.float()), [FEATURE_LAYER], True)
-        features.append(act[FEATURE_LAYER].mean(dim=(2, 3)))
-    return F.normalize(torch.cat(features), dim=1)
+    # The same feature extraction as the judge's, with the specificity model.
+    return judge.embed(images, FEATURE_MODEL)
 
 
 def specificity(embeddings: torch.Tensor) -> dict:
