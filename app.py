@@ -67,5 +67,8 @@ with reported():
                        "environment variable": env,
                        "source": limits.sources.get(field, "default")}
                       for field, (env, _, text) in FIELDS.items()], hide_index=True)
-    st.caption(f"Result cache: `{cache.path.resolve()}` (VITVIZ_CACHE_DIR; size limit "
-               "VITVIZ_CACHE_SIZE_LIMIT in bytes).")
+    # The folder is named by VITVIZ_CACHE_DIR, not shown: a public page need not reveal the
+    # server's file system.
+    st.caption("Result cache: the folder named by VITVIZ_CACHE_DIR (default `cache`); size "
+               "limit VITVIZ_CACHE_SIZE_LIMIT in bytes; VITVIZ_ALLOW_DELETE=0 stops visitors "
+               "deleting runs.")

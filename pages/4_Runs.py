@@ -2,7 +2,8 @@
 import streamlit as st
 
 from ui import display, widgets
-from ui.page import PAGES, reported, setup
+from ui.limits import deletion_allowed
+from ui.page import PAGES, reported, setup, show_cache_notices
 from ui.resources import result_cache
 from ui.settings import page_for, to_query
 from ui.state import PageState
@@ -15,9 +16,16 @@ def run_label(summary: dict) -> str:
             f"{summary['steps']} steps")
 
 
+def delete_run(cache, key: str) -> None:
+    if cache.delete(key):
+        st.toast(f"Deleted run {key[:12]}…")
+    else:
+        st.toast(f"Run {key[:12]}… was already gone (deleted by another session).")
+
+
 setup("runs", "Every finished run in the result cache, newest first. The cache is shared by all "
-      "sessions: a run made anywhere can be reopened, exported or deleted here. The link of this "
-      "page names the selected run.")
+      "sessions: a run made anywhere can be reopened, exported or (where the server allows) "
+      "deleted here. The link of this page names the selected run.")
 
 state = PageState("runs")
 with reported():
@@ -54,8 +62,11 @@ with reported():
     state.publish()
 
     result = cache.get(chosen)
-    if result is None:  # deleted by another session since the listing
-        st.rerun()
+    if result is None:  # deleted by another session since the listing, or unreadable
+        show_cache_notices()
+        st.info(f"Run {chosen[:12]}… is no longer in the cache. Pick another run.",
+                icon=":material/info:")
+        st.stop()
     actions = st.container(horizontal=True, vertical_alignment="center")
     target = page_for(result)
     if target is not None:
@@ -63,10 +74,11 @@ with reported():
         actions.page_link(PAGES[page].path, label=f"Open in {PAGES[page].title}",
                           icon=":material/open_in_new:",
                           query_params={k: to_query(v) for k, v in settings.items()})
-    if actions.button("Delete this run", icon=":material/delete:"):
-        cache.delete(chosen)
-        st.toast(f"Deleted run {chosen[:12]}…")
-        st.rerun()
+    if deletion_allowed():
+        # The key travels with the click: a rerun that changes the selection (another session
+        # deleted this run meanwhile) must not redirect the deletion to another run.
+        actions.button("Delete this run", icon=":material/delete:", on_click=delete_run,
+                       args=(cache, chosen))
     actions.caption(f"Key `{chosen}`")
     if result.model.get("random_init"):
         widgets.random_init_warning(result.config["model"])

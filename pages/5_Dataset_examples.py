@@ -46,13 +46,18 @@ with reported():
         st.stop()
 
     photos = load_photos()
-    bar = st.progress(0.0, text=f"Measuring {layer.name} on {len(photos)} photos and their crops…")
-    stats = execution.use_model(name, lambda m: metrics.photo_statistics(
-        m, layer.name, tokens or "patch",
-        progress=lambda done, total: bar.progress(done / total, text=f"Photo set: {done}/{total}")))
-    bar.empty()
+    # Measured on request, not on page load: a link must not start a layer-wide forward pass.
+    stats = None
+    if metrics.has_photo_statistics(model, layer.name, tokens or "patch") or st.button(
+            f"Find the examples: measure {layer.name} on {len(photos)} photos and their crops",
+            icon=":material/photo_library:"):
+        bar = st.progress(0.0, text=f"Measuring {layer.name} on {len(photos)} photos…")
+        stats = execution.use_model(name, lambda m: metrics.photo_statistics(
+            m, layer.name, tokens or "patch", progress=lambda done, total: bar.progress(
+                done / total, text=f"Photo set: {done}/{total}")))
+        bar.empty()
     by_name = {photo.name: photo for photo in photos}
-    top = stats.top(unit, TOP_K)
+    top = stats.top(unit, TOP_K) if stats is not None else {}
 
     visual, examples = st.columns([1, 3], gap="large")
     with visual:
@@ -65,15 +70,19 @@ with reported():
         if result is not None:
             st.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
                      width="stretch")
-            # Raw activation rewards adversarial noise: only what survives shifts and zooms counts.
-            robust = execution.robust_activation(request, result)
-            maximum = stats.unit_max(unit)
-            st.metric("Robust activation / photo max",
-                      display.times(robust / maximum if maximum > 0 else None),
-                      help="The visualisation's mean activation over shifted and zoomed views, "
-                           "as a multiple of the unit's largest activation on any photo or crop.")
+            if stats is not None:
+                # Raw activation rewards adversarial noise: only what survives shifts and zooms
+                # counts.
+                robust = execution.robust_activation(request, result)
+                maximum = stats.unit_max(unit)
+                st.metric("Robust act. / photo max",
+                          display.times(robust / maximum if maximum > 0 else None),
+                          help="The visualisation's mean activation over shifted and zoomed "
+                               "views, as a multiple of the unit's largest activation on any "
+                               "photo or crop.")
             st.caption(display.run_facts(result))
-        st.metric("Max over photos and crops", f"{stats.unit_max(unit):.3g}")
+        if stats is not None:
+            st.metric("Max over photos and crops", f"{stats.unit_max(unit):.3g}")
     with examples:
         for kind, title in KINDS.items():
             if kind not in top:

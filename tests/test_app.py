@@ -7,6 +7,7 @@ input that ends in an error message rather than a stack trace.
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -348,3 +349,60 @@ def test_values_from_a_link_are_shown_as_text_on_every_page(page):
             # Every markdown character is escaped: no link, image, code span or directive.
             assert not UNESCAPED.search(source), source
         assert value in errors(at)  # ...and the visitor still reads the value as typed
+
+
+@pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, "pages/5_Dataset_examples.py"])
+def test_out_of_range_numbers_in_a_link_are_one_message_each(page, calls):
+    huge = "9" * 309  # a float of it overflows; used to hide the page behind an OverflowError
+    at = open_page(page, unit=huge, seed=huge, steps=huge, size=0)
+    message = errors(at)
+    assert "Unexpected error" not in message
+    assert f"`unit={huge}` is out of range" in message
+    assert "image size (canvas) must be from 8 to 4096 px (got 0)" in message  # not another size
+    assert calls["requests"] == []
+
+
+def test_a_shared_link_keeps_every_digit_of_the_learning_rate(calls):
+    at = open_page(OPTIMISE, lr="0.1234567", steps=4)
+    assert errors(at) == "" and at.query_params["lr"] == "0.1234567"
+    assert at.number_input(key="optimise.lr.robust").value == 0.1234567
+
+
+def test_deletion_can_be_turned_off_for_a_hosted_demo(tiny_vit, monkeypatch):
+    settings = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=2, tokens="patch",
+                    preset="naive", lr=0.05, ensemble=1, tv=0.0, seed=0, steps=4, size=32)
+    run(optimise_request(settings, 32), ResultCache(), loader=lambda _: tiny_vit)
+    assert [b for b in open_page(RUNS).button if b.label == "Delete this run"]
+    monkeypatch.setenv("VITVIZ_ALLOW_DELETE", "0")
+    at = open_page(RUNS)
+    assert errors(at) == "" and not [b for b in at.button if b.label == "Delete this run"]
+
+
+def test_delete_removes_the_run_the_visitor_saw_even_if_another_session_removed_it(tiny_vit):
+    cache = ResultCache()
+    settings = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=2, tokens="patch",
+                    preset="naive", lr=0.05, ensemble=1, tv=0.0, seed=0, steps=4, size=32)
+    keys = []
+    for unit in (2, 3):
+        request = optimise_request({**settings, "unit": unit}, 32)
+        run(request, cache, loader=lambda _: tiny_vit)
+        keys.append(request.key())
+        time.sleep(1.1)
+    at = open_page(RUNS, run=keys[1])
+    cache.delete(keys[1])  # another session, between this visitor's page load and click
+    button(at, "Delete this run").click().run()
+    assert errors(at) == "" and list(cache.summaries()) == [keys[0]]
+
+
+def test_a_damaged_entry_is_reported_once_and_the_runs_page_carries_on(tiny_vit):
+    cache = ResultCache()
+    settings = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=2, tokens="patch",
+                    preset="naive", lr=0.05, ensemble=1, tv=0.0, seed=0, steps=4, size=32)
+    request = optimise_request(settings, 32)
+    run(request, cache, loader=lambda _: tiny_vit)
+    with sqlite3.connect(cache.path / "cache.db") as db:
+        db.execute("UPDATE Cache SET value = ? WHERE key LIKE 'result/%'", (b"PK\x03\x04",))
+    at = open_page(RUNS, run=request.key())
+    assert errors(at) == "" and "was unreadable" in "\n".join(w.value for w in at.warning)
+    again = open_page(RUNS)
+    assert errors(again) == "" and not again.warning and "No runs yet" in again.info[0].value

@@ -1,12 +1,20 @@
 """Dataset examples and quality figures in the dashboard, on the tiny random ViT."""
+from collections import OrderedDict
+
+from vitviz import metrics
+
 from conftest import VIT_HIDDEN
 from test_app import button, calls, dashboard_env, errors, open_page  # noqa: F401
 
 EXAMPLES = "pages/5_Dataset_examples.py"
 
 
-def test_examples_show_photos_crops_patches_and_the_visualisation(calls):
+def test_examples_show_photos_crops_patches_and_the_visualisation(calls, monkeypatch):
+    monkeypatch.setattr(metrics, "_LAYER_CACHE", OrderedDict())
     at = open_page(EXAMPLES, layer=VIT_HIDDEN, unit=5, steps=6)
+    assert errors(at) == "" and not at.image
+    assert not metrics._LAYER_CACHE  # opening a link measures nothing
+    button(at, "Find the examples").click().run()
     assert errors(at) == ""
     subheaders = [s.value for s in at.subheader]
     assert {"Whole photos", "Crops (half-size windows)"} <= set(subheaders)
@@ -16,15 +24,15 @@ def test_examples_show_photos_crops_patches_and_the_visualisation(calls):
     button(at, "Visualise").click().run()
     assert errors(at) == "" and len(calls["requests"]) == 1 and len(at.image) == 3 * 6 + 1
     labels = [m.label for m in at.metric]
-    assert "Robust activation / photo max" in labels and "Max over photos and crops" in labels
+    assert "Robust act. / photo max" in labels and "Max over photos and crops" in labels
     assert "Activation / photo max" not in labels  # raw activation rewards noise
     # The robust figure was stored with the run: a reload shows it without a forward pass.
     calls["forwards"] = 0
     again = open_page(EXAMPLES, **at.query_params)
     shown = {m.label: m.value for m in again.metric}
     assert errors(again) == "" and calls["forwards"] == 0
-    assert shown["Robust activation / photo max"] == {m.label: m.value for m in at.metric}[
-        "Robust activation / photo max"]
+    assert shown["Robust act. / photo max"] == {m.label: m.value for m in at.metric}[
+        "Robust act. / photo max"]
 
 
 def test_examples_unit_out_of_range_is_a_message(calls):
@@ -52,3 +60,13 @@ def test_compare_measures_quality_figures_once_and_keeps_them(calls):
         assert headline[f"Robust activation / photo max · {preset}"] == f"{robust:.2f}×"
     again = open_page("pages/2_Compare_seeds.py", **at.query_params)
     assert len(again.dataframe) == 1 and not [b for b in again.button if b.label.startswith("Measure")]
+
+
+def test_layer_measurements_are_bounded_and_never_confused_between_models(tiny_vit, monkeypatch):
+    monkeypatch.setattr(metrics, "_LAYER_CACHE", OrderedDict())
+    first = metrics.photo_statistics(tiny_vit, VIT_HIDDEN)
+    monkeypatch.setattr(metrics, "LAYER_CACHE_BYTES", first.nbytes() + 1)
+    assert metrics.photo_statistics(tiny_vit, VIT_HIDDEN) is first  # kept while it fits
+    metrics.photo_statistics(tiny_vit, "encoder.layers.encoder_layer_0.mlp.1")
+    assert len(metrics._LAYER_CACHE) == 1  # the older layer went to make room
+    assert not metrics.has_photo_statistics(tiny_vit, VIT_HIDDEN)

@@ -4,6 +4,7 @@ missing. The helpers are shared with tests/screenshots.py."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,8 +44,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env: dict[str, str], log: Path, timeout_s: float = 90) -> Iterator[str]:
-    """`streamlit run app.py` on a free port; yields its base URL and stops it afterwards."""
+def streamlit_server(env: dict[str, str], log: Path, timeout_s: float = 90,
+                     processes: list | None = None) -> Iterator[str]:
+    """`streamlit run app.py` on a free port; yields its base URL and stops it afterwards.
+
+    The server's Popen is appended to `processes` when given (to signal it)."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -53,6 +57,8 @@ def streamlit_server(env: dict[str, str], log: Path, timeout_s: float = 90) -> I
     with open(log, "wb") as output:
         server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=output,
                                   stderr=subprocess.STDOUT)
+        if processes is not None:
+            processes.append(server)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout_s
@@ -70,7 +76,8 @@ def streamlit_server(env: dict[str, str], log: Path, timeout_s: float = 90) -> I
                 time.sleep(0.5)
             yield url
         finally:
-            server.terminate()
+            if server.poll() is None:
+                server.terminate()
             try:
                 server.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -139,3 +146,27 @@ def test_optimise_page_runs_and_reopens_from_the_cache(tmp_path):
         fresh.goto(shared)
         fresh.get_by_text("Served from the result cache").wait_for(timeout=30_000)
         assert fresh.get_by_role("button", name="Run", exact=True).count() == 0
+
+
+@pytest.mark.browser
+def test_sigterm_during_a_run_stops_the_server_cleanly_and_frees_the_run(tmp_path):
+    """What `docker stop` does: the server used to abort (exit code -6); the run it was computing
+    must be computable again after a restart."""
+    missing = browser_missing()
+    if missing:
+        pytest.skip(missing)
+    env = {"VITVIZ_MODEL": "tiny_vit", "VITVIZ_CACHE_DIR": str(tmp_path / "cache")}
+    params = {"model": "tiny_vit", "layer": HIDDEN, "unit": 5, "preset": "naive", "steps": 2000}
+    servers: list = []
+    with streamlit_server(env, tmp_path / "first.log", processes=servers) as base, \
+            chromium_page() as page:
+        page.goto(page_url(base, "Optimise", params))
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Step ").first.wait_for(timeout=60_000)
+        servers[0].send_signal(signal.SIGTERM)
+        assert servers[0].wait(timeout=30) == 0
+    params["steps"] = 4  # a short run, then the long one again: neither may hang
+    with streamlit_server(env, tmp_path / "second.log") as base, chromium_page() as page:
+        page.goto(page_url(base, "Optimise", params))
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Computed just now").wait_for(timeout=60_000)

@@ -119,16 +119,21 @@ def compute(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
     if hit is not None:
         return hit, True
 
+    queue = run_queue(load_limits().max_concurrent_runs)
+
+    def progress(record: StepRecord, total: int) -> None:
+        queue.check_stopping()
+        view.update(record, total)
+
     def work(model: LoadedModel) -> tuple[Result, bool]:
         view.begin()
         # run() checks the cache again under its lock: another session may have just made it.
-        return run(request, result_cache(), loader=lambda _: model, progress=view.update)
+        return run(request, result_cache(), loader=lambda _: model, progress=progress)
 
     try:
         return use_model(request.model, work, view.waiting)
     finally:
         view.clear()
-
 
 
 def robust_activation(request: RunRequest, result: Result) -> float:

@@ -26,6 +26,7 @@ FIELDS = {
     "max_concurrent_runs": ("VITVIZ_MAX_CONCURRENT_RUNS", 1, "runs computing at once, all models"),
 }
 MIN_IMAGE_SIZE = 16
+ALLOW_DELETE_ENV = "VITVIZ_ALLOW_DELETE"
 
 
 class LimitError(UserError):
@@ -105,3 +106,14 @@ def _positive(value, where: str) -> int:
     if isinstance(value, bool) or number < 1 or str(number) != str(value).strip():
         raise LimitError(f"{where}={value!r} is not a positive whole number.")
     return number
+
+
+def deletion_allowed(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether visitors may delete runs from the shared cache (a hosted demo may say no)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(ALLOW_DELETE_ENV, "1").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise LimitError(f"{ALLOW_DELETE_ENV}={value!r}: use 1 to allow deleting runs, 0 to forbid it.")

@@ -12,6 +12,8 @@ import streamlit as st
 from vitviz import __version__
 from vitviz.errors import UserError
 
+from ui.resources import result_cache
+
 log = logging.getLogger("vitviz.app")
 
 # Column widths of the settings panels: model, layer (long names), then two narrow columns.
@@ -94,3 +96,11 @@ def reported() -> Iterator[None]:
         log.exception("unexpected error in a page")
         show_error(f"Unexpected error ({type(error).__name__}): {error}. The details are in the "
                    "server log.")
+    show_cache_notices()
+
+
+def show_cache_notices() -> None:
+    """What the result cache found wrong while this page ran (damaged entries, a store moved
+    aside), shown once, to the session that found it."""
+    for text in result_cache().take_notices():
+        st.warning(as_text(text), icon=":material/warning:")

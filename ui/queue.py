@@ -12,7 +12,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from vitviz.errors import UserError
+
 POLL_S = 0.5  # how often a waiting session refreshes its position
+
+
+class ServerStopping(UserError):
+    """The server is shutting down: runs stop at their next step and leave nothing cached."""
+
+    def __init__(self):
+        super().__init__("The server is shutting down; this run was stopped and nothing was "
+                         "stored. Run it again once the server is back.")
 
 
 @dataclass(eq=False)  # identity, not equality: two sessions may queue the same model
@@ -26,6 +36,7 @@ class RunQueue:
         self._condition = threading.Condition()
         self._waiting: list[Ticket] = []
         self._running: list[Ticket] = []
+        self.stopping = False
 
     def _blocks(self, other: Ticket, ticket: Ticket) -> bool:
         return other.model == ticket.model or len(self._running) >= self.max_concurrent
@@ -49,6 +60,22 @@ class RunQueue:
         ahead = [t for t in self._running + earlier if self._blocks(t, ticket)]
         return 1 + len(ahead)
 
+    def check_stopping(self) -> None:
+        """Called by a running run at every step."""
+        if self.stopping:
+            raise ServerStopping()
+
+    def stop(self, timeout_s: float = 30) -> bool:
+        """Refuse new runs, stop the running ones, and wait for them; True if all ended.
+
+        A process that exits while a run is inside torch dies with SIGABRT (exit code -6)
+        instead of stopping, which is what SIGTERM from `docker stop` or systemd did.
+        """
+        with self._condition:
+            self.stopping = True
+            self._condition.notify_all()
+            return self._condition.wait_for(lambda: not self._running, timeout_s)
+
     def status(self) -> dict:
         with self._condition:
             return {"running": [t.model for t in self._running],
@@ -68,11 +95,13 @@ class RunQueue:
             reported = None
             with self._condition:
                 while not self._can_start(ticket):
+                    self.check_stopping()
                     position = self._position(ticket)
                     if on_wait and position != reported:
                         on_wait(position)
                         reported = position
                     self._condition.wait(POLL_S)
+                self.check_stopping()
                 self._waiting.remove(ticket)
                 self._running.append(ticket)
             yield

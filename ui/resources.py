@@ -1,17 +1,38 @@
 """Objects shared by every session of the server: models, the result cache, the device queue."""
 from __future__ import annotations
 
+import atexit
+import os
+
 import streamlit as st
 
 from vitviz.cache import ResultCache, default_cache_dir
 from vitviz.layers import layer_table
-from vitviz.models import LoadedModel, load_model
+from vitviz.models import (MODELS, RANDOM_SUFFIX, LoadedModel, WeightsUnavailable, load_model,
+                           parse_model_name)
 
 from ui.queue import RunQueue
 
 
+ALLOW_DOWNLOAD_ENV = "VITVIZ_ALLOW_DOWNLOAD"
+
+
+def check_weights_present(name: str) -> None:
+    """A link must not make the server download weights: only models whose weights are already
+    here load, unless the operator sets VITVIZ_ALLOW_DOWNLOAD=1."""
+    base, random_init = parse_model_name(name)
+    if random_init or MODELS[base].available() or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
+        return
+    raise WeightsUnavailable(
+        f"The weights of '{base}' are not on this server, and the dashboard does not download "
+        f"weights on a visitor's request. Run `python -m vitviz layers --model {base}` once "
+        f"on a machine with internet (it fills torch hub's cache), or start the server with "
+        f"{ALLOW_DOWNLOAD_ENV}=1. '{base}{RANDOM_SUFFIX}' needs no weights.")
+
+
 @st.cache_resource(show_spinner="Loading the model (once per server)…", max_entries=4)
 def get_model(name: str) -> LoadedModel:
+    check_weights_present(name)
     model = load_model(name)
     # The layer table comes from a dry forward pass with hooks on every module. Made here, once,
     # it can never run while another session optimises on the same network.
@@ -31,4 +52,8 @@ def result_cache() -> ResultCache:
 
 @st.cache_resource(show_spinner=False)
 def run_queue(max_concurrent: int) -> RunQueue:
-    return RunQueue(max_concurrent)
+    queue = RunQueue(max_concurrent)
+    # On SIGTERM Streamlit stops its server and the interpreter exits; runs still inside torch
+    # would abort the process. atexit runs before that: stop them and wait.
+    atexit.register(queue.stop)
+    return queue

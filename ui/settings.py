@@ -33,11 +33,19 @@ def text(raw: str) -> str:
     return raw.strip()
 
 
+# Widgets hold numbers as JavaScript doubles: a larger integer from a link cannot be shown
+# (Streamlit raised OverflowError) and names no valid setting anyway.
+MAX_LINK_INTEGER = 2**53
+
+
 def integer(raw: str) -> int:
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ValueError("is not a whole number") from None
+    if abs(value) > MAX_LINK_INTEGER:
+        raise ValueError("is out of range")
+    return value
 
 
 def number(raw: str) -> float:
@@ -84,9 +92,9 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
 
 
 def to_query(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    # repr is the shortest text that reads back as the same float: a shared link must rebuild
+    # the same request (and cache key), so 0.1234567 may not become 0.123457.
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def record_every(steps: int) -> int:

@@ -44,6 +44,11 @@ class LayerActivations:
     patch_values: torch.Tensor | None  # [photos, patches, units] for token layers
     photo_names: list[str]
 
+    def nbytes(self) -> int:
+        patches = self.patch_values
+        return (self.values.numel() * self.values.element_size()
+                + (patches.numel() * patches.element_size() if patches is not None else 0))
+
     def unit_max(self, unit: int) -> float:
         """The unit's largest activation over photos and crops: the scale for 'how strong'."""
         return float(self.values[:, unit].max())

@@ -23,6 +23,10 @@ show it), but no table or headline reports it as quality.
 from __future__ import annotations
 
 import itertools
+import os
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
@@ -164,18 +168,48 @@ def relative_activation(reached: Sequence[float], unit_max: Sequence[float]) -> 
     return [r / m if m > 0 else float("nan") for r, m in zip(reached, unit_max)]
 
 
-_LAYER_CACHE: dict[tuple, object] = {}
+# A ViT-B layer on the photo set is ~90 MB (its patch values); a server visited on many layers
+# must not keep them all. Least recently used measurements go first.
+LAYER_CACHE_BYTES = int(os.environ.get("VITVIZ_LAYER_CACHE_MB", "512")) * 2**20
+_LAYER_CACHE: OrderedDict[tuple, tuple[weakref.ref, object, int]] = OrderedDict()
+_LAYER_LOCK = threading.Lock()
+
+
+def _layer_key(model: LoadedModel, layer: str, tokens: str | int) -> tuple:
+    return (id(model.module), layer, str(tokens))
+
+
+def _cached_layer(key: tuple, model: LoadedModel):
+    with _LAYER_LOCK:
+        entry = _LAYER_CACHE.get(key)
+        # An id is reused once its module is freed: the weak reference tells the two apart.
+        if entry is None or entry[0]() is not model.module:
+            return None
+        _LAYER_CACHE.move_to_end(key)
+        return entry[1]
+
+
+def has_photo_statistics(model: LoadedModel, layer: str, tokens: str | int = "patch") -> bool:
+    """Whether `photo_statistics` would answer without measuring."""
+    return _cached_layer(_layer_key(model, layer, tokens), model) is not None
 
 
 def photo_statistics(model: LoadedModel, layer: str, tokens: str | int = "patch", progress=None):
-    """The layer's activations on the photo set, measured once per process and model."""
+    """The layer's activations on the photo set, kept for the most recently used layers."""
     from vitviz.data import load_photos
     from vitviz.examples import measure_layer
 
-    key = (id(model.module), layer, str(tokens))
-    if key not in _LAYER_CACHE:
-        _LAYER_CACHE[key] = measure_layer(model, layer, load_photos(), tokens, progress=progress)
-    return _LAYER_CACHE[key]
+    key = _layer_key(model, layer, tokens)
+    stats = _cached_layer(key, model)
+    if stats is None:
+        stats = measure_layer(model, layer, load_photos(), tokens, progress=progress)
+        size = stats.nbytes()
+        with _LAYER_LOCK:
+            _LAYER_CACHE[key] = (weakref.ref(model.module), stats, size)
+            while (len(_LAYER_CACHE) > 1
+                   and sum(entry[2] for entry in _LAYER_CACHE.values()) > LAYER_CACHE_BYTES):
+                _LAYER_CACHE.popitem(last=False)
+    return stats
 
 
 def has_quality_figures(result) -> bool:

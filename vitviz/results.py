@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
+
+# Version of the layout `to_archive` writes; a cache entry in another layout is unreadable.
+ARCHIVE_FORMAT = 1
+
+
+class UnreadableResult(Exception):
+    """A stored result that cannot be decoded: damaged, truncated or from another format."""
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -111,32 +119,55 @@ class Result:
         written.append(path)
         return written
 
-    def to_record(self) -> dict:
-        """Plain-types form for the cache: survives code changes better than a pickled class."""
+    def to_archive(self) -> bytes:
+        """The cache's form: an uncompressed zip of `result.json` and one PNG per image.
+
+        Nothing in it executes on load (unlike a pickle), and it opens with any zip tool.
+        """
         record = self.to_json()
-        record["images"] = [encode_png(image) for image in self.images]
-        record["checkpoints"] = {
-            str(step): [encode_png(image) for image in images]
-            for step, images in self.checkpoints.items()
-        }
-        return record
+        record["format"] = ARCHIVE_FORMAT
+        record["checkpoint_steps"] = sorted(self.checkpoints)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("result.json", json.dumps(record))
+            for item, image in enumerate(self.images):
+                archive.writestr(f"images/{item}.png", encode_png(image))
+            for step, images in self.checkpoints.items():
+                for item, image in enumerate(images):
+                    archive.writestr(f"checkpoints/{step}/{item}.png", encode_png(image))
+        return buffer.getvalue()
 
     @classmethod
-    def from_record(cls, record: dict) -> "Result":
-        return cls(
-            config=record["config"],
-            model=record["model"],
-            images=[decode_png(data) for data in record["images"]],
-            checkpoints={
-                int(step): [decode_png(data) for data in images]
-                for step, images in record["checkpoints"].items()
-            },
-            steps=record["steps"],
-            activation=record["activation"],
-            loss=record["loss"],
-            context=record.get("context", {}),
-            metrics=record.get("metrics", {}),
-            elapsed_s=record.get("elapsed_s", 0.0),
-            created=record.get("created", ""),
-            device=record.get("device", ""),
-        )
+    def from_archive(cls, data: bytes) -> "Result":
+        """Raises UnreadableResult when `data` is not a complete archive of this format."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                record = json.loads(archive.read("result.json"))
+                if record.get("format") != ARCHIVE_FORMAT:
+                    raise UnreadableResult(f"archive format {record.get('format')!r}, "
+                                           f"this vitviz reads {ARCHIVE_FORMAT}")
+                items = len(record["config"]["seeds"])
+
+                def images(folder: str) -> list[np.ndarray]:
+                    return [decode_png(archive.read(f"{folder}/{item}.png"))
+                            for item in range(items)]
+
+                return cls(
+                    config=record["config"],
+                    model=record["model"],
+                    images=images("images"),
+                    checkpoints={int(step): images(f"checkpoints/{int(step)}")
+                                 for step in record["checkpoint_steps"]},
+                    steps=record["steps"],
+                    activation=record["activation"],
+                    loss=record["loss"],
+                    context=record.get("context", {}),
+                    metrics=record.get("metrics", {}),
+                    elapsed_s=record.get("elapsed_s", 0.0),
+                    created=record.get("created", ""),
+                    device=record.get("device", ""),
+                )
+        except UnreadableResult:
+            raise
+        except Exception as error:  # a damaged file can fail in zip, JSON, PNG or a missing field
+            raise UnreadableResult(f"{type(error).__name__}: {error}") from error

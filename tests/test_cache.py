@@ -1,0 +1,180 @@
+"""The result cache survives what a public demo meets: killed runs, damaged files, crafted entries,
+a full disk budget. Each test reproduces one failure that was found on an earlier version."""
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitviz import objectives as O
+from vitviz.cache import ResultCache
+from vitviz.results import Result
+from vitviz.runs import RunRequest, run
+
+from conftest import VIT_HIDDEN
+
+
+def result(seed: int = 0, size: int = 64) -> Result:
+    rng = np.random.default_rng(seed)
+    image = lambda: rng.integers(0, 256, (size, size, 3), dtype=np.uint8)  # noqa: E731
+    return Result(config={"seeds": [seed], "objective": {"type": "neuron"}, "model": "m",
+                          "preset": {"name": "robust"}},
+                  model={"name": "m"}, images=[image()], checkpoints={2: [image()]},
+                  steps=[0, 1, 2], activation=[[0.0, 1.0, 2.5]], loss=[[0.0, -1.0, -2.5]],
+                  created=f"2026-01-01T00:00:0{seed}")
+
+
+def value_files(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*.val")]
+
+
+def test_round_trip_keeps_pixels_curves_and_checkpoints(tmp_path):
+    cache, stored = ResultCache(tmp_path), result()
+    cache.put("k", stored)
+    loaded = ResultCache(tmp_path).get("k")
+    assert np.array_equal(loaded.images[0], stored.images[0])
+    assert np.array_equal(loaded.checkpoints[2][0], stored.checkpoints[2][0])
+    assert loaded.activation == stored.activation and loaded.config == stored.config
+    assert list(cache.summaries()) == ["k"]
+
+
+def test_nothing_is_stored_as_a_pickle(tmp_path):
+    ResultCache(tmp_path).put("k", result())
+    with sqlite3.connect(tmp_path / "cache.db") as db:
+        modes = db.execute("SELECT raw, mode FROM Cache").fetchall()
+    assert modes and all(raw == 1 and mode != 4 for raw, mode in modes)
+
+
+class Payload:
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["PAYLOAD_MARK"]),))
+
+
+def test_a_crafted_pickle_never_runs_and_the_store_is_moved_aside(tmp_path, monkeypatch):
+    mark = tmp_path / "payload_ran"
+    monkeypatch.setenv("PAYLOAD_MARK", str(mark))
+    store = tmp_path / "cache"
+    ResultCache(store).put("good", result())
+    with sqlite3.connect(store / "cache.db") as db:  # what an attacker with file access writes
+        db.execute("INSERT INTO Cache (key, raw, store_time, access_time, access_count, tag, "
+                   "size, mode, filename, value) VALUES (?, 1, 0, 0, 0, NULL, 0, 4, NULL, ?)",
+                   ("summary/evil", pickle.dumps(Payload())))
+    cache = ResultCache(store)
+    assert cache.summaries() == {} and not mark.exists()
+    notices = cache.take_notices()
+    assert len(notices) == 1 and "pickled" in notices[0]
+    assert cache.take_notices() == []  # reported once
+    assert len(list(tmp_path.glob("cache.corrupt-*"))) == 1
+
+
+def test_truncated_and_missing_value_files_cost_one_entry(tmp_path):
+    cache = ResultCache(tmp_path)
+    for seed in range(3):
+        cache.put(f"k{seed}", result(seed, size=256))  # large enough to live in its own file
+    files = sorted(value_files(tmp_path), key=lambda p: p.stat().st_mtime)
+    assert len(files) == 3
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[: len(data) // 2])
+    files[1].unlink()
+    fresh = ResultCache(tmp_path)
+    assert fresh.get("k0") is None and fresh.get("k1") is None
+    assert fresh.get("k2") is not None
+    assert list(fresh.summaries()) == ["k2"]  # the broken ones are gone, not listed forever
+    assert len(fresh.take_notices()) == 2 and fresh.take_notices() == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty"])
+def test_a_damaged_store_is_moved_aside_and_a_fresh_one_started(tmp_path, damage):
+    store = tmp_path / "cache"
+    ResultCache(store).put("k", result(size=256))
+    db = store / "cache.db"
+    db.write_bytes(b"this is not a database" * 100 if damage == "garbage" else b"")
+    cache = ResultCache(store)
+    assert cache.summaries() == {} and len(cache.take_notices()) == 1
+    aside = list(tmp_path.glob("cache.corrupt-*"))
+    assert len(aside) == 1 and value_files(aside[0])  # the old files are kept for inspection
+    cache.put("k", result())
+    assert list(ResultCache(store).summaries()) == ["k"]
+
+
+def test_eviction_keeps_the_newest_and_the_recently_used(tmp_path):
+    one = len(result(size=256).to_archive())
+    cache = ResultCache(tmp_path, size_limit=int(3.5 * one) + 64 * 1024)
+    for seed in range(3):
+        cache.put(f"k{seed}", result(seed, size=256))
+        time.sleep(0.01)
+    cache.get("k0")  # used again: k1 is now the least recently used
+    cache.put("k3", result(3, size=256))
+    assert set(cache.summaries()) == {"k0", "k2", "k3"}
+    tiny = ResultCache(tmp_path / "tiny", size_limit=1)  # every result is larger than the limit
+    tiny.put("only", result(size=256))
+    assert list(tiny.summaries()) == ["only"]  # the result just made is never evicted
+
+
+HOLDER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from vitviz.cache import ResultCache
+with ResultCache({path!r}).computing("k"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_run_never_blocks_the_next(tmp_path, sig):
+    root = str(Path(__file__).resolve().parents[1])
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=root, path=str(tmp_path))],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    acquired = threading.Event()
+
+    def wait_for_lock():
+        with ResultCache(tmp_path).computing("k"):
+            acquired.set()
+
+    waiter = threading.Thread(target=wait_for_lock, daemon=True)
+    waiter.start()
+    assert not acquired.wait(0.5)  # the lock excludes while its holder lives
+    holder.send_signal(sig)
+    holder.wait(10)
+    assert acquired.wait(5)
+
+
+def test_threads_of_one_server_exclude_each_other(tmp_path):
+    inside, overlaps = [], []
+
+    def work():
+        with ResultCache(tmp_path).computing("k"):
+            inside.append(1)
+            overlaps.append(len(inside))
+            time.sleep(0.05)
+            inside.pop()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == [1, 1, 1, 1]
+
+
+def test_a_damaged_entry_is_recomputed_by_the_next_run(tmp_path, tiny_vit):
+    request = RunRequest(model="tiny_vit", objective=O.neuron(VIT_HIDDEN, 3).spec(), seeds=(0,),
+                         preset="naive", overrides={"steps": 3})
+    cache = ResultCache(tmp_path)
+    run(request, cache, loader=lambda name: tiny_vit)
+    with sqlite3.connect(tmp_path / "cache.db") as db:  # small archives live inside the database
+        db.execute("UPDATE Cache SET value = ? WHERE key LIKE 'result/%'", (b"PK\x03\x04 cut",))
+    for path in value_files(tmp_path):
+        path.write_bytes(b"PK\x03\x04 cut")
+    again, hit = run(request, ResultCache(tmp_path), loader=lambda name: tiny_vit)
+    assert not hit and again.images[0].shape[-1] == 3
+    assert ResultCache(tmp_path).get(request.key()) is not None
