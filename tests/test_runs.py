@@ -85,3 +85,20 @@ def test_visualise_api_runs_in_a_notebook_without_streamlit(tiny_vit, tmp_path):
     assert len(result.images) == 2 and result.images[0].shape == (64, 64, 3)
     assert result.config["objective"]["layer"] == VIT_HIDDEN
     assert result.activation[0][-1] > result.activation[0][0]
+
+
+def test_a_measured_run_loads_the_model_once_and_writes_the_cache_once(tmp_path, tiny_vit,
+                                                                        monkeypatch):
+    loads, writes = [], []
+    real_put = ResultCache.put
+    monkeypatch.setattr(ResultCache, "put",
+                        lambda self, key, result: writes.append(key) or real_put(self, key, result))
+    cache = ResultCache(tmp_path)
+    result, hit = run(request(seeds=(0, 1)), cache,
+                      loader=lambda name: loads.append(name) or tiny_vit, measure=True)
+    assert not hit and len(loads) == 1 and len(writes) == 1
+    assert "relative_robust_activation" in result.metrics
+    again, hit = run(request(seeds=(0, 1)), cache, loader=lambda name: loads.append(name),
+                     measure=True)
+    assert hit and len(loads) == 1 and len(writes) == 1  # measured and stored: nothing to do
+    assert again.metrics["relative_robust_activation"] == result.metrics["relative_robust_activation"]

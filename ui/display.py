@@ -13,10 +13,15 @@ from plotly.subplots import make_subplots
 
 from vitviz.results import Result
 
-PRESET_COLOURS = {"naive": "#E4572E", "robust": "#2E86AB", "lucent": "#76B041",
-                  "ghiasi": "#8E5DB2", "maco": "#F0A202"}
 SEED_COLOURS = ["#2E86AB", "#E4572E", "#76B041", "#8E5DB2", "#F0A202", "#17BEBB", "#C1666B",
                 "#4F6D7A"]
+_PRESET_COLOURS = {"naive": "#E4572E", "robust": "#2E86AB", "lucent": "#76B041",
+                   "ghiasi": "#8E5DB2", "maco": "#F0A202"}
+
+
+def preset_colour(preset: str) -> str:
+    """A fixed colour per known preset; a new preset gets one by its position, never a KeyError."""
+    return _PRESET_COLOURS.get(preset) or SEED_COLOURS[sum(map(ord, preset)) % len(SEED_COLOURS)]
 DISPLAY_SIDE = 256  # tiny models make 32 px images: enlarge them without blurring the pixels
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -45,9 +46,13 @@ def _cache_at(path: str) -> ResultCache:
     return ResultCache(path)
 
 
+# The project layout's runtime folder, beside app.py, when VITVIZ_CACHE_DIR does not say.
+DASHBOARD_CACHE = Path(__file__).resolve().parents[1] / "cache"
+
+
 def result_cache() -> ResultCache:
-    """The cache under VITVIZ_CACHE_DIR, one instance per directory for the whole server."""
-    return _cache_at(str(default_cache_dir().resolve()))
+    """The dashboard's result cache, one instance per directory for the whole server."""
+    return _cache_at(str(default_cache_dir(DASHBOARD_CACHE).resolve()))
 
 
 @st.cache_resource(show_spinner=False)

@@ -18,11 +18,7 @@ from vitviz.runs import MAX_ITEMS, RunRequest
 
 Parser = Callable[[str], Any]
 
-KINDS = {
-    "neuron": "neuron: one unit, averaged over tokens (ViT) or at the centre (CNN)",
-    "channel": "channel: one unit, averaged over all patches / positions",
-    "seed_compat": "blog post's activation[:, n]: on a ViT this selects token n",
-}
+KINDS = {kind: objective.description for kind, objective in objectives.UNIT_OBJECTIVES.items()}
 NO_PRESET = "none"
 MOVING_TARGET_PRESETS = ("naive", DEFAULT_PRESET)
 
@@ -103,12 +99,8 @@ def record_every(steps: int) -> int:
 
 
 def objective_spec(settings: dict) -> dict:
-    kind, layer, unit = settings.get("kind", "neuron"), settings["layer"], settings["unit"]
-    if kind == "channel":
-        return objectives.channel(layer, unit).spec()
-    if kind == "seed_compat":
-        return objectives.seed_compat(layer, unit).spec()
-    return objectives.neuron(layer, unit, settings.get("tokens", "patch")).spec()
+    return objectives.unit_objective(settings.get("kind", "neuron"), settings["layer"],
+                                     settings["unit"], settings.get("tokens", "patch")).spec()
 
 
 def _overrides(settings: dict, model_size: int, preset: str) -> dict:

@@ -2,6 +2,6 @@
 __version__ = "0.1.0"
 
 from vitviz.api import visualise  # noqa: E402
-from vitviz.models import load_model  # noqa: E402
+from vitviz.models import load_model, wrap  # noqa: E402
 
-__all__ = ["__version__", "load_model", "visualise"]
+__all__ = ["__version__", "load_model", "visualise", "wrap"]

@@ -32,6 +32,7 @@ from typing import Callable, Iterator, TypeVar
 import diskcache
 import filelock
 
+from vitviz.paths import home
 from vitviz.results import Result, UnreadableResult
 
 DEFAULT_SIZE_LIMIT = 2 * 1024**3
@@ -42,8 +43,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("VITVIZ_CACHE_DIR", "cache"))
+def default_cache_dir(project_default: Path | None = None) -> Path:
+    """$VITVIZ_CACHE_DIR, else `project_default` (the dashboard's `cache/` beside app.py), else
+    `results` in vitviz's user cache folder (the CLI and notebooks, from any directory)."""
+    env = os.environ.get("VITVIZ_CACHE_DIR")
+    if env:
+        return Path(env)
+    return project_default if project_default is not None else home() / "results"
 
 
 class UnsafeEntry(OSError):

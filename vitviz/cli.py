@@ -11,7 +11,6 @@ from vitviz import __version__, objectives
 from vitviz.cache import ResultCache
 from vitviz.errors import UserError
 from vitviz.layers import ROLE_LABELS, default_layer, layer_table
-from vitviz.metrics import has_quality_figures, result_metrics
 from vitviz.models import MODELS, default_model, load_model
 from vitviz.paths import writable_folder
 from vitviz.presets import DEFAULT_PRESET, PRESETS
@@ -36,13 +35,7 @@ def _resolve_model_name(args) -> str:
 def build_objective(kind: str, layer: str, units: list[int], tokens: str) -> objectives.Objective:
     unit = units[0] if len(units) == 1 else tuple(units)
     token_mode: str | int = int(tokens) if tokens.lstrip("-").isdigit() else tokens
-    builders = {
-        "neuron": lambda: objectives.neuron(layer, unit, token_mode),
-        "channel": lambda: objectives.channel(layer, unit),
-        "logit": lambda: objectives.logit(layer, unit),
-        "seed_compat": lambda: objectives.seed_compat(layer, unit),
-    }
-    return builders[kind]()
+    return objectives.unit_objective(kind, layer, unit, token_mode)
 
 
 def cmd_run(args) -> int:
@@ -71,13 +64,10 @@ def cmd_run(args) -> int:
             bar.set_postfix(act=f"{max(record.activation):.3g}", refresh=False)
             bar.update(record.step - bar.n)
 
-        result, cached = run(request, cache, lambda n: model or load_model(n, args.device), progress)
+        result, cached = run(request, cache, lambda n: model or load_model(n, args.device),
+                             progress, measure=not args.no_metrics)
     if cached:
         print("served from the result cache (nothing recomputed)", file=sys.stderr)
-    if not args.no_metrics and not has_quality_figures(result):
-        result.metrics.update(result_metrics(model or load_model(name, args.device), result))
-        if cache is not None:
-            cache.put(request.key(), result)
     for path in result.save(args.out):
         print(path)
     return 0
@@ -120,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
     _model_argument(p)
     p.add_argument("--layer", help="module name as named_modules() prints it (see `layers`)")
     p.add_argument("--unit", type=int, nargs="+", default=[0], help="unit index (several: one batch)")
-    p.add_argument("--objective", choices=["neuron", "channel", "logit", "seed_compat"],
+    p.add_argument("--objective", choices=list(objectives.UNIT_OBJECTIVES),
                    default="neuron", help="seed_compat reproduces the blog's activation[:, n]")
     p.add_argument("--tokens", default="patch", help="patch (mean, default), cls, all, or an index")
     p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
@@ -132,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--record-every", type=int, default=16, help="keep images every N steps")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--cache", type=Path, help="result cache directory (default ./cache)")
+    p.add_argument("--cache", type=Path, help="result cache directory (default: $VITVIZ_CACHE_DIR, else ~/.cache/vitviz/results)")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--no-metrics", action="store_true",
                    help="skip the quality figures (they measure the layer on the photo set once)")

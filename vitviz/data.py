@@ -123,6 +123,15 @@ def available_sources() -> dict[str, int]:
         return {name: len(_present_files(name)) for name in SOURCES}
 
 
+def photo_set_id() -> str:
+    """Which photos this machine has, by source and file count ("opencv:25,skimage:8,...").
+
+    Part of the cache key: MACO's spectrum and every photo-relative figure depend on the set,
+    and the Debian source may be missing on one machine and present on another.
+    """
+    return ",".join(f"{name}:{count}" for name, count in sorted(available_sources().items()))
+
+
 def _read_rgb(path: Path) -> Image.Image:
     # convert() decodes the whole file, so the handle can close; grey photos get three equal
     # channels and chicky_512's partial alpha is dropped, keeping the photo's own colours.

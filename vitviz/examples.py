@@ -12,10 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vitviz.hooks import run_and_capture
-from vitviz.layers import find_layer
+from vitviz.layers import activations, find_layer
 from vitviz.models import LoadedModel
-from vitviz.objectives import PREFIX_TOKENS, unit_values
+from vitviz.objectives import unit_values
 
 # Crops: a 3x3 grid of half-size windows per photo, overlapping by a quarter of the photo.
 CROP_FRACTION = 0.5
@@ -120,15 +119,14 @@ def measure_layer(
     """Activations of every unit of `layer` on every photo and crop, in batches."""
     info = find_layer(model, layer)
     images, views = photo_views(photos, model.preprocessing.size)
-    stop_early = info.calls == 1
     values, patches = [], []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(model.device)
-        act = run_and_capture(model.module, model.normalise(batch), [layer], stop_early)[layer].float()
-        values.append(unit_values(act, tokens).cpu())
+        act = activations(model, model.normalise(batch), [layer])[layer].float()
+        values.append(unit_values(act, tokens, model.prefix_tokens).cpu())
         if act.dim() == 3:
             kinds = [views[i][2] for i in range(start, start + len(batch))]
-            patches += [act[i, PREFIX_TOKENS:].cpu() for i, kind in enumerate(kinds) if kind == "photo"]
+            patches += [act[i, model.prefix_tokens:].cpu() for i, kind in enumerate(kinds) if kind == "photo"]
         if progress:
             progress(min(start + batch_size, len(images)), len(images))
     return LayerActivations(

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from vitviz.errors import UserError
 from vitviz.examples import LayerActivations, photo_views
-from vitviz.hooks import run_and_capture
+from vitviz.layers import activations
 from vitviz.models import LoadedModel, load_model
 
 PER_SIDE = 3
@@ -73,8 +73,7 @@ def embed(images: torch.Tensor, judge: str = DEFAULT_JUDGE, batch_size: int = 32
     model = _judge_model(judge)
     features = []
     for batch in images.split(batch_size):
-        act = run_and_capture(model.module, model.to_input(batch.float()), [spec.layer], True)
-        act = act[spec.layer].float()
+        act = activations(model, model.to_input(batch.float()), [spec.layer])[spec.layer].float()
         features.append(act[:, 0] if spec.reduce == "cls" else act.mean(dim=(2, 3)))
     return F.normalize(torch.cat(features), dim=1)
 

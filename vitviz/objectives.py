@@ -21,8 +21,13 @@ from vitviz.layers import LayerInfo
 
 Units = Union[int, Sequence[int]]
 TOKEN_MODES = ("patch", "cls", "all")
-# torchvision's VisionTransformer (and the converted DINOv2) put one class token before the patches.
+# torchvision's VisionTransformer layout (one class token first): what a plain dict of tensors,
+# which does not say, is taken to have. The library's own captures say (layers.Activations).
 PREFIX_TOKENS = 1
+
+
+def prefix_tokens(acts: dict) -> int:
+    return getattr(acts, "prefix_tokens", PREFIX_TOKENS)
 
 
 class UnitOutOfRange(UserError):
@@ -53,10 +58,11 @@ def _check_units(units: Units, limit: int, kind: str, layer: str) -> None:
             )
 
 
-def reduce_tokens(values: torch.Tensor, tokens: str | int) -> torch.Tensor:
+def reduce_tokens(values: torch.Tensor, tokens: str | int,
+                  prefix: int = PREFIX_TOKENS) -> torch.Tensor:
     """[R, T, ...] per-token values -> [R, ...] according to the token mode."""
     if tokens == "patch":
-        return values[:, PREFIX_TOKENS:].mean(dim=1)
+        return values[:, prefix:].mean(dim=1)
     if tokens == "cls":
         return values[:, 0]
     if tokens == "all":
@@ -64,10 +70,11 @@ def reduce_tokens(values: torch.Tensor, tokens: str | int) -> torch.Tensor:
     return values[:, tokens]
 
 
-def unit_values(act: torch.Tensor, tokens: str | int = "patch") -> torch.Tensor:
+def unit_values(act: torch.Tensor, tokens: str | int = "patch",
+                prefix: int = PREFIX_TOKENS) -> torch.Tensor:
     """Every unit's value [R, units] of a layer output: tokens reduced, maps averaged over space."""
     if act.dim() == 3:
-        return reduce_tokens(act, tokens)
+        return reduce_tokens(act, tokens, prefix)
     if act.dim() == 4:
         return act.mean(dim=(2, 3))
     return act
@@ -146,7 +153,7 @@ class Neuron(_OneLayer):
         act = acts[self.layer]
         index, rows = _rows_and_units(act, self.unit, n_items)
         if act.dim() == 3:
-            return reduce_tokens(act[index, :, rows], self.tokens)
+            return reduce_tokens(act[index, :, rows], self.tokens, prefix_tokens(acts))
         if act.dim() == 4:
             h, w = act.shape[2] // 2, act.shape[3] // 2
             return act[index, rows, h, w]
@@ -172,7 +179,7 @@ class Channel(_OneLayer):
         act = acts[self.layer]
         index, rows = _rows_and_units(act, self.unit, n_items)
         if act.dim() == 3:
-            return act[index, PREFIX_TOKENS:, rows].mean(dim=1)
+            return act[index, prefix_tokens(acts):, rows].mean(dim=1)
         if act.dim() == 4:
             return act[index, rows].mean(dim=(1, 2))
         return act[index, rows]
@@ -198,7 +205,7 @@ class Direction(_OneLayer):
         direction = torch.tensor(self.vector, device=act.device, dtype=act.dtype)
         direction = direction / direction.norm()
         if act.dim() == 3:
-            return reduce_tokens(act @ direction, self.tokens)
+            return reduce_tokens(act @ direction, self.tokens, prefix_tokens(acts))
         if act.dim() == 4:
             return torch.einsum("rchw,c->r", act, direction) / (act.shape[2] * act.shape[3])
         return act @ direction
@@ -278,7 +285,7 @@ class Diversity(_OneLayer):
             flat = act.flatten(2)
             features = torch.bmm(flat, flat.transpose(1, 2)).flatten(1)
         elif act.dim() == 3:
-            features = act[:, PREFIX_TOKENS:].mean(dim=1)
+            features = act[:, prefix_tokens(acts):].mean(dim=1)
         else:
             features = act
         grouped = F.normalize(features, dim=1).view(n_items, rows // n_items, -1)
@@ -386,6 +393,34 @@ _BUILDERS = {
     "sum": lambda s: Sum(tuple(from_spec(t) for t in s["terms"])),
     "scaled": lambda s: Scaled(from_spec(s["inner"]), float(s["weight"])),
 }
+
+
+@dataclass(frozen=True)
+class UnitObjective:
+    """An objective that targets one unit of one layer: what the CLI and dashboard offer."""
+
+    description: str
+    build: Callable[[str, Units, "str | int"], Objective]  # (layer, unit, token mode)
+
+
+# The one list the front ends read: a new unit objective added here appears in the CLI's
+# --objective and the dashboard's pickers.
+UNIT_OBJECTIVES = {
+    "neuron": UnitObjective("neuron: one unit, averaged over tokens (ViT) or at the centre (CNN)",
+                            lambda layer, unit, tokens: neuron(layer, unit, tokens)),
+    "channel": UnitObjective("channel: one unit, averaged over all patches / positions",
+                             lambda layer, unit, tokens: channel(layer, unit)),
+    "seed_compat": UnitObjective("blog post's activation[:, n]: on a ViT this selects token n",
+                                 lambda layer, unit, tokens: seed_compat(layer, unit)),
+    "logit": UnitObjective("logit: one class score of the classifier head",
+                           lambda layer, unit, tokens: logit(layer, unit)),
+}
+
+
+def unit_objective(kind: str, layer: str, unit: Units, tokens: str | int = "patch") -> Objective:
+    if kind not in UNIT_OBJECTIVES:
+        raise ObjectiveError(f"unknown objective {kind!r}: use one of {', '.join(UNIT_OBJECTIVES)}")
+    return UNIT_OBJECTIVES[kind].build(layer, unit, tokens)
 
 
 def _from_json_units(unit) -> Units:

@@ -8,8 +8,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from vitviz.errors import UserError
-from vitviz.hooks import run_and_capture
-from vitviz.layers import find_layer
+from vitviz.layers import activations, find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import Objective
 from vitviz.params import ImageParam, build_param, total_variation
@@ -74,10 +73,9 @@ def _transform_rngs(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed * 1_000_003 + 2) for seed in seeds]
 
 
-def prepare(model: LoadedModel, objective: Objective) -> bool:
-    """Check the objective against the model (clear errors); True if the forward can stop early."""
+def prepare(model: LoadedModel, objective: Objective) -> None:
+    """Check the objective against the model: a clear error before anything is allocated."""
     objective.validate(lambda name: find_layer(model, name))
-    return all(find_layer(model, name).calls == 1 for name in objective.layers)
 
 
 def optimise(
@@ -97,7 +95,7 @@ def optimise(
     """
     preset = resolve_preset(preset, steps=steps)
     preset.check()
-    stop_early = prepare(model, objective)
+    prepare(model, objective)
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble
     device = model.device
@@ -118,7 +116,7 @@ def optimise(
 
     def forward(images: torch.Tensor) -> dict:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            return run_and_capture(model.module, images, objective.layers, stop_early)
+            return activations(model, images, objective.layers)
 
     for step in range(preset.steps):
         images = param()

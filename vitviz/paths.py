@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from vitviz.errors import UserError
 
 
 def home() -> Path:
-    """Root of vitviz's runtime files: $VITVIZ_HOME, else ~/.cache/vitviz."""
+    """Root of vitviz's runtime files: $VITVIZ_HOME, else the platform's user cache folder
+    (~/.cache/vitviz or $XDG_CACHE_HOME/vitviz, ~/Library/Caches/vitviz, %LOCALAPPDATA%/vitviz)."""
     env = os.environ.get("VITVIZ_HOME")
-    return Path(env) if env else Path.home() / ".cache" / "vitviz"
+    if env:
+        return Path(env)
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "vitviz"
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "vitviz" / "Cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vitviz"
 
 
 def models_dir() -> Path:

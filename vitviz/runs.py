@@ -10,7 +10,9 @@ from vitviz import __version__
 from vitviz.cache import ResultCache
 from vitviz.errors import UserError
 from vitviz.hashing import config_key
-from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, parse_model_name
+from vitviz.data import photo_set_id
+from vitviz.metrics import has_quality_figures, result_metrics
+from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, model_weights, parse_model_name
 from vitviz.objectives import from_spec
 from vitviz.optimise import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
 from vitviz.presets import DEFAULT_PRESET, Preset
@@ -59,6 +61,8 @@ class RunRequest:
         objective = from_spec(self.objective).spec()  # normalises, and rejects a bad spec early
         config = {
             "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
+            "weights": model_weights(self.model),
+            "photos": photo_set_id(),
             "objective": objective,
             "seeds": [int(seed) for seed in self.seeds],
             "preset": {"name": self.preset, **self.resolved_preset().knobs()},
@@ -124,22 +128,40 @@ def run(
     cache: ResultCache | None = None,
     loader: Callable[[str], LoadedModel] = load_model,
     progress: Progress | None = None,
+    measure: bool = False,
 ) -> tuple[Result, bool]:
     """The result of `request` and whether it came from the cache.
 
     A cache hit never calls `loader`: the model is not even loaded. Only finished runs are
-    stored; an exception leaves the cache as it was.
+    stored; an exception leaves the cache as it was. With `measure`, the quality figures
+    (`metrics.result_metrics`) are computed before the result is stored, so it is written once,
+    and added to a cached result that lacks them.
     """
+    loaded: list[LoadedModel] = []
+
+    def model() -> LoadedModel:
+        if not loaded:
+            loaded.append(loader(request.model))
+        return loaded[0]
+
+    def finish(result: Result) -> Result:
+        if measure and not has_quality_figures(result):
+            result.metrics.update(result_metrics(model(), result))
+        return result
+
     if cache is None:
-        return execute(request, loader(request.model), progress), False
+        return finish(execute(request, model(), progress)), False
     key = request.key()
     cached = cache.get(key)
-    if cached is not None:
+    if cached is not None and (not measure or has_quality_figures(cached)):
         return cached, True
     with cache.computing(key):
         cached = cache.get(key)  # another session may have finished it while we waited
         if cached is not None:
+            if not measure or has_quality_figures(cached):
+                return cached, True
+            cache.put(key, finish(cached))
             return cached, True
-        result = execute(request, loader(request.model), progress)
+        result = finish(execute(request, model(), progress))
         cache.put(key, result)
     return result, False

@@ -1,0 +1,107 @@
+"""Bring your own model: `vitviz.wrap` on modules vitviz has never seen.
+
+timm's VisionTransformer is a ViT from another library (its own attention class, its own layer
+names, optional register tokens), so nothing here can lean on torchvision's layout."""
+import pytest
+import timm
+import torch
+from torch import nn
+
+import vitviz
+from vitviz import metrics, objectives as O
+from vitviz.cache import ResultCache
+from vitviz.layers import activations, find_layer
+from vitviz.models import ModelError, load_model
+from vitviz.runs import RunRequest
+
+REGISTERS = 4
+HIDDEN = "blocks.1.mlp.act"
+
+
+def timm_vit(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8,
+                             depth=2, embed_dim=32, num_heads=2, reg_tokens=REGISTERS,
+                             num_classes=10)
+
+
+@pytest.fixture
+def wrapped():
+    return vitviz.wrap(timm_vit(), "timm_vit_regs", size=32, mean=(0.5,) * 3, std=(0.5,) * 3,
+                       prefix_tokens=1 + REGISTERS)
+
+
+def test_a_wrapped_timm_vit_is_a_model_by_name(wrapped):
+    assert load_model("timm_vit_regs") is wrapped
+    info = find_layer(wrapped, HIDDEN)
+    assert info.layout == "tokens" and info.units == 128
+    assert all(not p.requires_grad for p in wrapped.module.parameters())
+
+
+def test_objectives_skip_the_declared_prefix_tokens(wrapped):
+    images = torch.rand(2, 3, 32, 32)
+    acts = activations(wrapped, wrapped.to_input(images), [HIDDEN])
+    assert acts.prefix_tokens == 1 + REGISTERS
+    expected = acts[HIDDEN][:, 1 + REGISTERS:, 7].mean(dim=1)
+    assert torch.allclose(O.neuron(HIDDEN, 7).target(acts, 2), expected)
+    with_cls_only = acts[HIDDEN][:, 1:, 7].mean(dim=1)
+    assert not torch.allclose(expected, with_cls_only)  # the registers would have counted
+
+
+def test_visualising_a_wrapped_vit_raises_the_activation_of_most_units(wrapped):
+    units = list(range(0, 128, 8))  # 16 units in one batch
+    result = vitviz.visualise(wrapped, HIDDEN, unit=units, seeds=list(range(len(units))),
+                              preset="naive", steps=12)
+    assert result.images[0].shape == (32, 32, 3)
+    rose = [curve[-1] > curve[0] for curve in result.activation]
+    assert sum(rose) / len(rose) >= 0.9, rose
+
+
+def test_the_cache_key_names_the_weights_not_only_the_name(tmp_path):
+    cache = ResultCache(tmp_path)
+    first = vitviz.wrap(timm_vit(0), "timm_vit_swap", size=32, prefix_tokens=1 + REGISTERS)
+    a = vitviz.visualise(first, HIDDEN, unit=3, preset="naive", steps=3, cache=cache)
+    second = vitviz.wrap(timm_vit(1), "timm_vit_swap", size=32, prefix_tokens=1 + REGISTERS)
+    b = vitviz.visualise(second, HIDDEN, unit=3, preset="naive", steps=3, cache=cache)
+    assert a.config["weights"] != b.config["weights"]
+    assert len(cache.summaries()) == 2  # the second module was not served the first's result
+    request = RunRequest("timm_vit_swap", O.neuron(HIDDEN, 3).spec(), (0,), "naive", {"steps": 3})
+    assert request.config()["weights"] == second.weights_id
+
+
+class SharedReLU(nn.Module):
+    """Like a torchvision ResNet bottleneck: one ReLU module called on 64, 64, then 256 channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, padding=1)
+        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
+        self.conv3 = nn.Conv2d(64, 256, 1)
+        self.relu = nn.ReLU()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 10))
+
+    def forward(self, x):
+        return self.head(self.relu(self.conv3(self.relu(self.conv2(self.relu(self.conv1(x)))))))
+
+
+def test_a_module_called_several_times_is_read_at_its_last_call_everywhere():
+    torch.manual_seed(0)
+    model = vitviz.wrap(SharedReLU(), "shared_relu", size=16)
+    assert find_layer(model, "relu").units == 256
+    # The optimiser and the metrics read the same call: unit 200 exists only in the last one.
+    result = vitviz.visualise(model, "relu", unit=200, preset="naive", steps=3)
+    image = torch.from_numpy(result.images[0]).permute(2, 0, 1)[None].float() / 255
+    figures = metrics.robust_figures(model, "relu", [200], image)
+    assert 1 <= figures["robust_rank"][0] <= 256
+
+
+def test_bad_wraps_name_the_fix():
+    with pytest.raises(ModelError, match="cannot name a wrapped model"):
+        vitviz.wrap(nn.Linear(2, 2), "vit_b_16", size=32)
+    with pytest.raises(ModelError, match="size must be"):
+        vitviz.wrap(nn.Linear(2, 2), "mine", size=0)
+    with pytest.raises(ModelError, match="takes an nn.Module"):
+        vitviz.wrap(lambda x: x, "mine", size=32)
+    vitviz.wrap(nn.Conv2d(3, 4, 3), "mine_conv", size=16)
+    with pytest.raises(ModelError, match="no random-init variant"):
+        load_model("mine_conv:random")
