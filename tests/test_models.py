@@ -1,4 +1,5 @@
 import urllib.error
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -118,9 +119,13 @@ def test_offline_mobilenet_recognises_a_real_cat():
 def test_default_model_prefers_vit_b_16_then_offline_dinov2(monkeypatch, tmp_path):
     monkeypatch.delenv("VITVIZ_MODEL", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    dinov2 = models.MODELS["dinov2_vits14"]
+    # Both branches run whether or not the weights package is installed here.
+    monkeypatch.setitem(models.MODELS, "dinov2_vits14", replace(dinov2, available=lambda: False))
+    assert models.default_model()[0] == "tiny_vit"
+    monkeypatch.setitem(models.MODELS, "dinov2_vits14", replace(dinov2, available=lambda: True))
     name, reason = models.default_model()
-    if models.MODELS["dinov2_vits14"].available():
-        assert name == "dinov2_vits14" and "vit_b_16-c867db91.pth" in reason
+    assert name == "dinov2_vits14" and "vit_b_16-c867db91.pth" in reason
     checkpoint = tmp_path / "checkpoints" / "vit_b_16-c867db91.pth"
     checkpoint.parent.mkdir()
     checkpoint.touch()

@@ -105,3 +105,50 @@ def test_bad_wraps_name_the_fix():
     vitviz.wrap(nn.Conv2d(3, 4, 3), "mine_conv", size=16)
     with pytest.raises(ModelError, match="no random-init variant"):
         load_model("mine_conv:random")
+
+
+MODEL_FILE = '''
+import timm, torch, vitviz
+
+def build():
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8,
+                            depth=2, embed_dim=32, num_heads=2, num_classes=10)
+    return vitviz.wrap(net, "file_vit", size=32, prefix_tokens=1)
+
+build()  # registering at import is what VITVIZ_MODELS files do
+'''
+
+
+def cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "vitviz", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_the_cli_takes_a_model_from_a_file_and_from_vitviz_models(tmp_path):
+    path = tmp_path / "my_models.py"
+    path.write_text(MODEL_FILE)
+    done = cli("run", "--model", f"{path}:build", "--layer", HIDDEN, "--unit", "2",
+               "--preset", "naive", "--steps", "3", "--no-metrics", "--out", str(tmp_path / "o"),
+               "--cache", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    listed = cli("models", env={"VITVIZ_MODELS": str(path)})
+    assert listed.returncode == 0 and "file_vit" in listed.stdout
+    wrong = cli("run", "--model", f"{path}:nothing", "--out", str(tmp_path / "o2"))
+    assert wrong.returncode == 2 and "has no function nothing()" in wrong.stderr
+
+
+def test_the_dashboard_offers_the_operators_models(tmp_path, monkeypatch):
+    from test_app import errors, open_page
+
+    path = tmp_path / "my_models.py"
+    path.write_text(MODEL_FILE)
+    monkeypatch.setenv("VITVIZ_MODELS", str(path))
+    monkeypatch.setenv("VITVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    at = open_page("pages/1_Optimise.py", model="file_vit", layer=HIDDEN, unit=2, steps=3)
+    assert errors(at) == ""
+    assert at.selectbox(key="optimise.model").value == "file_vit"

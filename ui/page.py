@@ -12,7 +12,7 @@ import streamlit as st
 from vitviz import __version__
 from vitviz.errors import UserError
 
-from ui.resources import result_cache
+from ui.resources import result_cache, user_models
 
 log = logging.getLogger("vitviz.app")
 
@@ -64,6 +64,8 @@ def setup(page: str, caption: str) -> None:
         st.caption(f"Feature visualisation for Vision Transformers · vitviz {__version__}")
     st.title("vitviz" if page == "home" else info.title)
     st.caption(caption)
+    with reported():
+        user_models()  # before any picker lists the models
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")

@@ -10,7 +10,7 @@ import streamlit as st
 from vitviz.cache import ResultCache, default_cache_dir
 from vitviz.layers import layer_table
 from vitviz.models import (MODELS, RANDOM_SUFFIX, LoadedModel, WeightsUnavailable, load_model,
-                           parse_model_name)
+                           load_user_models, parse_model_name)
 
 from ui.queue import RunQueue
 
@@ -29,6 +29,12 @@ def check_weights_present(name: str) -> None:
         f"weights on a visitor's request. Run `python -m vitviz layers --model {base}` once "
         f"on a machine with internet (it fills torch hub's cache), or start the server with "
         f"{ALLOW_DOWNLOAD_ENV}=1. '{base}{RANDOM_SUFFIX}' needs no weights.")
+
+
+@st.cache_resource(show_spinner=False)
+def user_models() -> list[str]:
+    """The models the operator's $VITVIZ_MODELS files register, run once per server."""
+    return load_user_models()
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server)…", max_entries=4)

@@ -11,7 +11,7 @@ from vitviz import __version__, objectives
 from vitviz.cache import ResultCache
 from vitviz.errors import UserError
 from vitviz.layers import ROLE_LABELS, default_layer, layer_table
-from vitviz.models import MODELS, default_model, load_model
+from vitviz.models import MODELS, default_model, load_model, load_user_models, model_from_factory
 from vitviz.paths import writable_folder
 from vitviz.presets import DEFAULT_PRESET, PRESETS
 from vitviz.runs import RunRequest, run
@@ -20,11 +20,14 @@ from vitviz.runs import RunRequest, run
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (default: vit_b_16 if its weights are cached, "
-                        "else dinov2_vits14); `python -m vitviz models` lists them")
+                        "else dinov2_vits14; `python -m vitviz models` lists them), or "
+                        "path/to/file.py:factory where factory() returns vitviz.wrap(...)")
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA when available)")
 
 
 def _resolve_model_name(args) -> str:
+    if args.model and ".py:" in args.model:
+        return model_from_factory(args.model).registry_name
     if args.model:
         return args.model
     name, reason = default_model()
@@ -159,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        load_user_models()
         return args.func(args)
     except UserError as error:  # its message says what to do: one line, no traceback
         print(f"error: {error}", file=sys.stderr)

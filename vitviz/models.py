@@ -486,6 +486,54 @@ def wrap(
     return loaded
 
 
+USER_MODELS_ENV = "VITVIZ_MODELS"
+_USER_FILES: dict[str, object] = {}
+
+
+def load_model_file(path: str | Path) -> None:
+    """Run a Python file that registers models with `wrap` (once per process and file)."""
+    path = Path(path).expanduser().resolve()
+    if str(path) in _USER_FILES:
+        return
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist.")
+    spec = importlib.util.spec_from_file_location(f"vitviz_user_models_{len(_USER_FILES)}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's code: its failure must name the file
+        raise ModelError(f"model file {path} failed: {type(error).__name__}: {error}") from error
+    _USER_FILES[str(path)] = module
+
+
+def load_user_models(environ=None) -> list[str]:
+    """Run the files named by $VITVIZ_MODELS (separated by os.pathsep); the names they added.
+
+    Each file calls `vitviz.wrap(...)` for its models, which makes them known by name to the
+    CLI, the report and the dashboard alike. The operator sets the variable; no link can.
+    """
+    value = (os.environ if environ is None else environ).get(USER_MODELS_ENV, "")
+    before = set(MODELS)
+    for entry in filter(None, value.split(os.pathsep)):
+        load_model_file(entry)
+    return sorted(set(MODELS) - before)
+
+
+def model_from_factory(reference: str) -> LoadedModel:
+    """`path/to/file.py:factory` -> the LoadedModel `factory()` returns (made with `wrap`)."""
+    path, _, factory = reference.rpartition(":")
+    load_model_file(path)
+    module = _USER_FILES[str(Path(path).expanduser().resolve())]
+    if not callable(getattr(module, factory, None)):
+        raise ModelError(f"{path} has no function {factory}().")
+    loaded = getattr(module, factory)()
+    if not isinstance(loaded, LoadedModel):
+        raise ModelError(f"{reference} returned {type(loaded).__name__}; return "
+                         "vitviz.wrap(module, name, size=..., prefix_tokens=...) instead, which "
+                         "says how to feed it.")
+    return loaded
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
