@@ -354,10 +354,11 @@ def test_values_from_a_link_are_shown_as_text_on_every_page(page):
 @pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, "pages/5_Dataset_examples.py"])
 def test_out_of_range_numbers_in_a_link_are_one_message_each(page, calls):
     huge = "9" * 309  # a float of it overflows; used to hide the page behind an OverflowError
-    at = open_page(page, unit=huge, seed=huge, steps=huge, size=0)
+    at = open_page(page, unit=huge, seed=huge, steps=huge, size=0, tokens=huge)
     message = errors(at)
     assert "Unexpected error" not in message
     assert f"`unit={huge}` is out of range" in message
+    assert f"`tokens={huge}` is out of range" in message  # found by bench/reliability.py's soak
     assert "image size (canvas) must be from 8 to 4096 px (got 0)" in message  # not another size
     assert calls["requests"] == []
 

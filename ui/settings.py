@@ -58,8 +58,10 @@ def tokens(raw: str) -> str | int:
     if raw in TOKEN_MODES:
         return raw
     try:
-        return int(raw)
-    except ValueError:
+        return integer(raw)
+    except ValueError as error:
+        if "range" in str(error):
+            raise
         raise ValueError(f"is neither one of {', '.join(TOKEN_MODES)} nor a token index") from None
 
 
