@@ -10,7 +10,7 @@ import streamlit as st
 from vitviz.cache import ResultCache, default_cache_dir
 from vitviz.layers import layer_table
 from vitviz.models import (MODELS, RANDOM_SUFFIX, LoadedModel, WeightsUnavailable, load_model,
-                           load_user_models, parse_model_name)
+                           load_user_models, parse_model_name, USER_MODELS_ENV)
 
 from ui.queue import RunQueue
 
@@ -32,9 +32,13 @@ def check_weights_present(name: str) -> None:
 
 
 @st.cache_resource(show_spinner=False)
+def _user_models(files: str) -> list[str]:
+    return load_user_models({USER_MODELS_ENV: files})
+
+
 def user_models() -> list[str]:
-    """The models the operator's $VITVIZ_MODELS files register, run once per server."""
-    return load_user_models()
+    """The models the operator's $VITVIZ_MODELS files register, each file run once per server."""
+    return _user_models(os.environ.get(USER_MODELS_ENV, ""))
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server)…", max_entries=4)
