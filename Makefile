@@ -31,6 +31,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not browser"
 
 bench: setup
+	$(PY) -m pip install -q -r requirements-bench-deps.txt
 	$(PY) -m pip install -q --no-deps -r requirements-bench.txt
 	$(PY) bench/speed.py
 

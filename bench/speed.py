@@ -48,7 +48,10 @@ def time_lucent(model, layer, unit, steps) -> float | None:
     """Seconds per step of lucent's render_vis with its default Fourier image and transforms."""
     try:
         from lucent.optvis import objectives as lucent_objectives, param, render, transform
-    except ImportError:
+    except ModuleNotFoundError as error:
+        if error.name != "lucent":  # installed but broken: say so instead of skipping quietly
+            raise SystemExit(f"torch-lucent is installed but cannot be imported ({error}); "
+                             "run `make bench`, which installs what it imports") from error
         return None
     size = model.preprocessing.size
     # Lucent names modules with '_' joins and indexes axis 1 (tokens on a ViT): give it the
