@@ -490,11 +490,11 @@ USER_MODELS_ENV = "VITVIZ_MODELS"
 _USER_FILES: dict[str, object] = {}
 
 
-def load_model_file(path: str | Path) -> None:
-    """Run a Python file that registers models with `wrap` (once per process and file)."""
+def load_model_file(path: str | Path):
+    """Run a Python file that registers models with `wrap`, once per process; its module."""
     path = Path(path).expanduser().resolve()
     if str(path) in _USER_FILES:
-        return
+        return _USER_FILES[str(path)]
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist.")
     spec = importlib.util.spec_from_file_location(f"vitviz_user_models_{len(_USER_FILES)}", path)
@@ -504,6 +504,7 @@ def load_model_file(path: str | Path) -> None:
     except Exception as error:  # the user's code: its failure must name the file
         raise ModelError(f"model file {path} failed: {type(error).__name__}: {error}") from error
     _USER_FILES[str(path)] = module
+    return module
 
 
 def load_user_models(environ=None) -> list[str]:
@@ -522,8 +523,7 @@ def load_user_models(environ=None) -> list[str]:
 def model_from_factory(reference: str) -> LoadedModel:
     """`path/to/file.py:factory` -> the LoadedModel `factory()` returns (made with `wrap`)."""
     path, _, factory = reference.rpartition(":")
-    load_model_file(path)
-    module = _USER_FILES[str(Path(path).expanduser().resolve())]
+    module = load_model_file(path)
     if not callable(getattr(module, factory, None)):
         raise ModelError(f"{path} has no function {factory}().")
     loaded = getattr(module, factory)()

@@ -144,8 +144,11 @@ def run(
             loaded.append(loader(request.model))
         return loaded[0]
 
+    def complete(result: Result) -> bool:
+        return not measure or has_quality_figures(result)
+
     def finish(result: Result) -> Result:
-        if measure and not has_quality_figures(result):
+        if not complete(result):
             result.metrics.update(result_metrics(model(), result))
         return result
 
@@ -153,15 +156,13 @@ def run(
         return finish(execute(request, model(), progress)), False
     key = request.key()
     cached = cache.get(key)
-    if cached is not None and (not measure or has_quality_figures(cached)):
+    if cached is not None and complete(cached):
         return cached, True
     with cache.computing(key):
         cached = cache.get(key)  # another session may have finished it while we waited
-        if cached is not None:
-            if not measure or has_quality_figures(cached):
-                return cached, True
-            cache.put(key, finish(cached))
+        if cached is not None and complete(cached):
             return cached, True
-        result = finish(execute(request, model(), progress))
+        # Either computed now, or cached without the figures `measure` asks for.
+        result = finish(cached if cached is not None else execute(request, model(), progress))
         cache.put(key, result)
-    return result, False
+    return result, cached is not None
