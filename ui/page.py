@@ -22,59 +22,50 @@ SETTINGS_GRID = [1.4, 2.4, 1, 1]
 
 @dataclass(frozen=True)
 class PageInfo:
-    path: str  # the page's script, relative to app.py
-    # Its address, unchanged since the first release so that shared links keep working. It must
-    # equal the file's stem: Streamlit 1.67 checks a first request against the pages/ folder
-    # before st.navigation runs and otherwise shows "Page not found" over the right page
-    # (streamlit#9992); tests/test_browser.py opens pages by URL and would catch it.
-    url: str
+    path: str
     title: str
     icon: str
     blurb: str
 
 
-HOME = PageInfo("pages/home.py", "", "Home", ":material/home:", "")
+HOME = PageInfo("app.py", "Home", ":material/home:", "")
 PAGES = {
     "optimise": PageInfo(
-        "pages/Optimise.py", "Optimise", "Optimise", ":material/auto_awesome:",
+        "pages/1_Optimise.py", "Optimise", ":material/auto_awesome:",
         "Visualise one unit: pick a layer (★ marks the recommended ones), a unit and a method, "
         "and watch the image and its activation curve form."),
     "compare": PageInfo(
-        "pages/Compare_seeds.py", "Compare_seeds", "Compare seeds", ":material/grid_view:",
+        "pages/2_Compare_seeds.py", "Compare seeds", ":material/grid_view:",
         "Several seeds of one unit side by side, optionally for two methods: activation curves, "
         "and robust activation and rank measured on request."),
     "moving_target": PageInfo(
-        "pages/Moving_target.py", "Moving_target", "Moving target", ":material/trending_up:",
+        "pages/3_Moving_target.py", "Moving target", ":material/trending_up:",
         "How much of a ViT unit's gain comes from the patch content and how much from attention "
         "moving its context, naive vs robust."),
     "examples": PageInfo(
-        "pages/Dataset_examples.py", "Dataset_examples", "Dataset examples",
-        ":material/photo_library:",
+        "pages/5_Dataset_examples.py", "Dataset examples", ":material/photo_library:",
         "The photos, crops and patches of the offline photo set that drive a unit most, next to "
         "its visualisation, with how strong and how specific that visualisation is."),
     "runs": PageInfo(
-        "pages/Runs.py", "Runs", "Runs", ":material/history:",
+        "pages/4_Runs.py", "Runs", ":material/history:",
         "Browse the result cache shared by all sessions: reopen, export as PNG and JSON, delete."),
 }
 
 
-def navigation() -> None:
-    """The dashboard's pages through Streamlit's own navigation; app.py calls it and nothing else."""
-    st.set_page_config(page_title="vitviz", page_icon=":material/visibility:", layout="wide")
-    pages = [st.Page(info.path, title=info.title, icon=info.icon, url_path=info.url,
-                     default=info is HOME) for info in (HOME, *PAGES.values())]
-    st.navigation(pages).run()
-
-
 def setup(page: str, caption: str) -> None:
-    """Title, caption, and the operator's models registered before any picker lists models."""
+    """Wide layout, the sidebar navigation (titled pages instead of file names), title, caption."""
     info = HOME if page == "home" else PAGES[page]
+    st.set_page_config(page_title=f"{info.title} · vitviz", page_icon=":material/visibility:",
+                       layout="wide")
+    with st.sidebar:
+        st.markdown("## vitviz")
+        for target in (HOME, *PAGES.values()):
+            st.page_link(target.path, label=target.title, icon=target.icon)
+        st.caption(f"Feature visualisation for Vision Transformers · vitviz {__version__}")
     st.title("vitviz" if page == "home" else info.title)
     st.caption(caption)
-    with st.sidebar:
-        st.caption(f"Feature visualisation for Vision Transformers · vitviz {__version__}")
     with reported():
-        user_models()
+        user_models()  # before any picker lists the models
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
