@@ -29,8 +29,8 @@ from ui.resources import run_queue
 from ui.settings import compare_requests, optimise_request, page_for
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-OPTIMISE, COMPARE = "pages/1_Optimise.py", "pages/2_Compare_seeds.py"
-MOVING, RUNS = "pages/3_Moving_target.py", "pages/4_Runs.py"
+OPTIMISE, COMPARE = "pages/Optimise.py", "pages/Compare_seeds.py"
+MOVING, RUNS = "pages/Moving_target.py", "pages/Runs.py"
 LIMIT_VARIABLES = ("VITVIZ_MAX_STEPS", "VITVIZ_MAX_IMAGE_SIZE", "VITVIZ_MAX_BATCH",
                    "VITVIZ_MAX_CONCURRENT_RUNS", "VITVIZ_LIMITS_FILE")
 
@@ -339,7 +339,7 @@ HOSTILE = ["[Log in again](http://evil.example/login)", "![x](http://evil.exampl
 UNESCAPED = re.compile(r"(?<!\\)[\[\]`*<>:]")
 
 
-@pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, RUNS, "pages/5_Dataset_examples.py"])
+@pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, RUNS, "pages/Dataset_examples.py"])
 def test_values_from_a_link_are_shown_as_text_on_every_page(page):
     for value in HOSTILE:
         at = open_page(page, layer=value, run=value, steps=value)
@@ -351,7 +351,7 @@ def test_values_from_a_link_are_shown_as_text_on_every_page(page):
         assert value in errors(at)  # ...and the visitor still reads the value as typed
 
 
-@pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, "pages/5_Dataset_examples.py"])
+@pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, "pages/Dataset_examples.py"])
 def test_out_of_range_numbers_in_a_link_are_one_message_each(page, calls):
     huge = "9" * 309  # a float of it overflows; used to hide the page behind an OverflowError
     at = open_page(page, unit=huge, seed=huge, steps=huge, size=0, tokens=huge)

@@ -6,7 +6,7 @@ from vitviz import metrics
 from conftest import VIT_HIDDEN
 from test_app import button, calls, dashboard_env, errors, open_page  # noqa: F401
 
-EXAMPLES = "pages/5_Dataset_examples.py"
+EXAMPLES = "pages/Dataset_examples.py"
 
 
 def test_examples_show_photos_crops_patches_and_the_visualisation(calls, monkeypatch):
@@ -41,7 +41,7 @@ def test_examples_unit_out_of_range_is_a_message(calls):
 
 
 def test_compare_measures_quality_figures_once_and_keeps_them(calls):
-    at = open_page("pages/2_Compare_seeds.py", layer=VIT_HIDDEN, unit=3, seeds=2,
+    at = open_page("pages/Compare_seeds.py", layer=VIT_HIDDEN, unit=3, seeds=2,
                    preset="robust", preset2="naive", steps=6)
     button(at, "Run 2 seeds").click().run()
     assert errors(at) == "" and not at.dataframe
@@ -58,7 +58,7 @@ def test_compare_measures_quality_figures_once_and_keeps_them(calls):
     headline = {m.label: m.value for m in at.metric}
     for preset, robust in zip(table.value["method"], table.value["shifted & zoomed / photo max"]):
         assert headline[f"Robust activation / photo max · {preset}"] == f"{robust:.2f}×"
-    again = open_page("pages/2_Compare_seeds.py", **at.query_params)
+    again = open_page("pages/Compare_seeds.py", **at.query_params)
     assert len(again.dataframe) == 1 and not [b for b in again.button if b.label.startswith("Measure")]
 
 

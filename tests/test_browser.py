@@ -147,6 +147,16 @@ def test_optimise_page_runs_and_reopens_from_the_cache(tmp_path):
         fresh.get_by_text("Served from the result cache").wait_for(timeout=30_000)
         assert fresh.get_by_role("button", name="Run", exact=True).count() == 0
 
+        # Streamlit's navigation, titled: the first page load of a server takes Streamlit's
+        # legacy pages/ route and the second goes through app.py; both must show it.
+        for session in (page, fresh):
+            nav = session.locator("[data-testid='stSidebarNav']")
+            assert nav.get_by_text("Compare seeds", exact=True).count() == 1
+            assert nav.get_by_text("Home", exact=True).count() == 1
+        fresh.locator("[data-testid='stSidebarNav']").get_by_text("Runs", exact=True).click()
+        fresh.get_by_role("heading", name="Runs").wait_for(timeout=30_000)
+        assert fresh.url.split("?")[0].endswith("/Runs")
+
 
 @pytest.mark.browser
 def test_sigterm_during_a_run_stops_the_server_cleanly_and_frees_the_run(tmp_path):

@@ -149,6 +149,6 @@ def test_the_dashboard_offers_the_operators_models(tmp_path, monkeypatch):
     path.write_text(MODEL_FILE)
     monkeypatch.setenv("VITVIZ_MODELS", str(path))
     monkeypatch.setenv("VITVIZ_CACHE_DIR", str(tmp_path / "cache"))
-    at = open_page("pages/1_Optimise.py", model="file_vit", layer=HIDDEN, unit=2, steps=3)
+    at = open_page("pages/Optimise.py", model="file_vit", layer=HIDDEN, unit=2, steps=3)
     assert errors(at) == ""
     assert at.selectbox(key="optimise.model").value == "file_vit"

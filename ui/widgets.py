@@ -2,6 +2,8 @@
 in the page's state (and so in the URL)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from vitviz.layers import (
@@ -12,8 +14,9 @@ from vitviz.models import (
 )
 from vitviz.presets import DEFAULT_PRESET, PRESETS, get_preset
 
+from ui import execution
 from ui.limits import Limits
-from ui.page import show_error
+from ui.page import SETTINGS_GRID, show_error
 from ui.resources import get_model
 from ui.settings import KINDS, NO_PRESET
 from ui.state import PageState
@@ -164,6 +167,70 @@ def tokens_picker(state: PageState, info: LayerInfo) -> str | int | None:
     index = st.number_input("Token index", step=1, key=index_key,
                             help=f"0 is the class token; 1 to {info.shape[0] - 1} are patches.")
     return state.keep("tokens", index)
+
+
+@dataclass
+class Target:
+    """What the target panel chose; its bordered settings box, for the page's other settings;
+    and the column of its row that it left free (or None)."""
+
+    settings: object
+    name: str
+    model: LoadedModel
+    layer: LayerInfo
+    kind: str
+    unit: int
+    tokens: str | int | None
+    spare: object | None
+
+    def row(self) -> list:
+        """Another row of the settings box, in the target row's columns."""
+        return self.settings.columns(SETTINGS_GRID, gap="medium")
+
+
+def target_panel(state: PageState, *, objectives: bool = True,
+                 vit_only: bool = False, tokens_only: bool = False) -> Target:
+    """The first row of every page's settings: model, layer, objective, unit, token mode.
+
+    `objectives=False` fixes the objective to a neuron (the pages that measure one) and leaves
+    the row's last column to the page. Ends the page with the reason if the model cannot load.
+    """
+    settings = st.container(border=True)
+    columns = settings.columns(SETTINGS_GRID, gap="medium")
+    with columns[0]:
+        name = model_picker(state, vit_only=vit_only)
+    model = load_or_stop(name)
+    with columns[1]:
+        layer = layer_picker(state, model, tokens_only=tokens_only)
+    kind = "neuron"
+    if objectives:
+        with columns[2]:
+            kind = kind_picker(state)
+    with columns[3 if objectives else 2]:
+        unit = unit_picker(state, layer, kind)
+        tokens = tokens_picker(state, layer) if kind == "neuron" else None
+    return Target(settings, name, model, layer, kind, unit, tokens,
+                  None if objectives else columns[3])
+
+
+def run_pickers(state: PageState, target: Target, limits: Limits) -> None:
+    """Seed, steps and image size, stacked in the target row's free column."""
+    with target.spare:
+        seed_picker(state)
+        steps_picker(state, limits)
+        size_picker(state, target.model, limits)
+
+
+def look_up(state: PageState, target: Target, requests: list, limits: Limits
+            ) -> tuple[list[str], list]:
+    """Every problem of the page's settings and requests, shown; and each request's cached
+    result (None where it must be computed, or where a problem stops it)."""
+    random_init_warning(target.name)
+    found = state.problems + [problem for request in requests
+                              for problem in execution.request_problems(request, target.model,
+                                                                        limits)]
+    problems(found)
+    return found, [None if found else execution.cached(request) for request in requests]
 
 
 def preset_picker(state: PageState, name: str = "preset", label: str = "Method",

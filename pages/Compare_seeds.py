@@ -6,31 +6,18 @@ from vitviz.presets import PRESETS
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
-from ui.page import SETTINGS_GRID, reported, setup
+from ui.page import reported, setup
 from ui.resources import result_cache
 from ui.settings import compare_presets, compare_requests, compare_seeds
-from ui.state import PageState
 
-setup("compare", "Do different random starts find the same picture? Several seeds of one unit "
-      "are optimised as one batch, optionally with a second method for contrast.")
+state = setup("compare", "Do different random starts find the same picture? Several seeds of one "
+                         "unit are optimised as one batch, optionally with a second method for "
+                         "contrast.")
 
-state = PageState("compare")
 with reported():
+    target = widgets.target_panel(state)
     limits = load_limits()
-    settings = st.container(border=True)
-    target = settings.columns(SETTINGS_GRID, gap="medium")
-    with target[0]:
-        name = widgets.model_picker(state)
-    model = widgets.load_or_stop(name)
-    with target[1]:
-        layer = widgets.layer_picker(state, model)
-    with target[2]:
-        kind = widgets.kind_picker(state)
-    with target[3]:
-        widgets.unit_picker(state, layer, kind)
-        if kind == "neuron":
-            widgets.tokens_picker(state, layer)
-    method = settings.columns(SETTINGS_GRID, gap="medium")
+    method = target.row()
     with method[0]:
         widgets.preset_picker(state)
         widgets.preset_picker(state, "preset2", "Second method", default="none",
@@ -45,16 +32,12 @@ with reported():
             widgets.seed_picker(state, "First seed")
     with method[2]:
         widgets.steps_picker(state, limits)
-        widgets.size_picker(state, model, limits)
+        widgets.size_picker(state, target.model, limits)
     state.publish()
 
     presets = compare_presets(state.values)
-    requests = compare_requests(state.values, model.preprocessing.size)
-    widgets.random_init_warning(name)
-    problems = state.problems + [problem for request in requests
-                                 for problem in execution.request_problems(request, model, limits)]
-    widgets.problems(problems)
-    results = [None if problems else execution.cached(r) for r in requests]
+    requests = compare_requests(state.values, target.model.preprocessing.size)
+    problems, results = widgets.look_up(state, target, requests, limits)
     labels = [f"seed {s}" for s in compare_seeds(state.values)]
     if None in results and widgets.run_button(
             f"Run {len(labels)} seeds × {len(presets)} method{'s' * (len(presets) > 1)}",

@@ -7,41 +7,27 @@ from vitviz.examples import crop_image
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
-from ui.page import SETTINGS_GRID, reported, setup
+from ui.page import reported, setup
 from ui.settings import examples_request
-from ui.state import PageState
 
 KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
          "patch": "Patches (one token, shown with its neighbourhood)"}
 TOP_K = 6
 
-setup("examples", "A visualisation is only a hypothesis about a unit. Check it against the real "
-      "photos (and their crops and patches) that drive the unit most, measured on the offline "
-      "photo set in batches, and against how strongly and how specifically the visualisation "
-      "itself drives the unit.")
+state = setup("examples", "A visualisation is only a hypothesis about a unit. Check it against the"
+                          " real photos (and their crops and patches) that drive the unit most, "
+                          "measured on the offline photo set in batches, and against how strongly "
+                          "and how specifically the visualisation itself drives the unit.")
 
-state = PageState("examples")
 with reported():
     limits = load_limits()
-    settings = st.container(border=True)
-    columns = settings.columns(SETTINGS_GRID, gap="medium")
-    with columns[0]:
-        name = widgets.model_picker(state)
-    model = widgets.load_or_stop(name)
-    with columns[1]:
-        layer = widgets.layer_picker(state, model)
-    with columns[2]:
-        unit = widgets.unit_picker(state, layer)
-        tokens = widgets.tokens_picker(state, layer)
-    with columns[3]:
-        widgets.seed_picker(state)
-        widgets.steps_picker(state, limits)
-        widgets.size_picker(state, model, limits)
+    target = widgets.target_panel(state, objectives=False)
+    name, model, layer = target.name, target.model, target.layer
+    unit, tokens = target.unit, target.tokens
+    widgets.run_pickers(state, target, limits)
     state.publish()
-    widgets.random_init_warning(name)
     request = examples_request(state.values, model.preprocessing.size)
-    problems = state.problems + execution.request_problems(request, model, limits)
-    widgets.problems(problems)
+    problems, (cached,) = widgets.look_up(state, target, [request], limits)
     if problems:
         st.stop()
 
@@ -62,7 +48,7 @@ with reported():
     visual, examples = st.columns([1, 3], gap="large")
     with visual:
         st.subheader("Visualisation", anchor=False)
-        result = execution.cached(request)
+        result = cached
         if result is None and widgets.run_button("Visualise (robust)"):
             view = execution.LiveView([f"seed {state.values['seed']}"], side_by_side=False,
                                       key="examples.live")

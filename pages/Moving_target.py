@@ -5,41 +5,26 @@ from vitviz.presets import PRESETS
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
-from ui.page import SETTINGS_GRID, reported, setup
+from ui.page import reported, setup
 from ui.settings import MOVING_TARGET_PRESETS, moving_target_requests
-from ui.state import PageState
 
-setup("moving_target", "A ViT unit sees its own token and, through attention, every other "
-      "token. When the image changes, both change: the target moves. Each step is measured "
-      "twice, with live attention and with every attention map frozen at its value for the "
-      "starting image. The gap between the two curves is the part of the gain that came from "
-      "attention moving the context, not from the patch content.")
+state = setup("moving_target", "A ViT unit sees its own token and, through attention, every other "
+                               "token. When the image changes, both change: the target moves. Each"
+                               " step is measured twice, with live attention and with every "
+                               "attention map frozen at its value for the starting image. The gap "
+                               "between the two curves is the part of the gain that came from "
+                               "attention moving the context, not from the patch content.")
 
-state = PageState("moving_target")
 with reported():
     limits = load_limits()
-    settings = st.container(border=True)
-    columns = settings.columns(SETTINGS_GRID, gap="medium")
-    with columns[0]:
-        name = widgets.model_picker(state, vit_only=True)
-    model = widgets.load_or_stop(name)
-    with columns[1]:
-        layer = widgets.layer_picker(state, model, tokens_only=True)
-    with columns[2]:
-        unit = widgets.unit_picker(state, layer)
-        widgets.tokens_picker(state, layer)
-    with columns[3]:
-        widgets.seed_picker(state)
-        widgets.steps_picker(state, limits)
-        widgets.size_picker(state, model, limits)
+    target = widgets.target_panel(state, objectives=False, vit_only=True,
+                                  tokens_only=True)
+    model, layer, unit = target.model, target.layer, target.unit
+    widgets.run_pickers(state, target, limits)
     state.publish()
 
     requests = moving_target_requests(state.values, model.preprocessing.size)
-    widgets.random_init_warning(name)
-    problems = state.problems + [problem for request in requests
-                                 for problem in execution.request_problems(request, model, limits)]
-    widgets.problems(problems)
-    results = [None if problems else execution.cached(r) for r in requests]
+    problems, results = widgets.look_up(state, target, requests, limits)
     run_now = None in results and widgets.run_button("Run naive and robust",
                                                      disabled=bool(problems))
 

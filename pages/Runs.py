@@ -6,7 +6,6 @@ from ui.limits import deletion_allowed
 from ui.page import PAGES, reported, setup, show_cache_notices
 from ui.resources import result_cache
 from ui.settings import page_for, to_query
-from ui.state import PageState
 
 def run_label(summary: dict) -> str:
     seeds = summary["seeds"]
@@ -23,11 +22,11 @@ def delete_run(cache, key: str) -> None:
         st.toast(f"Run {key[:12]}… was already gone (deleted by another session).")
 
 
-setup("runs", "Every finished run in the result cache, newest first. The cache is shared by all "
-      "sessions: a run made anywhere can be reopened, exported or (where the server allows) "
-      "deleted here. The link of this page names the selected run.")
+state = setup("runs", "Every finished run in the result cache, newest first. The cache is shared "
+                      "by all sessions: a run made anywhere can be reopened, exported or (where "
+                      "the server allows) deleted here. The link of this page names the selected "
+                      "run.")
 
-state = PageState("runs")
 with reported():
     cache = result_cache()
     summaries = cache.summaries()
