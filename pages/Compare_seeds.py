@@ -46,7 +46,7 @@ with reported():
             if results[i] is None:
                 view = execution.LiveView([f"{presets[i]} · {label}" for label in labels],
                                           side_by_side=False, key=f"compare.live{i}")
-                results[i], _ = execution.compute(request, view)
+                results[i], _ = execution.compute_live(request, view)
 
     if None not in results:
         st.subheader("Images", anchor=False)

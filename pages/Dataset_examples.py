@@ -52,7 +52,7 @@ with reported():
         if result is None and widgets.run_button("Visualise (robust)"):
             view = execution.LiveView([f"seed {state.values['seed']}"], side_by_side=False,
                                       key="examples.live")
-            result, _ = execution.compute(request, view)
+            result, _ = execution.compute_live(request, view)
         if result is not None:
             st.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
                      width="stretch")

@@ -37,7 +37,7 @@ with reported():
             if result is None and run_now:
                 view = execution.LiveView([f"seed {state.values['seed']}"], side_by_side=False,
                                           key=f"moving.live.{preset}")
-                result, _ = execution.compute(request, view)
+                result, _ = execution.compute_live(request, view)
             if result is None:
                 continue
             parts = display.decomposition(result)

@@ -36,7 +36,7 @@ with reported():
     from_cache = result is not None
     if result is None and widgets.run_button("Run", disabled=bool(problems)):
         view = execution.LiveView([f"seed {state.values['seed']}"], key="optimise.live")
-        result, from_cache = execution.compute(request, view)
+        result, from_cache = execution.compute_live(request, view)
     if result is not None:
         display.run_view(result, from_cache, key="optimise.result",
                          stem=f"vitviz_{model.name}_unit{unit}")

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 import vitviz.runs
 from vitviz.cache import ResultCache
-from vitviz.runs import run
+from vitviz.runs import cached_result
 
 from conftest import VIT_HIDDEN
 from ui import execution
@@ -47,9 +47,9 @@ def dashboard_env(tmp_path, monkeypatch):
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Runs computed (each RunRequest given to vitviz.runs.execute) and module forward passes."""
+    """Runs computed (each RunRequest given to vitviz.runs.compute_result) and module forward passes."""
     seen = {"requests": [], "forwards": 0}
-    real = vitviz.runs.execute
+    real = vitviz.runs.compute_result
 
     def counting(request, model, progress=None):
         seen["requests"].append(request)
@@ -58,7 +58,7 @@ def calls(monkeypatch):
     def forward(_module, _inputs):
         seen["forwards"] += 1
 
-    monkeypatch.setattr(vitviz.runs, "execute", counting)
+    monkeypatch.setattr(vitviz.runs, "compute_result", counting)
     handle = torch.nn.modules.module.register_module_forward_pre_hook(forward)
     yield seen
     handle.remove()
@@ -215,10 +215,10 @@ def test_runs_page_lists_reopens_exports_and_deletes(tiny_vit, calls):
     settings = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=2, tokens="patch",
                     preset="naive", lr=0.05, ensemble=1, tv=0.0, seed=0, steps=4, size=32)
     older = optimise_request(settings, 32)
-    run(older, cache, loader=lambda _: tiny_vit)
+    cached_result(older, cache, loader=lambda _: tiny_vit)
     time.sleep(1.1)  # summaries sort by creation time, to the second
     newer = optimise_request({**settings, "unit": 4}, 32)
-    run(newer, cache, loader=lambda _: tiny_vit)
+    cached_result(newer, cache, loader=lambda _: tiny_vit)
     calls["forwards"] = 0
 
     at = open_page(RUNS)
@@ -372,7 +372,7 @@ def test_a_shared_link_keeps_every_digit_of_the_learning_rate(calls):
 def test_deletion_can_be_turned_off_for_a_hosted_demo(tiny_vit, monkeypatch):
     settings = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=2, tokens="patch",
                     preset="naive", lr=0.05, ensemble=1, tv=0.0, seed=0, steps=4, size=32)
-    run(optimise_request(settings, 32), ResultCache(), loader=lambda _: tiny_vit)
+    cached_result(optimise_request(settings, 32), ResultCache(), loader=lambda _: tiny_vit)
     assert [b for b in open_page(RUNS).button if b.label == "Delete this run"]
     monkeypatch.setenv("VITVIZ_ALLOW_DELETE", "0")
     at = open_page(RUNS)
@@ -386,7 +386,7 @@ def test_delete_removes_the_run_the_visitor_saw_even_if_another_session_removed_
     keys = []
     for unit in (2, 3):
         request = optimise_request({**settings, "unit": unit}, 32)
-        run(request, cache, loader=lambda _: tiny_vit)
+        cached_result(request, cache, loader=lambda _: tiny_vit)
         keys.append(request.key())
         time.sleep(1.1)
     at = open_page(RUNS, run=keys[1])
@@ -400,7 +400,7 @@ def test_a_damaged_entry_is_reported_once_and_the_runs_page_carries_on(tiny_vit)
     settings = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=2, tokens="patch",
                     preset="naive", lr=0.05, ensemble=1, tv=0.0, seed=0, steps=4, size=32)
     request = optimise_request(settings, 32)
-    run(request, cache, loader=lambda _: tiny_vit)
+    cached_result(request, cache, loader=lambda _: tiny_vit)
     with sqlite3.connect(cache.path / "cache.db") as db:
         db.execute("UPDATE Cache SET value = ? WHERE key LIKE 'result/%'", (b"PK\x03\x04",))
     at = open_page(RUNS, run=request.key())

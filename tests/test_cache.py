@@ -16,7 +16,7 @@ import pytest
 from vitviz import objectives as O
 from vitviz.cache import ResultCache
 from vitviz.results import Result
-from vitviz.runs import RunRequest, run
+from vitviz.runs import RunRequest, cached_result
 
 from conftest import VIT_HIDDEN
 
@@ -170,11 +170,11 @@ def test_a_damaged_entry_is_recomputed_by_the_next_run(tmp_path, tiny_vit):
     request = RunRequest(model="tiny_vit", objective=O.neuron(VIT_HIDDEN, 3).spec(), seeds=(0,),
                          preset="naive", overrides={"steps": 3})
     cache = ResultCache(tmp_path)
-    run(request, cache, loader=lambda name: tiny_vit)
+    cached_result(request, cache, loader=lambda name: tiny_vit)
     with sqlite3.connect(tmp_path / "cache.db") as db:  # small archives live inside the database
         db.execute("UPDATE Cache SET value = ? WHERE key LIKE 'result/%'", (b"PK\x03\x04 cut",))
     for path in value_files(tmp_path):
         path.write_bytes(b"PK\x03\x04 cut")
-    again, hit = run(request, ResultCache(tmp_path), loader=lambda name: tiny_vit)
+    again, hit = cached_result(request, ResultCache(tmp_path), loader=lambda name: tiny_vit)
     assert not hit and again.images[0].shape[-1] == 3
     assert ResultCache(tmp_path).get(request.key()) is not None

@@ -8,7 +8,7 @@ from vitviz.data import load_photos
 from vitviz.examples import measure_layer
 from vitviz.hooks import run_and_capture
 from vitviz.models import LoadedModel, Preprocessing
-from vitviz.runs import RunRequest, execute
+from vitviz.runs import RunRequest, compute_result
 
 from conftest import VIT_HIDDEN
 
@@ -91,7 +91,7 @@ def test_dataset_examples_rank_photos_crops_and_patches(tiny_vit):
 def test_result_metrics_relate_activation_to_photos(tiny_vit):
     request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, (3, 3, 8, 8)).spec(), (0, 1, 0, 1),
                          "naive", {"steps": 6})
-    result = execute(request, tiny_vit)
+    result = compute_result(request, tiny_vit)
     figures = metrics.result_metrics(tiny_vit, result)
     assert figures["relative_robust_activation"][2] == (
         figures["robust_activation"][2] / figures["unit_max_over_photos"][2])

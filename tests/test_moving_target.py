@@ -3,7 +3,7 @@ import torch
 from vitviz import objectives as O
 from vitviz.hooks import run_and_capture
 from vitviz.moving_target import attention_modules, explicit_attention, explicit_attention_mode
-from vitviz.runs import RunRequest, execute
+from vitviz.runs import RunRequest, compute_result
 
 from conftest import VIT_HIDDEN
 
@@ -40,7 +40,7 @@ def test_frozen_maps_change_the_output_and_modules_are_restored(tiny_vit):
 def test_moving_target_run_records_context_statistics(tiny_vit):
     request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 3).spec(), (0, 1), "naive",
                          {"steps": 8}, moving_target=True)
-    result = execute(request, tiny_vit)
+    result = compute_result(request, tiny_vit)
     context = result.context
     assert len(context["attention_change"]) == 9 and len(context["attention_change"][0]) == 2
     assert context["attention_change"][0] == [0.0, 0.0]

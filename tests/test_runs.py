@@ -9,7 +9,7 @@ from vitviz import __version__, objectives as O
 from vitviz.api import visualise
 from vitviz.cache import ResultCache
 from vitviz.optimise import ALGORITHM_VERSION, NonFiniteLoss
-from vitviz.runs import RunRequest, run
+from vitviz.runs import RunRequest, cached_result
 
 from conftest import VIT_HIDDEN
 
@@ -36,13 +36,13 @@ def test_config_is_complete_and_key_tracks_every_knob():
 def test_cached_run_is_returned_without_touching_the_model(tmp_path, tiny_vit):
     cache = ResultCache(tmp_path)
     loads = []
-    first, hit = run(request(), cache, loader=lambda name: loads.append(name) or tiny_vit)
+    first, hit = cached_result(request(), cache, loader=lambda name: loads.append(name) or tiny_vit)
     assert not hit and loads == ["tiny_vit"]
 
     def no_model(name):
         raise AssertionError("the model was loaded for a cached run")
 
-    second, hit = run(request(), cache, loader=no_model)
+    second, hit = cached_result(request(), cache, loader=no_model)
     assert hit
     assert all(np.array_equal(a, b) for a, b in zip(first.images, second.images))
     assert second.activation == first.activation
@@ -56,19 +56,19 @@ def test_failed_run_leaves_no_cache_entry(tmp_path, tiny_vit):
     broken.module.heads.head.weight.fill_(float("nan"))
     logit_request = request(objective=O.logit("heads.head", 1).spec())
     with pytest.raises(NonFiniteLoss):
-        run(logit_request, cache, loader=lambda name: broken)
+        cached_result(logit_request, cache, loader=lambda name: broken)
     assert logit_request.key() not in cache and cache.summaries() == {}
 
 
 def test_delete_removes_result_and_summary(tmp_path, tiny_vit):
     cache = ResultCache(tmp_path)
-    run(request(), cache, loader=lambda name: tiny_vit)
+    cached_result(request(), cache, loader=lambda name: tiny_vit)
     cache.delete(request().key())
     assert cache.summaries() == {} and cache.get(request().key()) is None
 
 
 def test_export_writes_png_per_seed_and_json_with_config_and_curves(tmp_path, tiny_vit):
-    result, _ = run(request(), None, loader=lambda name: tiny_vit)
+    result, _ = cached_result(request(), None, loader=lambda name: tiny_vit)
     paths = result.save(tmp_path)
     assert sorted(p.name for p in paths) == ["result.json", "seed0.png", "seed1.png"]
     saved = json.loads((tmp_path / "result.json").read_text())
@@ -94,11 +94,11 @@ def test_a_measured_run_loads_the_model_once_and_writes_the_cache_once(tmp_path,
     monkeypatch.setattr(ResultCache, "put",
                         lambda self, key, result: writes.append(key) or real_put(self, key, result))
     cache = ResultCache(tmp_path)
-    result, hit = run(request(seeds=(0, 1)), cache,
+    result, hit = cached_result(request(seeds=(0, 1)), cache,
                       loader=lambda name: loads.append(name) or tiny_vit, measure=True)
     assert not hit and len(loads) == 1 and len(writes) == 1
     assert "relative_robust_activation" in result.metrics
-    again, hit = run(request(seeds=(0, 1)), cache, loader=lambda name: loads.append(name),
+    again, hit = cached_result(request(seeds=(0, 1)), cache, loader=lambda name: loads.append(name),
                      measure=True)
     assert hit and len(loads) == 1 and len(writes) == 1  # measured and stored: nothing to do
     assert again.metrics["relative_robust_activation"] == result.metrics["relative_robust_activation"]

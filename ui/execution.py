@@ -15,7 +15,7 @@ from vitviz.models import LoadedModel
 from vitviz.objectives import from_spec
 from vitviz.optimise import StepRecord
 from vitviz.results import Result, to_uint8
-from vitviz.runs import RunRequest, run
+from vitviz.runs import RunRequest, cached_result
 
 from ui.display import SEED_COLOURS, curves_figure, enlarge
 from ui.limits import Limits, load_limits
@@ -113,8 +113,9 @@ def cached(request: RunRequest) -> Result | None:
     return result_cache().get(request.key())
 
 
-def compute(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
-    """The request's result and whether it came from the cache; a hit never touches the model."""
+def compute_live(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
+    """`cached_result` with a slot in the device queue and the live view drawn at every step:
+    the request's result and whether it came from the cache. A hit never touches the model."""
     hit = cached(request)
     if hit is not None:
         return hit, True
@@ -127,8 +128,9 @@ def compute(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
 
     def work(model: LoadedModel) -> tuple[Result, bool]:
         view.begin()
-        # run() checks the cache again under its lock: another session may have just made it.
-        return run(request, result_cache(), loader=lambda _: model, progress=progress)
+        # cached_result() checks the cache again under its lock: another session may have
+        # just made it.
+        return cached_result(request, result_cache(), loader=lambda _: model, progress=progress)
 
     try:
         return use_model(request.model, work, view.waiting)

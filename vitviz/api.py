@@ -9,7 +9,7 @@ from vitviz.layers import default_layer
 from vitviz.models import LoadedModel, load_model
 from vitviz.presets import DEFAULT_PRESET
 from vitviz.results import Result
-from vitviz.runs import Progress, RunRequest, execute, run
+from vitviz.runs import Progress, RunRequest, cached_result, compute_result
 
 
 def visualise(
@@ -43,6 +43,6 @@ def visualise(
         objective = objectives.neuron(layer, unit, tokens)
     request = RunRequest(name, objective.spec(), tuple(seeds), preset, overrides)
     if loaded is not None and cache is None:
-        return execute(request, loaded, progress)
-    result, _ = run(request, cache, loader=lambda _: loaded or load_model(name), progress=progress)
+        return compute_result(request, loaded, progress)
+    result, _ = cached_result(request, cache, loader=lambda _: loaded or load_model(name), progress=progress)
     return result

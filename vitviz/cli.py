@@ -14,7 +14,7 @@ from vitviz.layers import ROLE_LABELS, default_layer, layer_table
 from vitviz.models import MODELS, default_model, load_model, load_user_models, model_from_factory
 from vitviz.paths import writable_folder
 from vitviz.presets import DEFAULT_PRESET, PRESETS
-from vitviz.runs import RunRequest, run
+from vitviz.runs import RunRequest, cached_result
 
 
 
@@ -67,7 +67,7 @@ def cmd_run(args) -> int:
             bar.set_postfix(act=f"{max(record.activation):.3g}", refresh=False)
             bar.update(record.step - bar.n)
 
-        result, cached = run(request, cache, lambda n: model or load_model(n, args.device),
+        result, cached = cached_result(request, cache, lambda n: model or load_model(n, args.device),
                              progress, measure=not args.no_metrics)
     if cached:
         print("served from the result cache (nothing recomputed)", file=sys.stderr)

@@ -117,7 +117,7 @@ def measure_layer(
     progress: BatchProgress | None = None,
 ) -> LayerActivations:
     """Activations of every unit of `layer` on every photo and crop, in batches."""
-    info = find_layer(model, layer)
+    find_layer(model, layer)  # an unknown layer: the error that lists close matches, first
     images, views = photo_views(photos, model.preprocessing.size)
     values, patches = [], []
     for start in range(0, len(images), batch_size):
@@ -126,7 +126,8 @@ def measure_layer(
         values.append(unit_values(act, tokens, model.prefix_tokens).cpu())
         if act.dim() == 3:
             kinds = [views[i][2] for i in range(start, start + len(batch))]
-            patches += [act[i, model.prefix_tokens:].cpu() for i, kind in enumerate(kinds) if kind == "photo"]
+            patches += [act[i, model.prefix_tokens:].cpu()
+                        for i, kind in enumerate(kinds) if kind == "photo"]
         if progress:
             progress(min(start + batch_size, len(images)), len(images))
     return LayerActivations(

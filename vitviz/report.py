@@ -40,7 +40,7 @@ from vitviz.optimise import resolve_preset
 from vitviz.paths import writable_folder
 from vitviz.presets import DEFAULT_PRESET, PRESETS
 from vitviz.results import encode_png
-from vitviz.runs import RunRequest, run
+from vitviz.runs import RunRequest, cached_result
 
 UNITS_PER_RUN = 4
 
@@ -89,7 +89,7 @@ def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequ
             request = RunRequest(model.registry_name,
                                  objectives.neuron(layer, batch_units).spec(),
                                  batch_seeds, preset, overrides)
-            result, _ = run(request, cache, lambda _: model,
+            result, _ = cached_result(request, cache, lambda _: model,
                             lambda record, n: bar.update(1) if record.loss is not None else None)
             images.extend(result.images)
             reached.extend(curve[-1] for curve in result.activation)

@@ -1,4 +1,10 @@
-"""Runs as data: a request with a canonical config, executed once and served from the cache after."""
+"""Runs as data: a request with a canonical config, computed once and served from the cache after.
+
+The layers of the stack, bottom up: `optimise.optimise` (the loop, a generator of step records),
+`compute_result` (one request on a loaded model into a Result), `cached_result` (the cache in
+front of it), and the front ends: `api.visualise` (notebooks), the CLI, and the dashboard's
+`ui.execution.compute_live` (queue slot and live view).
+"""
 from __future__ import annotations
 
 import time
@@ -80,8 +86,9 @@ class RunRequest:
         return config_key(self.config())
 
 
-def execute(request: RunRequest, model: LoadedModel, progress: Progress | None = None) -> Result:
-    """Run the optimisation and gather its records into a Result (no cache involved)."""
+def compute_result(request: RunRequest, model: LoadedModel,
+                   progress: Progress | None = None) -> Result:
+    """Run the optimisation loop (`optimise`) and gather its records into a Result; no cache."""
     config = request.config()
     preset = request.resolved_preset()
     objective = from_spec(config["objective"])
@@ -123,14 +130,15 @@ def execute(request: RunRequest, model: LoadedModel, progress: Progress | None =
     )
 
 
-def run(
+def cached_result(
     request: RunRequest,
     cache: ResultCache | None = None,
     loader: Callable[[str], LoadedModel] = load_model,
     progress: Progress | None = None,
     measure: bool = False,
 ) -> tuple[Result, bool]:
-    """The result of `request` and whether it came from the cache.
+    """The result of `request` and whether it came from the cache: the cache in front of
+    `compute_result`.
 
     A cache hit never calls `loader`: the model is not even loaded. Only finished runs are
     stored; an exception leaves the cache as it was. With `measure`, the quality figures
@@ -153,7 +161,7 @@ def run(
         return result
 
     if cache is None:
-        return finish(execute(request, model(), progress)), False
+        return finish(compute_result(request, model(), progress)), False
     key = request.key()
     cached = cache.get(key)
     if cached is not None and complete(cached):
@@ -163,6 +171,7 @@ def run(
         if cached is not None and complete(cached):
             return cached, True
         # Either computed now, or cached without the figures `measure` asks for.
-        result = finish(cached if cached is not None else execute(request, model(), progress))
+        result = finish(cached if cached is not None
+                        else compute_result(request, model(), progress))
         cache.put(key, result)
     return result, cached is not None
