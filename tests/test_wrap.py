@@ -2,6 +2,8 @@
 
 timm's VisionTransformer is a ViT from another library (its own attention class, its own layer
 names, optional register tokens), so nothing here can lean on torchvision's layout."""
+import json
+
 import pytest
 import timm
 import torch
@@ -152,3 +154,51 @@ def test_the_dashboard_offers_the_operators_models(tmp_path, monkeypatch):
     at = open_page("pages/Optimise.py", model="file_vit", layer=HIDDEN, unit=2, steps=3)
     assert errors(at) == ""
     assert at.selectbox(key="optimise.model").value == "file_vit"
+
+
+def test_an_exported_model_file_runs_from_the_cli_with_its_hidden_layers_readable(tmp_path):
+    """A .pt2 file needs no Python of the user's; its module tree, names and gradients survive."""
+    module = timm_vit(seed=3)
+    path = vitviz.save_exported(module, tmp_path / "exported_vit.pt2", size=32,
+                                mean=(0.5,) * 3, std=(0.5,) * 3, prefix_tokens=1 + REGISTERS)
+    loaded = vitviz.load_exported(path)
+    assert loaded.registry_name == "exported_vit" and loaded.prefix_tokens == 1 + REGISTERS
+    images = torch.rand(3, 3, 32, 32)
+    ours = activations(loaded, loaded.normalise(images), [HIDDEN])[HIDDEN]
+    theirs = activations(vitviz.wrap(module, "exported_vit_source", size=32, mean=(0.5,) * 3,
+                                     std=(0.5,) * 3, prefix_tokens=1 + REGISTERS),
+                         loaded.normalise(images), [HIDDEN])[HIDDEN]
+    assert ours.shape == (3, 1 + REGISTERS + 16, 128) and torch.allclose(ours, theirs, atol=1e-5)
+
+    done = cli("run", "--model", str(path), "--layer", HIDDEN, "--unit", "2", "--seeds", "0", "1",
+               "--preset", "naive", "--steps", "4", "--no-metrics", "--out", str(tmp_path / "o"),
+               "--cache", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "o" / "result.json").read_text())
+    curve = summary["activation"][0]
+    assert curve[-1] > curve[0], "the activation did not rise through the exported program"
+    listed = cli("models", env={"VITVIZ_MODELS": str(path)})
+    assert listed.returncode == 0 and "exported_vit" in listed.stdout
+
+
+def test_torchscript_and_foreign_files_are_refused_with_the_way_out(tmp_path):
+    scripted = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), scripted)
+    refused = cli("layers", "--model", str(scripted))
+    assert refused.returncode == 2 and "vitviz.save_exported" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    foreign = tmp_path / "foreign.pt2"
+    foreign.write_bytes(b"not an archive")
+    refused = cli("layers", "--model", str(foreign))
+    assert refused.returncode == 2 and "not a torch.export archive" in refused.stderr
+    undeclared = tmp_path / "undeclared.pt2"
+    program = torch.export.export(nn.Linear(2, 2), (torch.randn(2, 2),))
+    torch.export.save(program, undeclared)
+    with pytest.raises(ModelError, match="does not say how to feed"):
+        vitviz.load_exported(undeclared)
+    fixed = tmp_path / "fixed.pt2"
+    program = torch.export.export(timm_vit(), (torch.randn(2, 3, 32, 32),))
+    torch.export.save(program, fixed, extra_files={"vitviz.json": json.dumps(
+        {"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "prefix_tokens": 5})})
+    with pytest.raises(ModelError, match="batches of exactly 2"):
+        vitviz.load_exported(fixed)

@@ -10,6 +10,7 @@ from tqdm import tqdm
 from vitviz import __version__, objectives
 from vitviz.cache import ResultCache
 from vitviz.errors import UserError
+from vitviz.exported import is_model_file, load_exported
 from vitviz.layers import ROLE_LABELS, default_layer, layer_table
 from vitviz.models import MODELS, default_model, load_model, load_user_models, model_from_factory
 from vitviz.paths import writable_folder
@@ -21,13 +22,16 @@ from vitviz.runs import RunRequest, cached_result
 def _model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (default: vit_b_16 if its weights are cached, "
                         "else dinov2_vits14; `python -m vitviz models` lists them), or "
-                        "path/to/file.py:factory where factory() returns vitviz.wrap(...)")
+                        "path/to/file.py:factory where factory() returns vitviz.wrap(...), or a "
+                        "model.pt2 written by vitviz.save_exported(...)")
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA when available)")
 
 
 def _resolve_model_name(args) -> str:
     if args.model and ".py:" in args.model:
         return model_from_factory(args.model).registry_name
+    if args.model and is_model_file(args.model):
+        return load_exported(args.model).registry_name
     if args.model:
         return args.model
     name, reason = default_model()

@@ -508,15 +508,21 @@ def load_model_file(path: str | Path):
 
 
 def load_user_models(environ=None) -> list[str]:
-    """Run the files named by $VITVIZ_MODELS (separated by os.pathsep); the names they added.
+    """Load the files named by $VITVIZ_MODELS (separated by os.pathsep); the names they added.
 
-    Each file calls `vitviz.wrap(...)` for its models, which makes them known by name to the
-    CLI, the report and the dashboard alike. The operator sets the variable; no link can.
+    A Python file calls `vitviz.wrap(...)` for its models; a `.pt2` file (`save_exported`) is
+    one model, named by its stem. Either way they become known by name to the CLI, the report
+    and the dashboard alike. The operator sets the variable; no link can.
     """
+    from vitviz.exported import is_model_file, load_exported  # built on this module
+
     value = (os.environ if environ is None else environ).get(USER_MODELS_ENV, "")
     before = set(MODELS)
     for entry in filter(None, value.split(os.pathsep)):
-        load_model_file(entry)
+        if is_model_file(entry):
+            load_exported(entry)
+        else:
+            load_model_file(entry)
     return sorted(set(MODELS) - before)
 
 
