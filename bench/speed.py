@@ -1,27 +1,46 @@
-"""Speed benchmark (not a test): optimisation steps per second against batch size, and the same
-visualisation with torch-lucent's render_vis on the same model, steps and image size.
+"""Speed benchmark (not a test): how fast a step is, against the machine's limit and the anchors.
 
     python bench/speed.py                      # dinov2_vits14 (offline), CPU or CUDA
     python bench/speed.py --model vit_b_16 --batches 1 8 32 64 --autocast   # GPU figures
 
-torch-lucent is optional (requirements-bench.txt); without it that part is skipped.
+1. **Peak**: a dense matmul's GFLOP/s on this machine, in this process, fp32 and bf16: the limit
+   that "fraction of peak" refers to.
+2. **Batches**: seconds per step of vitviz's presets against the batch size, with the FLOPs of a
+   step (counted by torch.utils.flop_counter over one real step), achieved GFLOP/s and the
+   fraction of peak.
+3. **Contenders**, on the same model, layer, unit and image size: vitviz's default, its `lucent`
+   preset, torch-lucent's `render_vis` and Horama's `maco` (PyPI `horama`), each when installed.
+   Every contender gets the same warm-up steps before the same number of timed steps, and the
+   contenders take turns over several rounds, so drift in the machine's speed hits them all;
+   the median and the spread over rounds are printed, then ratios as "A takes N x the time of B".
+   Lucent and Horama have no step API: a contender's step time is (time of warm-up + timed
+   steps - time of warm-up steps alone) / timed steps, which also cancels their set-up.
+
+Run it alone: on 2 cores a second torch process slows every step several times over.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import statistics
+import tempfile
 import time
+from typing import Callable
 
+import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from vitviz import objectives
 from vitviz.layers import default_layer
-from vitviz.models import default_model, load_model
+from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import optimise
-from vitviz.presets import get_preset
+from vitviz.presets import DEFAULT_PRESET
 
-# Dense bf16 peak of the GPUs this was measured on, for the fraction-of-peak column.
-BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+# Seconds for `steps` steps after `warmup` untimed ones.
+Timer = Callable[[int, int], float]
 
 
 def synchronise(device: torch.device) -> None:
@@ -29,23 +48,67 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_vitviz(model, layer, unit, preset, batch, steps, autocast=False) -> float:
-    """Seconds per optimisation step for `batch` images (after two warm-up steps)."""
+def matmul_peak(device: torch.device, dtype: torch.dtype, side: int = 2048,
+                repeats: int = 10) -> float:
+    """GFLOP/s of a dense side x side matmul, the best of `repeats` (after one warm-up)."""
+    a = torch.randn(side, side, device=device, dtype=dtype)
+    b = torch.randn(side, side, device=device, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        synchronise(device)
+        start = time.perf_counter()
+        a @ b
+        synchronise(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * side ** 3 / best / 1e9
+
+
+def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: str, batch: int = 1,
+                 autocast: bool = False) -> Timer:
     objective = objectives.neuron(layer, unit)
-    seeds = list(range(batch))
-    records = optimise(model, objective, seeds, preset, steps=steps + 2, record_every=0,
-                       autocast=autocast)
-    next(records), next(records)
-    synchronise(model.device)
-    start = time.perf_counter()
-    for _ in range(steps):
+
+    def timed(warmup: int, steps: int) -> float:
+        records = optimise(model, objective, list(range(batch)), preset, steps=warmup + steps,
+                           record_every=0, autocast=autocast)
+        for _ in range(warmup):
+            next(records)
+        synchronise(model.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(records)
+        synchronise(model.device)
+        return time.perf_counter() - start
+
+    return timed
+
+
+def vitviz_step_flops(model: LoadedModel, layer: str, unit: int, preset: str,
+                      batch: int = 1) -> float:
+    """FLOPs of one real step: augmented forward and backward plus the clean forward."""
+    records = optimise(model, objectives.neuron(layer, unit), list(range(batch)), preset,
+                       steps=2, record_every=0)
+    next(records)
+    with FlopCounterMode(display=False) as counter:
         next(records)
-    synchronise(model.device)
-    return (time.perf_counter() - start) / steps
+    return float(counter.get_total_flops())
 
 
-def time_lucent(model, layer, unit, steps) -> float | None:
-    """Seconds per step of lucent's render_vis with its default Fourier image and transforms."""
+def difference_timer(render: Callable[[int], None], device: torch.device) -> Timer:
+    """A timer for a tool that only runs whole optimisations of n steps (set-up included)."""
+    def run(n: int) -> float:
+        synchronise(device)
+        start = time.perf_counter()
+        render(n)
+        synchronise(device)
+        return time.perf_counter() - start
+
+    return lambda warmup, steps: run(warmup + steps) - run(warmup)
+
+
+def lucent_render(model: LoadedModel, layer: str, unit: int) -> Callable[[int], None] | None:
+    """torch-lucent's render_vis with its defaults (Fourier image, standard transforms, Adam
+    0.05) on the same neuron (patch tokens averaged), or None when lucent is not installed."""
     try:
         from lucent.optvis import objectives as lucent_objectives, param, render, transform
     except ModuleNotFoundError as error:
@@ -55,32 +118,71 @@ def time_lucent(model, layer, unit, steps) -> float | None:
         return None
     size = model.preprocessing.size
     # Lucent names modules with '_' joins and indexes axis 1 (tokens on a ViT): give it the
-    # same neuron objective vitviz uses, written against its hook API.
-    lucent_layer = layer.replace(".", "_")
+    # neuron objective vitviz uses, written against its hook API.
     objective = lucent_objectives.Objective(
-        lambda hooks: -hooks(lucent_layer)[:, 1:, unit].mean()
-    )
-    start = time.perf_counter()
-    render.render_vis(
-        model.module, objective, lambda: param.image(size), thresholds=(steps,),
-        transforms=transform.standard_transforms, fixed_image_size=size, show_image=False,
-        progress=False, verbose=False,
-    )
-    synchronise(model.device)
-    return (time.perf_counter() - start) / steps
+        lambda hooks: -hooks(layer.replace(".", "_"))[:, model.prefix_tokens:, unit].mean())
+
+    def render_steps(n: int) -> None:
+        render.render_vis(model.module, objective, lambda: param.image(size), thresholds=(n,),
+                          transforms=transform.standard_transforms, fixed_image_size=size,
+                          show_image=False, progress=False, verbose=False)
+
+    return render_steps
 
 
-def model_flops_per_image(model, layer) -> float:
-    """Forward FLOPs of one image up to the target layer, counted by torch's FLOP counter."""
-    from torch.utils.flop_counter import FlopCounterMode
+@contextlib.contextmanager
+def _horama_spectrum():
+    """Horama downloads a magnitude spectrum into the working directory on first use; there is
+    no network here, so give it a stand-in of the same shape (the values do not change the
+    work a step does) in a directory of its own."""
+    before = os.getcwd()
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        spectrum = np.abs(np.random.default_rng(0).normal(size=(3, 512, 257))).astype("float32")
+        np.save("spectrum_decorrelated.npy", spectrum)
+        try:
+            yield
+        finally:
+            os.chdir(before)
 
+
+def horama_render(model: LoadedModel, layer: str, unit: int) -> Callable[[int], None] | None:
+    """Horama's `maco` with its defaults (1280-px canvas, 6 crops, NAdam 1.0) on the same neuron,
+    or None when horama is not installed."""
+    try:
+        import horama
+    except ModuleNotFoundError as error:
+        if error.name != "horama":
+            raise SystemExit(f"horama is installed but cannot be imported ({error}); run "
+                             "`make bench`, which installs what it imports") from error
+        return None
     from vitviz.layers import activations
 
-    size = model.preprocessing.size
-    x = torch.zeros(1, 3, size, size, device=model.device)
-    with FlopCounterMode(display=False) as counter:
-        activations(model, x, [layer])
-    return float(counter.get_total_flops())
+    def objective(images: torch.Tensor) -> torch.Tensor:
+        acts = activations(model, model.normalise(images), [layer])[layer]
+        return acts[:, model.prefix_tokens:, unit].mean()
+
+    def render_steps(n: int) -> None:
+        with _horama_spectrum(), open(os.devnull, "w") as quiet, \
+                contextlib.redirect_stderr(quiet):  # its tqdm bar
+            horama.maco(objective, total_steps=n, model_input_size=model.preprocessing.size,
+                        values_range=(0.0, 1.0), device=str(model.device))
+
+    return render_steps
+
+
+def interleaved(timers: dict[str, Timer], warmup: int, steps: int, rounds: int
+                ) -> dict[str, list[float]]:
+    """Seconds per step of every contender in every round; the contenders take turns."""
+    seconds: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            seconds[name].append(timer(warmup, steps) / steps)
+    return seconds
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} s ({min(values):.3f}-{max(values):.3f})"
 
 
 def main() -> None:
@@ -88,50 +190,76 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--layer", default=None)
     parser.add_argument("--unit", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--presets", nargs="+", default=["naive", "robust"])
-    parser.add_argument("--autocast", action="store_true", help="also time bf16 autocast (CUDA)")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed steps, every contender")
+    parser.add_argument("--steps", type=int, default=32, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, nargs="*", default=[1, 4])
+    parser.add_argument("--presets", nargs="+", default=["naive", DEFAULT_PRESET])
+    parser.add_argument("--autocast", action="store_true", help="also time bf16 autocast")
+    parser.add_argument("--no-contenders", action="store_true")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
 
     model = load_model(args.model or default_model()[0])
     layer = args.layer or default_layer(model)
     device = model.device
-    print(f"# {model.label} on {device} ({torch.get_num_threads()} CPU threads), layer {layer}, "
-          f"unit {args.unit}, {args.steps} timed steps")
-    flops = model_flops_per_image(model, layer)
-    figures = {"model": model.label, "device": str(device), "layer": layer, "rows": []}
-    gpu_name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
-    peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in gpu_name), None)
-    modes = [False, True] if args.autocast and device.type == "cuda" else [False]
-    print(f"{'preset':8} {'batch':>5} {'dtype':>5} {'s/step':>8} {'steps/s':>8} {'img-steps/s':>11} {'TFLOP/s':>8}")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"# {model.label} on {where}, layer {layer}, unit {args.unit}; {args.warmup} warm-up "
+          f"and {args.steps} timed steps per round, {args.rounds} rounds")
+    peaks = {"fp32": matmul_peak(device, torch.float32),
+             "bf16": matmul_peak(device, torch.bfloat16)}
+    print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    figures: dict = {"model": model.label, "device": where, "layer": layer, "unit": args.unit,
+                     "peak_gflops": peaks, "batches": [], "contenders": {}}
+
+    modes = [False, True] if args.autocast else [False]
+    if args.batches:
+        print(f"{'preset':8} {'batch':>5} {'dtype':>5} {'s/step (spread)':>24} {'GFLOP/step':>10} "
+              f"{'GFLOP/s':>8} {'of peak':>7}")
     for preset in args.presets:
-        for autocast in modes:
-            for batch in args.batches:
-                seconds = time_vitviz(model, layer, args.unit, preset, batch, args.steps, autocast)
-                rows = batch * get_preset(preset).ensemble
-                # forward + backward is about 3x the forward FLOPs; the clean images only go forward.
-                tflops = flops * (3 * batch * get_preset(preset).ensemble + batch) / seconds / 1e12
-                row = {"preset": preset, "batch": batch, "bf16": autocast, "s_per_step": seconds,
-                       "rows": rows, "tflops": tflops,
-                       "fraction_of_bf16_peak": tflops / peak if peak else None}
-                figures["rows"].append(row)
-                print(f"{preset:8} {batch:5d} {'bf16' if autocast else 'fp32':>5} {seconds:8.3f} "
-                      f"{1 / seconds:8.2f} {batch / seconds:11.2f} {tflops:8.3f}"
-                      + (f"  ({tflops / peak:.1%} of bf16 peak)" if peak else ""))
-    lucent_seconds = time_lucent(model, layer, args.unit, args.steps)
-    ours = time_vitviz(model, layer, args.unit, "lucent", 1, args.steps)
-    figures["lucent_s_per_step"] = lucent_seconds
-    figures["vitviz_lucent_preset_s_per_step"] = ours
-    if lucent_seconds is None:
-        print("torch-lucent is not installed (pip install -r requirements-bench.txt): no comparison")
-    else:
-        print(f"same visualisation (Fourier 1/f image, Lucent's transforms, Adam 0.05, batch 1, "
-              f"{args.steps} steps): torch-lucent render_vis {lucent_seconds:.3f} s/step, vitviz "
-              f"{ours:.3f} s/step: vitviz takes {ours / lucent_seconds:.2f}x the time of Lucent")
-    if args.json:
-        with open(args.json, "w") as handle:
+        for batch in args.batches:
+            flops = vitviz_step_flops(model, layer, args.unit, preset, batch)
+            for autocast in modes:
+                dtype = "bf16" if autocast else "fp32"
+                timer = vitviz_timer(model, layer, args.unit, preset, batch, autocast)
+                seconds = interleaved({"x": timer}, args.warmup, args.steps, args.rounds)["x"]
+                achieved = flops / statistics.median(seconds) / 1e9
+                figures["batches"].append({
+                    "preset": preset, "batch": batch, "dtype": dtype, "s_per_step": seconds,
+                    "gflop_per_step": flops / 1e9, "gflops": achieved,
+                    "fraction_of_peak": achieved / peaks[dtype]})
+                print(f"{preset:8} {batch:5d} {dtype:>5} {spread(seconds):>24} "
+                      f"{flops / 1e9:10.1f} {achieved:8.1f} {achieved / peaks[dtype]:7.1%}")
+
+    if args.no_contenders:
+        return _write(args.json, figures)
+    timers: dict[str, Timer] = {
+        f"vitviz {DEFAULT_PRESET} (default)": vitviz_timer(model, layer, args.unit, DEFAULT_PRESET),
+        "vitviz lucent preset": vitviz_timer(model, layer, args.unit, "lucent"),
+    }
+    for name, render in (("torch-lucent render_vis", lucent_render(model, layer, args.unit)),
+                         ("horama maco", horama_render(model, layer, args.unit))):
+        if render is None:
+            print(f"{name}: not installed (make bench installs it); left out")
+        else:
+            timers[name] = difference_timer(render, device)
+    seconds = interleaved(timers, args.warmup, args.steps, args.rounds)
+    figures["contenders"] = seconds
+    print("\nseconds per step, batch 1, median (min-max) over rounds:")
+    for name, values in seconds.items():
+        print(f"  {name:28} {spread(values)}")
+    names = list(seconds)
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            print(f"  {a} takes {medians[a] / medians[b]:.2f} x the time of {b}")
+    _write(args.json, figures)
+
+
+def _write(path: str | None, figures: dict) -> None:
+    if path:
+        with open(path, "w") as handle:
             json.dump(figures, handle, indent=1)
 
 

@@ -92,6 +92,8 @@ def optimise(
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
+    `autocast` runs the network in bf16 (the image and the loss stay fp32); off by default, as
+    `bench/speed.py` has not measured it faster on a CPU.
     """
     preset = resolve_preset(preset, steps=steps)
     preset.check()
@@ -112,10 +114,9 @@ def optimise(
         optimiser, lambda step: _learning_rate_factor(preset, step, preset.steps)
     )
     target = objective.target
-    use_autocast = autocast and device.type == "cuda"
 
     def forward(images: torch.Tensor) -> dict:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             return activations(model, images, objective.layers)
 
     for step in range(preset.steps):
