@@ -27,3 +27,22 @@ def test_every_sweep_variant_is_a_valid_preset(variant):
     build_transforms(preset.transforms)
     changed = {k for k, v in preset.knobs().items() if v != get_preset(DEFAULT_PRESET).knobs()[k]}
     assert (variant == DEFAULT_PRESET) == (not changed), changed
+
+
+def test_the_speed_benchmark_measures_peak_flops_and_steps_on_the_tiny_model(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, str(BENCH / "speed.py"), "--model", "tiny_vit",
+                           "--layer", "encoder.layers.encoder_layer_1.mlp.1", "--unit", "3",
+                           "--warmup", "1", "--steps", "2", "--rounds", "2", "--batches", "1",
+                           "--presets", DEFAULT_PRESET, "--no-contenders", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["peak_gflops"]["fp32"] > 0 and figures["peak_gflops"]["bf16"] > 0
+    (row,) = figures["batches"]
+    assert len(row["s_per_step"]) == 2 and row["gflop_per_step"] > 0
+    assert 0 < row["fraction_of_peak"] < 1

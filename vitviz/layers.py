@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from vitviz.errors import UserError
+from vitviz.fast_attention import fast_self_attention
 from vitviz.hooks import output_tensor, run_and_capture
 from vitviz.models import LoadedModel
 
@@ -147,11 +148,13 @@ class Activations(dict):
 def activations(model: LoadedModel, inputs: torch.Tensor, layer_names) -> Activations:
     """One forward pass of the model's input tensor `inputs`, capturing `layer_names`.
 
-    The one way the library reads layers: it applies the early-stop rule and attaches what the
-    model declares about its tokens.
+    The one way the library reads layers: it applies the early-stop rule, takes the fast
+    self-attention path (`fast_attention`), and attaches what the model declares about its
+    tokens.
     """
     names = list(layer_names)
-    outputs = run_and_capture(model.module, inputs, names, stops_early(model, names))
+    with fast_self_attention(model.module):
+        outputs = run_and_capture(model.module, inputs, names, stops_early(model, names))
     return Activations(outputs, model.prefix_tokens)
 
 

@@ -1,0 +1,54 @@
+"""The batch-first attention path computes what nn.MultiheadAttention computes, and steps aside
+where it must (attention weights asked for, masks, a forward someone else replaced)."""
+import torch
+from torch import nn
+
+from conftest import VIT_HIDDEN
+from vitviz.fast_attention import fast_self_attention
+from vitviz.hooks import run_and_capture
+from vitviz.layers import activations
+from vitviz.moving_target import explicit_attention_mode
+
+
+def _attention(tiny_vit) -> nn.MultiheadAttention:
+    return tiny_vit.module.encoder.layers[0].self_attention
+
+
+def test_activations_and_input_gradients_match_the_modules_own_attention(tiny_vit):
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 32, 32)
+    results = []
+    for fast in (False, True):
+        x = images.clone().requires_grad_(True)
+        inputs = tiny_vit.normalise(x)
+        if fast:
+            acts = activations(tiny_vit, inputs, [VIT_HIDDEN])
+        else:  # the module's own forward: the same capture without the fast path
+            acts = run_and_capture(tiny_vit.module, inputs, [VIT_HIDDEN], True)
+        acts[VIT_HIDDEN][:, 1:, 5].mean().backward()
+        results.append((acts[VIT_HIDDEN].detach(), x.grad))
+    (ref_act, ref_grad), (act, grad) = results
+    assert torch.allclose(act, ref_act, atol=1e-5)
+    assert ref_grad.abs().sum() > 0 and torch.allclose(grad, ref_grad, atol=1e-6, rtol=1e-4)
+
+
+def test_calls_it_does_not_cover_run_the_modules_own_forward(tiny_vit):
+    mha = _attention(tiny_vit)
+    x = torch.randn(2, 17, mha.embed_dim)
+    with fast_self_attention(tiny_vit.module):
+        assert "forward" in mha.__dict__, "torchvision's attention did not take the fast path"
+        out, weights = mha(x, x, x, need_weights=True)
+        allowed = torch.zeros(17, 17, dtype=torch.bool)
+        masked, _ = mha(x, x, x, need_weights=False, attn_mask=allowed)
+    assert weights is not None and weights.shape == (2, 17, 17)
+    expected, _ = mha(x, x, x, need_weights=False)
+    assert torch.allclose(out, expected, atol=1e-5) and torch.allclose(masked, expected, atol=1e-5)
+    assert "forward" not in mha.__dict__, "the module's forward was not restored"
+
+
+def test_the_moving_target_probes_attention_is_left_in_place(tiny_vit):
+    images = tiny_vit.normalise(torch.rand(2, 3, 32, 32))
+    with explicit_attention_mode(tiny_vit.module) as maps:
+        activations(tiny_vit, images, [VIT_HIDDEN])
+    assert set(maps) == {"encoder.layers.encoder_layer_0.self_attention",
+                         "encoder.layers.encoder_layer_1.self_attention"}
