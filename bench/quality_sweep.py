@@ -36,6 +36,7 @@ VARIANTS: dict[str, dict] = {
     "lr 0.025": {"lr": 0.025},
     "lr 0.1": {"lr": 0.1},
     "cosine schedule": {"schedule": "cosine"},
+    "bf16": {"precision": "bf16"},
     "crops 1/2 to all": {"transforms": [["crop", {**_CROP, "min_area": 0.5}]]
                          + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
     "crops 1/16 to 1/4": {"transforms": [["crop", {**_CROP, "min_area": 0.0625, "max_area": 0.25}]]

@@ -1,13 +1,13 @@
 """Speed benchmark (not a test): how fast a step is, against the machine's limit and the anchors.
 
     python bench/speed.py                      # dinov2_vits14 (offline), CPU or CUDA
-    python bench/speed.py --model vit_b_16 --batches 1 8 32 64 --autocast   # GPU figures
+    python bench/speed.py --model vit_b_16 --batches 1 8 32 64   # GPU figures
 
 1. **Peak**: a dense matmul's GFLOP/s on this machine, in this process, fp32 and bf16: the limit
    that "fraction of peak" refers to.
 2. **Batches**: seconds per step of vitviz's presets against the batch size, with the FLOPs of a
    step (counted by torch.utils.flop_counter over one real step), achieved GFLOP/s and the
-   fraction of peak.
+   fraction of peak, in fp32 and under bf16 autocast (the preset knob `precision`).
 3. **Contenders**, on the same model, layer, unit and image size: vitviz's default, its `lucent`
    preset, torch-lucent's `render_vis` and Horama's `maco` (PyPI `horama`), each when installed.
    Every contender gets the same warm-up steps before the same number of timed steps, and the
@@ -37,7 +37,7 @@ from vitviz import objectives
 from vitviz.layers import default_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import optimise
-from vitviz.presets import DEFAULT_PRESET
+from vitviz.presets import DEFAULT_PRESET, PRECISIONS, get_preset
 
 # Seconds for `steps` steps after `warmup` untimed ones.
 Timer = Callable[[int, int], float]
@@ -65,12 +65,13 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, side: int = 2048,
 
 
 def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: str, batch: int = 1,
-                 autocast: bool = False) -> Timer:
+                 precision: str = "fp32") -> Timer:
     objective = objectives.neuron(layer, unit)
+    settings = get_preset(preset).with_overrides(precision=precision)
 
     def timed(warmup: int, steps: int) -> float:
-        records = optimise(model, objective, list(range(batch)), preset, steps=warmup + steps,
-                           record_every=0, autocast=autocast)
+        records = optimise(model, objective, list(range(batch)), settings, steps=warmup + steps,
+                           record_every=0)
         for _ in range(warmup):
             next(records)
         synchronise(model.device)
@@ -195,7 +196,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="*", default=[1, 4])
     parser.add_argument("--presets", nargs="+", default=["naive", DEFAULT_PRESET])
-    parser.add_argument("--autocast", action="store_true", help="also time bf16 autocast")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     parser.add_argument("--no-contenders", action="store_true")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
@@ -213,16 +214,14 @@ def main() -> None:
     figures: dict = {"model": model.label, "device": where, "layer": layer, "unit": args.unit,
                      "peak_gflops": peaks, "batches": [], "contenders": {}}
 
-    modes = [False, True] if args.autocast else [False]
     if args.batches:
         print(f"{'preset':8} {'batch':>5} {'dtype':>5} {'s/step (spread)':>24} {'GFLOP/step':>10} "
               f"{'GFLOP/s':>8} {'of peak':>7}")
     for preset in args.presets:
         for batch in args.batches:
             flops = vitviz_step_flops(model, layer, args.unit, preset, batch)
-            for autocast in modes:
-                dtype = "bf16" if autocast else "fp32"
-                timer = vitviz_timer(model, layer, args.unit, preset, batch, autocast)
+            for dtype in args.precisions:
+                timer = vitviz_timer(model, layer, args.unit, preset, batch, dtype)
                 seconds = interleaved({"x": timer}, args.warmup, args.steps, args.rounds)["x"]
                 achieved = flops / statistics.median(seconds) / 1e9
                 figures["batches"].append({
@@ -236,6 +235,8 @@ def main() -> None:
         return _write(args.json, figures)
     timers: dict[str, Timer] = {
         f"vitviz {DEFAULT_PRESET} (default)": vitviz_timer(model, layer, args.unit, DEFAULT_PRESET),
+        f"vitviz {DEFAULT_PRESET} bf16": vitviz_timer(model, layer, args.unit, DEFAULT_PRESET,
+                                                   precision="bf16"),
         "vitviz lucent preset": vitviz_timer(model, layer, args.unit, "lucent"),
     }
     for name, render in (("torch-lucent render_vis", lucent_render(model, layer, args.unit)),

@@ -36,6 +36,13 @@ def test_default_preset_lifts_every_unit_of_a_vit_hidden_layer(tiny_vit):
     assert rises >= 63 / 64 and positive >= 63 / 64, (rises, positive)
 
 
+def test_bf16_precision_lifts_the_units_as_fp32_does(tiny_vit):
+    bf16 = get_preset("robust").with_overrides(precision="bf16")
+    rises, positive = rise_rate(tiny_vit, lambda u: O.neuron(VIT_HIDDEN, u), range(32), bf16,
+                                steps=80)
+    assert rises >= 31 / 32 and positive >= 31 / 32, (rises, positive)
+
+
 @pytest.mark.parametrize("layer", ["1", "3"])
 def test_leaky_target_revives_every_dead_unit_that_plain_ascent_cannot_move(tiny_cnn, layer):
     # Every neuron of a ReLU layer, three seeds, plain pixel ascent: a neuron whose input starts

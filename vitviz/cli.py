@@ -14,7 +14,7 @@ from vitviz.exported import is_model_file, load_exported
 from vitviz.layers import ROLE_LABELS, default_layer, layer_table
 from vitviz.models import MODELS, default_model, load_model, load_user_models, model_from_factory
 from vitviz.paths import writable_folder
-from vitviz.presets import DEFAULT_PRESET, PRESETS
+from vitviz.presets import DEFAULT_PRESET, PRECISIONS, PRESETS
 from vitviz.runs import RunRequest, cached_result
 
 
@@ -59,7 +59,8 @@ def cmd_run(args) -> int:
         units, seeds = [u for u in units for _ in seeds], [s for _ in units for s in seeds]
     objective = build_objective(args.objective, args.layer, units, args.tokens)
     overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "canvas": args.image_size,
-                                   "ensemble": args.ensemble}.items() if v is not None}
+                                   "ensemble": args.ensemble, "precision": args.precision
+                                   }.items() if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target)
     request.check()
@@ -126,6 +127,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--image-size", type=int, help="size of the optimised image (canvas)")
     p.add_argument("--ensemble", type=int, help="augmented copies per image and step")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="the network's arithmetic: bf16 autocast is about 2x faster on CPUs with "
+                        "AVX-512 BF16 and on GPUs (default: the preset's, fp32)")
     p.add_argument("--record-every", type=int, default=16, help="keep images every N steps")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")
     p.add_argument("--out", type=Path, required=True)

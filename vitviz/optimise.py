@@ -86,14 +86,11 @@ def optimise(
     steps: int | None = None,
     record_every: int = 16,
     probe: ContextProbe | None = None,
-    autocast: bool = False,
 ) -> Iterator[StepRecord]:
     """Maximise `objective` for one image per seed, all in one batch; yields a record per step.
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
-    `autocast` runs the network in bf16 (the image and the loss stay fp32); off by default, as
-    `bench/speed.py` has not measured it faster on a CPU.
     """
     preset = resolve_preset(preset, steps=steps)
     preset.check()
@@ -116,7 +113,7 @@ def optimise(
     target = objective.target
 
     def forward(images: torch.Tensor) -> dict:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset.precision == "bf16"):
             return activations(model, images, objective.layers)
 
     for step in range(preset.steps):
