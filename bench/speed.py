@@ -84,6 +84,21 @@ def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: str, batch: 
     return timed
 
 
+def full_pass_seconds(model: LoadedModel, repeats: int = 5) -> float:
+    """Median seconds of one forward and backward pass of the whole model, one image, fp32: the
+    unit the default picture's time is counted in."""
+    x = torch.rand(1, 3, model.preprocessing.size, model.preprocessing.size,
+                   device=model.device, requires_grad=True)
+    times = []
+    for _ in range(repeats + 1):
+        synchronise(model.device)
+        start = time.perf_counter()
+        model.module(model.normalise(x)).float().sum().backward()
+        synchronise(model.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def vitviz_step_flops(model: LoadedModel, layer: str, unit: int, preset: str,
                       batch: int = 1) -> float:
     """FLOPs of one real step: augmented forward and backward plus the clean forward."""
@@ -211,8 +226,11 @@ def main() -> None:
     peaks = {"fp32": matmul_peak(device, torch.float32),
              "bf16": matmul_peak(device, torch.bfloat16)}
     print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    full_pass = full_pass_seconds(model)
+    print(f"one forward and backward pass of the whole model, 1 image, fp32: {full_pass:.3f} s")
     figures: dict = {"model": model.label, "device": where, "layer": layer, "unit": args.unit,
-                     "peak_gflops": peaks, "batches": [], "contenders": {}}
+                     "peak_gflops": peaks, "full_pass_s": full_pass, "batches": [],
+                     "contenders": {}}
 
     if args.batches:
         print(f"{'preset':8} {'batch':>5} {'dtype':>5} {'s/step (spread)':>24} {'GFLOP/step':>10} "
@@ -248,8 +266,14 @@ def main() -> None:
     seconds = interleaved(timers, args.warmup, args.steps, args.rounds)
     figures["contenders"] = seconds
     print("\nseconds per step, batch 1, median (min-max) over rounds:")
+    steps = get_preset(DEFAULT_PRESET).steps
     for name, values in seconds.items():
         print(f"  {name:28} {spread(values)}")
+    for name in [n for n in seconds if n.startswith("vitviz " + DEFAULT_PRESET)]:
+        picture = statistics.median(seconds[name]) * steps
+        figures.setdefault("default_picture_s", {})[name] = picture
+        print(f"  {name}: a {steps}-step picture takes {picture:.0f} s, the time of "
+              f"{picture / full_pass:.0f} full forward and backward passes")
     names = list(seconds)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     for i, a in enumerate(names):
