@@ -8,6 +8,7 @@ from vitviz.examples import crop_image
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
+from ui.resources import loaded_model
 from ui.settings import examples_request
 
 KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
@@ -34,7 +35,10 @@ with reported():
     photos = load_photos()
     # Measured on request, not on page load: a link must not start a layer-wide forward pass.
     stats = None
-    if metrics.has_photo_statistics(model, layer.name, tokens or "patch") or st.button(
+    loaded = loaded_model(name)
+    measured = loaded is not None and metrics.has_photo_statistics(loaded, layer.name,
+                                                                   tokens or "patch")
+    if measured or st.button(
             f"Find the examples: measure {layer.name} on {len(photos)} photos and their crops",
             icon=":material/photo_library:"):
         bar = st.progress(0.0, text=f"Measuring {layer.name} on {len(photos)} photos…")

@@ -133,6 +133,31 @@ def test_optimise_runs_live_and_its_link_reopens_from_the_cache(monkeypatch, cal
     assert "Served from the result cache" in texts(again)
 
 
+def test_a_link_to_a_cached_run_on_a_fresh_server_loads_no_model(monkeypatch, calls):
+    """The page draws its settings from the model's card on disk; the model loads only to
+    compute. A restarted server is Streamlit's resource caches cleared."""
+    import streamlit as st
+
+    import ui.resources
+
+    at, _ = run_then_reopen(OPTIMISE, "Run", calls, layer=VIT_HIDDEN, unit=7, steps=4)
+    link = dict(at.query_params)
+    loads = []
+    real = ui.resources.load_model
+    monkeypatch.setattr(ui.resources, "load_model", lambda name: loads.append(name) or real(name))
+    st.cache_resource.clear()
+    again = open_page(OPTIMISE, **link)
+    assert errors(again) == "" and "Served from the result cache" in texts(again)
+    assert again.image and loads == [], "a cached link loaded the model"
+    assert again.selectbox(key="optimise.layer").value == VIT_HIDDEN
+
+    st.cache_resource.clear()
+    fresh = open_page(OPTIMISE, **{**link, "unit": "8"})  # not cached: Run loads it, once
+    assert errors(fresh) == "" and loads == []
+    button(fresh, "Run").click().run()
+    assert errors(fresh) == "" and loads == ["tiny_vit"]
+
+
 def test_optimise_unit_out_of_range_says_the_valid_range(calls):
     at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=9999, steps=8)
     assert "unit 9999 is out of range" in errors(at) and "valid values are 0 to 63" in errors(at)

@@ -10,7 +10,7 @@ import torch
 
 from vitviz import metrics
 from vitviz.errors import UserError
-from vitviz.layers import find_layer
+from vitviz.layers import ModelCard, find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import from_spec
 from vitviz.optimise import StepRecord
@@ -26,7 +26,7 @@ T = TypeVar("T")
 REDRAW_S = 1.0  # the curve is redrawn at most this often; images whenever the run records them
 
 
-def request_problems(request: RunRequest, model: LoadedModel, limits: Limits) -> list[str]:
+def request_problems(request: RunRequest, model: ModelCard, limits: Limits) -> list[str]:
     """Everything wrong with a request, as messages, before any compute is spent on it."""
     found = []
     try:

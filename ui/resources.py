@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import weakref
 from pathlib import Path
 
 import streamlit as st
+import torch
+import torchvision
 
+from vitviz import __version__
 from vitviz.cache import ResultCache, default_cache_dir
-from vitviz.layers import layer_table
+from vitviz.hashing import config_key
+from vitviz.layers import ModelCard, layer_table
 from vitviz.models import (MODELS, RANDOM_SUFFIX, LoadedModel, WeightsUnavailable, load_model,
-                           load_user_models, parse_model_name, USER_MODELS_ENV)
+                           load_user_models, model_weights, parse_model_name, USER_MODELS_ENV)
 
 from ui.queue import RunQueue
 
@@ -41,6 +47,10 @@ def user_models() -> list[str]:
     return _user_models(os.environ.get(USER_MODELS_ENV, ""))
 
 
+# The models get_model holds, by name, without keeping one alive after Streamlit evicts it.
+_LOADED: "weakref.WeakValueDictionary[str, LoadedModel]" = weakref.WeakValueDictionary()
+
+
 @st.cache_resource(show_spinner="Loading the model (once per server)…", max_entries=4)
 def get_model(name: str) -> LoadedModel:
     check_weights_present(name)
@@ -48,7 +58,45 @@ def get_model(name: str) -> LoadedModel:
     # The layer table comes from a dry forward pass with hooks on every module. Made here, once,
     # it can never run while another session optimises on the same network.
     layer_table(model)
+    _LOADED[name] = model
     return model
+
+
+def loaded_model(name: str) -> LoadedModel | None:
+    """The model if this server has it loaded already; None rather than loading it."""
+    return _LOADED.get(name)
+
+
+def _card_path(name: str) -> Path:
+    """Where the card of `name` is kept: named by everything a layer table depends on."""
+    key = config_key({"model": name, "weights": model_weights(name), "vitviz": __version__,
+                      "torch": torch.__version__, "torchvision": torchvision.__version__})
+    return result_cache().path / "cards" / f"{key}.json"
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _card(name: str, path: str) -> ModelCard:
+    stored = Path(path)
+    try:
+        return ModelCard.from_json(json.loads(stored.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or unreadable: made again from the model, and written whole
+    card = ModelCard.of(get_model(name))
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    partial = stored.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(card.to_json()))
+    partial.replace(stored)
+    return card
+
+
+def model_card(name: str) -> ModelCard:
+    """What the pages need to draw their settings and check a request, without the network.
+
+    From memory, else from the card stored beside the result cache, else from the model (loaded
+    once, then shared): a link to a cached run on a fresh server renders without loading it.
+    """
+    check_weights_present(name)
+    return _card(name, str(_card_path(name)))
 
 
 @st.cache_resource(show_spinner=False)

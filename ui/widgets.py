@@ -7,17 +7,17 @@ from dataclasses import dataclass
 import streamlit as st
 
 from vitviz.layers import (
-    ROLE_LABELS, LayerInfo, UnknownLayer, default_layer, find_layer, layer_table,
+    ROLE_LABELS, LayerInfo, ModelCard, UnknownLayer, default_layer, find_layer, layer_table,
 )
 from vitviz.models import (
-    MODELS, RANDOM_ONLY, RANDOM_SUFFIX, LoadedModel, ModelError, default_model, parse_model_name,
+    MODELS, RANDOM_ONLY, RANDOM_SUFFIX, ModelError, default_model, parse_model_name,
 )
 from vitviz.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 from ui import execution
 from ui.limits import Limits
 from ui.page import SETTINGS_GRID, show_error
-from ui.resources import get_model
+from ui.resources import model_card
 from ui.settings import KINDS, NO_PRESET
 from ui.state import PageState
 
@@ -66,10 +66,10 @@ def model_picker(state: PageState, vit_only: bool = False) -> str:
     return state.keep("model", name)
 
 
-def load_or_stop(name: str) -> LoadedModel:
-    """The shared model; if it cannot be loaded, say why and end the page there."""
+def card_or_stop(name: str) -> ModelCard:
+    """The model's card (`resources.model_card`); if there is none, say why and end the page."""
     try:
-        return get_model(name)
+        return model_card(name)
     except ModelError as error:
         show_error(str(error))
         st.stop()
@@ -87,7 +87,7 @@ def layer_label(info: LayerInfo) -> str:
     return f"{mark}{info.name} · {info.type} {list(info.shape)}"
 
 
-def layer_picker(state: PageState, model: LoadedModel, tokens_only: bool = False) -> LayerInfo:
+def layer_picker(state: PageState, model: ModelCard, tokens_only: bool = False) -> LayerInfo:
     table = [i for i in layer_table(model) if not tokens_only or i.layout == "tokens"]
     names = [info.name for info in table]
     default = default_layer(model)
@@ -122,7 +122,7 @@ def layer_picker(state: PageState, model: LoadedModel, tokens_only: bool = False
     return by_name[state.keep("layer", st.session_state[key])]
 
 
-def layer_table_expander(model: LoadedModel) -> None:
+def layer_table_expander(model: ModelCard) -> None:
     with st.expander(f"All {len(layer_table(model))} layers of {model.name}"):
         st.dataframe(
             [{"": "★" if i.recommended else "", "layer": i.name, "type": i.type,
@@ -176,7 +176,7 @@ class Target:
 
     settings: object
     name: str
-    model: LoadedModel
+    model: ModelCard
     layer: LayerInfo
     kind: str
     unit: int
@@ -194,12 +194,13 @@ def target_panel(state: PageState, *, objectives: bool = True,
 
     `objectives=False` fixes the objective to a neuron (the pages that measure one) and leaves
     the row's last column to the page. Ends the page with the reason if the model cannot load.
+    The model itself is not loaded: its card answers (`resources.model_card`).
     """
     settings = st.container(border=True)
     columns = settings.columns(SETTINGS_GRID, gap="medium")
     with columns[0]:
         name = model_picker(state, vit_only=vit_only)
-    model = load_or_stop(name)
+    model = card_or_stop(name)
     with columns[1]:
         layer = layer_picker(state, model, tokens_only=tokens_only)
     kind = "neuron"
@@ -278,7 +279,7 @@ def steps_picker(state: PageState, limits: Limits, default: int = 64) -> int:
              "224 px ViT-S takes about 0.2-0.5 s per step per image."))
 
 
-def size_picker(state: PageState, model: LoadedModel, limits: Limits) -> int:
+def size_picker(state: PageState, model: ModelCard, limits: Limits) -> int:
     native = model.preprocessing.size
     scope = model.registry_name
     from_url = state.incoming.get("model") in (None, scope)

@@ -1,6 +1,7 @@
 """Layer discovery: every hookable module, named as `named_modules()` prints it, with its shape."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import weakref
@@ -12,7 +13,7 @@ from torch import nn
 from vitviz.errors import UserError
 from vitviz.fast_attention import fast_self_attention
 from vitviz.hooks import output_tensor, run_and_capture
-from vitviz.models import LoadedModel
+from vitviz.models import LoadedModel, Preprocessing
 
 _VIT_ROLES = (
     (re.compile(r"encoder\.layers\.encoder_layer_\d+\.mlp\.1"), "mlp_hidden"),
@@ -53,6 +54,43 @@ class LayerInfo:
         return self.shape[0] if self.shape else 0
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """What the dashboard shows and checks about a model, without the network: its name and
+    label, how it is fed, its token layout and its layer table. Stored on disk (as JSON) by the
+    dashboard, so a link to a cached run renders without loading the model.
+
+    It answers `layer_table`, `find_layer` and `default_layer` as the model itself does.
+    """
+
+    name: str
+    registry_name: str
+    label: str
+    architecture: str
+    preprocessing: Preprocessing
+    prefix_tokens: int
+    weights_id: str
+    logits_layer: str | None
+    layers: tuple[LayerInfo, ...]
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> "ModelCard":
+        return cls(model.name, model.registry_name, model.label, model.architecture,
+                   model.preprocessing, model.prefix_tokens, model.weights_id, model.logits_layer,
+                   tuple(layer_table(model)))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict) -> "ModelCard":
+        p = record["preprocessing"]
+        return cls(**{**record,
+                      "preprocessing": Preprocessing(tuple(p["mean"]), tuple(p["std"]), p["size"]),
+                      "layers": tuple(LayerInfo(**{**info, "shape": tuple(info["shape"])})
+                                      for info in record["layers"])})
+
+
 def _layout(shape: tuple[int, ...]) -> str:
     return {1: "vector", 2: "tokens", 3: "map"}.get(len(shape), "other")
 
@@ -72,8 +110,10 @@ def _role(model: LoadedModel, name: str, layout: str) -> str:
 _TABLES: "weakref.WeakKeyDictionary[nn.Module, list[LayerInfo]]" = weakref.WeakKeyDictionary()
 
 
-def layer_table(model: LoadedModel) -> list[LayerInfo]:
+def layer_table(model: LoadedModel | ModelCard) -> list[LayerInfo]:
     """All modules with a tensor output, in forward order, from one dry run (cached per model)."""
+    if isinstance(model, ModelCard):
+        return list(model.layers)
     if model.module in _TABLES:
         return _TABLES[model.module]
     shapes: dict[str, tuple[int, ...]] = {}
@@ -112,7 +152,7 @@ def layer_table(model: LoadedModel) -> list[LayerInfo]:
     return table
 
 
-def find_layer(model: LoadedModel, name: str) -> LayerInfo:
+def find_layer(model: LoadedModel | ModelCard, name: str) -> LayerInfo:
     """The layer called `name`; an unknown name fails with the closest real names."""
     table = {info.name: info for info in layer_table(model)}
     if name in table:
@@ -158,11 +198,11 @@ def activations(model: LoadedModel, inputs: torch.Tensor, layer_names) -> Activa
     return Activations(outputs, model.prefix_tokens)
 
 
-def recommended_layers(model: LoadedModel) -> list[LayerInfo]:
+def recommended_layers(model: LoadedModel | ModelCard) -> list[LayerInfo]:
     return [info for info in layer_table(model) if info.recommended]
 
 
-def default_layer(model: LoadedModel) -> str:
+def default_layer(model: LoadedModel | ModelCard) -> str:
     """A good first layer: the MLP hidden layer of the middle ViT block, or a middle CNN block."""
     candidates = [info for info in recommended_layers(model) if info.role == "mlp_hidden"]
     candidates = candidates or recommended_layers(model) or layer_table(model)
