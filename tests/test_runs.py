@@ -1,13 +1,19 @@
 import copy
 import json
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vitviz import __version__, objectives as O
 from vitviz.api import visualise
 from vitviz.cache import ResultCache
+from vitviz.cpu_slot import cpu_slot
 from vitviz.optimise import ALGORITHM_VERSION, NonFiniteLoss
 from vitviz.runs import RunRequest, cached_result
 
@@ -102,3 +108,24 @@ def test_a_measured_run_loads_the_model_once_and_writes_the_cache_once(tmp_path,
                      measure=True)
     assert hit and len(loads) == 1 and len(writes) == 1  # measured and stored: nothing to do
     assert again.metrics["relative_robust_activation"] == result.metrics["relative_robust_activation"]
+
+
+def test_cpu_runs_take_turns_across_processes(tmp_path, monkeypatch):
+    """A second process's run waits while another holds the machine's CPU slot."""
+    monkeypatch.setenv("VITVIZ_HOME", str(tmp_path))
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys, time, torch
+        from vitviz.cpu_slot import cpu_slot
+        with cpu_slot(torch.device("cpu")):
+            print("holding", flush=True)
+            time.sleep(2)
+        """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    start = time.perf_counter()
+    with cpu_slot(torch.device("cpu")):
+        waited = time.perf_counter() - start
+    holder.wait(10)
+    assert waited > 0.8, f"entered after {waited:.2f} s while another process held the CPU"
+    monkeypatch.setenv("VITVIZ_CPU_SLOT", "0")
+    with cpu_slot(torch.device("cpu")):
+        pass

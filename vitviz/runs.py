@@ -14,6 +14,7 @@ from typing import Callable
 
 from vitviz import __version__
 from vitviz.cache import ResultCache
+from vitviz.cpu_slot import cpu_slot
 from vitviz.errors import UserError
 from vitviz.hashing import config_key
 from vitviz.data import photo_set_id
@@ -88,7 +89,11 @@ class RunRequest:
 
 def compute_result(request: RunRequest, model: LoadedModel,
                    progress: Progress | None = None) -> Result:
-    """Run the optimisation loop (`optimise`) and gather its records into a Result; no cache."""
+    """Run the optimisation loop (`optimise`) and gather its records into a Result; no cache.
+
+    On the CPU it waits for the machine's CPU slot (`cpu_slot`): two runs at once would only
+    slow each other down.
+    """
     config = request.config()
     preset = request.resolved_preset()
     objective = from_spec(config["objective"])
@@ -97,24 +102,25 @@ def compute_result(request: RunRequest, model: LoadedModel,
         from vitviz.moving_target import MovingTargetProbe
 
         probe = MovingTargetProbe(model, objective, len(request.seeds))
-    started = time.perf_counter()
     steps, activation, loss = [], [], []
     checkpoints: dict[int, list] = {}
     context: dict[str, list] = {}
     final = None
-    for record in optimise(model, objective, request.seeds, preset,
-                           record_every=request.record_every, probe=probe):
-        steps.append(record.step)
-        activation.append(record.activation)
-        if record.loss is not None:
-            loss.append(record.loss)
-        if record.images is not None:
-            checkpoints[record.step] = list(to_uint8(record.images))
-            final = checkpoints[record.step]
-        for name, value in record.context.items():
-            context.setdefault(name, []).append(value)
-        if progress:
-            progress(record, preset.steps)
+    with cpu_slot(model.device):
+        started = time.perf_counter()
+        for record in optimise(model, objective, request.seeds, preset,
+                               record_every=request.record_every, probe=probe):
+            steps.append(record.step)
+            activation.append(record.activation)
+            if record.loss is not None:
+                loss.append(record.loss)
+            if record.images is not None:
+                checkpoints[record.step] = list(to_uint8(record.images))
+                final = checkpoints[record.step]
+            for name, value in record.context.items():
+                context.setdefault(name, []).append(value)
+            if progress:
+                progress(record, preset.steps)
     return Result(
         config=config,
         model=model.metadata(),
