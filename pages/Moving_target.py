@@ -1,6 +1,7 @@
 """Moving target: how much of a ViT unit's gain is patch content, how much moved attention."""
 import streamlit as st
 
+from vitviz.moving_target import split
 from vitviz.presets import PRESETS
 
 from ui import display, execution, widgets
@@ -40,7 +41,7 @@ with reported():
                 result, _ = execution.compute_live(request, view)
             if result is None:
                 continue
-            parts = display.decomposition(result)
+            parts = split(result.context)
             image, numbers = st.columns([1, 2], gap="medium")
             image.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
                         width="stretch")
@@ -49,16 +50,21 @@ with reported():
                           f"from {parts['start']:.3g} at step 0", delta_color="off",
                           delta_arrow="off")
                 shares = st.columns(2)
-                for share, part, label in zip(shares, ("content", "context"),
+                for share, part, label in zip(shares, ("content_order_free", "context_order_free"),
                                               ("Patch content", "Moved context")):
-                    fraction = parts[part] / parts["total"] if abs(parts["total"]) > 1e-9 else None
-                    share.metric(label, "—" if fraction is None else f"{fraction:.0%}",
+                    one_sided = part.removesuffix("_order_free")
+                    share.metric(label, display.share(parts[part], parts["total"]),
                                  f"{parts[part]:+.3g}", delta_color="off", delta_arrow="off",
-                                 help="Share of the gain. The two shares add up to 100%; one "
-                                      "exceeds it when the parts pull in opposite directions.")
+                                 help="Share of the gain, order-free: the average of changing the "
+                                      "content first and changing the context first. The two "
+                                      "shares add up to 100%; one exceeds it when the parts pull "
+                                      "in opposite directions. Content first alone: "
+                                      f"{display.share(parts[one_sided], parts['total'])}.")
             st.plotly_chart(display.moving_target_figure(result), key=f"moving.figure.{preset}")
             st.caption(display.run_facts(result))
-    st.caption(f"Unit {unit} of {layer.name}. Content part: activation with attention frozen at "
-               "step 0, minus the start. Context part: live activation minus the frozen one. "
-               "Attention Δ: mean absolute change of the attention maps per step, over blocks "
-               "and heads.")
+    st.caption(f"Unit {unit} of {layer.name}. Content first: the activation with attention frozen "
+               "at step 0, minus the start, is the content part; the live activation minus it is "
+               "the context part. Context first: the starting image's tokens mixed by the "
+               "current attention give the context part. The shares shown average the two "
+               "orders (the Shapley split); both add up to the gain. Attention Δ: mean absolute "
+               "change of the attention maps per step, over blocks and heads.")

@@ -30,6 +30,17 @@ def test_run_writes_pngs_and_json(tmp_path):
     assert "served from the result cache" in again.stderr
 
 
+def test_moving_target_run_prints_and_stores_both_splits(tmp_path):
+    done = vitviz("run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "5",
+                  "--preset", "naive", "--steps", "4", "--moving-target", "--no-metrics",
+                  "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    assert "moving target, seed 0: gain" in done.stderr and "order-free" in done.stderr
+    (parts,) = json.loads((tmp_path / "out" / "result.json").read_text())["metrics"][
+        "moving_target"]
+    assert abs(parts["content_order_free"] + parts["context_order_free"] - parts["total"]) < 1e-5
+
+
 def test_layers_prints_the_table_with_shapes():
     done = vitviz("layers", "--model", "tiny_vit")
     assert done.returncode == 0

@@ -1,8 +1,11 @@
+import copy
+
 import torch
 
 from vitviz import objectives as O
 from vitviz.hooks import run_and_capture
-from vitviz.moving_target import attention_modules, explicit_attention, explicit_attention_mode
+from vitviz.moving_target import (attention_modules, explicit_attention, explicit_attention_mode,
+                                  split)
 from vitviz.runs import RunRequest, compute_result
 
 from conftest import VIT_HIDDEN
@@ -49,3 +52,41 @@ def test_moving_target_run_records_context_statistics(tiny_vit):
     # At the start, frozen and live attention are the same maps.
     assert context["activation_frozen_start"][0] == context["activation_live"][0]
     assert torch.allclose(torch.tensor(context["activation_live"]).T, torch.tensor(result.activation), atol=1e-4)
+
+
+def _split_all(result):
+    steps, items = len(result.steps), len(result.config["seeds"])
+    return [[split(result.context, item, step) for item in range(items)] for step in range(steps)]
+
+
+def test_both_splits_add_up_to_the_gain_at_every_step(tiny_vit):
+    request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0, 1), "naive",
+                         {"steps": 6}, moving_target=True)
+    result = compute_result(request, tiny_vit)
+    for step, row in enumerate(_split_all(result)):
+        for parts in row:
+            assert abs(parts["content"] + parts["context"] - parts["total"]) < 1e-5
+            assert abs(parts["content_order_free"] + parts["context_order_free"]
+                       - parts["total"]) < 1e-5
+            if step == 0:
+                assert max(abs(v) for k, v in parts.items() if k != "start") < 1e-6
+    assert result.metrics["moving_target"] == _split_all(result)[-1]
+    # The two orders differ on a real ViT, or the order-free figure would say nothing new.
+    last = _split_all(result)[-1]
+    assert any(abs(p["content"] - p["content_order_free"]) > 1e-6 for p in last)
+
+
+def test_the_orders_agree_when_attention_does_not_depend_on_the_image(tiny_vit):
+    """Zero query and key projections: every attention map is uniform whatever the image, so
+    the whole gain is content, in either order."""
+    flat = copy.deepcopy(tiny_vit)
+    for mha in attention_modules(flat.module).values():
+        width = mha.embed_dim
+        mha.in_proj_weight.data[:2 * width] = 0
+        mha.in_proj_bias.data[:2 * width] = 0
+    request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0,), "naive",
+                         {"steps": 6}, moving_target=True)
+    (parts,) = compute_result(request, flat).metrics["moving_target"]
+    assert abs(parts["total"]) > 1e-4
+    assert abs(parts["context"]) < 1e-6 and abs(parts["context_order_free"]) < 1e-6
+    assert abs(parts["content"] - parts["content_order_free"]) < 1e-6

@@ -83,14 +83,9 @@ def moving_target_figure(result: Result, item: int = 0, height: int = 420) -> go
     return fig
 
 
-def decomposition(result: Result, item: int = 0) -> dict[str, float]:
-    """The total gain split into content (attention held at its start) and context parts.
-
-    See vitviz.moving_target for the decomposition."""
-    live = [row[item] for row in result.context["activation_live"]]
-    frozen = [row[item] for row in result.context["activation_frozen_start"]]
-    return {"start": live[0], "total": live[-1] - live[0], "content": frozen[-1] - live[0],
-            "context": live[-1] - frozen[-1]}
+def share(part: float, total: float) -> str:
+    """`part` as a percentage of `total`; a dash where there is no gain to share."""
+    return f"{part / total:.0%}" if abs(total) > 1e-9 else "—"
 
 
 def run_facts(result: Result) -> str:

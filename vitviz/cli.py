@@ -76,6 +76,11 @@ def cmd_run(args) -> int:
                              progress, measure=not args.no_metrics)
     if cached:
         print("served from the result cache (nothing recomputed)", file=sys.stderr)
+    for label, parts in zip(result.item_labels(), result.metrics.get("moving_target", [])):
+        print(f"moving target, {label}: gain {parts['total']:+.3g} = content "
+              f"{parts['content_order_free']:+.3g} + context {parts['context_order_free']:+.3g} "
+              f"(order-free; content first: {parts['content']:+.3g} + {parts['context']:+.3g})",
+              file=sys.stderr)
     for path in result.save(args.out):
         print(path)
     return 0

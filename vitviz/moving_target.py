@@ -2,12 +2,18 @@
 
 A hidden unit at a token sees that token's content and, through attention, every other token.
 Changing the image changes both. At each step this probe records how far each block's attention
-maps moved since the previous step, and recomputes the target with every attention map frozen
-at its value for the starting image. Then, for the image at step t:
+maps moved since the previous step, and evaluates the target with the tokens and the attention
+maps of different steps: act(x, A) is the target on image x's tokens mixed by maps A. For the
+image at step t:
 
     total gain   = act(x_t, A_t) - act(x_0, A_0)
     content part = act(x_t, A_0) - act(x_0, A_0)    (attention context held at the start)
     context part = act(x_t, A_t) - act(x_t, A_0)    (what the moved context added)
+
+That split changes the content first; changing the context first gives other parts
+(act(x_0, A_t) - act(x_0, A_0) for the context). The order-free split averages the two orders
+(the two-player Shapley value): both add up to the total gain, and they agree when attention
+does not depend on the image. `split` gives both.
 """
 from __future__ import annotations
 
@@ -77,6 +83,27 @@ def explicit_attention_mode(
             del mha.forward
 
 
+# Bumped when the probe records something new: moving-target runs get new cache keys.
+PROBE_VERSION = 2
+
+
+def split(context: dict, item: int = 0, step: int = -1) -> dict[str, float]:
+    """A run's gain up to `step` split into content and context parts, content first and
+    order-free, from the probe's records (`Result.context`)."""
+    start = context["activation_live"][0][item]
+    live = context["activation_live"][step][item]
+    content_moved = context["activation_frozen_start"][step][item]  # act(x_t, A_0)
+    context_moved = context["activation_start_tokens"][step][item]  # act(x_0, A_t)
+    content_first = content_moved - start
+    context_first = context_moved - start
+    return {
+        "start": start, "total": live - start,
+        "content": content_first, "context": live - content_moved,
+        "content_order_free": (content_first + live - context_moved) / 2,
+        "context_order_free": (context_first + live - content_moved) / 2,
+    }
+
+
 class MovingTargetProbe:
     """Context statistics for the optimisation loop (`optimise(..., probe=...)`)."""
 
@@ -85,6 +112,7 @@ class MovingTargetProbe:
         self.target = objective.target
         self.n_items = n_items
         self.start_maps: dict[str, torch.Tensor] | None = None
+        self.start_inputs: torch.Tensor | None = None
         self.previous_maps: dict[str, torch.Tensor] | None = None
 
     def _activation(self, inputs: torch.Tensor, frozen=None) -> tuple[torch.Tensor, dict]:
@@ -97,7 +125,7 @@ class MovingTargetProbe:
         inputs = self.model.to_input(images)
         activation, maps = self._activation(inputs)
         if self.start_maps is None:
-            self.start_maps = maps
+            self.start_maps, self.start_inputs = maps, inputs
         if self.previous_maps is None:
             change = {name: torch.zeros(self.n_items) for name in maps}
         else:
@@ -107,10 +135,12 @@ class MovingTargetProbe:
             }
         self.previous_maps = maps
         frozen, _ = self._activation(inputs, self.start_maps)
+        start_tokens, _ = self._activation(self.start_inputs, maps)
         per_block = torch.stack(list(change.values()))  # [blocks, items]
         return {
             "attention_change": per_block.mean(dim=0).tolist(),
             "attention_change_blocks": per_block.mean(dim=1).tolist(),
             "activation_live": activation.tolist(),
-            "activation_frozen_start": frozen.tolist(),
+            "activation_frozen_start": frozen.tolist(),  # act(x_t, A_0)
+            "activation_start_tokens": start_tokens.tolist(),  # act(x_0, A_t)
         }

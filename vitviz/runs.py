@@ -20,6 +20,7 @@ from vitviz.hashing import config_key
 from vitviz.data import photo_set_id
 from vitviz.metrics import has_quality_figures, result_metrics
 from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, model_weights, parse_model_name
+from vitviz.moving_target import PROBE_VERSION, MovingTargetProbe, split
 from vitviz.objectives import from_spec
 from vitviz.optimise import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
 from vitviz.presets import DEFAULT_PRESET, Preset
@@ -75,6 +76,7 @@ class RunRequest:
             "preset": {"name": self.preset, **self.resolved_preset().knobs()},
             "record_every": self.record_every,
             "moving_target": self.moving_target,
+            **({"moving_target_version": PROBE_VERSION} if self.moving_target else {}),
             "vitviz_version": __version__,
             "algorithm_version": ALGORITHM_VERSION,
         }
@@ -99,8 +101,6 @@ def compute_result(request: RunRequest, model: LoadedModel,
     objective = from_spec(config["objective"])
     probe = None
     if request.moving_target:
-        from vitviz.moving_target import MovingTargetProbe
-
         probe = MovingTargetProbe(model, objective, len(request.seeds))
     steps, activation, loss = [], [], []
     checkpoints: dict[int, list] = {}
@@ -133,6 +133,9 @@ def compute_result(request: RunRequest, model: LoadedModel,
         elapsed_s=time.perf_counter() - started,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         device=str(model.device),
+        # The gain's split, content first and order-free, per item (vitviz.moving_target).
+        metrics={"moving_target": [split(context, item) for item in range(len(request.seeds))]}
+        if probe else {},
     )
 
 
