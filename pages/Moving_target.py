@@ -61,6 +61,10 @@ with reported():
                                       "in opposite directions. Content first alone: "
                                       f"{display.share(parts[one_sided], parts['total'])}.")
             st.plotly_chart(display.moving_target_figure(result), key=f"moving.figure.{preset}")
+            st.markdown("**Where the context lives**", help="For each block, what the final "
+                        "activation loses when that block's attention alone keeps its maps from "
+                        "step 0; grey: what the blocks do only together (the interaction).")
+            st.plotly_chart(display.block_figure(result), key=f"moving.blocks.{preset}")
             st.caption(display.run_facts(result))
     st.caption(f"Unit {unit} of {layer.name}. Content first: the activation with attention frozen "
                "at step 0, minus the start, is the content part; the live activation minus it is "

@@ -224,7 +224,7 @@ def test_moving_target_shows_content_and_context_for_naive_and_robust(calls):
     assert [(r.preset, r.moving_target) for r in calls["requests"]] == [("naive", True),
                                                                         ("robust", True)]
     for page in (at, again):
-        assert len(page.image) == 2 and len(page.get("plotly_chart")) == 2
+        assert len(page.image) == 2 and len(page.get("plotly_chart")) == 4  # curves, blocks
         labels = [m.label for m in page.metric]
         assert labels.count("Patch content") == 2 and labels.count("Moved context") == 2
 

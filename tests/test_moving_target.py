@@ -1,11 +1,13 @@
 import copy
 
+import pytest
 import torch
 
 from vitviz import objectives as O
 from vitviz.hooks import run_and_capture
-from vitviz.moving_target import (attention_modules, explicit_attention, explicit_attention_mode,
-                                  split)
+from vitviz.errors import UserError
+from vitviz.moving_target import (attention_modules, block_parts, explicit_attention,
+                                  explicit_attention_mode, split)
 from vitviz.runs import RunRequest, compute_result
 
 from conftest import VIT_HIDDEN
@@ -90,3 +92,26 @@ def test_the_orders_agree_when_attention_does_not_depend_on_the_image(tiny_vit):
     assert abs(parts["total"]) > 1e-4
     assert abs(parts["context"]) < 1e-6 and abs(parts["context_order_free"]) < 1e-6
     assert abs(parts["content"] - parts["content_order_free"]) < 1e-6
+
+
+def test_block_parts_locate_the_context_and_are_recorded_every_few_steps(tiny_vit):
+    """Block 0's attention made image-independent (zero query and key projections) cannot move
+    the target: its part is zero, while block 1's is not."""
+    blind = copy.deepcopy(tiny_vit)
+    mha = attention_modules(blind.module)["encoder.layers.encoder_layer_0.self_attention"]
+    mha.in_proj_weight.data[:2 * mha.embed_dim] = 0
+    mha.in_proj_bias.data[:2 * mha.embed_dim] = 0
+    request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0, 1), "naive",
+                         {"steps": 10}, record_every=4, moving_target=True)
+    result = compute_result(request, blind)
+    recorded = [step for step, blocks in zip(result.steps, result.context["context_blocks"])
+                if blocks]
+    assert recorded == [0, 4, 8, 10]
+    for item in (0, 1):
+        parts = block_parts(result.context, item)
+        assert abs(parts["encoder.layers.encoder_layer_0.self_attention"]) < 1e-6
+        assert abs(parts["encoder.layers.encoder_layer_1.self_attention"]) > 1e-4
+        context_part = split(result.context, item)["context"]
+        assert abs(sum(parts.values()) - context_part) < 1e-5
+    with pytest.raises(UserError, match="no per-block figures"):
+        block_parts(result.context, 0, step=1)

@@ -11,6 +11,7 @@ import streamlit as st
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from vitviz.moving_target import block_parts
 from vitviz.results import Result
 
 SEED_COLOURS = ["#2E86AB", "#E4572E", "#76B041", "#8E5DB2", "#F0A202", "#17BEBB", "#C1666B",
@@ -80,6 +81,19 @@ def moving_target_figure(result: Result, item: int = 0, height: int = 420) -> go
     fig.update_xaxes(title_text="", row=1, col=1)
     fig.update_yaxes(title_text="activation", row=1, col=1)
     fig.update_yaxes(title_text="attention Δ", row=2, col=1)
+    return fig
+
+
+def block_figure(result: Result, item: int = 0, height: int = 260) -> go.Figure:
+    """Each attention module's part of the context at the last step, and the interaction."""
+    parts = block_parts(result.context, item)
+    names = list(parts)
+    labels = [name if name == "interaction" else name.rsplit(".", 2)[-2] for name in names]
+    colours = ["#6C757D" if name == "interaction" else "#E4572E" for name in names]
+    fig = go.Figure(go.Bar(x=labels, y=[parts[n] for n in names], marker_color=colours,
+                           hovertext=names))
+    _layout(fig, height, "activation lost")
+    fig.update_xaxes(title_text="this attention alone held at step 0")
     return fig
 
 

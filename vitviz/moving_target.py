@@ -84,7 +84,7 @@ def explicit_attention_mode(
 
 
 # Bumped when the probe records something new: moving-target runs get new cache keys.
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 
 
 def split(context: dict, item: int = 0, step: int = -1) -> dict[str, float]:
@@ -104,13 +104,37 @@ def split(context: dict, item: int = 0, step: int = -1) -> dict[str, float]:
     }
 
 
-class MovingTargetProbe:
-    """Context statistics for the optimisation loop (`optimise(..., probe=...)`)."""
+def block_parts(context: dict, item: int = 0, step: int = -1) -> dict[str, float]:
+    """Where the context part lives: for each attention module, what the activation loses when
+    that module alone keeps its starting maps (`live - act(x_t, A_t with that module at A_0)`),
+    and the interaction the single-module parts leave over (`context part - their sum`).
 
-    def __init__(self, model: LoadedModel, objective: Objective, n_items: int):
+    Recorded every `block_every` steps and at the last step; other steps have none (empty).
+    """
+    per_module = context["context_blocks"][step]
+    if not per_module:
+        raise UserError(f"step {step} has no per-block figures (they are recorded every few "
+                        "steps and at the last)")
+    parts = {name: values[item] for name, values in per_module.items()}
+    live = context["activation_live"][step][item]
+    context_part = live - context["activation_frozen_start"][step][item]
+    return {**parts, "interaction": context_part - sum(parts.values())}
+
+
+class MovingTargetProbe:
+    """Context statistics for the optimisation loop (`optimise(..., probe=...)`).
+
+    Every step costs three no-grad forward passes (live, all attention frozen, starting tokens
+    under the current attention); every `block_every` steps and at step `steps`, one more per
+    attention module, for `block_parts`.
+    """
+
+    def __init__(self, model: LoadedModel, objective: Objective, n_items: int,
+                 steps: int, block_every: int = 16):
         self.model = model
         self.target = objective.target
         self.n_items = n_items
+        self.steps, self.block_every = steps, max(1, block_every)
         self.start_maps: dict[str, torch.Tensor] | None = None
         self.start_inputs: torch.Tensor | None = None
         self.previous_maps: dict[str, torch.Tensor] | None = None
@@ -136,6 +160,11 @@ class MovingTargetProbe:
         self.previous_maps = maps
         frozen, _ = self._activation(inputs, self.start_maps)
         start_tokens, _ = self._activation(self.start_inputs, maps)
+        blocks = {}
+        if step % self.block_every == 0 or step == self.steps:
+            for name in maps:
+                alone, _ = self._activation(inputs, {name: self.start_maps[name]})
+                blocks[name] = (activation - alone).tolist()
         per_block = torch.stack(list(change.values()))  # [blocks, items]
         return {
             "attention_change": per_block.mean(dim=0).tolist(),
@@ -143,4 +172,5 @@ class MovingTargetProbe:
             "activation_live": activation.tolist(),
             "activation_frozen_start": frozen.tolist(),  # act(x_t, A_0)
             "activation_start_tokens": start_tokens.tolist(),  # act(x_0, A_t)
+            "context_blocks": blocks,  # module -> per item, at some steps (block_parts)
         }

@@ -101,7 +101,8 @@ def compute_result(request: RunRequest, model: LoadedModel,
     objective = from_spec(config["objective"])
     probe = None
     if request.moving_target:
-        probe = MovingTargetProbe(model, objective, len(request.seeds))
+        probe = MovingTargetProbe(model, objective, len(request.seeds), preset.steps,
+                                  block_every=request.record_every or preset.steps)
     steps, activation, loss = [], [], []
     checkpoints: dict[int, list] = {}
     context: dict[str, list] = {}
