@@ -13,7 +13,7 @@ from vitviz.errors import UserError
 from vitviz.exported import is_model_file, load_exported
 from vitviz.layers import ROLE_LABELS, default_layer, layer_table
 from vitviz.models import MODELS, default_model, load_model, load_user_models, model_from_factory
-from vitviz.paths import writable_folder
+from vitviz.paths import home, writable_folder
 from vitviz.presets import DEFAULT_PRESET, PRECISIONS, PRESETS
 from vitviz.runs import RunRequest, cached_result
 
@@ -108,6 +108,26 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_index(args) -> int:
+    from vitviz.index import build_index
+
+    model = load_model(_resolve_model_name(args), args.device)
+    tokens: str | int = int(args.tokens) if args.tokens.lstrip("-").isdigit() else args.tokens
+    bar = tqdm(desc="indexing", unit="image")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    index, added = build_index(model, args.layers, args.photos, args.index_dir or home() / "indexes",
+                               tokens=tokens, k=args.k, batch_size=args.batch_size,
+                               progress=progress)
+    bar.close()
+    print(f"{index.path}: {index.count} images ({added} added this run, {len(index.skipped)} "
+          f"unreadable files skipped), {len(index.layers)} layer(s)")
+    return 0
+
+
 def cmd_report(args) -> int:
     from vitviz.report import main as report_main
 
@@ -151,6 +171,19 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("models", help="list models and whether their weights are here")
     p.set_defaults(func=cmd_models)
+
+    p = commands.add_parser("index", help="an activation index over a folder of images: each "
+                            "unit's top and bottom images and statistics, resumable")
+    _model_argument(p)
+    p.add_argument("--layers", "--layer", nargs="+", required=True)
+    p.add_argument("--photos", type=Path, required=True, help="folder of jpg/png/webp images "
+                   "(searched recursively)")
+    p.add_argument("--tokens", default="patch", help="patch (mean, default), cls, all, or an index")
+    p.add_argument("--k", type=int, default=16, help="top and bottom images kept per unit")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--index-dir", type=Path, help="where indexes live (default: "
+                   "vitviz's home folder, indexes/)")
+    p.set_defaults(func=cmd_index)
 
     p = commands.add_parser("report", help="presets compared over many units with figures "
                             "noise cannot win (robust activation, specificity, the judge)")

@@ -1,0 +1,106 @@
+"""The activation index: what it keeps equals a brute-force pass over the same images, after an
+interruption and after new files arrive."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import VIT_HIDDEN
+from vitviz.index import ActivationIndex, _centre_square, build_index
+from vitviz.layers import activations
+from vitviz.objectives import unit_values
+
+K = 3
+
+
+def write_images(folder, start, count):
+    rng = np.random.default_rng(start)
+    for i in range(start, start + count):
+        sub = folder / ("a" if i % 2 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (40 + i % 7, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(sub / f"img{i:03d}.{'png' if i % 3 else 'jpg'}")
+
+
+def brute_force(model, folder):
+    paths = sorted(p for p in folder.rglob("*") if p.suffix in (".png", ".jpg") and
+                   p.name != "broken.jpg")
+    images = torch.stack([_centre_square(p, model.preprocessing.size) for p in paths])
+    with torch.no_grad():
+        acts = activations(model, model.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
+    return paths, unit_values(acts, "patch", model.prefix_tokens).numpy()
+
+
+def check_against(index, model, folder):
+    paths, values = brute_force(model, folder)
+    assert index.count == len(paths)
+    for unit in (0, 7, 63):
+        expected = np.argsort(-values[:, unit], kind="stable")[:K]
+        got = index.top(VIT_HIDDEN, unit)
+        assert [p for p, _ in got] == [paths[i] for i in expected]
+        assert np.allclose([v for _, v in got], values[expected, unit], atol=1e-5)
+        lowest = index.top(VIT_HIDDEN, unit, bottom=True)[0]
+        assert lowest[0] == paths[int(values[:, unit].argmin())]
+        summary = index.summary(VIT_HIDDEN, unit)
+        assert np.isclose(summary["mean"], values[:, unit].mean(), atol=1e-5)
+        assert np.isclose(summary["max"], values[:, unit].max(), atol=1e-5)
+
+
+def test_the_index_equals_a_brute_force_pass_and_grows_with_new_files_only(tiny_vit, tmp_path):
+    folder = tmp_path / "photos"
+    write_images(folder, 0, 10)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    (folder / "notes.txt").write_text("not an image either")
+    index, added = build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "idx", k=K,
+                               sample=8, batch_size=4)
+    assert added == 10 and len(index.skipped) == 1
+    check_against(index, tiny_vit, folder)
+
+    again, added = build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "idx", k=K,
+                               sample=8, batch_size=4)
+    assert added == 0 and again.count == 10, "a rerun measured indexed or broken files again"
+    write_images(folder, 10, 5)
+    grown, added = build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "idx", k=K,
+                               sample=8, batch_size=4)
+    assert added == 5
+    check_against(ActivationIndex.load(grown.path), tiny_vit, folder)
+
+
+def test_an_interrupted_index_resumes_without_losing_or_repeating_images(tiny_vit, tmp_path):
+    folder = tmp_path / "photos"
+    write_images(folder, 0, 12)
+    seen = []
+
+    def interrupt(done, total):
+        seen.append(done)
+        if done >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "idx", k=K, sample=8,
+                    batch_size=2, save_every=2, progress=interrupt)
+    (stored,) = (tmp_path / "idx").glob("*.npz")
+    partial = ActivationIndex.load(stored)
+    assert partial.count == 8, "the saved index lost or invented images"
+    index, added = build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "idx", k=K, sample=8,
+                               batch_size=2, save_every=2)
+    assert added == 4
+    check_against(index, tiny_vit, folder)
+
+
+def test_the_cli_indexes_a_folder(tmp_path):
+    folder = tmp_path / "photos"
+    write_images(folder, 0, 6)
+    done = subprocess.run([sys.executable, "-m", "vitviz", "index", "--model", "tiny_vit",
+                           "--layers", VIT_HIDDEN, "--photos", str(folder), "--k", "2",
+                           "--index-dir", str(tmp_path / "idx")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "6 images (6 added this run, 0 unreadable" in done.stdout
+    missing = subprocess.run([sys.executable, "-m", "vitviz", "index", "--model", "tiny_vit",
+                              "--layers", VIT_HIDDEN, "--photos", str(tmp_path / "nowhere")],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "is not a folder of images" in missing.stderr

@@ -1,0 +1,251 @@
+"""An activation index over any folder of images, kept on disk, resumable and incremental.
+
+    python -m vitviz index --model dinov2_vits14 --layers encoder.layers.encoder_layer_6.mlp.1 \\
+        --photos ~/data/imagenet/val
+
+The images stream through the model in batches (never all in memory): each image's centre
+square, resized to the model's input, goes through the network once for all the layers asked
+for. Per layer and unit the index keeps the k images that drive the unit most and the k that
+drive it least, with their values; the count, sum, sum of squares, minimum and maximum; and a
+sample of values for quantiles, taken on the images whose path hash is smallest, so that the
+sample is the same set of images for every unit and stays a uniform sample as files are added.
+
+Everything lives in one `.npz` per index (the files done are inside it), replaced atomically
+every few batches: Ctrl-C or a crash loses at most the batches since the last save, never the
+index. A rerun skips the files already indexed (path, size, modification time) and adds the
+new ones; an unreadable file is skipped, counted and not tried again.
+
+Size: per layer, units x (4k + sample) numbers; 1536 units with k = 16 and a 256-value sample
+take about 2.6 MB, whatever the number of images. Memory while indexing: one batch of images
+and its activations, plus that.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from vitviz.errors import UserError
+from vitviz.hashing import config_key
+from vitviz.layers import activations, find_layer
+from vitviz.models import LoadedModel
+from vitviz.objectives import unit_values
+
+SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+FORMAT_VERSION = 1
+
+# Called as progress(images done this run, images to do this run).
+IndexProgress = Callable[[int, int], None]
+
+
+class IndexProblem(UserError):
+    pass
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image below `folder` (recursive), in a stable order."""
+    if not folder.is_dir():
+        raise IndexProblem(f"{folder} is not a folder of images.")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
+def _file_id(folder: Path, path: Path) -> str:
+    stat = path.stat()
+    return f"{path.relative_to(folder).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _sample_rank(relative: str) -> int:
+    """A fixed pseudo-random rank per path: the sample keeps the smallest ranks."""
+    return int.from_bytes(hashlib.sha256(relative.encode()).digest()[:8], "big")
+
+
+def _centre_square(path: Path, size: int) -> torch.Tensor:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    square = image.crop((left, top, left + side, top + side)).resize((size, size),
+                                                                      Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(square, dtype=np.float32) / 255).permute(2, 0, 1)
+
+
+@dataclass
+class LayerStats:
+    """One layer's per-unit figures over the images indexed so far."""
+
+    top_values: np.ndarray  # [units, k], largest first
+    top_ids: np.ndarray  # [units, k] indices into the index's files; -1: none yet
+    bottom_values: np.ndarray  # [units, k], smallest first
+    bottom_ids: np.ndarray
+    total: np.ndarray  # [units] float64 sums
+    squares: np.ndarray  # [units] float64 sums of squares
+    minimum: np.ndarray
+    maximum: np.ndarray
+    sample_values: np.ndarray  # [units, m] values on the sample images
+    sample_ranks: np.ndarray  # [m] uint64 rank of each sample image; max: empty slot
+
+    @classmethod
+    def empty(cls, units: int, k: int, sample: int) -> "LayerStats":
+        return cls(np.full((units, k), -np.inf, np.float32), np.full((units, k), -1, np.int64),
+                   np.full((units, k), np.inf, np.float32), np.full((units, k), -1, np.int64),
+                   np.zeros(units), np.zeros(units), np.full(units, np.inf, np.float32),
+                   np.full(units, -np.inf, np.float32), np.full((units, sample), np.nan, np.float32),
+                   np.full(sample, np.iinfo(np.uint64).max, np.uint64))
+
+    def add(self, values: np.ndarray, ids: np.ndarray, ranks: np.ndarray) -> None:
+        """Fold a batch in: `values` [batch, units], the images' ids and sample ranks."""
+        k = self.top_values.shape[1]
+        for extreme, sign in (("top", 1), ("bottom", -1)):
+            merged = np.concatenate([getattr(self, f"{extreme}_values"), values.T], axis=1)
+            merged_ids = np.concatenate(
+                [getattr(self, f"{extreme}_ids"), np.broadcast_to(ids, values.T.shape)], axis=1)
+            order = np.argsort(-sign * merged, axis=1, kind="stable")[:, :k]
+            setattr(self, f"{extreme}_values", np.take_along_axis(merged, order, axis=1))
+            setattr(self, f"{extreme}_ids", np.take_along_axis(merged_ids, order, axis=1))
+        self.total += values.sum(axis=0, dtype=np.float64)
+        self.squares += (values.astype(np.float64) ** 2).sum(axis=0)
+        self.minimum = np.minimum(self.minimum, values.min(axis=0))
+        self.maximum = np.maximum(self.maximum, values.max(axis=0))
+        m = self.sample_ranks.shape[0]
+        ranks_all = np.concatenate([self.sample_ranks, ranks])
+        keep = np.argsort(ranks_all, kind="stable")[:m]
+        self.sample_ranks = ranks_all[keep]
+        self.sample_values = np.concatenate([self.sample_values, values.T], axis=1)[:, keep]
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}/{name}": value for name, value in vars(self).items()}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> "LayerStats":
+        return cls(**{name: arrays[f"{prefix}/{name}"] for name in cls.__dataclass_fields__})
+
+
+class ActivationIndex:
+    """The index of one model, layer set and folder: build with `update`, read with `top`."""
+
+    def __init__(self, path: Path, folder: Path, layers: Sequence[str], files: list[str],
+                 skipped: list[str], stats: dict[str, LayerStats]):
+        self.path, self.folder, self.layers = path, folder, list(layers)
+        self.files, self.skipped, self.stats = files, skipped, stats
+
+    @property
+    def count(self) -> int:
+        return len(self.files)
+
+    def top(self, layer: str, unit: int, k: int | None = None, bottom: bool = False
+            ) -> list[tuple[Path, float]]:
+        """The images (paths under the folder) that drive `unit` most (or least), with values."""
+        stats = self._layer(layer)
+        values = (stats.bottom_values if bottom else stats.top_values)[unit]
+        ids = (stats.bottom_ids if bottom else stats.top_ids)[unit]
+        found = [(self.folder / self.files[i].split("|")[0], float(v))
+                 for i, v in zip(ids, values) if i >= 0]
+        return found[:k] if k else found
+
+    def summary(self, layer: str, unit: int) -> dict[str, float]:
+        stats, n = self._layer(layer), self.count
+        mean = stats.total[unit] / max(n, 1)
+        sample = stats.sample_values[unit]
+        sample = sample[~np.isnan(sample)]
+        quantiles = np.quantile(sample, [0.5, 0.9, 0.99]) if sample.size else [np.nan] * 3
+        return {"images": n, "max": float(stats.maximum[unit]), "min": float(stats.minimum[unit]),
+                "mean": float(mean),
+                "std": float(np.sqrt(max(stats.squares[unit] / max(n, 1) - mean ** 2, 0.0))),
+                "median": float(quantiles[0]), "q90": float(quantiles[1]),
+                "q99": float(quantiles[2])}
+
+    def _layer(self, layer: str) -> LayerStats:
+        if layer not in self.stats:
+            raise IndexProblem(f"this index has layers {', '.join(self.layers)}, not {layer}.")
+        return self.stats[layer]
+
+    def save(self) -> None:
+        arrays = {name: value for index, layer in enumerate(self.layers)
+                  for name, value in self.stats[layer].arrays(f"layer{index}").items()}
+        meta = {"format": FORMAT_VERSION, "folder": str(self.folder), "layers": self.layers,
+                "files": self.files, "skipped": self.skipped}
+        partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(partial, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        partial.replace(self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> "ActivationIndex":
+        with np.load(path) as stored:
+            meta = json.loads(stored["meta"].tobytes())
+            stats = {layer: LayerStats.from_arrays(stored, f"layer{i}")
+                     for i, layer in enumerate(meta["layers"])}
+        return cls(path, Path(meta["folder"]), meta["layers"], meta["files"], meta["skipped"],
+                   stats)
+
+
+def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: str | int,
+               k: int, sample: int, root: Path) -> Path:
+    """One file per model (and weights), layer set, folder and settings."""
+    key = config_key({"model": model.registry_name, "weights": model.weights_id,
+                      "layers": list(layers), "folder": str(folder), "tokens": tokens, "k": k,
+                      "sample": sample, "format": FORMAT_VERSION})
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"{model.registry_name.replace(':', '_')}-{key[:16]}.npz"
+
+
+def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, root: Path, *,
+                tokens: str | int = "patch", k: int = 16, sample: int = 256,
+                batch_size: int = 32, save_every: int = 8,
+                progress: IndexProgress | None = None) -> tuple[ActivationIndex, int]:
+    """Index the images of `folder` not indexed yet; returns the index and how many it added."""
+    folder = Path(folder).expanduser().resolve()
+    infos = [find_layer(model, layer) for layer in layers]  # unknown layers fail first
+    if not 1 <= k <= 1024 or not 1 <= sample <= 100_000 or batch_size < 1:
+        raise IndexProblem("k must be 1 to 1024, the sample 1 to 100000 and the batch at least 1.")
+    path = index_path(model, layers, folder, tokens, k, sample, root)
+    if path.is_file():
+        index = ActivationIndex.load(path)
+    else:
+        index = ActivationIndex(path, folder, layers, [], [], {
+            info.name: LayerStats.empty(info.units, k, sample) for info in infos})
+    done = set(index.files) | set(index.skipped)
+    todo = [p for p in image_files(folder) if _file_id(folder, p) not in done]
+    added = 0
+    for batch_number, (paths, images) in enumerate(_batches(folder, todo, model, batch_size,
+                                                            index.skipped)):
+        ids = np.arange(len(index.files), len(index.files) + len(paths))
+        ranks = np.array([_sample_rank(p.relative_to(folder).as_posix()) for p in paths],
+                         np.uint64)
+        with torch.no_grad():
+            acts = activations(model, model.normalise(images.to(model.device)), layers)
+        for layer in layers:
+            values = unit_values(acts[layer].float(), tokens, model.prefix_tokens).cpu().numpy()
+            index.stats[layer].add(values, ids, ranks)
+        index.files += [_file_id(folder, p) for p in paths]
+        added += len(paths)
+        if (batch_number + 1) % save_every == 0:
+            index.save()
+        if progress:
+            progress(added, len(todo))
+    index.save()
+    return index, added
+
+
+def _batches(folder: Path, paths: list[Path], model: LoadedModel, batch_size: int,
+             skipped: list[str]) -> Iterator[tuple[list[Path], torch.Tensor]]:
+    """Decoded batches of the readable images; unreadable files go to `skipped`."""
+    size = model.preprocessing.size
+    batch, tensors = [], []
+    for path in paths:
+        try:
+            tensors.append(_centre_square(path, size))
+            batch.append(path)
+        except (UnidentifiedImageError, OSError, ValueError):
+            skipped.append(_file_id(folder, path))
+        if len(batch) == batch_size:
+            yield batch, torch.stack(tensors)
+            batch, tensors = [], []
+    if batch:
+        yield batch, torch.stack(tensors)
