@@ -14,7 +14,7 @@ from vitviz.errors import UserError
 from vitviz.objectives import TOKEN_MODES
 from vitviz.presets import DEFAULT_PRESET, PRESETS, from_knobs, get_preset
 from vitviz.results import Result
-from vitviz.runs import MAX_ITEMS, RunRequest
+from vitviz.runs import MAX_ITEMS, RunRequest, default_record_every
 
 Parser = Callable[[str], Any]
 
@@ -95,11 +95,6 @@ def to_query(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def record_every(steps: int) -> int:
-    """Images are kept about eight times per run: enough to watch it, cheap to store."""
-    return max(1, steps // 8)
-
-
 def objective_spec(settings: dict) -> dict:
     return objectives.unit_objective(settings.get("kind", "neuron"), settings["layer"],
                                      settings["unit"], settings.get("tokens", "patch")).spec()
@@ -118,7 +113,7 @@ def _request(settings: dict, model_size: int, preset: str, seeds, extra=None,
     return RunRequest(
         model=settings["model"], objective=objective_spec(settings), seeds=tuple(seeds),
         preset=preset, overrides={**_overrides(settings, model_size, preset), **(extra or {})},
-        record_every=record_every(settings["steps"]), moving_target=moving_target,
+        record_every=default_record_every(settings["steps"]), moving_target=moving_target,
     )
 
 

@@ -128,6 +128,31 @@ def cmd_index(args) -> int:
     return 0
 
 
+def cmd_atlas(args) -> int:
+    from vitviz.atlas import run_atlas
+    from vitviz.layers import find_layer
+    from vitviz.report import parse_units
+
+    model = load_model(_resolve_model_name(args), args.device)
+    count = find_layer(model, args.layer).units
+    units = list(range(count)) if args.units == "all" else parse_units(args.units)
+    cache = ResultCache(args.cache)
+    bar = tqdm(total=len(units), desc=f"atlas {args.layer}", unit="unit")
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        bar.total = total
+        bar.set_postfix(units_per_hour=f"{done / max(seconds, 1e-9) * 3600:.0f}", refresh=False)
+        bar.update(done - bar.n)
+
+    computed = sum(1 for _ in run_atlas(model, args.layer, units, cache, seed=args.seed,
+                                         preset=args.preset, steps=args.steps,
+                                         batch_units=args.batch_units, progress=progress))
+    bar.close()
+    print(f"{len(units)} units of {args.layer}: {computed} computed, {len(units) - computed} "
+          f"already in the cache ({cache.path})")
+    return 0
+
+
 def cmd_report(args) -> int:
     from vitviz.report import main as report_main
 
@@ -171,6 +196,20 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("models", help="list models and whether their weights are here")
     p.set_defaults(func=cmd_models)
+
+    p = commands.add_parser("atlas", help="visualise many units of a layer, several per batch, "
+                            "each cached as the single run the dashboard asks for")
+    _model_argument(p)
+    p.add_argument("--layer", required=True)
+    p.add_argument("--units", default="all", help="all, a range such as 0-63, or 3,7,9")
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
+    p.add_argument("--steps", type=int, help="default: the preset's own")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-units", type=int, default=8, help="units optimised together")
+    p.add_argument("--cache", type=Path, help="result cache directory (default: "
+                   "$VITVIZ_CACHE_DIR, else vitviz's home folder; point it at the dashboard's "
+                   "cache/ to serve the atlas there)")
+    p.set_defaults(func=cmd_atlas)
 
     p = commands.add_parser("index", help="an activation index over a folder of images: each "
                             "unit's top and bottom images and statistics, resumable")

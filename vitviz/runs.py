@@ -30,6 +30,12 @@ from vitviz.results import Result, to_uint8
 MAX_ITEMS = 4096
 MAX_SEED = 2**31 - 1
 
+def default_record_every(steps: int) -> int:
+    """Images kept about eight times per run: enough to watch it form, cheap to store. The
+    dashboard's pages and the atlas use it, so their runs share cache keys."""
+    return max(1, steps // 8)
+
+
 # Called after every step with (record, total steps), e.g. to draw a progress bar.
 Progress = Callable[[StepRecord, int], None]
 

@@ -1,0 +1,64 @@
+"""The atlas: batched units land in the cache as the single runs the pages ask for."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vitviz.atlas
+from conftest import VIT_HIDDEN
+from vitviz.atlas import run_atlas, unit_request
+from vitviz.cache import ResultCache
+from vitviz.runs import compute_result
+from ui.settings import examples_request
+
+STEPS = 6
+
+
+def test_each_unit_is_cached_as_the_single_run_a_page_asks_for(tiny_vit, tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    done = dict(run_atlas(tiny_vit, VIT_HIDDEN, [3, 9, 17, 40, 63], cache, steps=STEPS,
+                          batch_units=2))
+    assert sorted(done) == [3, 9, 17, 40, 63]
+    settings = {"model": "tiny_vit", "layer": VIT_HIDDEN, "kind": "neuron", "unit": 17,
+                "tokens": "patch", "seed": 0, "steps": STEPS,
+                "size": tiny_vit.preprocessing.size * 2}
+    page = examples_request(settings, tiny_vit.preprocessing.size)
+    assert page.key() == unit_request("tiny_vit", VIT_HIDDEN, 17, steps=STEPS).key()
+    stored = cache.get(page.key())
+    solo = compute_result(page, tiny_vit)
+    assert np.abs(stored.images[0].astype(int) - solo.images[0].astype(int)).max() <= 1
+    assert np.allclose(stored.activation, solo.activation, atol=1e-4)
+    assert stored.config == solo.config and sorted(stored.checkpoints) == sorted(solo.checkpoints)
+
+
+def test_a_rerun_resumes_where_an_interrupted_atlas_stopped(tiny_vit, tmp_path, monkeypatch):
+    cache = ResultCache(tmp_path / "cache")
+
+    def stop_after_first_batch(done, total, seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        list(run_atlas(tiny_vit, VIT_HIDDEN, range(5), cache, steps=STEPS, batch_units=2,
+                       progress=stop_after_first_batch))
+    batches = []
+    real = vitviz.atlas.compute_result
+    monkeypatch.setattr(vitviz.atlas, "compute_result",
+                        lambda request, model: batches.append(request) or real(request, model))
+    resumed = [unit for unit, _ in run_atlas(tiny_vit, VIT_HIDDEN, range(5), cache, steps=STEPS,
+                                              batch_units=2)]
+    assert resumed == [2, 3, 4] and len(batches) == 2
+    assert list(run_atlas(tiny_vit, VIT_HIDDEN, range(5), cache, steps=STEPS)) == []
+
+
+def test_the_cli_runs_an_atlas_and_checks_the_unit_range(tmp_path):
+    args = [sys.executable, "-m", "vitviz", "atlas", "--model", "tiny_vit", "--layer", VIT_HIDDEN,
+            "--steps", "3", "--batch-units", "4", "--cache", str(tmp_path / "cache")]
+    done = subprocess.run(args + ["--units", "0-5"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "6 units of" in done.stdout and "6 computed, 0 already in the cache" in done.stdout
+    again = subprocess.run(args + ["--units", "0-5"], capture_output=True, text=True, timeout=300)
+    assert "0 computed, 6 already in the cache" in again.stdout
+    wrong = subprocess.run(args + ["--units", "60-70"], capture_output=True, text=True,
+                           timeout=300)
+    assert wrong.returncode == 2 and "valid units are 0 to 63" in wrong.stderr

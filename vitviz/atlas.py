@@ -1,0 +1,78 @@
+"""A whole layer visualised: many units per batch, each stored as the run a page would ask for.
+
+    python -m vitviz atlas --model dinov2_vits14 --layer encoder.layers.encoder_layer_6.mlp.1 \\
+        --units 0-255 --steps 128
+
+Units are optimised several at a time (one batch item each, one seed). A batch item's result
+depends only on its unit and seed, not on the rest of the batch (tests/test_optimise.py), so
+each item is stored in the result cache under the key of the single-unit run that the
+dashboard's Optimise and Dataset examples pages request with the same settings: a unit opened
+later on any page is a cache hit. Finished units are skipped, so a rerun resumes; an
+interrupted batch stores nothing, and the cache writes each entry whole.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, Sequence
+
+from vitviz import objectives
+from vitviz.cache import ResultCache
+from vitviz.layers import find_layer
+from vitviz.models import LoadedModel
+from vitviz.optimise import resolve_preset
+from vitviz.presets import DEFAULT_PRESET
+from vitviz.results import Result
+from vitviz.runs import RunRequest, compute_result, default_record_every
+
+# Called as progress(units done, units to do, seconds so far) after each batch.
+AtlasProgress = Callable[[int, int, float], None]
+
+
+def unit_request(model: str, layer: str, unit: int, seed: int = 0,
+                 preset: str = DEFAULT_PRESET, steps: int | None = None,
+                 tokens: str | int = "patch") -> RunRequest:
+    """The single-unit run of the dashboard's pages for these settings (same cache key)."""
+    steps = resolve_preset(preset, **({"steps": steps} if steps else {})).steps
+    return RunRequest(model, objectives.neuron(layer, unit, tokens).spec(), (seed,), preset,
+                      {"steps": steps}, record_every=default_record_every(steps))
+
+
+def item_result(batch: Result, item: int, request: RunRequest) -> Result:
+    """Batch item `item` of `batch` as the result of the single run `request`."""
+    return Result(
+        config=request.config(), model=batch.model, images=[batch.images[item]],
+        checkpoints={step: [images[item]] for step, images in batch.checkpoints.items()},
+        steps=batch.steps, activation=[batch.activation[item]], loss=[batch.loss[item]],
+        elapsed_s=batch.elapsed_s / len(batch.images), created=batch.created,
+        device=batch.device)
+
+
+def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
+              seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
+              tokens: str | int = "patch", batch_units: int = 8,
+              progress: AtlasProgress | None = None) -> Iterator[tuple[int, Result]]:
+    """Visualise `units` of `layer`, `batch_units` at a time; yields (unit, result) as each
+    batch finishes. Units already in the cache are skipped."""
+    info = find_layer(model, layer)
+    bad = [u for u in units if not 0 <= u < info.units]
+    if bad:
+        raise objectives.UnitOutOfRange(f"units {bad[:5]} are out of range for {layer}: valid "
+                                        f"units are 0 to {info.units - 1}.")
+    requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens)
+                for u in units}
+    todo = [u for u in units if cache.get(requests[u].key()) is None]
+    started = time.perf_counter()
+    for start in range(0, len(todo), batch_units):
+        chunk = todo[start:start + batch_units]
+        first = requests[chunk[0]]
+        batch = RunRequest(model.registry_name,
+                           objectives.neuron(layer, tuple(chunk), tokens).spec(),
+                           (seed,) * len(chunk), preset, first.overrides,
+                           record_every=first.record_every)
+        result = compute_result(batch, model)
+        for item, unit in enumerate(chunk):
+            single = item_result(result, item, requests[unit])
+            cache.put(requests[unit].key(), single)
+            yield unit, single
+        if progress:
+            progress(start + len(chunk), len(todo), time.perf_counter() - started)
