@@ -444,3 +444,21 @@ def test_a_new_preset_needs_no_change_to_the_dashboard(monkeypatch, calls):
                    steps=4)
     button(at, "Run 2 seeds").click().run()
     assert errors(at) == "" and len(at.get("plotly_chart")) == 1
+
+
+def test_the_atlas_page_computes_missing_units_and_links_each_to_its_own_page(calls):
+    at = open_page("pages/Atlas.py", layer=VIT_HIDDEN, steps=4, start=48)
+    assert errors(at) == ""
+    assert sum("not computed" in c.value for c in at.caption) == 16  # units 48-63
+    button(at, "Compute the 16 missing units").click().run()
+    assert errors(at) == ""
+    assert len(calls["requests"]) == 2, "16 units should run as 2 batches of 8"
+    assert len(at.image) == 16 and not any("not computed" in c.value for c in at.caption)
+    link = next(p for p in at.page_link if p.value.startswith("#50 ·"))
+    assert link.proto.page == "Dataset_examples"
+    params = dict(parse_qsl(link.proto.query_string))
+    assert params["unit"] == "50" and params["steps"] == "4"
+    done = len(calls["requests"])
+    examples = open_page("pages/Dataset_examples.py", **params)
+    assert errors(examples) == "" and examples.image, "the unit's page did not open its picture"
+    assert len(calls["requests"]) == done, "the unit's page recomputed the atlas run"

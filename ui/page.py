@@ -61,6 +61,10 @@ PAGES = {
         "Dataset_examples.py", "Dataset examples", ":material/photo_library:",
         "The photos, crops and patches of the offline photo set that drive a unit most, next to "
         "its visualisation, with how strong and how specific that visualisation is."),
+    "atlas": PageInfo(
+        "Atlas.py", "Atlas", ":material/apps:",
+        "A whole layer at a glance: every unit's picture, a page of units at a time, each linking "
+        "to its own page; missing units computed in batches."),
     "runs": PageInfo(
         "Runs.py", "Runs", ":material/history:",
         "Browse the result cache shared by all sessions: reopen, export as PNG and JSON, delete."),

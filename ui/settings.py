@@ -86,6 +86,8 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
     "moving_target": {**_TARGET, **_RUN},
     "examples": {**_TARGET, **_RUN},
     "runs": {"run": text},
+    "atlas": {"model": text, "layer": text, "seed": integer, "steps": integer, "start": integer,
+              "order": choice(("unit", "activation"))},
 }
 
 
