@@ -78,7 +78,8 @@ class LiveView:
                                               f"about {left:.0f} s left")
         if record.images is not None:
             for slot, image, label in zip(self._images, to_uint8(record.images), self._labels):
-                slot.image(enlarge(image), caption=f"{label} · step {record.step}", width="stretch")
+                slot.image(enlarge(image), caption=f"{label} · step {record.step}",
+                           width="stretch")
         if record.images is not None or now - self._drawn > REDRAW_S:
             curves = [(label, self._steps, curve, SEED_COLOURS[i % len(SEED_COLOURS)])
                       for i, (label, curve) in enumerate(zip(self._labels, self._curves))]

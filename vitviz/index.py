@@ -96,7 +96,8 @@ class LayerStats:
         return cls(np.full((units, k), -np.inf, np.float32), np.full((units, k), -1, np.int64),
                    np.full((units, k), np.inf, np.float32), np.full((units, k), -1, np.int64),
                    np.zeros(units), np.zeros(units), np.full(units, np.inf, np.float32),
-                   np.full(units, -np.inf, np.float32), np.full((units, sample), np.nan, np.float32),
+                   np.full(units, -np.inf, np.float32),
+                   np.full((units, sample), np.nan, np.float32),
                    np.full(sample, np.iinfo(np.uint64).max, np.uint64))
 
     def add(self, values: np.ndarray, ids: np.ndarray, ranks: np.ndarray) -> None:
