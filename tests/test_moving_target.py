@@ -115,3 +115,35 @@ def test_block_parts_locate_the_context_and_are_recorded_every_few_steps(tiny_vi
         assert abs(sum(parts.values()) - context_part) < 1e-5
     with pytest.raises(UserError, match="no per-block figures"):
         block_parts(result.context, 0, step=1)
+
+
+def _blind(tiny_vit):
+    """tiny_vit with attention that ignores the image: zero query and key projections."""
+    blind = copy.deepcopy(tiny_vit)
+    for mha in attention_modules(blind.module).values():
+        mha.in_proj_weight.data[:2 * mha.embed_dim] = 0
+        mha.in_proj_bias.data[:2 * mha.embed_dim] = 0
+    return blind
+
+
+@pytest.mark.parametrize("preset", ["naive", "robust"])
+def test_a_frozen_context_run_equals_the_live_one_when_attention_cannot_move(tiny_vit, preset):
+    blind = _blind(tiny_vit)
+    runs = [compute_result(RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0, 1), preset,
+                                      {"steps": 5}, frozen_context=frozen), blind)
+            for frozen in (False, True)]
+    assert runs[1].config["frozen_context"] and "frozen_context" not in runs[0].config
+    assert torch.allclose(torch.tensor(runs[0].activation), torch.tensor(runs[1].activation),
+                          atol=1e-4)
+
+
+def test_a_frozen_context_run_differs_and_still_lifts_most_units(tiny_vit):
+    request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, tuple(range(16))).spec(),
+                         tuple([0] * 16), "robust", {"steps": 30}, frozen_context=True)
+    frozen = compute_result(request, tiny_vit)
+    live = compute_result(RunRequest("tiny_vit", request.objective, request.seeds, "robust",
+                                     {"steps": 30}), tiny_vit)
+    rises = sum(curve[-1] > curve[0] for curve in frozen.activation)
+    assert rises >= 14, rises
+    assert not torch.allclose(torch.tensor(frozen.activation), torch.tensor(live.activation),
+                              atol=1e-3)

@@ -62,7 +62,8 @@ def cmd_run(args) -> int:
                                    "ensemble": args.ensemble, "precision": args.precision
                                    }.items() if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
-                         record_every=args.record_every, moving_target=args.moving_target)
+                         record_every=args.record_every, moving_target=args.moving_target,
+                         frozen_context=args.frozen_context)
     request.check()
     writable_folder(args.out)
     total = request.resolved_preset().steps
@@ -182,6 +183,9 @@ def parser() -> argparse.ArgumentParser:
                         "AVX-512 BF16 and on GPUs (default: the preset's, fp32)")
     p.add_argument("--record-every", type=int, default=16, help="keep images every N steps")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")
+    p.add_argument("--frozen-context", action="store_true",
+                   help="optimise with every attention map held at its value for the starting "
+                        "image: the moving target stopped")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--cache", type=Path, help="result cache directory (default: $VITVIZ_CACHE_DIR, else ~/.cache/vitviz/results)")
     p.add_argument("--no-cache", action="store_true")

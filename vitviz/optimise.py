@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -10,6 +11,7 @@ import torch
 from vitviz.errors import UserError
 from vitviz.layers import activations, find_layer
 from vitviz.models import LoadedModel
+from vitviz.moving_target import explicit_attention_mode
 from vitviz.objectives import Objective
 from vitviz.params import ImageParam, build_param, total_variation
 from vitviz.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
@@ -86,11 +88,15 @@ def optimise(
     steps: int | None = None,
     record_every: int = 16,
     probe: ContextProbe | None = None,
+    frozen_context: bool = False,
 ) -> Iterator[StepRecord]:
     """Maximise `objective` for one image per seed, all in one batch; yields a record per step.
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
+    With `frozen_context`, every attention map of the optimised forward pass is held at its
+    value for the starting image (the moving target stopped; vitviz.moving_target); the
+    recorded activation stays the real one, with live attention.
     """
     preset = resolve_preset(preset, steps=steps)
     preset.check()
@@ -116,12 +122,27 @@ def optimise(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset.precision == "bf16"):
             return activations(model, images, objective.layers)
 
+    start_images = param().detach() if frozen_context else None
     for step in range(preset.steps):
         images = param()
+        frozen = None
+        if frozen_context:
+            # The starting image under this step's very augmentation (the same random draws),
+            # so each copy's maps are those of the same crop of the start: the unit keeps its
+            # starting context and only the patch contents can move it.
+            states = [rng.get_state() for rng in rngs]
+            start = augment(start_images, transforms, rngs, copies, step / preset.steps)
+            for rng, state in zip(rngs, states):
+                rng.set_state(state)
+            with torch.no_grad(), explicit_attention_mode(model.module) as frozen:
+                forward(model.to_input(start))
+            frozen = dict(frozen)
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
         with redirected(model.module, step < preset.redirect_steps), \
                 leaky_targets(model.module, objective.layers, preset.leaky_target):
-            acts = forward(model.to_input(augmented))
+            with explicit_attention_mode(model.module, frozen) if frozen_context \
+                    else nullcontext():
+                acts = forward(model.to_input(augmented))
         values = objective({k: v.float() for k, v in acts.items()}, n_items)
         per_item = values.view(n_items, copies).mean(dim=1)
         loss = -per_item + preset.tv_weight * total_variation(images)

@@ -51,6 +51,7 @@ class RunRequest:
     overrides: dict = field(default_factory=dict)  # preset knobs, e.g. {"steps": 128, "lr": 0.1}
     record_every: int = 16
     moving_target: bool = False
+    frozen_context: bool = False  # optimise with attention held at the start (see optimise)
 
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
@@ -83,6 +84,7 @@ class RunRequest:
             "record_every": self.record_every,
             "moving_target": self.moving_target,
             **({"moving_target_version": PROBE_VERSION} if self.moving_target else {}),
+            **({"frozen_context": True} if self.frozen_context else {}),
             "vitviz_version": __version__,
             "algorithm_version": ALGORITHM_VERSION,
         }
@@ -116,7 +118,8 @@ def compute_result(request: RunRequest, model: LoadedModel,
     with cpu_slot(model.device):
         started = time.perf_counter()
         for record in optimise(model, objective, request.seeds, preset,
-                               record_every=request.record_every, probe=probe):
+                               record_every=request.record_every, probe=probe,
+                               frozen_context=request.frozen_context):
             steps.append(record.step)
             activation.append(record.activation)
             if record.loss is not None:
