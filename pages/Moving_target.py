@@ -7,7 +7,7 @@ from vitviz.presets import PRESETS
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
-from ui.settings import MOVING_TARGET_PRESETS, moving_target_requests
+from ui.settings import MOVING_TARGET_RUNS, moving_target_requests
 
 state = setup("moving_target", "A ViT unit sees its own token and, through attention, every other "
                                "token. When the image changes, both change: the target moves. Each"
@@ -26,18 +26,21 @@ with reported():
 
     requests = moving_target_requests(state.values, model.preprocessing.size)
     problems, results = widgets.look_up(state, target, requests, limits)
-    run_now = None in results and widgets.run_button("Run naive and robust",
+    run_now = None in results and widgets.run_button("Run naive, robust and frozen naive",
                                                      disabled=bool(problems))
 
-    for column, preset in zip(st.columns(2, gap="large"), MOVING_TARGET_PRESETS):
-        column.subheader(preset, anchor=False)
-        column.caption(PRESETS[preset].description)
-    for column, preset, request, result in zip(st.columns(2, gap="large"), MOVING_TARGET_PRESETS,
-                                               requests, results):
+    runs = list(zip(st.columns(len(MOVING_TARGET_RUNS), gap="large"), MOVING_TARGET_RUNS))
+    for column, (label, preset, frozen) in runs:
+        column.subheader(label, anchor=False)
+        column.caption("Optimised with every attention map held at its value for the starting "
+                       "image: the target cannot move. Does the noise go?" if frozen
+                       else PRESETS[preset].description)
+    for (column, (label, _, _)), request, result in zip(runs, requests, results):
+        key = label.replace(" ", "_").replace(",", "")
         with column:
             if result is None and run_now:
                 view = execution.LiveView([f"seed {state.values['seed']}"], side_by_side=False,
-                                          key=f"moving.live.{preset}")
+                                          key=f"moving.live.{key}")
                 result, _ = execution.compute_live(request, view)
             if result is None:
                 continue
@@ -60,11 +63,11 @@ with reported():
                                       "shares add up to 100%; one exceeds it when the parts pull "
                                       "in opposite directions. Content first alone: "
                                       f"{display.share(parts[one_sided], parts['total'])}.")
-            st.plotly_chart(display.moving_target_figure(result), key=f"moving.figure.{preset}")
+            st.plotly_chart(display.moving_target_figure(result), key=f"moving.figure.{key}")
             st.markdown("**Where the context lives**", help="For each block, what the final "
                         "activation loses when that block's attention alone keeps its maps from "
                         "step 0; grey: what the blocks do only together (the interaction).")
-            st.plotly_chart(display.block_figure(result), key=f"moving.blocks.{preset}")
+            st.plotly_chart(display.block_figure(result), key=f"moving.blocks.{key}")
             st.caption(display.run_facts(result))
     st.caption(f"Unit {unit} of {layer.name}. Content first: the activation with attention frozen "
                "at step 0, minus the start, is the content part; the live activation minus it is "

@@ -219,14 +219,14 @@ def test_compare_refuses_a_batch_above_the_limit(monkeypatch, calls):
 
 
 def test_moving_target_shows_content_and_context_for_naive_and_robust(calls):
-    at, again = run_then_reopen(MOVING, "Run naive and robust", calls, layer=VIT_HIDDEN,
-                                unit=3, steps=8)
-    assert [(r.preset, r.moving_target) for r in calls["requests"]] == [("naive", True),
-                                                                        ("robust", True)]
+    at, again = run_then_reopen(MOVING, "Run naive, robust and frozen naive", calls,
+                                layer=VIT_HIDDEN, unit=3, steps=8)
+    assert [(r.preset, r.moving_target, r.frozen_context) for r in calls["requests"]] == [
+        ("naive", True, False), ("robust", True, False), ("naive", True, True)]
     for page in (at, again):
-        assert len(page.image) == 2 and len(page.get("plotly_chart")) == 4  # curves, blocks
+        assert len(page.image) == 3 and len(page.get("plotly_chart")) == 6  # curves, blocks
         labels = [m.label for m in page.metric]
-        assert labels.count("Patch content") == 2 and labels.count("Moved context") == 2
+        assert labels.count("Patch content") == 3 and labels.count("Moved context") == 3
 
 
 def test_moving_target_needs_a_vit(calls):

@@ -20,7 +20,9 @@ Parser = Callable[[str], Any]
 
 KINDS = {kind: objective.description for kind, objective in objectives.UNIT_OBJECTIVES.items()}
 NO_PRESET = "none"
-MOVING_TARGET_PRESETS = ("naive", DEFAULT_PRESET)
+# The Moving target page's runs: (label, preset, optimised with attention frozen at the start).
+MOVING_TARGET_RUNS = (("naive", "naive", False), (DEFAULT_PRESET, DEFAULT_PRESET, False),
+                      ("naive, attention frozen", "naive", True))
 
 
 def text(raw: str) -> str:
@@ -111,11 +113,12 @@ def _overrides(settings: dict, model_size: int, preset: str) -> dict:
 
 
 def _request(settings: dict, model_size: int, preset: str, seeds, extra=None,
-             moving_target=False) -> RunRequest:
+             moving_target=False, frozen_context=False) -> RunRequest:
     return RunRequest(
         model=settings["model"], objective=objective_spec(settings), seeds=tuple(seeds),
         preset=preset, overrides={**_overrides(settings, model_size, preset), **(extra or {})},
         record_every=default_record_every(settings["steps"]), moving_target=moving_target,
+        frozen_context=frozen_context,
     )
 
 
@@ -150,8 +153,8 @@ def compare_requests(settings: dict, model_size: int) -> list[RunRequest]:
 
 def moving_target_requests(settings: dict, model_size: int) -> list[RunRequest]:
     return [_request({**settings, "kind": "neuron"}, model_size, preset, (settings["seed"],),
-                     moving_target=True)
-            for preset in MOVING_TARGET_PRESETS]
+                     moving_target=True, frozen_context=frozen)
+            for _, preset, frozen in MOVING_TARGET_RUNS]
 
 
 def page_for(result: Result) -> tuple[str, dict] | None:
