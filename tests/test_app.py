@@ -17,6 +17,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+import vitviz.atlas
 import vitviz.runs
 from vitviz.cache import ResultCache
 from vitviz.runs import cached_result
@@ -58,7 +59,9 @@ def calls(monkeypatch):
     def forward(_module, _inputs):
         seen["forwards"] += 1
 
-    monkeypatch.setattr(vitviz.runs, "compute_result", counting)
+    # Every module that calls it by its own name: the atlas imports it.
+    for module in (vitviz.runs, vitviz.atlas):
+        monkeypatch.setattr(module, "compute_result", counting)
     handle = torch.nn.modules.module.register_module_forward_pre_hook(forward)
     yield seen
     handle.remove()
