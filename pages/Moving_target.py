@@ -45,24 +45,21 @@ with reported():
             if result is None:
                 continue
             parts = split(result.context)
-            image, numbers = st.columns([1, 2], gap="medium")
-            image.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
-                        width="stretch")
-            with numbers:
-                st.metric("Gain in activation", f"{parts['total']:+.3g}",
-                          f"from {parts['start']:.3g} at step 0", delta_color="off",
-                          delta_arrow="off")
-                shares = st.columns(2)
-                for share, part, label in zip(shares, ("content_order_free", "context_order_free"),
-                                              ("Patch content", "Moved context")):
-                    one_sided = part.removesuffix("_order_free")
-                    share.metric(label, display.share(parts[part], parts["total"]),
-                                 f"{parts[part]:+.3g}", delta_color="off", delta_arrow="off",
-                                 help="Share of the gain, order-free: the average of changing the "
-                                      "content first and changing the context first. The two "
-                                      "shares add up to 100%; one exceeds it when the parts pull "
-                                      "in opposite directions. Content first alone: "
-                                      f"{display.share(parts[one_sided], parts['total'])}.")
+            st.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
+                     width="stretch")
+            st.metric("Gain in activation", f"{parts['total']:+.3g}",
+                      f"from {parts['start']:.3g} at step 0", delta_color="off", delta_arrow="off")
+            order_free = ("content_order_free", "context_order_free")
+            for share, part, label in zip(st.columns(2), order_free,
+                                          ("Patch content", "Moved context")):
+                one_sided = part.removesuffix("_order_free")
+                share.metric(label, display.share(parts[part], parts["total"]),
+                             f"{parts[part]:+.3g}", delta_color="off", delta_arrow="off",
+                             help="Share of the gain, order-free: the average of changing the "
+                                  "content first and changing the context first. The two "
+                                  "shares add up to 100%; one exceeds it when the parts pull "
+                                  "in opposite directions. Content first alone: "
+                                  f"{display.share(parts[one_sided], parts['total'])}.")
             st.plotly_chart(display.moving_target_figure(result), key=f"moving.figure.{key}")
             st.markdown("**Where the context lives**", help="For each block, what the final "
                         "activation loses when that block's attention alone keeps its maps from "

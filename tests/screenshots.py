@@ -19,7 +19,10 @@ from test_browser import (ARTIFACTS, ROOT, browser_missing, chromium_page, full_
                           page_url, streamlit_server)
 
 MAX_BYTES = 200_000
-RUN_BUTTON = re.compile(r"^Run\b")  # not "Delete this run"
+# Buttons that start work: "Run ...", and the Dataset examples page's two steps (measure the
+# photos, then visualise). Not "Delete this run".
+RUN_BUTTON = re.compile(r"^(Run|Find the examples|Visualise)\b")
+POLL_MS = 2000
 RUN_TIMEOUT_MS = 45 * 60 * 1000  # a few minutes per run on a 2-core CPU, with room to spare
 
 
@@ -65,12 +68,21 @@ def main() -> int:
             page.goto(page_url(base, path, params) if params else f"{base}/{path}")
             page.get_by_text(done).or_(page.get_by_role("button", name=RUN_BUTTON)).first.wait_for(
                 timeout=120_000)
-            run = page.get_by_role("button", name=RUN_BUTTON)
-            if run.count():
-                run.first.click()
-            page.wait_for_function(
-                "([text, n]) => document.body.innerText.split(text).length > n",
-                arg=[done, count], timeout=RUN_TIMEOUT_MS)
+            clicked: set[str] = set()  # each button once: a page may need two (examples)
+            for _ in range(RUN_TIMEOUT_MS // POLL_MS):
+                if page.evaluate("([text, n]) => document.body.innerText.split(text).length > n",
+                                 [done, count]):
+                    break
+                buttons = page.get_by_role("button", name=RUN_BUTTON)
+                for i in range(buttons.count()):
+                    label = buttons.nth(i).inner_text()
+                    if label not in clicked and buttons.nth(i).is_enabled():
+                        clicked.add(label)
+                        buttons.nth(i).click()
+                        break
+                page.wait_for_timeout(POLL_MS)
+            else:
+                raise TimeoutError(f"{name}: '{done}' did not appear {count} times")
             page.wait_for_timeout(1500)  # plotly draws after the element arrives
             target = args.out / f"{name}.png"
             full_page_screenshot(page, target)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 
 import numpy as np
@@ -84,16 +85,22 @@ def moving_target_figure(result: Result, item: int = 0, height: int = 420) -> go
     return fig
 
 
+def _block_label(module: str) -> str:
+    """'encoder.layers.encoder_layer_3.self_attention' -> '3': the last number in the name."""
+    numbers = re.findall(r"\d+", module)
+    return numbers[-1] if numbers else module
+
+
 def block_figure(result: Result, item: int = 0, height: int = 260) -> go.Figure:
     """Each attention module's part of the context at the last step, and the interaction."""
     parts = block_parts(result.context, item)
     names = list(parts)
-    labels = [name if name == "interaction" else name.rsplit(".", 2)[-2] for name in names]
+    labels = [name if name == "interaction" else _block_label(name) for name in names]
     colours = ["#6C757D" if name == "interaction" else "#E4572E" for name in names]
     fig = go.Figure(go.Bar(x=labels, y=[parts[n] for n in names], marker_color=colours,
                            hovertext=names))
     _layout(fig, height, "activation lost")
-    fig.update_xaxes(title_text="this attention alone held at step 0")
+    fig.update_xaxes(title_text="block whose attention alone is held at step 0", type="category")
     return fig
 
 
