@@ -65,6 +65,13 @@ with reported():
                         "activation loses when that block's attention alone keeps its maps from "
                         "step 0; grey: what the blocks do only together (the interaction).")
             st.plotly_chart(display.block_figure(result), key=f"moving.blocks.{key}")
+            strip = display.attention_filmstrip(result)
+            if strip:
+                st.markdown("**Where the patch tokens look**", help="Attention rollout over the "
+                            "blocks up to the target: where the tokens the unit reads attend. "
+                            "The picture at that step is dark where they do not look.")
+                st.image([image for _, image in strip], width=96,
+                         caption=[f"step {step}" for step, _ in strip])
             st.caption(display.run_facts(result))
     st.caption(f"Unit {unit} of {layer.name}. Content first: the activation with attention frozen "
                "at step 0, minus the start, is the content part; the live activation minus it is "

@@ -227,7 +227,8 @@ def test_moving_target_shows_content_and_context_for_naive_and_robust(calls):
     assert [(r.preset, r.moving_target, r.frozen_context) for r in calls["requests"]] == [
         ("naive", True, False), ("robust", True, False), ("naive", True, True)]
     for page in (at, again):
-        assert len(page.image) == 3 and len(page.get("plotly_chart")) == 6  # curves, blocks
+        # per run: the picture and a filmstrip of where its tokens look; curves and blocks
+        assert len(page.image) == 6 and len(page.get("plotly_chart")) == 6
         labels = [m.label for m in page.metric]
         assert labels.count("Patch content") == 3 and labels.count("Moved context") == 3
 

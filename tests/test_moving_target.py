@@ -147,3 +147,20 @@ def test_a_frozen_context_run_differs_and_still_lifts_most_units(tiny_vit):
     assert rises >= 14, rises
     assert not torch.allclose(torch.tensor(frozen.activation), torch.tensor(live.activation),
                               atol=1e-3)
+
+
+def test_where_the_tokens_look_is_a_distribution_over_patches_and_uniform_when_blind(tiny_vit):
+    request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0, 1), "naive",
+                         {"steps": 8}, record_every=4, moving_target=True)
+    looks = [(step, views) for step, views in
+             zip(compute_result(request, tiny_vit).steps,
+                 compute_result(request, tiny_vit).context["attention_where"]) if views]
+    assert [step for step, _ in looks] == [0, 4, 8]
+    views = looks[-1][1]
+    assert set(views) == {"encoder.layers.encoder_layer_0.self_attention",
+                          "encoder.layers.encoder_layer_1.self_attention", "rollout"}
+    for weights in views.values():
+        assert torch.allclose(torch.tensor(weights).sum(dim=1), torch.ones(2), atol=1e-5)
+        assert len(weights[0]) == 16  # the 4 x 4 patch grid, class token left out
+    blind = compute_result(request, _blind(tiny_vit)).context["attention_where"][-1]
+    assert torch.allclose(torch.tensor(blind["rollout"]), torch.full((2, 16), 1 / 16), atol=1e-5)

@@ -104,6 +104,30 @@ def block_figure(result: Result, item: int = 0, height: int = 260) -> go.Figure:
     return fig
 
 
+def attention_filmstrip(result: Result, item: int = 0, view: str = "rollout",
+                        frames: int = 5) -> list[tuple[int, np.ndarray]]:
+    """(step, image) pairs: the picture at a recorded step, darkened where its patch tokens do
+    not attend (`moving_target.where_tokens_look`); up to `frames`, spread over the run."""
+    recorded = [(step, looks[view][item]) for step, looks
+                in zip(result.steps, result.context.get("attention_where", []))
+                if looks and step in result.checkpoints]
+    if not recorded:
+        return []
+    picks = sorted({round(i * (len(recorded) - 1) / max(frames - 1, 1)) for i in range(frames)})
+    strip = []
+    for step, weights in (recorded[i] for i in picks):
+        image = result.checkpoints[step][item]
+        side = math.isqrt(len(weights))
+        heat = np.asarray(weights, dtype=np.float32).reshape(side, side)
+        # Scaled to the 95th percentile, not the maximum: ViTs put much of their attention on a
+        # few sink patches, which would otherwise leave everything else black.
+        heat = np.clip(heat / max(float(np.quantile(heat, 0.95)), 1e-12), 0, 1)
+        heat = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(
+            image.shape[1::-1], Image.Resampling.BILINEAR), dtype=np.float32) / 255
+        strip.append((step, (image * (0.2 + 0.8 * heat[..., None])).astype(np.uint8)))
+    return strip
+
+
 def share(part: float, total: float) -> str:
     """`part` as a percentage of `total`; a dash where there is no gain to share."""
     return f"{part / total:.0%}" if abs(total) > 1e-9 else "—"

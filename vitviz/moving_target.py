@@ -84,7 +84,33 @@ def explicit_attention_mode(
 
 
 # Bumped when the probe records something new: moving-target runs get new cache keys.
-PROBE_VERSION = 3
+PROBE_VERSION = 4
+
+
+def where_tokens_look(maps: dict[str, torch.Tensor], prefix: int) -> dict[str, torch.Tensor]:
+    """Where the patch tokens attend, per block and rolled out over blocks: [B, patches] each,
+    summing to 1 over the patches.
+
+    The unit reads the mean over patch tokens, so the rows of the patch queries are averaged
+    (and the heads); the columns of the prefix tokens are left out. The rollout multiplies the
+    blocks' head-averaged maps, each mixed half and half with the identity for the residual
+    path (Abnar and Zuidema 2020), in forward order.
+    """
+    def over_patches(attention: torch.Tensor) -> torch.Tensor:
+        looked = attention[:, prefix:, prefix:].mean(dim=1)
+        return looked / looked.sum(dim=-1, keepdim=True)
+
+    views, rollout = {}, None
+    for name, block in maps.items():  # forward order: the order the modules ran
+        mean = block.mean(dim=1)  # [B, T, T]
+        views[name] = over_patches(mean)
+        eye = torch.eye(mean.shape[-1], device=mean.device)
+        mixed = 0.5 * mean + 0.5 * eye
+        mixed = mixed / mixed.sum(dim=-1, keepdim=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    if rollout is not None:
+        views["rollout"] = over_patches(rollout)
+    return views
 
 
 def split(context: dict, item: int = 0, step: int = -1) -> dict[str, float]:
@@ -160,11 +186,13 @@ class MovingTargetProbe:
         self.previous_maps = maps
         frozen, _ = self._activation(inputs, self.start_maps)
         start_tokens, _ = self._activation(self.start_inputs, maps)
-        blocks = {}
+        blocks, looking = {}, {}
         if step % self.block_every == 0 or step == self.steps:
             for name in maps:
                 alone, _ = self._activation(inputs, {name: self.start_maps[name]})
                 blocks[name] = (activation - alone).tolist()
+            looking = {name: view.cpu().tolist() for name, view
+                       in where_tokens_look(maps, self.model.prefix_tokens).items()}
         per_block = torch.stack(list(change.values()))  # [blocks, items]
         return {
             "attention_change": per_block.mean(dim=0).tolist(),
@@ -173,4 +201,5 @@ class MovingTargetProbe:
             "activation_frozen_start": frozen.tolist(),  # act(x_t, A_0)
             "activation_start_tokens": start_tokens.tolist(),  # act(x_0, A_t)
             "context_blocks": blocks,  # module -> per item, at some steps (block_parts)
+            "attention_where": looking,  # module or "rollout" -> [item][patch], same steps
         }
