@@ -61,9 +61,10 @@ with reported():
                                   "in opposite directions. Content first alone: "
                                   f"{display.share(parts[one_sided], parts['total'])}.")
             st.plotly_chart(display.moving_target_figure(result), key=f"moving.figure.{key}")
-            st.markdown("**Where the context lives**", help="For each block, what the final "
+            st.markdown("**Where the context lives**", help="For each block (numbered), what the "
                         "activation loses when that block's attention alone keeps its maps from "
-                        "step 0; grey: what the blocks do only together (the interaction).")
+                        "step 0, at the last step (bars) and over the run (lines); grey: what "
+                        "the blocks do only together (the interaction).")
             st.plotly_chart(display.block_figure(result), key=f"moving.blocks.{key}")
             strip = display.attention_filmstrip(result)
             if strip:

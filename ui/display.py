@@ -91,16 +91,31 @@ def _block_label(module: str) -> str:
     return numbers[-1] if numbers else module
 
 
-def block_figure(result: Result, item: int = 0, height: int = 260) -> go.Figure:
-    """Each attention module's part of the context at the last step, and the interaction."""
+def block_figure(result: Result, item: int = 0, height: int = 420) -> go.Figure:
+    """Each attention module's part of the context: at the last step (bars), and over the
+    recorded steps (lines); grey, the interaction."""
     parts = block_parts(result.context, item)
     names = list(parts)
     labels = [name if name == "interaction" else _block_label(name) for name in names]
     colours = ["#6C757D" if name == "interaction" else "#E4572E" for name in names]
-    fig = go.Figure(go.Bar(x=labels, y=[parts[n] for n in names], marker_color=colours,
-                           hovertext=names))
-    _layout(fig, height, "activation lost")
-    fig.update_xaxes(title_text="block whose attention alone is held at step 0", type="category")
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.5, 0.5], vertical_spacing=0.2)
+    fig.add_trace(go.Bar(x=labels, y=[parts[n] for n in names], marker_color=colours,
+                         hovertext=names, showlegend=False), 1, 1)
+    recorded = [step for step, blocks in zip(result.steps, result.context["context_blocks"])
+                if blocks]
+    over_steps = [block_parts(result.context, item, result.steps.index(step))
+                  for step in recorded]
+    for name, label in zip(names, labels):
+        fig.add_trace(go.Scatter(
+            x=recorded, y=[row[name] for row in over_steps], name=f"block {label}"
+            if name != "interaction" else label, mode="lines+markers",
+            line=dict(color="#6C757D" if name == "interaction" else None, width=1.5)), 2, 1)
+    _layout(fig, height, "")
+    fig.update_layout(showlegend=False)  # the blocks are named on hover and on the bars' axis
+    fig.update_xaxes(type="category", title_text="", row=1, col=1)
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    fig.update_yaxes(title_text="activation lost", row=1, col=1)
+    fig.update_yaxes(title_text="over steps", row=2, col=1)
     return fig
 
 
