@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from conftest import VIT_HIDDEN
-from vitviz.index import ActivationIndex, _centre_square, build_index
+from vitviz.data import centre_square, read_rgb
+from vitviz.index import ActivationIndex, build_index
 from vitviz.layers import activations
 from vitviz.objectives import unit_values
 
@@ -28,7 +29,7 @@ def write_images(folder, start, count):
 def brute_force(model, folder):
     paths = sorted(p for p in folder.rglob("*") if p.suffix in (".png", ".jpg") and
                    p.name != "broken.jpg")
-    images = torch.stack([_centre_square(p, model.preprocessing.size) for p in paths])
+    images = torch.stack([centre_square(read_rgb(p), model.preprocessing.size) for p in paths])
     with torch.no_grad():
         acts = activations(model, model.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
     return paths, unit_values(acts, "patch", model.prefix_tokens).numpy()

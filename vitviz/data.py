@@ -132,7 +132,7 @@ def photo_set_id() -> str:
     return ",".join(f"{name}:{count}" for name, count in sorted(available_sources().items()))
 
 
-def _read_rgb(path: Path) -> Image.Image:
+def read_rgb(path: Path) -> Image.Image:
     # convert() decodes the whole file, so the handle can close; grey photos get three equal
     # channels and chicky_512's partial alpha is dropped, keeping the photo's own colours.
     with Image.open(path) as image:
@@ -142,7 +142,7 @@ def _read_rgb(path: Path) -> Image.Image:
 @functools.lru_cache(maxsize=8)
 def _load(names: tuple[str, ...]) -> tuple[Photo, ...]:
     photos = [
-        Photo(f"{name}/{path.stem}", _provenance(_SOURCES[name]), _read_rgb(path))
+        Photo(f"{name}/{path.stem}", _provenance(_SOURCES[name]), read_rgb(path))
         for name in names
         for path in _present_files(name)
     ]
@@ -173,10 +173,11 @@ def load_photos(sources: Iterable[str] | None = None) -> list[Photo]:
 
 def photo_tensor(photos: Sequence[Photo], size: int) -> torch.Tensor:
     """[N, 3, size, size] in [0, 1]: shorter side resized to `size`, then the centre square."""
-    return torch.stack([_centre_square(photo.image, size) for photo in photos])
+    return torch.stack([centre_square(photo.image, size) for photo in photos])
 
 
-def _centre_square(image: Image.Image, size: int) -> torch.Tensor:
+def centre_square(image: Image.Image, size: int) -> torch.Tensor:
+    """[3, size, size] in [0, 1]: shorter side resized to `size`, then the centre square."""
     scale = size / min(image.size)
     # max() keeps rounding from leaving the shorter side one pixel short of `size`.
     width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))

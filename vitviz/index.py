@@ -4,8 +4,8 @@
         --photos ~/data/imagenet/val
 
 The images stream through the model in batches (never all in memory): each image's centre
-square, resized to the model's input, goes through the network once for all the layers asked
-for. Per layer and unit the index keeps the k images that drive the unit most and the k that
+square, resized to the model's input as the built-in photos are (`vitviz.data`), goes through
+the network once for all the layers asked for. Per layer and unit the index keeps the k images that drive the unit most and the k that
 drive it least, with their values; the count, sum, sum of squares, minimum and maximum; and a
 sample of values for quantiles, taken on the images whose path hash is smallest, so that the
 sample is the same set of images for every unit and stays a uniform sample as files are added.
@@ -30,8 +30,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
+from vitviz.data import centre_square, read_rgb
 from vitviz.errors import UserError
 from vitviz.hashing import config_key
 from vitviz.layers import activations, find_layer
@@ -64,16 +65,6 @@ def _file_id(folder: Path, path: Path) -> str:
 def _sample_rank(relative: str) -> int:
     """A fixed pseudo-random rank per path: the sample keeps the smallest ranks."""
     return int.from_bytes(hashlib.sha256(relative.encode()).digest()[:8], "big")
-
-
-def _centre_square(path: Path, size: int) -> torch.Tensor:
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    square = image.crop((left, top, left + side, top + side)).resize((size, size),
-                                                                      Image.Resampling.BICUBIC)
-    return torch.from_numpy(np.asarray(square, dtype=np.float32) / 255).permute(2, 0, 1)
 
 
 @dataclass
@@ -241,7 +232,7 @@ def _batches(folder: Path, paths: list[Path], model: LoadedModel, batch_size: in
     batch, tensors = [], []
     for path in paths:
         try:
-            tensors.append(_centre_square(path, size))
+            tensors.append(centre_square(read_rgb(path), size))
             batch.append(path)
         except (UnidentifiedImageError, OSError, ValueError):
             skipped.append(_file_id(folder, path))
