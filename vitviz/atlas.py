@@ -53,11 +53,8 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
               progress: AtlasProgress | None = None) -> Iterator[tuple[int, Result]]:
     """Visualise `units` of `layer`, `batch_units` at a time; yields (unit, result) as each
     batch finishes. Units already in the cache are skipped."""
-    info = find_layer(model, layer)
-    bad = [u for u in units if not 0 <= u < info.units]
-    if bad:
-        raise objectives.UnitOutOfRange(f"units {bad[:5]} are out of range for {layer}: valid "
-                                        f"units are 0 to {info.units - 1}.")
+    # The objectives' own check (layer, units and token mode), before any key or batch.
+    objectives.neuron(layer, tuple(units), tokens).validate(lambda name: find_layer(model, name))
     requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens)
                 for u in units}
     todo = [u for u in units if cache.get(requests[u].key()) is None]

@@ -39,10 +39,14 @@ def _resolve_model_name(args) -> str:
     return name
 
 
+def token_mode(text: str) -> str | int:
+    """--tokens: a mode name (patch, cls, all) or a token index."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def build_objective(kind: str, layer: str, units: list[int], tokens: str) -> objectives.Objective:
     unit = units[0] if len(units) == 1 else tuple(units)
-    token_mode: str | int = int(tokens) if tokens.lstrip("-").isdigit() else tokens
-    return objectives.unit_objective(kind, layer, unit, token_mode)
+    return objectives.unit_objective(kind, layer, unit, token_mode(tokens))
 
 
 def cmd_run(args) -> int:
@@ -73,8 +77,9 @@ def cmd_run(args) -> int:
             bar.set_postfix(act=f"{max(record.activation):.3g}", refresh=False)
             bar.update(record.step - bar.n)
 
-        result, cached = cached_result(request, cache, lambda n: model or load_model(n, args.device),
-                             progress, measure=not args.no_metrics)
+        result, cached = cached_result(request, cache,
+                                       lambda n: model or load_model(n, args.device),
+                                       progress, measure=not args.no_metrics)
     if cached:
         print("served from the result cache (nothing recomputed)", file=sys.stderr)
     for label, parts in zip(result.item_labels(), result.metrics.get("moving_target", [])):
@@ -113,16 +118,16 @@ def cmd_index(args) -> int:
     from vitviz.index import build_index
 
     model = load_model(_resolve_model_name(args), args.device)
-    tokens: str | int = int(args.tokens) if args.tokens.lstrip("-").isdigit() else args.tokens
     bar = tqdm(desc="indexing", unit="image")
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    index, added = build_index(model, args.layers, args.photos, args.index_dir or home() / "indexes",
-                               tokens=tokens, k=args.k, batch_size=args.batch_size,
-                               progress=progress)
+    index, added = build_index(model, args.layers, args.photos,
+                               args.index_dir or home() / "indexes",
+                               tokens=token_mode(args.tokens), k=args.k,
+                               batch_size=args.batch_size, progress=progress)
     bar.close()
     print(f"{index.path}: {index.count} images ({added} added this run, {len(index.skipped)} "
           f"unreadable files skipped), {len(index.layers)} layer(s)")
