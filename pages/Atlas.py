@@ -42,13 +42,10 @@ with reported():
 
     units = list(range(start, min(start + PAGE_UNITS, layer.units)))
     requests = {u: unit_request(name, layer.name, u, seed, DEFAULT_PRESET, steps) for u in units}
-    widgets.random_init_warning(name)
-    problems = state.problems + execution.request_problems(requests[units[0]], card, limits)
-    widgets.problems(problems)
+    problems, found = widgets.look_up(state, name, card, list(requests.values()), limits)
     if problems:
         st.stop()
-    cache = result_cache()
-    results = {u: cache.get(requests[u].key()) for u in units}
+    results = dict(zip(units, found))
     missing = [u for u in units if results[u] is None]
     if missing and widgets.run_button(f"Compute the {len(missing)} missing units of this page"):
         bar = st.progress(0.0, text="Starting…")
@@ -58,7 +55,7 @@ with reported():
                                             f"{done / max(seconds, 1e-9) * 3600:.0f} units/hour")
 
         execution.use_model(name, lambda model: list(run_atlas(
-            model, layer.name, missing, cache, seed=seed, steps=steps,
+            model, layer.name, missing, result_cache(), seed=seed, steps=steps,
             batch_units=min(8, limits.max_batch), progress=progress)))
         st.rerun()
 

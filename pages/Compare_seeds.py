@@ -37,7 +37,7 @@ with reported():
 
     presets = compare_presets(state.values)
     requests = compare_requests(state.values, target.model.preprocessing.size)
-    problems, results = widgets.look_up(state, target, requests, limits)
+    problems, results = widgets.look_up(state, target.name, target.model, requests, limits)
     labels = [f"seed {s}" for s in compare_seeds(state.values)]
     if None in results and widgets.run_button(
             f"Run {len(labels)} seeds × {len(presets)} method{'s' * (len(presets) > 1)}",

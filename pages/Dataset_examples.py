@@ -28,7 +28,7 @@ with reported():
     widgets.run_pickers(state, target, limits)
     state.publish()
     request = examples_request(state.values, model.preprocessing.size)
-    problems, (cached,) = widgets.look_up(state, target, [request], limits)
+    problems, (cached,) = widgets.look_up(state, target.name, target.model, [request], limits)
     if problems:
         st.stop()
 

@@ -25,7 +25,7 @@ with reported():
     state.publish()
 
     requests = moving_target_requests(state.values, model.preprocessing.size)
-    problems, results = widgets.look_up(state, target, requests, limits)
+    problems, results = widgets.look_up(state, target.name, target.model, requests, limits)
     run_now = None in results and widgets.run_button("Run naive, robust and frozen naive",
                                                      disabled=bool(problems))
 

@@ -32,7 +32,7 @@ with reported():
     state.publish()
 
     request = optimise_request(state.values, model.preprocessing.size)
-    problems, (result,) = widgets.look_up(state, target, [request], limits)
+    problems, (result,) = widgets.look_up(state, target.name, target.model, [request], limits)
     from_cache = result is not None
     if result is None and widgets.run_button("Run", disabled=bool(problems)):
         view = execution.LiveView([f"seed {state.values['seed']}"], key="optimise.live")

@@ -222,14 +222,13 @@ def run_pickers(state: PageState, target: Target, limits: Limits) -> None:
         size_picker(state, target.model, limits)
 
 
-def look_up(state: PageState, target: Target, requests: list, limits: Limits
+def look_up(state: PageState, name: str, card: ModelCard, requests: list, limits: Limits
             ) -> tuple[list[str], list]:
-    """Every problem of the page's settings and requests, shown; and each request's cached
-    result (None where it must be computed, or where a problem stops it)."""
-    random_init_warning(target.name)
+    """Every problem of the page's settings and requests on model `name`, shown; and each
+    request's cached result (None where it must be computed, or where a problem stops it)."""
+    random_init_warning(name)
     found = state.problems + [problem for request in requests
-                              for problem in execution.request_problems(request, target.model,
-                                                                        limits)]
+                              for problem in execution.request_problems(request, card, limits)]
     problems(found)
     return found, [None if found else execution.cached(request) for request in requests]
 
