@@ -1,13 +1,16 @@
 """Speed benchmark (not a test): how fast a step is, against the machine's limit and the anchors.
 
     python bench/speed.py                      # dinov2_vits14 (offline), CPU or CUDA
-    python bench/speed.py --model vit_b_16 --batches 1 8 32 64   # GPU figures
+    python bench/speed.py --model vit_b_16:random --batches 1 8 32 64 \
+        --variants fp32 bf16 bf16+compile --no-contenders             # GPU figures
 
 1. **Peak**: a dense matmul's GFLOP/s on this machine, in this process, fp32 and bf16: the limit
    that "fraction of peak" refers to.
 2. **Batches**: seconds per step of vitviz's presets against the batch size, with the FLOPs of a
-   step (counted by torch.utils.flop_counter over one real step), achieved GFLOP/s and the
-   fraction of peak, in fp32 and under bf16 autocast (the preset knob `precision`).
+   step (counted by torch.utils.flop_counter over one real step), images x steps per second,
+   achieved GFLOP/s and the fraction of peak, in fp32 and under bf16 autocast (the preset knob
+   `precision`), eager and with compiled blocks (`+compile`, vitviz.compiled). On a GPU the
+   fraction is also given of the card's datasheet bf16 peak, read by its name.
 3. **Contenders**, on the same model, layer, unit and image size: vitviz's default, its `lucent`
    preset, torch-lucent's `render_vis` and Horama's `maco` (PyPI `horama`), each when installed.
    Every contender gets the same warm-up steps before the same number of timed steps, and the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -37,7 +41,7 @@ from vitviz import objectives
 from vitviz.layers import default_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import optimise
-from vitviz.presets import DEFAULT_PRESET, PRECISIONS, get_preset
+from vitviz.presets import DEFAULT_PRESET, get_preset
 
 # Seconds for `steps` steps after `warmup` untimed ones.
 Timer = Callable[[int, int], float]
@@ -48,9 +52,30 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, side: int = 2048,
+# Dense bf16 tensor-core TFLOP/s (no sparsity) from NVIDIA's datasheets, by a fragment of the
+# name torch.cuda.get_device_name gives; the first fragment found wins, so the more specific
+# names come first. SXM and PCIe parts of one chip differ (H100 SXM 989, PCIe 756).
+DATASHEET_BF16_TFLOPS = (
+    ("H200 NVL", 835.0), ("H200", 989.0),
+    ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.0),  # "H100 80GB HBM3" is SXM
+    ("GH200", 989.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10G", 70.0),
+    ("A10", 125.0), ("RTX 4090", 165.0), ("RTX 3090", 71.0),
+)
+
+
+def datasheet_bf16_peak(device_name: str) -> float | None:
+    """The card's datasheet dense bf16 peak in GFLOP/s, or None for a card not listed."""
+    for fragment, tflops in DATASHEET_BF16_TFLOPS:
+        if fragment in device_name:
+            return tflops * 1000
+    return None
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, side: int | None = None,
                 repeats: int = 10) -> float:
-    """GFLOP/s of a dense side x side matmul, the best of `repeats` (after one warm-up)."""
+    """GFLOP/s of a dense side x side matmul (random values), the best of `repeats` after one
+    warm-up; the side is large enough to fill the machine (8192 on a GPU, 2048 on a CPU)."""
+    side = side or (8192 if device.type == "cuda" else 2048)
     a = torch.randn(side, side, device=device, dtype=dtype)
     b = torch.randn(side, side, device=device, dtype=dtype)
     a @ b
@@ -64,9 +89,19 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, side: int = 2048,
     return 2 * side ** 3 / best / 1e9
 
 
+VARIANTS = ("fp32", "bf16", "fp32+compile", "bf16+compile")
+
+
+def variant_model(model: LoadedModel, variant: str) -> tuple[LoadedModel, str]:
+    """The model to time and the precision for a variant such as 'bf16+compile'."""
+    precision, _, compiled = variant.partition("+")
+    return dataclasses.replace(model, compile=bool(compiled)), precision
+
+
 def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: str, batch: int = 1,
-                 precision: str = "fp32") -> Timer:
+                 variant: str = "fp32") -> Timer:
     objective = objectives.neuron(layer, unit)
+    model, precision = variant_model(model, variant)
     settings = get_preset(preset).with_overrides(precision=precision)
 
     def timed(warmup: int, steps: int) -> float:
@@ -108,6 +143,22 @@ def vitviz_step_flops(model: LoadedModel, layer: str, unit: int, preset: str,
     with FlopCounterMode(display=False) as counter:
         next(records)
     return float(counter.get_total_flops())
+
+
+def print_top_kernels(model: LoadedModel, layer: str, unit: int, preset: str, batch: int,
+                      variant: str, steps: int = 3, top: int = 20) -> None:
+    """Where a step's time goes: the kernels with the most self time over a few warm steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    records = vitviz_timer(model, layer, unit, preset, batch, variant)
+    records(2, 0)  # compile and warm up outside the profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if model.device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        records(0, steps)
+    sort = "self_cuda_time_total" if model.device.type == "cuda" else "self_cpu_time_total"
+    print(f"top kernels, {preset} batch {batch} {variant}, {steps} steps:")
+    print(profiler.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=60))
 
 
 def difference_timer(render: Callable[[int], None], device: torch.device) -> Timer:
@@ -211,10 +262,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="*", default=[1, 4])
     parser.add_argument("--presets", nargs="+", default=["naive", DEFAULT_PRESET])
-    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["fp32", "bf16"],
+                        help="precision, and +compile for compiled blocks")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no new batch row after this many seconds (a lease's limit)")
     parser.add_argument("--no-contenders", action="store_true")
-    parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the top kernels of every variant at the first batch size")
+    parser.add_argument("--json", help="write the figures to this file (after every row)")
     args = parser.parse_args()
+    began = time.perf_counter()
 
     model = load_model(args.model or default_model()[0])
     layer = args.layer or default_layer(model)
@@ -222,39 +279,61 @@ def main() -> None:
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"CPU, {torch.get_num_threads()} threads")
     print(f"# {model.label} on {where}, layer {layer}, unit {args.unit}; {args.warmup} warm-up "
-          f"and {args.steps} timed steps per round, {args.rounds} rounds")
+          f"and {args.steps} timed steps per round, {args.rounds} rounds; torch {torch.__version__}")
     peaks = {"fp32": matmul_peak(device, torch.float32),
              "bf16": matmul_peak(device, torch.bfloat16)}
-    print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    datasheet = datasheet_bf16_peak(where) if device.type == "cuda" else None
+    print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s"
+          + (f"; datasheet bf16 {datasheet:.0f} GFLOP/s" if datasheet else ""))
     full_pass = full_pass_seconds(model)
     print(f"one forward and backward pass of the whole model, 1 image, fp32: {full_pass:.3f} s")
-    figures: dict = {"model": model.label, "device": where, "layer": layer, "unit": args.unit,
-                     "peak_gflops": peaks, "full_pass_s": full_pass, "batches": [],
-                     "contenders": {}}
+    figures: dict = {"model": model.label, "device": where, "torch": torch.__version__,
+                     "layer": layer, "unit": args.unit, "peak_gflops": peaks,
+                     "datasheet_bf16_gflops": datasheet, "full_pass_s": full_pass,
+                     "batches": [], "contenders": {}}
 
     if args.batches:
-        print(f"{'preset':8} {'batch':>5} {'dtype':>5} {'s/step (spread)':>24} {'GFLOP/step':>10} "
-              f"{'GFLOP/s':>8} {'of peak':>7}")
+        print(f"{'preset':8} {'batch':>5} {'variant':>12} {'s/step (spread)':>24} "
+              f"{'img*step/s':>10} {'GFLOP/step':>10} {'GFLOP/s':>8} {'of peak':>7}"
+              + (f" {'of sheet bf16':>13}" if datasheet else ""))
     for preset in args.presets:
         for batch in args.batches:
-            flops = vitviz_step_flops(model, layer, args.unit, preset, batch)
-            for dtype in args.precisions:
-                timer = vitviz_timer(model, layer, args.unit, preset, batch, dtype)
+            if args.budget_s and time.perf_counter() - began > args.budget_s:
+                print(f"budget of {args.budget_s:.0f} s spent: rows from {preset} batch {batch} "
+                      "on left out")
+                break
+            try:
+                flops = vitviz_step_flops(model, layer, args.unit, preset, batch)
+            except torch.cuda.OutOfMemoryError:
+                print(f"{preset:8} {batch:5d} out of GPU memory; larger batches left out")
+                break
+            for variant in args.variants:
+                timer = vitviz_timer(model, layer, args.unit, preset, batch, variant)
                 seconds = interleaved({"x": timer}, args.warmup, args.steps, args.rounds)["x"]
-                achieved = flops / statistics.median(seconds) / 1e9
-                figures["batches"].append({
-                    "preset": preset, "batch": batch, "dtype": dtype, "s_per_step": seconds,
-                    "gflop_per_step": flops / 1e9, "gflops": achieved,
-                    "fraction_of_peak": achieved / peaks[dtype]})
-                print(f"{preset:8} {batch:5d} {dtype:>5} {spread(seconds):>24} "
-                      f"{flops / 1e9:10.1f} {achieved:8.1f} {achieved / peaks[dtype]:7.1%}")
+                median = statistics.median(seconds)
+                achieved = flops / median / 1e9
+                precision = variant_model(model, variant)[1]
+                row = {"preset": preset, "batch": batch, "variant": variant,
+                       "s_per_step": seconds, "images_steps_per_s": batch / median,
+                       "gflop_per_step": flops / 1e9, "gflops": achieved,
+                       "fraction_of_peak": achieved / peaks[precision],
+                       "fraction_of_datasheet_bf16": achieved / datasheet if datasheet else None}
+                figures["batches"].append(row)
+                _write(args.json, figures)
+                print(f"{preset:8} {batch:5d} {variant:>12} {spread(seconds):>24} "
+                      f"{batch / median:10.1f} {flops / 1e9:10.1f} {achieved:8.1f} "
+                      f"{achieved / peaks[precision]:7.1%}"
+                      + (f" {achieved / datasheet:13.1%}" if datasheet else ""), flush=True)
+    if args.profile and args.batches:
+        for variant in args.variants:
+            print_top_kernels(model, layer, args.unit, args.presets[-1], args.batches[0], variant)
 
     if args.no_contenders:
         return _write(args.json, figures)
     timers: dict[str, Timer] = {
         f"vitviz {DEFAULT_PRESET} (default)": vitviz_timer(model, layer, args.unit, DEFAULT_PRESET),
         f"vitviz {DEFAULT_PRESET} bf16": vitviz_timer(model, layer, args.unit, DEFAULT_PRESET,
-                                                   precision="bf16"),
+                                                   variant="bf16"),
         "vitviz lucent preset": vitviz_timer(model, layer, args.unit, "lucent"),
     }
     for name, render in (("torch-lucent render_vis", lucent_render(model, layer, args.unit)),

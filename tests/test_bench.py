@@ -43,7 +43,21 @@ def test_the_speed_benchmark_measures_peak_flops_and_steps_on_the_tiny_model(tmp
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     assert figures["peak_gflops"]["fp32"] > 0 and figures["peak_gflops"]["bf16"] > 0
-    assert [row["dtype"] for row in figures["batches"]] == ["fp32", "bf16"]
+    assert [row["variant"] for row in figures["batches"]] == ["fp32", "bf16"]
     for row in figures["batches"]:
         assert len(row["s_per_step"]) == 2 and row["gflop_per_step"] > 0
-        assert 0 < row["fraction_of_peak"] < 1
+        assert 0 < row["fraction_of_peak"] < 1 and row["images_steps_per_s"] > 0
+    assert figures["datasheet_bf16_gflops"] is None  # a CPU has no datasheet entry
+
+
+def test_gpu_peaks_are_read_by_the_cards_name_and_sxm_and_pcie_differ():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("speed", BENCH / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    assert speed.datasheet_bf16_peak("NVIDIA H100 80GB HBM3") == 989_000
+    assert speed.datasheet_bf16_peak("NVIDIA H100 PCIe") == 756_000
+    assert speed.datasheet_bf16_peak("NVIDIA H200") == 989_000
+    assert speed.datasheet_bf16_peak("NVIDIA A10G") == 70_000
+    assert speed.datasheet_bf16_peak("Some Future GPU") is None

@@ -28,3 +28,26 @@ def test_overhang_lets_crops_see_the_border_nearly_as_often_as_the_centre():
     inside = border_to_centre(coverage(RandomResizedCrop(8, 0.0625, 0.25)))
     reaching = border_to_centre(coverage(RandomResizedCrop(8, 0.0625, 0.25, overhang=0.25)))
     assert inside < 0.5 and reaching > 1.5 * inside, (inside, reaching)
+
+
+def test_roll_and_jitter_move_each_row_as_its_own_roll_and_slice():
+    from vitviz.transforms import Jitter, Roll
+
+    x = torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    seeds = [torch.Generator().manual_seed(s) for s in range(5)]
+    rolled = Roll(4)(x, seeds, 0.0)
+    seeds = [torch.Generator().manual_seed(s) for s in range(5)]
+    dy = torch.cat([torch.randint(-4, 5, (1,), generator=g) for g in seeds]).tolist()
+    dx = torch.cat([torch.randint(-4, 5, (1,), generator=g) for g in seeds]).tolist()
+    assert len(set(zip(dy, dx))) > 1
+    for row, y, z, out in zip(x, dy, dx, rolled):
+        assert torch.equal(out, row.roll((y, z), dims=(1, 2)))
+
+    seeds = [torch.Generator().manual_seed(s) for s in range(5)]
+    cropped = Jitter(3)(x, seeds, 0.0)
+    seeds = [torch.Generator().manual_seed(s) for s in range(5)]
+    dy = torch.cat([torch.randint(0, 4, (1,), generator=g) for g in seeds]).tolist()
+    dx = torch.cat([torch.randint(0, 4, (1,), generator=g) for g in seeds]).tolist()
+    assert cropped.shape == (5, 3, 9, 9)
+    for row, y, z, out in zip(x, dy, dx, cropped):
+        assert torch.equal(out, row[:, y:y + 9, z:z + 9])

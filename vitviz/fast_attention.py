@@ -16,8 +16,9 @@ module whose forward someone else replaced (the moving-target probe), runs as be
 """
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch.nn.functional as F
 from torch import nn
@@ -29,11 +30,30 @@ def _fits(mha: nn.MultiheadAttention) -> bool:
             and "forward" not in mha.__dict__)
 
 
+# One fast forward per module for its lifetime: installing the same function every pass lets
+# a compiled block (vitviz.compiled) that traced it run again without recompiling. Kept beside
+# the module, not on it, so the module still pickles.
+_FORWARDS: "weakref.WeakKeyDictionary[nn.Module, Callable]" = weakref.WeakKeyDictionary()
+
+
+def is_fast_attention(module: nn.Module, forward) -> bool:
+    """Whether `forward`, found on `module`, is the path installed here."""
+    return _FORWARDS.get(module) is forward
+
+
 def _self_attention(mha: nn.MultiheadAttention):
-    heads = mha.num_heads
+    if mha not in _FORWARDS:
+        _FORWARDS[mha] = _make_self_attention(weakref.ref(mha), mha.num_heads)
+    return _FORWARDS[mha]
+
+
+def _make_self_attention(module_ref: "weakref.ref[nn.MultiheadAttention]", heads: int):
+    # A weak reference: the function is the module's value in _FORWARDS, and a strong one would
+    # keep the module alive forever.
 
     def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
+        mha = module_ref()
         if not (query is key and key is value and query.dim() == 3) or need_weights \
                 or key_padding_mask is not None or attn_mask is not None or is_causal:
             return type(mha).forward(mha, query, key, value, key_padding_mask, need_weights,

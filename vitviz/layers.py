@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vitviz.compiled import compile_errors, compiled_blocks, give_up
 from vitviz.errors import UserError
 from vitviz.fast_attention import fast_self_attention
 from vitviz.hooks import output_tensor, run_and_capture
@@ -189,12 +190,19 @@ def activations(model: LoadedModel, inputs: torch.Tensor, layer_names) -> Activa
     """One forward pass of the model's input tensor `inputs`, capturing `layer_names`.
 
     The one way the library reads layers: it applies the early-stop rule, takes the fast
-    self-attention path (`fast_attention`), and attaches what the model declares about its
+    self-attention path (`fast_attention`), runs the blocks before the target compiled when the
+    model asks for it (`compiled`), and attaches what the model declares about its
     tokens.
     """
     names = list(layer_names)
+    stop = stops_early(model, names)
     with fast_self_attention(model.module):
-        outputs = run_and_capture(model.module, inputs, names, stops_early(model, names))
+        try:
+            with compiled_blocks(model, names):
+                outputs = run_and_capture(model.module, inputs, names, stop)
+        except compile_errors() as error:
+            give_up(error)
+            outputs = run_and_capture(model.module, inputs, names, stop)
     return Activations(outputs, model.prefix_tokens)
 
 

@@ -18,6 +18,8 @@ import torch
 import torchvision
 from torch import nn
 
+from vitviz.device_constants import constant
+
 from vitviz.errors import UserError
 from vitviz.hashing import file_sha256, package_file_provenance
 
@@ -58,6 +60,9 @@ class LoadedModel:
     # Tokens before the patch tokens in a token layer's output (class token, registers):
     # declared by the model, read by objectives and metrics, never guessed from a layer.
     prefix_tokens: int = 0
+    # How it runs, not what it computes (like the device, not part of a result's key): run the
+    # transformer blocks before a target through torch.compile (vitviz.compiled).
+    compile: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -76,8 +81,8 @@ class LoadedModel:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] RGB images -> the tensor the network was trained on."""
-        mean = torch.tensor(self.preprocessing.mean, device=images.device, dtype=images.dtype)
-        std = torch.tensor(self.preprocessing.std, device=images.device, dtype=images.dtype)
+        mean = constant(self.preprocessing.mean, images.device, images.dtype)
+        std = constant(self.preprocessing.std, images.device, images.dtype)
         return (images - mean[:, None, None]) / std[:, None, None]
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
@@ -411,11 +416,26 @@ def parse_model_name(name: str) -> tuple[str, bool]:
     return base, random_init or base in RANDOM_ONLY
 
 
-def load_model(name: str, device: str | torch.device | None = None) -> LoadedModel:
-    """Load a registered model, frozen, on `device` (default: CUDA when available, else CPU)."""
+COMPILE_ENV = "VITVIZ_COMPILE"
+
+
+def compile_by_default(environ=None) -> bool:
+    """Whether models load with compiled blocks when the caller does not say: $VITVIZ_COMPILE=1."""
+    value = (os.environ if environ is None else environ).get(COMPILE_ENV, "")
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def load_model(name: str, device: str | torch.device | None = None,
+               compile: bool | None = None) -> LoadedModel:
+    """Load a registered model, frozen, on `device` (default: CUDA when available, else CPU).
+
+    With `compile` (default: $VITVIZ_COMPILE), the transformer blocks before a target run
+    through torch.compile (vitviz.compiled): the first steps wait for the compiler, later ones
+    are faster where the step is not bound by the matrix products (large batches on a GPU)."""
     base, random_init = parse_model_name(name)
     loaded = MODELS[base].build(random_init)
     loaded.module.to(pick_device(device))
+    loaded.compile = compile_by_default() if compile is None else compile
     return loaded
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from vitviz.device_constants import constant
 from vitviz.errors import UserError
 from vitviz.layers import LayerInfo
 
@@ -43,7 +44,7 @@ def _per_row(units: Units, rows: int, n_items: int, device) -> torch.Tensor:
         return torch.full((rows,), units, dtype=torch.long, device=device)
     if len(units) != n_items:
         raise ObjectiveError(f"{len(units)} units given for a batch of {n_items} items")
-    return torch.as_tensor(list(units), device=device).repeat_interleave(rows // n_items)
+    return constant(units, device, torch.long).repeat_interleave(rows // n_items)
 
 
 def _unit_list(units: Units) -> list[int]:
@@ -202,7 +203,7 @@ class Direction(_OneLayer):
 
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        direction = torch.tensor(self.vector, device=act.device, dtype=act.dtype)
+        direction = constant(self.vector, act.device, act.dtype)
         direction = direction / direction.norm()
         if act.dim() == 3:
             return reduce_tokens(act @ direction, self.tokens, prefix_tokens(acts))

@@ -70,9 +70,11 @@ def _learning_rate_factor(preset: Preset, step: int, steps: int) -> float:
     return 1.0
 
 
-def _transform_rngs(seeds: Sequence[int]) -> list[torch.Generator]:
+def _transform_rngs(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
     # Distinct from the parameterisation's stream so that augmentation and start are independent.
-    return [torch.Generator().manual_seed(seed * 1_000_003 + 2) for seed in seeds]
+    # On the model's device, so augmentation draws need no copy (a GPU's stream differs from the
+    # CPU's: a picture is reproducible on the kind of device that made it).
+    return [torch.Generator(device).manual_seed(seed * 1_000_003 + 2) for seed in seeds]
 
 
 def prepare(model: LoadedModel, objective: Objective) -> None:
@@ -111,7 +113,7 @@ def optimise(
                         f"the largest vitviz makes, {MAX_CANVAS} px: lower canvas_scale")
     param: ImageParam = build_param(preset.param, seeds, canvas, **preset.param_kwargs).to(device)
     transforms = build_transforms(_transform_specs(preset, model_size))
-    rngs = _transform_rngs(seeds)
+    rngs = _transform_rngs(seeds, device)
     optimiser = _optimiser(preset, param.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: _learning_rate_factor(preset, step, preset.steps)
@@ -146,12 +148,6 @@ def optimise(
         values = objective({k: v.float() for k, v in acts.items()}, n_items)
         per_item = values.view(n_items, copies).mean(dim=1)
         loss = -per_item + preset.tv_weight * total_variation(images)
-        if not torch.isfinite(loss).all():
-            raise NonFiniteLoss(
-                f"The loss became non-finite at step {step} (items {_bad_items(loss, seeds)}). "
-                f"The run was stopped; lower the learning rate (now {preset.lr}) or use the "
-                "'robust' preset, whose image parameterisation is bounded."
-            )
         # The un-augmented images get a forward pass of their own without autograd: riding along
         # in the augmented batch made the backward pass carry them too (measured: 2x slower
         # steps on the CPU for the naive preset).
@@ -167,7 +163,16 @@ def optimise(
         optimiser.step()
         scheduler.step()
         param.after_step()
-        yield StepRecord(step, loss.tolist(), measured.tolist(), snapshot, context)
+        # The step's numbers are read once, after all its work is queued: on a GPU a read waits
+        # for the queue to drain, and the GPU idles while the host queues the next step.
+        losses, activation = torch.stack([loss.detach(), measured.float()]).tolist()
+        if not all(map(math.isfinite, losses)):
+            raise NonFiniteLoss(
+                f"The loss became non-finite at step {step} (items {_bad_items(losses, seeds)}). "
+                f"The run was stopped; lower the learning rate (now {preset.lr}) or use the "
+                "'robust' preset, whose image parameterisation is bounded."
+            )
+        yield StepRecord(step, losses, activation, snapshot, context)
 
     with torch.no_grad():
         final = param()
@@ -177,5 +182,5 @@ def optimise(
     yield StepRecord(preset.steps, None, measured.tolist(), final.cpu(), context)
 
 
-def _bad_items(loss: torch.Tensor, seeds: Sequence[int]) -> str:
-    return ", ".join(f"seed {s}" for s, ok in zip(seeds, torch.isfinite(loss).tolist()) if not ok)
+def _bad_items(losses: list[float], seeds: Sequence[int]) -> str:
+    return ", ".join(f"seed {s}" for s, value in zip(seeds, losses) if not math.isfinite(value))

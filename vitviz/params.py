@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from vitviz.device_constants import constant
 from vitviz.errors import UserError
 
 # Square root of the colour covariance of natural images (ImageNet), as published with Lucid:
@@ -18,7 +19,7 @@ from vitviz.errors import UserError
 _COLOUR_SQRT = torch.tensor(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]]
 )
-_COLOUR_SQRT = _COLOUR_SQRT / _COLOUR_SQRT.norm(dim=0).max()
+_COLOUR_SQRT = (_COLOUR_SQRT / _COLOUR_SQRT.norm(dim=0).max()).tolist()
 
 
 def _seeded(seed: int, salt: int) -> torch.Generator:
@@ -31,7 +32,7 @@ def _stack_seeded(seeds: Sequence[int], shape: tuple[int, ...], draw) -> torch.T
 
 def recorrelate(image: torch.Tensor) -> torch.Tensor:
     """Decorrelated-colour tensor [B, 3, H, W] -> correlated RGB (before the squashing)."""
-    matrix = _COLOUR_SQRT.to(image.device, image.dtype)
+    matrix = constant(_COLOUR_SQRT, image.device, image.dtype)
     return torch.einsum("bchw,dc->bdhw", image, matrix)
 
 
@@ -133,7 +134,7 @@ def natural_magnitude(size: int) -> torch.Tensor:
         freqs = _frequencies(size).clamp(min=1.0 / size)
         magnitude = 1.0 / freqs
         return (magnitude / magnitude.mean()).expand(3, -1, -1).clone()
-    inverse = torch.linalg.inv(_COLOUR_SQRT)
+    inverse = torch.linalg.inv(torch.tensor(_COLOUR_SQRT))
     decorrelated = torch.einsum("nchw,dc->ndhw", photos - photos.mean(dim=(2, 3), keepdim=True), inverse)
     spectrum = torch.fft.rfft2(decorrelated, norm="ortho").abs().mean(dim=0)
     return spectrum / spectrum.mean()

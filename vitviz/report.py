@@ -279,7 +279,7 @@ def layer_units(model: LoadedModel, layers: Sequence[str], units: str,
 def main(args) -> int:
     presets = list(dict.fromkeys(args.presets))
     check_settings(args.seeds, presets, args.judge)
-    model = load_model(args.model or default_model()[0], args.device)
+    model = load_model(args.model or default_model()[0], args.device, args.compile)
     chosen = layer_units(model, args.layers, args.units, args.unit_seed)
     out = writable_folder(Path(args.out))
     overrides = {"steps": args.steps} if args.steps else {}

@@ -1,0 +1,85 @@
+"""Compiled blocks (vitviz.compiled): the same numbers as eager, only blocks with nothing
+attached run compiled, the model is left as it was, and a failing compiler falls back."""
+import warnings
+
+import pytest
+import torch
+
+from conftest import VIT_HIDDEN
+from vitviz import compiled, objectives
+from vitviz.layers import activations
+from vitviz.models import load_model
+from vitviz.optimise import optimise
+
+BLOCK_0 = "encoder.layers.encoder_layer_0"
+
+
+@pytest.fixture
+def fresh_state(monkeypatch):
+    monkeypatch.setattr(compiled, "_broken", [])
+    monkeypatch.setattr(compiled, "_COMPILED", compiled.weakref.WeakKeyDictionary())
+
+
+def test_only_whole_blocks_that_finish_before_every_target_are_compiled(tiny_vit):
+    assert compiled.compilable_blocks(tiny_vit, [VIT_HIDDEN]) == [BLOCK_0]  # target in block 1
+    assert compiled.compilable_blocks(tiny_vit, [f"{BLOCK_0}.mlp.1"]) == []
+    assert compiled.compilable_blocks(tiny_vit, [BLOCK_0]) == []
+    assert compiled.compilable_blocks(tiny_vit, ["encoder.ln"]) == [
+        BLOCK_0, "encoder.layers.encoder_layer_1"]
+
+
+def test_a_run_with_compiled_blocks_gives_the_eager_pictures(fresh_state, monkeypatch):
+    seen = []
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile",
+                        lambda module, **kw: seen.append(module) or real_compile(module, **kw))
+    results = []
+    for compile in (False, True):
+        model = load_model("tiny_vit", "cpu", compile=compile)
+        names_before = [name for name, _ in model.module.named_modules()]
+        *_, last = optimise(model, objectives.neuron(VIT_HIDDEN, 5), [0, 1], "robust", steps=4,
+                            record_every=0)
+        assert [name for name, _ in model.module.named_modules()] == names_before
+        results.append(last)
+    assert [type(module).__name__ for module in seen] == ["EncoderBlock"]  # block 0 alone
+    assert compiled.compile_failure() is None
+    eager, fast = results
+    assert torch.allclose(eager.images, fast.images, atol=1e-4)
+    assert eager.activation == pytest.approx(fast.activation, rel=1e-3, abs=1e-4)
+
+
+def test_a_block_with_a_hook_or_a_replaced_forward_stays_eager(tiny_vit, fresh_state,
+                                                                monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+    model = load_model("tiny_vit", "cpu", compile=True)
+    block = model.module.get_submodule(BLOCK_0)
+    with compiled.compiled_blocks(model, [VIT_HIDDEN]) as any_compiled:
+        assert any_compiled
+    handle = block.mlp.register_forward_hook(lambda *args: None)
+    with compiled.compiled_blocks(model, [VIT_HIDDEN]) as any_compiled:
+        assert not any_compiled
+    handle.remove()
+    block.self_attention.forward = lambda *args, **kwargs: None
+    with compiled.compiled_blocks(model, [VIT_HIDDEN]) as any_compiled:
+        assert not any_compiled
+    del block.self_attention.forward
+
+
+def test_a_failing_compiler_warns_once_and_the_model_runs_eagerly(fresh_state, monkeypatch):
+    import torch._dynamo
+
+    class Failing(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            raise torch._dynamo.exc.TorchDynamoException("no working C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: Failing())
+    model = load_model("tiny_vit", "cpu", compile=True)
+    images = model.normalise(torch.rand(2, 3, 32, 32))
+    expected = activations(load_model("tiny_vit", "cpu"), images, [VIT_HIDDEN])[VIT_HIDDEN]
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        first = activations(model, images, [VIT_HIDDEN])[VIT_HIDDEN]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = activations(model, images, [VIT_HIDDEN])[VIT_HIDDEN]
+    assert "no working C++ compiler" in compiled.compile_failure()
+    assert torch.allclose(first, expected, atol=1e-5) and torch.allclose(second, expected, atol=1e-5)
