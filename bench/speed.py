@@ -173,21 +173,27 @@ def difference_timer(render: Callable[[int], None], device: torch.device) -> Tim
     return lambda warmup, steps: run(warmup + steps) - run(warmup)
 
 
+def lucent_objective(model: LoadedModel, layer: str, unit: int):
+    """vitviz's neuron objective (patch tokens averaged) written against Lucent's hook API,
+    which names modules with '_' joins and would index axis 1 (tokens on a ViT)."""
+    from lucent.optvis import objectives as lucent_objectives
+
+    return lucent_objectives.Objective(
+        lambda hooks: -hooks(layer.replace(".", "_"))[:, model.prefix_tokens:, unit].mean())
+
+
 def lucent_render(model: LoadedModel, layer: str, unit: int) -> Callable[[int], None] | None:
     """torch-lucent's render_vis with its defaults (Fourier image, standard transforms, Adam
     0.05) on the same neuron (patch tokens averaged), or None when lucent is not installed."""
     try:
-        from lucent.optvis import objectives as lucent_objectives, param, render, transform
+        from lucent.optvis import param, render, transform
     except ModuleNotFoundError as error:
         if error.name != "lucent":  # installed but broken: say so instead of skipping quietly
             raise SystemExit(f"torch-lucent is installed but cannot be imported ({error}); "
                              "run `make bench`, which installs what it imports") from error
         return None
     size = model.preprocessing.size
-    # Lucent names modules with '_' joins and indexes axis 1 (tokens on a ViT): give it the
-    # neuron objective vitviz uses, written against its hook API.
-    objective = lucent_objectives.Objective(
-        lambda hooks: -hooks(layer.replace(".", "_"))[:, model.prefix_tokens:, unit].mean())
+    objective = lucent_objective(model, layer, unit)
 
     def render_steps(n: int) -> None:
         render.render_vis(model.module, objective, lambda: param.image(size), thresholds=(n,),
@@ -198,19 +204,31 @@ def lucent_render(model: LoadedModel, layer: str, unit: int) -> Callable[[int], 
 
 
 @contextlib.contextmanager
-def _horama_spectrum():
-    """Horama downloads a magnitude spectrum into the working directory on first use; there is
-    no network here, so give it a stand-in of the same shape (the values do not change the
-    work a step does) in a directory of its own."""
+def horama_spectrum():
+    """Horama downloads ImageNet's magnitude spectrum (decorrelated colour, [3, 512, 257]) into
+    the working directory on first use; there is no network here, so give it the same statistic
+    of vitviz's built-in photos (what vitviz's `maco` preset uses), in a directory of its own."""
+    from vitviz.params import natural_magnitude
+
     before = os.getcwd()
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
-        spectrum = np.abs(np.random.default_rng(0).normal(size=(3, 512, 257))).astype("float32")
-        np.save("spectrum_decorrelated.npy", spectrum)
+        np.save("spectrum_decorrelated.npy", natural_magnitude(512).numpy().astype("float32"))
         try:
             yield
         finally:
             os.chdir(before)
+
+
+def horama_objective(model: LoadedModel, layer: str, unit: int) -> Callable:
+    """vitviz's neuron objective on Horama's crops (images in [0, 1])."""
+    from vitviz.layers import activations
+
+    def objective(images: torch.Tensor) -> torch.Tensor:
+        acts = activations(model, model.normalise(images), [layer])[layer]
+        return acts[:, model.prefix_tokens:, unit].mean()
+
+    return objective
 
 
 def horama_render(model: LoadedModel, layer: str, unit: int) -> Callable[[int], None] | None:
@@ -223,14 +241,10 @@ def horama_render(model: LoadedModel, layer: str, unit: int) -> Callable[[int], 
             raise SystemExit(f"horama is installed but cannot be imported ({error}); run "
                              "`make bench`, which installs what it imports") from error
         return None
-    from vitviz.layers import activations
-
-    def objective(images: torch.Tensor) -> torch.Tensor:
-        acts = activations(model, model.normalise(images), [layer])[layer]
-        return acts[:, model.prefix_tokens:, unit].mean()
+    objective = horama_objective(model, layer, unit)
 
     def render_steps(n: int) -> None:
-        with _horama_spectrum(), open(os.devnull, "w") as quiet, \
+        with horama_spectrum(), open(os.devnull, "w") as quiet, \
                 contextlib.redirect_stderr(quiet):  # its tqdm bar
             horama.maco(objective, total_steps=n, model_input_size=model.preprocessing.size,
                         values_range=(0.0, 1.0), device=str(model.device))

@@ -12,6 +12,19 @@ from ui.settings import to_query
 
 PAGE_UNITS = 48
 COLUMNS = 8
+ORDERS = {"unit": "unit", "activation": "activation",
+          "robust": "robust activation (x photo max)"}
+SHOW = {"all": "all units", "computed": "computed units", "missing": "units not computed"}
+
+
+def figure(result, order: str) -> float | None:
+    """The number a picture is sorted by and labelled with, or None where it has none."""
+    if result is None:
+        return None
+    if order == "robust":
+        values = result.metrics.get("relative_robust_activation")
+        return values[0] if values else None
+    return result.activation[0][-1]
 
 state = setup("atlas", "Every unit of a layer with the default method, a page of units at a "
                        "time. Each picture links to the unit's own page (its visualisation, "
@@ -36,8 +49,13 @@ with reported():
             "First unit", min_value=0, max_value=max(layer.units - 1, 0), step=PAGE_UNITS,
             key=key, help=f"{layer.units} units in this layer; {PAGE_UNITS} per page."))
         order = state.keep("order", st.selectbox(
-            "Order", ["unit", "activation"], key=state.seed("order", "unit"),
-            help="Unit index, or the final activation of the computed units (strongest first)."))
+            "Order", list(ORDERS), key=state.seed("order", "unit"), format_func=ORDERS.get,
+            help="Unit index; the final activation; or the robust activation (over shifted "
+                 "and zoomed views, as a multiple of the unit's maximum over the photos: a "
+                 "figure adversarial noise cannot win). Strongest first; units without the "
+                 "figure go last."))
+        show = state.keep("show", st.selectbox(
+            "Show", list(SHOW), key=state.seed("show", "all"), format_func=SHOW.get))
     state.publish()
 
     units = list(range(start, min(start + PAGE_UNITS, layer.units)))
@@ -59,11 +77,14 @@ with reported():
             batch_units=min(8, limits.max_batch), progress=progress)))
         st.rerun()
 
-    if order == "activation":
-        units.sort(key=lambda u: -results[u].activation[0][-1] if results[u] else float("inf"))
+    if order != "unit":
+        units.sort(key=lambda u: -figure(results[u], order)
+                   if figure(results[u], order) is not None else float("inf"))
+    if show != "all":
+        units = [u for u in units if (results[u] is None) == (show == "missing")]
     size = get_preset(DEFAULT_PRESET).canvas_size(card.preprocessing.size)
-    st.caption(f"Units {start} to {start + len(units) - 1} of "
-               f"{layer.name} · {len(units) - len(missing)} computed, {len(missing)} missing · "
+    st.caption(f"Units {start} to {min(start + PAGE_UNITS, layer.units) - 1} of "
+               f"{layer.name} · {len(results) - len(missing)} computed, {len(missing)} missing · "
                f"{DEFAULT_PRESET}, {steps} steps, seed {seed}")
     for row in range(0, len(units), COLUMNS):
         for column, unit in zip(st.columns(COLUMNS), units[row:row + COLUMNS]):
@@ -75,6 +96,7 @@ with reported():
                 st.image(result.images[0], width="stretch")
                 settings = {"model": name, "layer": layer.name, "unit": unit, "tokens": "patch",
                             "seed": seed, "steps": steps, "size": size}
-                st.page_link(PAGES["examples"].path,
-                             label=f"#{unit} · {result.activation[0][-1]:.2g}",
+                value = figure(result, order)
+                shown = "–" if value is None else f"{value:.2g}" + ("x" if order == "robust" else "")
+                st.page_link(PAGES["examples"].path, label=f"#{unit} · {shown}",
                              query_params={k: to_query(v) for k, v in settings.items()})

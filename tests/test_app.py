@@ -466,3 +466,15 @@ def test_the_atlas_page_computes_missing_units_and_links_each_to_its_own_page(ca
     examples = open_page("pages/Dataset_examples.py", **params)
     assert errors(examples) == "" and examples.image, "the unit's page did not open its picture"
     assert len(calls["requests"]) == done, "the unit's page recomputed the atlas run"
+
+
+def test_the_atlas_page_sorts_by_a_quality_figure_and_filters(calls):
+    at = open_page("pages/Atlas.py", layer=VIT_HIDDEN, steps=4, start=48)
+    button(at, "Compute the 16 missing units").click().run()
+    next(s for s in at.selectbox if s.label == "Order").select("robust").run()
+    assert errors(at) == ""
+    shown = [float(p.value.split("· ")[1].rstrip("x")) for p in at.page_link
+             if p.value.startswith("#")]
+    assert len(shown) == 16 and shown == sorted(shown, reverse=True) and shown[0] > shown[-1]
+    next(s for s in at.selectbox if s.label == "Show").select("missing").run()
+    assert errors(at) == "" and len(at.image) == 0

@@ -9,6 +9,7 @@ import vitviz.atlas
 from conftest import VIT_HIDDEN
 from vitviz.atlas import run_atlas, unit_request
 from vitviz.cache import ResultCache
+from vitviz.metrics import result_metrics
 from vitviz.runs import compute_result
 from ui.settings import examples_request
 
@@ -30,6 +31,11 @@ def test_each_unit_is_cached_as_the_single_run_a_page_asks_for(tiny_vit, tmp_pat
     assert np.abs(stored.images[0].astype(int) - solo.images[0].astype(int)).max() <= 1
     assert np.allclose(stored.activation, solo.activation, atol=1e-4)
     assert stored.config == solo.config and sorted(stored.checkpoints) == sorted(solo.checkpoints)
+    # The unit's page shows these figures without measuring again: the same as for the solo run.
+    figures = result_metrics(tiny_vit, solo)
+    assert set(stored.metrics) == set(figures) and "relative_robust_activation" in figures
+    for name, value in figures.items():
+        assert np.allclose(stored.metrics[name], value, rtol=1e-2, atol=1e-2), name
 
 
 def test_a_rerun_resumes_where_an_interrupted_atlas_stopped(tiny_vit, tmp_path, monkeypatch):

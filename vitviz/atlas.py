@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Sequence
 from vitviz import objectives
 from vitviz.cache import ResultCache
 from vitviz.layers import find_layer
+from vitviz.metrics import result_metrics
 from vitviz.models import LoadedModel
 from vitviz.optimise import resolve_preset
 from vitviz.presets import DEFAULT_PRESET
@@ -39,11 +40,15 @@ def unit_request(model: str, layer: str, unit: int, seed: int = 0,
 
 def item_result(batch: Result, item: int, request: RunRequest) -> Result:
     """Batch item `item` of `batch` as the result of the single run `request`."""
+    items = len(batch.images)
+    # Per-item figures are lists over the batch; per-layer ones (unit count, photos) are not.
+    metrics = {name: [value[item]] if isinstance(value, list) and len(value) == items else value
+               for name, value in batch.metrics.items()}
     return Result(
         config=request.config(), model=batch.model, images=[batch.images[item]],
         checkpoints={step: [images[item]] for step, images in batch.checkpoints.items()},
         steps=batch.steps, activation=[batch.activation[item]], loss=[batch.loss[item]],
-        elapsed_s=batch.elapsed_s / len(batch.images), created=batch.created,
+        metrics=metrics, elapsed_s=batch.elapsed_s / items, created=batch.created,
         device=batch.device)
 
 
@@ -67,6 +72,10 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
                            (seed,) * len(chunk), preset, first.overrides,
                            record_every=first.record_every)
         result = compute_result(batch, model)
+        # The quality figures a unit's page shows (robust activation against the photo set's
+        # maximum, robust rank), measured for the whole batch at once: they make the atlas
+        # sortable by a figure noise cannot win. One seed per unit, so no specificity.
+        result.metrics = result_metrics(model, result)
         for item, unit in enumerate(chunk):
             single = item_result(result, item, requests[unit])
             cache.put(requests[unit].key(), single)
