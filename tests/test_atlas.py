@@ -68,3 +68,45 @@ def test_the_cli_runs_an_atlas_and_checks_the_unit_range(tmp_path):
     wrong = subprocess.run(args + ["--units", "60-70"], capture_output=True, text=True,
                            timeout=300)
     assert wrong.returncode == 2 and "valid values are 0 to 63" in wrong.stderr
+
+
+def test_the_exported_site_has_a_page_per_computed_unit_and_lists_the_missing(tiny_vit,
+                                                                             tmp_path):
+    from vitviz.atlas_site import export_atlas
+
+    cache = ResultCache(tmp_path / "cache")
+    list(run_atlas(tiny_vit, VIT_HIDDEN, [2, 5, 7], cache, steps=STEPS, batch_units=3))
+    out = tmp_path / "site"
+    counts = export_atlas("tiny_vit", VIT_HIDDEN, range(0, 8), cache, out, steps=STEPS)
+    assert counts == {"units": 8, "computed": 3, "missing": 5}
+    assert sorted(p.name for p in (out / "unit").glob("*.html")) == ["2.html", "5.html", "7.html"]
+    index = (out / "index.html").read_text()
+    assert '"unit": 0, "computed": false' in index and '"unit": 5, "computed": true' in index
+    page = (out / "unit" / "5.html").read_text()
+    assert "<polyline" in page and "robust activation" in page and "../img/5.png" in page
+    stored = cache.get(unit_request("tiny_vit", VIT_HIDDEN, 5, steps=STEPS).key())
+    exported = json_of(out / "unit" / "5.json")
+    assert exported["config"] == stored.config and exported["metrics"] == stored.metrics
+    for step in stored.checkpoints:
+        assert (out / "steps" / f"5_{step}.png").is_file()
+    assert not list(out.rglob(".*")), "a temporary file was left behind"
+
+
+def json_of(path):
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_the_cli_exports_a_site_of_a_range_of_units(tmp_path):
+    base = [sys.executable, "-m", "vitviz"]
+    common = ["--model", "tiny_vit", "--layer", VIT_HIDDEN, "--steps", "3",
+              "--cache", str(tmp_path / "cache")]
+    subprocess.run(base + ["atlas", *common, "--units", "0-3"], check=True, capture_output=True,
+                   timeout=300)
+    done = subprocess.run(base + ["export-atlas", *common, "--units", "0-5", "--out",
+                                  str(tmp_path / "site")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "4 of 6 units (2 not in the cache" in done.stdout
+    assert (tmp_path / "site" / "unit" / "3.html").is_file()

@@ -180,3 +180,37 @@ def test_sigterm_during_a_run_stops_the_server_cleanly_and_frees_the_run(tmp_pat
         page.goto(page_url(base, "Optimise", params))
         page.get_by_role("button", name="Run", exact=True).click()
         page.get_by_text("Computed just now").wait_for(timeout=60_000)
+
+
+@pytest.mark.browser
+def test_an_exported_atlas_opens_from_disk_sorts_and_links_to_unit_pages(tmp_path):
+    if browser_missing():
+        pytest.skip(browser_missing())
+    from vitviz.atlas import run_atlas
+    from vitviz.atlas_site import export_atlas
+    from vitviz.cache import ResultCache
+    from vitviz.models import load_model
+
+    cache = ResultCache(tmp_path / "cache")
+    list(run_atlas(load_model("tiny_vit", "cpu"), HIDDEN, range(6), cache, steps=4,
+                   batch_units=6))
+    export_atlas("tiny_vit", HIDDEN, range(8), cache, tmp_path / "site", steps=4)
+    with chromium_page() as page:
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((tmp_path / "site" / "index.html").as_uri())
+        assert page.locator(".cell").count() == 8 and page.locator(".cell img").count() == 6
+        assert page.locator(".missing").count() == 2
+        page.select_option("#order", "robust")
+        labels = page.locator(".fig").all_inner_texts()
+        values = [float(text.rstrip("x")) for text in labels]
+        assert values == sorted(values, reverse=True)
+        page.select_option("#show", "missing")
+        assert page.locator(".cell").count() == 2
+        page.select_option("#show", "all")
+        full_page_screenshot(page, ARTIFACTS / "atlas_site.png")
+        page.locator(".cell a").first.click()
+        page.wait_for_load_state()
+        assert "/unit/" in page.url and page.locator("h1").inner_text().startswith("unit ")
+        assert page.locator("img").first.evaluate("i => i.naturalWidth") > 0
+        assert errors == []

@@ -163,6 +163,25 @@ def cmd_atlas(args) -> int:
     return 0
 
 
+def cmd_export_atlas(args) -> int:
+    from vitviz.atlas_site import export_atlas
+    from vitviz.layers import find_layer
+    from vitviz.report import parse_units
+
+    name = _resolve_model_name(args)
+    if args.units == "all":
+        units = list(range(find_layer(load_model(name, args.device), args.layer).units))
+    else:
+        units = parse_units(args.units)
+    writable_folder(args.out)
+    counts = export_atlas(name, args.layer, units, ResultCache(args.cache), args.out,
+                          seed=args.seed, preset=args.preset, steps=args.steps)
+    print(f"{args.out / 'index.html'}: {counts['computed']} of {counts['units']} units "
+          f"({counts['missing']} not in the cache: `python -m vitviz atlas` with the same "
+          "settings computes them)")
+    return 0
+
+
 def cmd_report(args) -> int:
     from vitviz.report import main as report_main
 
@@ -236,6 +255,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", type=Path, help="where indexes live (default: "
                    "vitviz's home folder, indexes/)")
     p.set_defaults(func=cmd_index)
+
+    p = commands.add_parser("export-atlas", help="a static site of an atlas from the result "
+                            "cache: an index grid and one page per unit, for any static host")
+    _model_argument(p)
+    p.add_argument("--layer", required=True)
+    p.add_argument("--units", default="all", help="all, a range such as 0-63, or 3,7,9")
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
+    p.add_argument("--steps", type=int, help="default: the preset's own")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("atlas-site"))
+    p.add_argument("--cache", type=Path, help="result cache the atlas was stored in")
+    p.set_defaults(func=cmd_export_atlas)
 
     p = commands.add_parser("report", help="presets compared over many units with figures "
                             "noise cannot win (robust activation, specificity, the judge)")
