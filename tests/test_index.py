@@ -105,3 +105,35 @@ def test_the_cli_indexes_a_folder(tmp_path):
                               "--layers", VIT_HIDDEN, "--photos", str(tmp_path / "nowhere")],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "is not a folder of images" in missing.stderr
+
+
+def test_the_ray_engine_builds_the_same_index_as_the_local_one(tiny_vit, tmp_path):
+    pytest.importorskip("ray.data", reason="Ray is an optional extra (pip install 'ray[data]')")
+    import ray
+
+    folder = tmp_path / "photos"
+    write_images(folder, 0, 11)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    local, _ = build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "local", k=K, sample=8,
+                           batch_size=4)
+    try:
+        distributed, added = build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "ray", k=K,
+                                         sample=8, batch_size=4, engine="ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert added == 11 and distributed.files == local.files
+    assert distributed.skipped == local.skipped and len(local.skipped) == 1
+    ours, theirs = local.stats[VIT_HIDDEN], distributed.stats[VIT_HIDDEN]
+    for name in vars(ours):
+        assert np.array_equal(getattr(ours, name), getattr(theirs, name), equal_nan=True), name
+
+
+def test_the_ray_engine_says_how_to_install_ray_when_it_is_missing(tiny_vit, tmp_path,
+                                                                  monkeypatch):
+    from vitviz.ray_engine import RayMissing
+
+    write_images(tmp_path / "photos", 0, 2)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(RayMissing, match=r"pip install 'ray\[data\]'"):
+        build_index(tiny_vit, [VIT_HIDDEN], tmp_path / "photos", tmp_path / "idx",
+                    engine="ray")

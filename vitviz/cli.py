@@ -131,7 +131,8 @@ def cmd_index(args) -> int:
     index, added = build_index(model, args.layers, args.photos,
                                args.index_dir or home() / "indexes",
                                tokens=token_mode(args.tokens), k=args.k,
-                               batch_size=args.batch_size, progress=progress)
+                               batch_size=args.batch_size, engine=args.engine,
+                               workers=args.workers, progress=progress)
     bar.close()
     print(f"{index.path}: {index.count} images ({added} added this run, {len(index.skipped)} "
           f"unreadable files skipped), {len(index.layers)} layer(s)")
@@ -254,6 +255,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--index-dir", type=Path, help="where indexes live (default: "
                    "vitviz's home folder, indexes/)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: measure "
+                   "on Ray actors, locally or on the cluster that RAY_ADDRESS names (needs "
+                   "pip install 'ray[data]'); both engines give the same index")
+    p.add_argument("--workers", type=int, default=2, help="Ray actors holding the model")
     p.set_defaults(func=cmd_index)
 
     p = commands.add_parser("export-atlas", help="a static site of an atlas from the result "

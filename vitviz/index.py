@@ -187,15 +187,51 @@ def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: 
     return root / f"{model.registry_name.replace(':', '_')}-{key[:16]}.npz"
 
 
+# What one batch of files gives: the positions in the batch of the readable files, and per
+# layer their unit values [readable, units].
+BatchValues = tuple[list[int], dict[str, np.ndarray]]
+
+
+def measure_batch(model: LoadedModel, layers: Sequence[str], tokens: str | int,
+                  paths: Sequence[Path]) -> BatchValues:
+    """Decode a batch of files (unreadable ones left out) and measure every layer's units.
+
+    The one measurement of both engines: batches are fixed groups of files, so the local and
+    the Ray engine run the very same forward passes and build the same index."""
+    size = model.preprocessing.size
+    kept, tensors = [], []
+    for position, path in enumerate(paths):
+        try:
+            tensors.append(centre_square(read_rgb(path), size))
+            kept.append(position)
+        except (UnidentifiedImageError, OSError, ValueError):
+            continue
+    if not tensors:
+        return kept, {}
+    with torch.no_grad():
+        acts = activations(model, model.normalise(torch.stack(tensors).to(model.device)), layers)
+    return kept, {layer: unit_values(acts[layer].float(), tokens, model.prefix_tokens).cpu().numpy()
+                  for layer in layers}
+
+
+ENGINES = ("local", "ray")
+
+
 def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, root: Path, *,
                 tokens: str | int = "patch", k: int = 16, sample: int = 256,
-                batch_size: int = 32, save_every: int = 8,
-                progress: IndexProgress | None = None) -> tuple[ActivationIndex, int]:
-    """Index the images of `folder` not indexed yet; returns the index and how many it added."""
+                batch_size: int = 32, save_every: int = 8, engine: str = "local",
+                workers: int = 2, progress: IndexProgress | None = None
+                ) -> tuple[ActivationIndex, int]:
+    """Index the images of `folder` not indexed yet; returns the index and how many it added.
+
+    `engine="ray"` measures the batches on Ray actors (`workers` of them, vitviz.ray_engine);
+    this process folds them in, in file order, so both engines give the same index."""
     folder = Path(folder).expanduser().resolve()
     infos = [find_layer(model, layer) for layer in layers]  # unknown layers fail first
     if not 1 <= k <= 1024 or not 1 <= sample <= 100_000 or batch_size < 1:
         raise IndexProblem("k must be 1 to 1024, the sample 1 to 100000 and the batch at least 1.")
+    if engine not in ENGINES:
+        raise IndexProblem(f"engine '{engine}' is unknown: use one of {', '.join(ENGINES)}.")
     path = index_path(model, layers, folder, tokens, k, sample, root)
     if path.is_file():
         index = ActivationIndex.load(path)
@@ -204,40 +240,27 @@ def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, r
             info.name: LayerStats.empty(info.units, k, sample) for info in infos})
     done = set(index.files) | set(index.skipped)
     todo = [p for p in image_files(folder) if _file_id(folder, p) not in done]
+    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    if engine == "ray":
+        from vitviz.ray_engine import measure_batches
+
+        measured = measure_batches(model, layers, tokens, batches, workers)
+    else:
+        measured = (measure_batch(model, layers, tokens, paths) for paths in batches)
     added = 0
-    for batch_number, (paths, images) in enumerate(_batches(folder, todo, model, batch_size,
-                                                            index.skipped)):
-        ids = np.arange(len(index.files), len(index.files) + len(paths))
-        ranks = np.array([_sample_rank(p.relative_to(folder).as_posix()) for p in paths],
+    for batch_number, (paths, (kept, values)) in enumerate(zip(batches, measured)):
+        readable = [paths[i] for i in kept]
+        index.skipped += [_file_id(folder, p) for i, p in enumerate(paths) if i not in kept]
+        ids = np.arange(len(index.files), len(index.files) + len(readable))
+        ranks = np.array([_sample_rank(p.relative_to(folder).as_posix()) for p in readable],
                          np.uint64)
-        with torch.no_grad():
-            acts = activations(model, model.normalise(images.to(model.device)), layers)
-        for layer in layers:
-            values = unit_values(acts[layer].float(), tokens, model.prefix_tokens).cpu().numpy()
-            index.stats[layer].add(values, ids, ranks)
-        index.files += [_file_id(folder, p) for p in paths]
-        added += len(paths)
+        for layer in layers if readable else ():
+            index.stats[layer].add(values[layer], ids, ranks)
+        index.files += [_file_id(folder, p) for p in readable]
+        added += len(readable)
         if (batch_number + 1) % save_every == 0:
             index.save()
         if progress:
             progress(added, len(todo))
     index.save()
     return index, added
-
-
-def _batches(folder: Path, paths: list[Path], model: LoadedModel, batch_size: int,
-             skipped: list[str]) -> Iterator[tuple[list[Path], torch.Tensor]]:
-    """Decoded batches of the readable images; unreadable files go to `skipped`."""
-    size = model.preprocessing.size
-    batch, tensors = [], []
-    for path in paths:
-        try:
-            tensors.append(centre_square(read_rgb(path), size))
-            batch.append(path)
-        except (UnidentifiedImageError, OSError, ValueError):
-            skipped.append(_file_id(folder, path))
-        if len(batch) == batch_size:
-            yield batch, torch.stack(tensors)
-            batch, tensors = [], []
-    if batch:
-        yield batch, torch.stack(tensors)
