@@ -110,3 +110,27 @@ def test_the_cli_exports_a_site_of_a_range_of_units(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "4 of 6 units (2 not in the cache" in done.stdout
     assert (tmp_path / "site" / "unit" / "3.html").is_file()
+
+
+def test_the_ray_engine_stores_the_same_pictures_as_the_local_one(tiny_vit, tmp_path):
+    pytest.importorskip("ray.data", reason="Ray is an optional extra (pip install 'ray[data]')")
+    import ray
+
+    units = [1, 4, 9, 16, 25]
+    local = dict(run_atlas(tiny_vit, VIT_HIDDEN, units, ResultCache(tmp_path / "local"),
+                           steps=STEPS, batch_units=2))
+    cache = ResultCache(tmp_path / "ray")
+    try:
+        distributed = dict(run_atlas(tiny_vit, VIT_HIDDEN, units, cache, steps=STEPS,
+                                     batch_units=2, engine="ray", workers=2))
+    finally:
+        ray.shutdown()
+    assert sorted(distributed) == units
+    for unit in units:
+        ours, theirs = local[unit], cache.get(unit_request("tiny_vit", VIT_HIDDEN, unit,
+                                                           steps=STEPS).key())
+        assert theirs.config == ours.config
+        assert np.abs(theirs.images[0].astype(int) - ours.images[0].astype(int)).max() <= 1
+        assert np.allclose(theirs.activation, ours.activation, atol=1e-4)
+        assert np.allclose(theirs.metrics["relative_robust_activation"],
+                           ours.metrics["relative_robust_activation"], atol=1e-3)

@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 from vitviz import objectives
 from vitviz.cache import ResultCache
+from vitviz.errors import UserError
 from vitviz.layers import find_layer
 from vitviz.metrics import result_metrics
 from vitviz.models import LoadedModel
@@ -52,33 +53,53 @@ def item_result(batch: Result, item: int, request: RunRequest) -> Result:
         device=batch.device)
 
 
+def compute_batch(model: LoadedModel, request: RunRequest) -> Result:
+    """One batch of units with the quality figures a unit's page shows (robust activation
+    against the photo set's maximum, robust rank), measured for the whole batch at once: they
+    make the atlas sortable by a figure noise cannot win. One seed per unit, so no specificity.
+    The work of one batch for both engines."""
+    result = compute_result(request, model)
+    result.metrics = result_metrics(model, result)
+    return result
+
+
+ENGINES = ("local", "ray")
+
+
 def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
               seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
-              tokens: str | int = "patch", batch_units: int = 8,
-              progress: AtlasProgress | None = None) -> Iterator[tuple[int, Result]]:
+              tokens: str | int = "patch", batch_units: int = 8, engine: str = "local",
+              workers: int = 2, progress: AtlasProgress | None = None
+              ) -> Iterator[tuple[int, Result]]:
     """Visualise `units` of `layer`, `batch_units` at a time; yields (unit, result) as each
-    batch finishes. Units already in the cache are skipped."""
+    batch finishes. Units already in the cache are skipped.
+
+    `engine="ray"` computes the batches on Ray actors (`workers`, vitviz.ray_engine); this
+    process stores them as they come, in order, exactly as the local engine does."""
+    if engine not in ENGINES:
+        raise UserError(f"engine '{engine}' is unknown: use one of {', '.join(ENGINES)}.")
     # The objectives' own check (layer, units and token mode), before any key or batch.
     objectives.neuron(layer, tuple(units), tokens).validate(lambda name: find_layer(model, name))
     requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens)
                 for u in units}
     todo = [u for u in units if cache.get(requests[u].key()) is None]
-    started = time.perf_counter()
-    for start in range(0, len(todo), batch_units):
-        chunk = todo[start:start + batch_units]
-        first = requests[chunk[0]]
-        batch = RunRequest(model.registry_name,
-                           objectives.neuron(layer, tuple(chunk), tokens).spec(),
-                           (seed,) * len(chunk), preset, first.overrides,
-                           record_every=first.record_every)
-        result = compute_result(batch, model)
-        # The quality figures a unit's page shows (robust activation against the photo set's
-        # maximum, robust rank), measured for the whole batch at once: they make the atlas
-        # sortable by a figure noise cannot win. One seed per unit, so no specificity.
-        result.metrics = result_metrics(model, result)
+    chunks = [todo[start:start + batch_units] for start in range(0, len(todo), batch_units)]
+    batches = [RunRequest(model.registry_name,
+                          objectives.neuron(layer, tuple(chunk), tokens).spec(),
+                          (seed,) * len(chunk), preset, requests[chunk[0]].overrides,
+                          record_every=requests[chunk[0]].record_every) for chunk in chunks]
+    if engine == "ray":
+        from vitviz.ray_engine import map_in_order
+
+        results = map_in_order(model, "vitviz.atlas:compute_batch", batches, workers)
+    else:
+        results = (compute_batch(model, batch) for batch in batches)
+    started, done = time.perf_counter(), 0
+    for chunk, result in zip(chunks, results):
         for item, unit in enumerate(chunk):
             single = item_result(result, item, requests[unit])
             cache.put(requests[unit].key(), single)
             yield unit, single
+        done += len(chunk)
         if progress:
-            progress(start + len(chunk), len(todo), time.perf_counter() - started)
+            progress(done, len(todo), time.perf_counter() - started)

@@ -157,7 +157,8 @@ def cmd_atlas(args) -> int:
 
     computed = sum(1 for _ in run_atlas(model, args.layer, units, cache, seed=args.seed,
                                          preset=args.preset, steps=args.steps,
-                                         batch_units=args.batch_units, progress=progress))
+                                         batch_units=args.batch_units, engine=args.engine,
+                                         workers=args.workers, progress=progress))
     bar.close()
     print(f"{len(units)} units of {args.layer}: {computed} computed, {len(units) - computed} "
           f"already in the cache ({cache.path})")
@@ -239,6 +240,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="default: the preset's own")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-units", type=int, default=8, help="units optimised together")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: batches "
+                   "on Ray actors, locally or on the cluster that RAY_ADDRESS names (needs "
+                   "pip install 'ray[data]'); both engines give the same pictures")
+    p.add_argument("--workers", type=int, default=2, help="Ray actors holding the model")
     p.add_argument("--cache", type=Path, help="result cache directory (default: "
                    "$VITVIZ_CACHE_DIR, else vitviz's home folder; point it at the dashboard's "
                    "cache/ to serve the atlas there)")

@@ -214,6 +214,12 @@ def measure_batch(model: LoadedModel, layers: Sequence[str], tokens: str | int,
                   for layer in layers}
 
 
+def measure_payload(model: LoadedModel, payload: tuple) -> BatchValues:
+    """`measure_batch` with its arguments in one picklable payload, for the Ray engine."""
+    layers, tokens, paths = payload
+    return measure_batch(model, layers, tokens, paths)
+
+
 ENGINES = ("local", "ray")
 
 
@@ -242,9 +248,10 @@ def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, r
     todo = [p for p in image_files(folder) if _file_id(folder, p) not in done]
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     if engine == "ray":
-        from vitviz.ray_engine import measure_batches
+        from vitviz.ray_engine import map_in_order
 
-        measured = measure_batches(model, layers, tokens, batches, workers)
+        measured = map_in_order(model, "vitviz.index:measure_payload",
+                                [(list(layers), tokens, paths) for paths in batches], workers)
     else:
         measured = (measure_batch(model, layers, tokens, paths) for paths in batches)
     added = 0

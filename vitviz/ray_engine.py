@@ -5,12 +5,14 @@ starts a local Ray on this machine, or joins a cluster when RAY_ADDRESS (or `add
 one; each worker loads the model by its registry name (a model from a user's file needs
 $VITVIZ_MODELS in the workers' environment, as in the dashboard's).
 
-The index's forward passes run as Ray Data `map_batches` over an actor pool whose actors hold
-the model (a GPU each where the cluster has them). Each row of the dataset is one fixed group of
-files, the same groups the local engine measures, and the results come back in order, so this
-process folds them into the index exactly as the local engine does: both give the same index.
-Ray's `read_images` is not used: the actors decode with vitviz's own reader (EXIF orientation,
-colour modes, centre square), the one the built-in photos and the local engine use.
+Work runs as Ray Data `map_batches` over an actor pool whose actors hold the model (a GPU each
+where the cluster has them). Each row of the dataset is one payload, the same unit of work the
+local engine does in-process (a fixed group of files for the index, a batch of units for the
+atlas), and the results come back in order, so this process folds and stores them exactly as
+the local engine does: both engines give the same index and the same pictures. For the index,
+Ray's `read_images` is not used: the actors decode with vitviz's own reader (EXIF
+orientation, colour modes, centre square), the one the built-in photos and the local engine
+use.
 """
 from __future__ import annotations
 
@@ -53,46 +55,50 @@ def start(workers: int, address: str | None = None) -> None:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
 
 
-class _Measurer:
-    """A Ray actor holding the model; measures one group of files per call."""
+class _ModelWorker:
+    """A Ray actor holding the model; applies one vitviz function to each payload."""
 
-    def __init__(self, model_name: str, device: str, layers: list[str], tokens):
+    def __init__(self, model_name: str, device: str, function: str):
+        import importlib
+
+        from vitviz import cpu_slot
         from vitviz.models import load_model, load_user_models
 
+        # Ray hands out the cores; the machine-wide slot would make the actors take turns.
+        os.environ[cpu_slot.ENV] = "0"
         load_user_models()
         self.model = load_model(model_name, device)
-        self.layers, self.tokens = layers, tokens
+        module, _, name = function.partition(":")
+        self.function = getattr(importlib.import_module(module), name)
 
     def __call__(self, rows: dict) -> dict:
-        from vitviz.index import measure_batch
-
-        results = [pickle.dumps(measure_batch(self.model, self.layers, self.tokens,
-                                              [Path(p) for p in paths.split("\n")]))
-                   for paths in rows["paths"]]
-        return {"group": rows["group"], "measured": np.array(results, dtype=object)}
+        results = [pickle.dumps(self.function(self.model, pickle.loads(payload)))
+                   for payload in rows["payload"]]
+        return {"order": rows["order"], "result": np.array(results, dtype=object)}
 
 
-def measure_batches(model: LoadedModel, layers: Sequence[str], tokens, batches: list[list[Path]],
-                    workers: int = 2, address: str | None = None) -> Iterator:
-    """`vitviz.index.measure_batch` of every group of files, on Ray actors, in order."""
-    if not batches:
+def map_in_order(model: LoadedModel, function: str, payloads: Sequence, workers: int = 2,
+                 address: str | None = None) -> Iterator:
+    """`function(model, payload)` for every payload on Ray actors that each hold the model (a
+    GPU each when `model` is on one), yielded in the payloads' order. `function` is named as
+    'module:name' so that the workers import it themselves."""
+    if not payloads:
         return iter(())
     ray = require_ray()
     start(workers, address)
     gpus = 1 if model.device.type == "cuda" else 0
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
-    rows = [{"group": i, "paths": "\n".join(str(p) for p in paths)}
-            for i, paths in enumerate(batches)]
+    rows = [{"order": i, "payload": pickle.dumps(payload)} for i, payload in enumerate(payloads)]
     dataset = ray.data.from_items(rows).map_batches(
-        _Measurer, batch_size=1, concurrency=workers, num_gpus=gpus,
+        _ModelWorker, batch_size=1, concurrency=workers, num_gpus=gpus,
         num_cpus=0 if gpus else 1,
-        fn_constructor_args=(model.registry_name, "cuda" if gpus else "cpu", list(layers),
-                             tokens))
+        fn_constructor_args=(model.registry_name, "cuda" if gpus else "cpu", function))
+
     def in_order() -> Iterator:
         for expected, row in enumerate(dataset.iter_rows()):
-            if row["group"] != expected:  # preserve_order is what makes both engines agree
-                raise RuntimeError(f"Ray returned group {row['group']} where {expected} was due")
-            yield pickle.loads(row["measured"])
+            if row["order"] != expected:  # preserve_order is what makes the engines agree
+                raise RuntimeError(f"Ray returned item {row['order']} where {expected} was due")
+            yield pickle.loads(row["result"])
 
     return in_order()
