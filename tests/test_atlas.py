@@ -59,7 +59,7 @@ def test_a_rerun_resumes_where_an_interrupted_atlas_stopped(tiny_vit, tmp_path, 
 
 def test_the_cli_runs_an_atlas_and_checks_the_unit_range(tmp_path):
     args = [sys.executable, "-m", "vitviz", "atlas", "--model", "tiny_vit", "--layer", VIT_HIDDEN,
-            "--steps", "3", "--batch-units", "4", "--cache", str(tmp_path / "cache")]
+            "--steps", "3", "--batch-units", "auto", "--cache", str(tmp_path / "cache")]
     done = subprocess.run(args + ["--units", "0-5"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "6 units of" in done.stdout and "6 computed, 0 already in the cache" in done.stdout
@@ -134,3 +134,31 @@ def test_the_ray_engine_stores_the_same_pictures_as_the_local_one(tiny_vit, tmp_
         assert np.allclose(theirs.activation, ours.activation, atol=1e-4)
         assert np.allclose(theirs.metrics["relative_robust_activation"],
                            ours.metrics["relative_robust_activation"], atol=1e-3)
+
+
+def test_auto_batches_grow_with_free_memory_and_count_the_bytes_a_unit_keeps(tiny_vit,
+                                                                            monkeypatch):
+    import vitviz.atlas as atlas
+    from vitviz.batching import saved_bytes_per_item
+    from vitviz.objectives import neuron
+
+    per_unit = saved_bytes_per_item(tiny_vit, neuron(VIT_HIDDEN, 3), "robust")
+    # At least the four augmented copies' input images, as float32, are kept for backward.
+    assert per_unit > 4 * 3 * 32 * 32 * 4
+    sizes = []
+    for free in (per_unit, 6 * per_unit, 1000 * per_unit):
+        monkeypatch.setattr(atlas, "free_bytes", lambda device, free=free: free)
+        sizes.append(atlas.auto_batch_units(tiny_vit, VIT_HIDDEN, 3))
+    assert sizes == [1, 3, atlas.AUTO_CAP]
+    monkeypatch.setattr(atlas, "free_bytes", lambda device: 10 * per_unit)
+    assert atlas.auto_batch_units(tiny_vit, VIT_HIDDEN, 3, sharing=2) == 2
+
+
+def test_the_cli_refuses_a_batch_size_that_is_not_a_count_or_auto(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "vitviz", "atlas", "--model", "tiny_vit",
+                           "--layer", VIT_HIDDEN, "--units", "0-3", "--batch-units", "0",
+                           "--cache", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--batch-units must be a whole number from 1, or auto" \
+        in done.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

@@ -16,6 +16,7 @@ import time
 from typing import Callable, Iterator, Sequence
 
 from vitviz import objectives
+from vitviz.batching import free_bytes, items_that_fit, saved_bytes_per_item
 from vitviz.cache import ResultCache
 from vitviz.errors import UserError
 from vitviz.layers import find_layer
@@ -64,16 +65,29 @@ def compute_batch(model: LoadedModel, request: RunRequest) -> Result:
 
 
 ENGINES = ("local", "ray")
+AUTO_CAP = 64  # the most units "auto" puts in one batch
+
+
+def auto_batch_units(model: LoadedModel, layer: str, unit: int, preset: str = DEFAULT_PRESET,
+                     steps: int | None = None, tokens: str | int = "patch",
+                     sharing: int = 1) -> int:
+    """Units per batch that fit in the memory free now on the model's device, shared by
+    `sharing` workers (vitviz.batching: one probe step counts the bytes per unit)."""
+    objective = objectives.neuron(layer, unit, tokens)
+    settings = resolve_preset(preset, **({"steps": steps} if steps else {}))
+    per_unit = saved_bytes_per_item(model, objective, settings)
+    return items_that_fit(per_unit, free_bytes(model.device) // max(sharing, 1), AUTO_CAP)
 
 
 def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
               seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
-              tokens: str | int = "patch", batch_units: int = 8, engine: str = "local",
+              tokens: str | int = "patch", batch_units: int | None = 8, engine: str = "local",
               workers: int = 2, progress: AtlasProgress | None = None
               ) -> Iterator[tuple[int, Result]]:
     """Visualise `units` of `layer`, `batch_units` at a time; yields (unit, result) as each
     batch finishes. Units already in the cache are skipped.
 
+    `batch_units=None` picks the batch size from the memory free now (`auto_batch_units`).
     `engine="ray"` computes the batches on Ray actors (`workers`, vitviz.ray_engine); this
     process stores them as they come, in order, exactly as the local engine does."""
     if engine not in ENGINES:
@@ -83,6 +97,9 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
     requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens)
                 for u in units}
     todo = [u for u in units if cache.get(requests[u].key()) is None]
+    if batch_units is None and todo:
+        batch_units = auto_batch_units(model, layer, todo[0], preset, steps, tokens,
+                                       workers if engine == "ray" else 1)
     chunks = [todo[start:start + batch_units] for start in range(0, len(todo), batch_units)]
     batches = [RunRequest(model.registry_name,
                           objectives.neuron(layer, tuple(chunk), tokens).spec(),

@@ -147,6 +147,19 @@ def cmd_atlas(args) -> int:
     model = load_model(_resolve_model_name(args), args.device, args.compile)
     count = find_layer(model, args.layer).units
     units = list(range(count)) if args.units == "all" else parse_units(args.units)
+    # Checked before the probe step that sizes the batch: nothing runs for a bad request.
+    objectives.neuron(args.layer, tuple(units)).validate(lambda name: find_layer(model, name))
+    if args.batch_units == "auto":
+        from vitviz.atlas import auto_batch_units
+
+        batch_units = auto_batch_units(model, args.layer, units[0], args.preset, args.steps,
+                                       sharing=args.workers if args.engine == "ray" else 1)
+        print(f"{batch_units} units per batch (auto: fits the memory free now)", file=sys.stderr)
+    elif args.batch_units.isdigit() and int(args.batch_units) >= 1:
+        batch_units = int(args.batch_units)
+    else:
+        raise UserError(f"--batch-units must be a whole number from 1, or auto "
+                        f"(got {args.batch_units!r})")
     cache = ResultCache(args.cache)
     bar = tqdm(total=len(units), desc=f"atlas {args.layer}", unit="unit")
 
@@ -157,7 +170,7 @@ def cmd_atlas(args) -> int:
 
     computed = sum(1 for _ in run_atlas(model, args.layer, units, cache, seed=args.seed,
                                          preset=args.preset, steps=args.steps,
-                                         batch_units=args.batch_units, engine=args.engine,
+                                         batch_units=batch_units, engine=args.engine,
                                          workers=args.workers, progress=progress))
     bar.close()
     print(f"{len(units)} units of {args.layer}: {computed} computed, {len(units) - computed} "
@@ -239,7 +252,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     p.add_argument("--steps", type=int, help="default: the preset's own")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-units", type=int, default=8, help="units optimised together")
+    p.add_argument("--batch-units", default="auto", help="units optimised together, or auto: "
+                   "as many as fit in half the memory free now (at most 64)")
     p.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: batches "
                    "on Ray actors, locally or on the cluster that RAY_ADDRESS names (needs "
                    "pip install 'ray[data]'); both engines give the same pictures")
