@@ -32,12 +32,14 @@ def brute_force(model, folder):
     images = torch.stack([centre_square(read_rgb(p), model.preprocessing.size) for p in paths])
     with torch.no_grad():
         acts = activations(model, model.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
-    return paths, unit_values(acts, "patch", model.prefix_tokens).numpy()
+    return paths, unit_values(acts, "patch", model.prefix_tokens).numpy(), \
+        acts[:, model.prefix_tokens:].numpy()
 
 
 def check_against(index, model, folder):
-    paths, values = brute_force(model, folder)
+    paths, values, patches = brute_force(model, folder)
     assert index.count == len(paths)
+    side = int(patches.shape[1] ** 0.5)
     for unit in (0, 7, 63):
         expected = np.argsort(-values[:, unit], kind="stable")[:K]
         got = index.top(VIT_HIDDEN, unit)
@@ -48,6 +50,15 @@ def check_against(index, model, folder):
         summary = index.summary(VIT_HIDDEN, unit)
         assert np.isclose(summary["mean"], values[:, unit].mean(), atol=1e-5)
         assert np.isclose(summary["max"], values[:, unit].max(), atol=1e-5)
+        strongest = np.argsort(-patches[:, :, unit].ravel(), kind="stable")[:K]
+        found = index.top_patches(VIT_HIDDEN, unit)
+        assert len(found) == K
+        for (path, value, box), flat in zip(found, strongest):
+            image, position = divmod(int(flat), patches.shape[1])
+            row, col = divmod(position, side)
+            assert path == paths[image] and np.isclose(value, patches[image, position, unit],
+                                                       atol=1e-5)
+            assert box == (col / side, row / side, (col + 1) / side, (row + 1) / side)
 
 
 def test_the_index_equals_a_brute_force_pass_and_grows_with_new_files_only(tiny_vit, tmp_path):

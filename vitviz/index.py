@@ -5,18 +5,21 @@
 
 The images stream through the model in batches (never all in memory): each image's centre
 square, resized to the model's input as the built-in photos are (`vitviz.data`), goes through
-the network once for all the layers asked for. Per layer and unit the index keeps the k images that drive the unit most and the k that
-drive it least, with their values; the count, sum, sum of squares, minimum and maximum; and a
-sample of values for quantiles, taken on the images whose path hash is smallest, so that the
-sample is the same set of images for every unit and stays a uniform sample as files are added.
+the network once for all the layers asked for. Per layer and unit the index keeps the k images
+that drive the unit most and the k that drive it least, with their values; the k strongest
+positions over all images (patch tokens of a ViT layer, cells of a CNN feature map: the image,
+where in it, and the value), which show the part of an image the unit responds to; the count,
+sum, sum of squares, minimum and maximum; and a sample of values for quantiles, taken on the
+images whose path hash is smallest, so that the sample is the same set of images for every unit
+and stays a uniform sample as files are added.
 
 Everything lives in one `.npz` per index (the files done are inside it), replaced atomically
 every few batches: Ctrl-C or a crash loses at most the batches since the last save, never the
 index. A rerun skips the files already indexed (path, size, modification time) and adds the
 new ones; an unreadable file is skipped, counted and not tried again.
 
-Size: per layer, units x (4k + sample) numbers; 1536 units with k = 16 and a 256-value sample
-take about 2.6 MB, whatever the number of images. Memory while indexing: one batch of images
+Size: per layer, units x (7k + sample) numbers; 1536 units with k = 16 and a 256-value sample
+take about 3.2 MB, whatever the number of images. Memory while indexing: one batch of images
 and its activations, plus that.
 """
 from __future__ import annotations
@@ -40,7 +43,7 @@ from vitviz.models import LoadedModel
 from vitviz.objectives import unit_values
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: top patches (positions) per unit
 
 # Called as progress(images done this run, images to do this run).
 IndexProgress = Callable[[int, int], None]
@@ -81,6 +84,12 @@ class LayerStats:
     maximum: np.ndarray
     sample_values: np.ndarray  # [units, m] values on the sample images
     sample_ranks: np.ndarray  # [m] uint64 rank of each sample image; max: empty slot
+    # The k strongest positions (patch tokens, or cells of a feature map) over all images:
+    # value, image id and position (row-major on the grid of `grid` x `grid`); grid 0: none.
+    patch_values: np.ndarray  # [units, k]
+    patch_ids: np.ndarray  # [units, k]
+    patch_positions: np.ndarray  # [units, k]
+    grid: np.ndarray  # [] side of the grid of positions
 
     @classmethod
     def empty(cls, units: int, k: int, sample: int) -> "LayerStats":
@@ -89,7 +98,20 @@ class LayerStats:
                    np.zeros(units), np.zeros(units), np.full(units, np.inf, np.float32),
                    np.full(units, -np.inf, np.float32),
                    np.full((units, sample), np.nan, np.float32),
-                   np.full(sample, np.iinfo(np.uint64).max, np.uint64))
+                   np.full(sample, np.iinfo(np.uint64).max, np.uint64),
+                   np.full((units, k), -np.inf, np.float32), np.full((units, k), -1, np.int64),
+                   np.full((units, k), -1, np.int64), np.array(0))
+
+    def add_patches(self, top: PatchTop, ids: np.ndarray) -> None:
+        """Fold a batch's strongest positions in (`top` from `measure_batch`)."""
+        values, images, positions, grid = top
+        self.grid = np.array(grid)
+        merged = np.concatenate([self.patch_values, values.T], axis=1)
+        order = np.argsort(-merged, axis=1, kind="stable")[:, :merged.shape[1] - values.shape[0]]
+        self.patch_values = np.take_along_axis(merged, order, axis=1)
+        for name, new in (("patch_ids", ids[images].T), ("patch_positions", positions.T)):
+            both = np.concatenate([getattr(self, name), new], axis=1)
+            setattr(self, name, np.take_along_axis(both, order, axis=1))
 
     def add(self, values: np.ndarray, ids: np.ndarray, ranks: np.ndarray) -> None:
         """Fold a batch in: `values` [batch, units], the images' ids and sample ranks."""
@@ -141,6 +163,22 @@ class ActivationIndex:
                  for i, v in zip(ids, values) if i >= 0]
         return found[:k] if k else found
 
+    def top_patches(self, layer: str, unit: int, k: int | None = None
+                    ) -> list[tuple[Path, float, tuple[float, float, float, float]]]:
+        """The positions (patch tokens, or cells of a feature map) that drive `unit` most over
+        all images: (path, value, box as fractions of the image's centre square)."""
+        stats = self._layer(layer)
+        side = int(stats.grid)
+        found = []
+        for i, value, position in zip(stats.patch_ids[unit], stats.patch_values[unit],
+                                      stats.patch_positions[unit]):
+            if i < 0 or not side:
+                continue
+            row, col = divmod(int(position), side)
+            found.append((self.folder / self.files[i].split("|")[0], float(value),
+                          (col / side, row / side, (col + 1) / side, (row + 1) / side)))
+        return found[:k] if k else found
+
     def summary(self, layer: str, unit: int) -> dict[str, float]:
         stats, n = self._layer(layer), self.count
         mean = stats.total[unit] / max(n, 1)
@@ -187,14 +225,40 @@ def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: 
     return root / f"{model.registry_name.replace(':', '_')}-{key[:16]}.npz"
 
 
-# What one batch of files gives: the positions in the batch of the readable files, and per
-# layer their unit values [readable, units].
-BatchValues = tuple[list[int], dict[str, np.ndarray]]
+# A batch's k strongest positions per unit: values [k, units], the image in the batch of each
+# [k, units], its position on the grid [k, units], and the grid's side.
+PatchTop = tuple[np.ndarray, np.ndarray, np.ndarray, int]
+# What one batch of files gives: the positions in the batch of the readable files, per layer
+# their unit values [readable, units], and per layer with positions their PatchTop.
+BatchValues = tuple[list[int], dict[str, np.ndarray], dict[str, PatchTop]]
+
+
+def positions(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor | None:
+    """[batch, positions, units] of a token layer (patch tokens) or a feature map (its cells);
+    None for a layer without positions or whose positions do not form a square grid."""
+    if act.dim() == 3:
+        grid = act[:, prefix_tokens:]
+    elif act.dim() == 4:
+        grid = act.flatten(2).transpose(1, 2)
+    else:
+        return None
+    side = int(round(grid.shape[1] ** 0.5))
+    return grid if side * side == grid.shape[1] and side > 0 else None
+
+
+def top_positions(grid: torch.Tensor, k: int) -> PatchTop:
+    """The k strongest (image, position) pairs of every unit in `grid` [batch, P, units]."""
+    batch, count, _ = grid.shape
+    top = grid.reshape(batch * count, -1).topk(min(k, batch * count), dim=0)
+    flat = top.indices.cpu().numpy()
+    return (top.values.cpu().numpy(), flat // count, flat % count,
+            int(round(count ** 0.5)))
 
 
 def measure_batch(model: LoadedModel, layers: Sequence[str], tokens: str | int,
-                  paths: Sequence[Path]) -> BatchValues:
-    """Decode a batch of files (unreadable ones left out) and measure every layer's units.
+                  paths: Sequence[Path], k: int = 16) -> BatchValues:
+    """Decode a batch of files (unreadable ones left out) and measure every layer's units,
+    with each unit's k strongest positions.
 
     The one measurement of both engines: batches are fixed groups of files, so the local and
     the Ray engine run the very same forward passes and build the same index."""
@@ -207,17 +271,23 @@ def measure_batch(model: LoadedModel, layers: Sequence[str], tokens: str | int,
         except (UnidentifiedImageError, OSError, ValueError):
             continue
     if not tensors:
-        return kept, {}
+        return kept, {}, {}
     with torch.no_grad():
         acts = activations(model, model.normalise(torch.stack(tensors).to(model.device)), layers)
-    return kept, {layer: unit_values(acts[layer].float(), tokens, model.prefix_tokens).cpu().numpy()
-                  for layer in layers}
+    values, tops = {}, {}
+    for layer in layers:
+        act = acts[layer].float()
+        values[layer] = unit_values(act, tokens, model.prefix_tokens).cpu().numpy()
+        grid = positions(act, model.prefix_tokens)
+        if grid is not None:
+            tops[layer] = top_positions(grid, k)
+    return kept, values, tops
 
 
 def measure_payload(model: LoadedModel, payload: tuple) -> BatchValues:
     """`measure_batch` with its arguments in one picklable payload, for the Ray engine."""
-    layers, tokens, paths = payload
-    return measure_batch(model, layers, tokens, paths)
+    layers, tokens, paths, k = payload
+    return measure_batch(model, layers, tokens, paths, k)
 
 
 ENGINES = ("local", "ray")
@@ -251,11 +321,11 @@ def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, r
         from vitviz.ray_engine import map_in_order
 
         measured = map_in_order(model, "vitviz.index:measure_payload",
-                                [(list(layers), tokens, paths) for paths in batches], workers)
+                                [(list(layers), tokens, paths, k) for paths in batches], workers)
     else:
-        measured = (measure_batch(model, layers, tokens, paths) for paths in batches)
+        measured = (measure_batch(model, layers, tokens, paths, k) for paths in batches)
     added = 0
-    for batch_number, (paths, (kept, values)) in enumerate(zip(batches, measured)):
+    for batch_number, (paths, (kept, values, tops)) in enumerate(zip(batches, measured)):
         readable = [paths[i] for i in kept]
         index.skipped += [_file_id(folder, p) for i, p in enumerate(paths) if i not in kept]
         ids = np.arange(len(index.files), len(index.files) + len(readable))
@@ -263,6 +333,8 @@ def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, r
                          np.uint64)
         for layer in layers if readable else ():
             index.stats[layer].add(values[layer], ids, ranks)
+            if layer in tops:
+                index.stats[layer].add_patches(tops[layer], ids)
         index.files += [_file_id(folder, p) for p in readable]
         added += len(readable)
         if (batch_number + 1) % save_every == 0:
