@@ -1,7 +1,7 @@
 """Dataset examples: what in real photos drives a unit, next to the unit's visualisation."""
 import streamlit as st
 
-from vitviz import metrics
+from vitviz import metrics, photo_sets
 from vitviz.data import load_photos
 from vitviz.examples import crop_image
 
@@ -32,21 +32,28 @@ with reported():
     if problems:
         st.stop()
 
-    photos = load_photos()
-    # Measured on request, not on page load: a link must not start a layer-wide forward pass.
     stats = None
-    loaded = loaded_model(name)
-    measured = loaded is not None and metrics.has_photo_statistics(loaded, layer.name,
-                                                                   tokens or "patch")
-    if measured or st.button(
-            f"Find the examples: measure {layer.name} on {len(photos)} photos and their crops",
-            icon=":material/photo_library:"):
-        bar = st.progress(0.0, text=f"Measuring {layer.name} on {len(photos)} photos…")
-        stats = execution.use_model(name, lambda m: metrics.photo_statistics(
-            m, layer.name, tokens or "patch", progress=lambda done, total: bar.progress(
-                done / total, text=f"Photo set: {done}/{total}")))
-        bar.empty()
-    by_name = {photo.name: photo for photo in photos}
+    folder = photo_sets.configured_folder()
+    if folder is not None:
+        # The operator's folder, through its index: read from disk, no model needed.
+        try:
+            stats = photo_sets.indexed_examples(model, layer.name, tokens or "patch", folder)
+        except photo_sets.IndexMissing as error:
+            st.info(str(error), icon=":material/photo_library:")
+    else:
+        photos = load_photos()
+        # Measured on request, not on page load: a link must not start a layer-wide pass.
+        loaded = loaded_model(name)
+        measured = loaded is not None and metrics.has_photo_statistics(loaded, layer.name,
+                                                                       tokens or "patch")
+        if measured or st.button(
+                f"Find the examples: measure {layer.name} on {len(photos)} photos and their "
+                "crops", icon=":material/photo_library:"):
+            bar = st.progress(0.0, text=f"Measuring {layer.name} on {len(photos)} photos…")
+            stats = execution.use_model(name, lambda m: metrics.photo_statistics(
+                m, layer.name, tokens or "patch", progress=lambda done, total: bar.progress(
+                    done / total, text=f"Photo set: {done}/{total}")))
+            bar.empty()
     top = stats.top(unit, TOP_K) if stats is not None else {}
 
     visual, examples = st.columns([1, 3], gap="large")
@@ -68,11 +75,13 @@ with reported():
                 st.metric("Robust act. / photo max",
                           display.times(robust / maximum if maximum > 0 else None),
                           help="The visualisation's mean activation over shifted and zoomed "
-                               "views, as a multiple of the unit's largest activation on any "
-                               "photo or crop.")
+                               "views, as a multiple of the unit's largest activation on "
+                               f"{stats.label}.")
             st.caption(display.run_facts(result))
         if stats is not None:
-            st.metric("Max over photos and crops", f"{stats.unit_max(unit):.3g}")
+            st.metric("Max over the photo set", f"{stats.unit_max(unit):.3g}",
+                      help=f"The unit's largest activation on {stats.label}.")
+            st.caption(f"Photo set: {stats.label}")
     with examples:
         for kind, title in KINDS.items():
             if kind not in top:
@@ -81,6 +90,6 @@ with reported():
             row = st.columns(TOP_K)
             for column, example in zip(row, top[kind]):
                 context = 1.5 * (example.box[2] - example.box[0]) if kind == "patch" else 0.0
-                column.image(crop_image(by_name[example.photo].image, example.box, context=context),
+                column.image(crop_image(stats.image(example.photo), example.box, context=context),
                              caption=f"{example.photo.split('/')[-1]} · {example.activation:.3g}",
                              width="stretch")

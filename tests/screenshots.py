@@ -35,7 +35,7 @@ def shots(model: str, steps: int) -> list[tuple[str, str, dict, str, int]]:
         ("compare_seeds", "Compare_seeds", {**common, "preset": "robust", "preset2": "naive",
                                             "seeds": 3}, "Activation over steps", 1),
         ("moving_target", "Moving_target", common, "Moved context", 3),
-        ("dataset_examples", "Dataset_examples", common, "Max over photos and crops", 1),
+        ("dataset_examples", "Dataset_examples", common, "Max over the photo set", 1),
         ("runs", "Runs", {}, "JSON · config and curves", 1),
         ("home", "", {}, "Default model", 1),
     ]

@@ -24,7 +24,7 @@ def test_examples_show_photos_crops_patches_and_the_visualisation(calls, monkeyp
     button(at, "Visualise").click().run()
     assert errors(at) == "" and len(calls["requests"]) == 1 and len(at.image) == 3 * 6 + 1
     labels = [m.label for m in at.metric]
-    assert "Robust act. / photo max" in labels and "Max over photos and crops" in labels
+    assert "Robust act. / photo max" in labels and "Max over the photo set" in labels
     assert "Activation / photo max" not in labels  # raw activation rewards noise
     # The robust figure was stored with the run: a reload shows it without a forward pass.
     calls["forwards"] = 0
@@ -70,3 +70,33 @@ def test_layer_measurements_are_bounded_and_never_confused_between_models(tiny_v
     metrics.photo_statistics(tiny_vit, "encoder.layers.encoder_layer_0.mlp.1")
     assert len(metrics._LAYER_CACHE) == 1  # the older layer went to make room
     assert not metrics.has_photo_statistics(tiny_vit, VIT_HIDDEN)
+
+
+def test_examples_come_from_the_operators_folder_once_it_is_indexed(calls, tmp_path,
+                                                                   monkeypatch):
+    from test_index import write_images
+    from vitviz.index import build_index
+    from vitviz.models import load_model
+    from vitviz.paths import home
+    from vitviz.photo_sets import PHOTOS_ENV
+
+    folder = tmp_path / "field photos"
+    write_images(folder, 0, 8)
+    monkeypatch.setenv(PHOTOS_ENV, str(folder))
+    at = open_page(EXAMPLES, layer=VIT_HIDDEN, unit=5, steps=6)
+    assert errors(at) == "" and not at.image
+    assert "python -m vitviz index --model tiny_vit" in "\n".join(i.value for i in at.info)
+    build_index(load_model("tiny_vit", "cpu"), [VIT_HIDDEN], folder, home() / "indexes", k=6,
+                batch_size=4)
+    calls["forwards"] = 0
+    at = open_page(EXAMPLES, layer=VIT_HIDDEN, unit=5, steps=6)
+    assert errors(at) == "" and not button_labels(at, "Find the examples")
+    assert calls["forwards"] == 0, "reading an index needs no forward pass"
+    subheaders = [s.value for s in at.subheader]
+    assert "Whole photos" in subheaders and any(s.startswith("Patches") for s in subheaders)
+    assert len(at.image) == 6 + 6
+    assert any("field photos (8 images, indexed)" in c.value for c in at.caption)
+
+
+def button_labels(at, start):
+    return [b.label for b in at.button if b.label.startswith(start)]

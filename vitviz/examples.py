@@ -43,6 +43,17 @@ class LayerActivations:
     patch_values: torch.Tensor | None  # [photos, patches, units] for token layers
     photo_names: list[str]
 
+    @property
+    def label(self) -> str:
+        """The set the examples come from, shown beside every figure computed from it."""
+        return f"built-in photos ({len(self.photo_names)} and their crops)"
+
+    def image(self, name: str):
+        """The photo called `name`, decoded (shared with every other reader of the set)."""
+        from vitviz.data import load_photos
+
+        return next(photo.image for photo in load_photos() if photo.name == name)
+
     def nbytes(self) -> int:
         patches = self.patch_values
         return (self.values.numel() * self.values.element_size()

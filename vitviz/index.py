@@ -141,13 +141,17 @@ class LayerStats:
         return cls(**{name: arrays[f"{prefix}/{name}"] for name in cls.__dataclass_fields__})
 
 
+SETTINGS = ("model", "weights", "tokens", "k", "sample")
+
+
 class ActivationIndex:
     """The index of one model, layer set and folder: build with `update`, read with `top`."""
 
     def __init__(self, path: Path, folder: Path, layers: Sequence[str], files: list[str],
-                 skipped: list[str], stats: dict[str, LayerStats]):
+                 skipped: list[str], stats: dict[str, LayerStats], settings: dict):
         self.path, self.folder, self.layers = path, folder, list(layers)
         self.files, self.skipped, self.stats = files, skipped, stats
+        self.settings = settings  # model, weights, tokens, k, sample: what it was built with
 
     @property
     def count(self) -> int:
@@ -199,8 +203,8 @@ class ActivationIndex:
     def save(self) -> None:
         arrays = {name: value for index, layer in enumerate(self.layers)
                   for name, value in self.stats[layer].arrays(f"layer{index}").items()}
-        meta = {"format": FORMAT_VERSION, "folder": str(self.folder), "layers": self.layers,
-                "files": self.files, "skipped": self.skipped}
+        meta = {**self.settings, "format": FORMAT_VERSION, "folder": str(self.folder),
+                "layers": self.layers, "files": self.files, "skipped": self.skipped}
         partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")
         np.savez(partial, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
         partial.replace(self.path)
@@ -211,8 +215,9 @@ class ActivationIndex:
             meta = json.loads(stored["meta"].tobytes())
             stats = {layer: LayerStats.from_arrays(stored, f"layer{i}")
                      for i, layer in enumerate(meta["layers"])}
+        settings = {key: meta[key] for key in SETTINGS if key in meta}
         return cls(path, Path(meta["folder"]), meta["layers"], meta["files"], meta["skipped"],
-                   stats)
+                   stats, settings)
 
 
 def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: str | int,
@@ -313,7 +318,9 @@ def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, r
         index = ActivationIndex.load(path)
     else:
         index = ActivationIndex(path, folder, layers, [], [], {
-            info.name: LayerStats.empty(info.units, k, sample) for info in infos})
+            info.name: LayerStats.empty(info.units, k, sample) for info in infos}, {
+            "model": model.registry_name, "weights": model.weights_id, "tokens": str(tokens),
+            "k": k, "sample": sample})
     done = set(index.files) | set(index.skipped)
     todo = [p for p in image_files(folder) if _file_id(folder, p) not in done]
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from vitviz import judge
-from vitviz.layers import Activations, activations
+from vitviz.layers import Activations, activations, find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import from_spec, neuron, unit_values
 from vitviz.transforms import augment, build_transforms
@@ -212,7 +212,12 @@ def has_quality_figures(result) -> bool:
 
 
 def result_metrics(model: LoadedModel, result, progress=None) -> dict:
-    """Quality figures of a finished neuron or channel run (empty for other objectives)."""
+    """Quality figures of a finished neuron or channel run (empty for other objectives).
+
+    Photo-relative figures use the configured photo set (vitviz.photo_sets: the built-in
+    photos, or the index of $VITVIZ_PHOTOS), named in the figures as `photo_set`."""
+    from vitviz.photo_sets import examples_for
+
     objective = from_spec(result.config["objective"])
     if objective.spec()["type"] not in ("neuron", "channel"):
         return {}
@@ -221,7 +226,7 @@ def result_metrics(model: LoadedModel, result, progress=None) -> dict:
     seeds = result.seeds
     units = list(objective.unit) if isinstance(objective.unit, tuple) else [objective.unit] * len(seeds)
     images = torch.from_numpy(np.stack(result.images)).permute(0, 3, 1, 2).float() / 255
-    stats = photo_statistics(model, layer, tokens, progress)
+    stats = examples_for(model, layer, tokens, progress)
     unit_max = [stats.unit_max(u) for u in units]
     robust = robust_figures(model, layer, units, images, tokens)
     figures = {
@@ -230,8 +235,9 @@ def result_metrics(model: LoadedModel, result, progress=None) -> dict:
         "robust_activation": robust["robust_activation"],
         "relative_robust_activation": relative_activation(robust["robust_activation"], unit_max),
         "robust_rank": robust["robust_rank"],
-        "layer_units": int(stats.values.shape[1]),
+        "layer_units": find_layer(model, layer).units,
         "photos": len(stats.photo_names),
+        "photo_set": stats.label,
     }
     by_unit: dict[int, list[int]] = {}
     for index, unit in enumerate(units):

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from vitviz.errors import UserError
 from vitviz import judge, metrics, objectives
 from vitviz.cache import ResultCache
-from vitviz.examples import LayerActivations, measure_layer
+from vitviz.examples import LayerActivations
 from vitviz.layers import find_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import resolve_preset
@@ -201,7 +201,8 @@ def write_html(out: Path, summary: dict) -> None:
         f"<h1>vitviz report: {html.escape(summary['model'])}</h1>"
         f"<table><tr>{head}</tr>{body}</table>"
         f"<p>Identification chance: {summary['presets'][next(iter(summary['presets']))]['specificity']['chance']:.1%}; "
-        "judge chance: 50%. Grid: one row per unit; columns are the seeds of "
+        f"judge chance: 50%. Photo max over: {html.escape(summary['photo_set'])}; the judge "
+        "uses the built-in photos. Grid: one row per unit; columns are the seeds of "
         f"{html.escape(', '.join(summary['presets']))}, left to right.</p>"
         "<img src='grid.png' style='max-width:100%'>"
         f"<pre>{config}</pre>"
@@ -213,6 +214,7 @@ def print_table(summary: dict) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
     for row in rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+    print(f"photo max over: {summary['photo_set']}; the judge: the built-in photos")
 
 
 @dataclass
@@ -231,13 +233,18 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
             cache: ResultCache | None, judge_name: str) -> Comparison:
     """Run every variant (a preset name and knob overrides) on every unit, and measure each."""
     from vitviz.data import load_photos
+    from vitviz.metrics import photo_statistics
+    from vitviz.photo_sets import examples_for
 
     photos = load_photos()
     layers: dict[str, dict] = {}
     for layer, units in layer_units.items():
-        stats: LayerActivations = measure_layer(model, layer, photos)
-        layers[layer] = {"units": units, "stats": stats,
-                         "unit_max": [stats.unit_max(u) for u in units]}
+        # The judge needs every built-in view's value; the photo maximum comes from the
+        # configured set (the built-in one, or the index of $VITVIZ_PHOTOS).
+        stats: LayerActivations = photo_statistics(model, layer)
+        maximum = examples_for(model, layer)
+        layers[layer] = {"units": units, "stats": stats, "photo_set": maximum.label,
+                         "unit_max": [maximum.unit_max(u) for u in units]}
     views = judge.view_embeddings(photos, judge_name)
     pictures, figures = {}, {}
     for label, (preset, overrides) in variants.items():
@@ -294,6 +301,7 @@ def main(args) -> int:
         "photos": found.photos, "judge": judge.get_judge(args.judge).label,
         "specificity_model": metrics.FEATURE_MODEL,
         "unit_max_over_photos": {layer: info["unit_max"] for layer, info in found.layers.items()},
+        "photo_set": next(iter(found.layers.values()))["photo_set"],
         "default_preset": DEFAULT_PRESET,
         "presets": found.figures,
         "exemplars": found.exemplars,

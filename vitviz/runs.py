@@ -18,6 +18,7 @@ from vitviz.cpu_slot import cpu_slot
 from vitviz.errors import UserError
 from vitviz.hashing import config_key
 from vitviz.data import photo_set_id
+from vitviz.photo_sets import IndexMissing, configured_folder
 from vitviz.metrics import has_quality_figures, result_metrics
 from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, model_weights, parse_model_name
 from vitviz.moving_target import PROBE_VERSION, MovingTargetProbe, split
@@ -78,6 +79,8 @@ class RunRequest:
             "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
             "weights": model_weights(self.model),
             "photos": photo_set_id(),
+            # An index of the user's folder sets the photo-relative figures.
+            **({"photo_folder": str(configured_folder())} if configured_folder() else {}),
             "objective": objective,
             "seeds": [int(seed) for seed in self.seeds],
             "preset": {"name": self.preset, **self.resolved_preset().knobs()},
@@ -176,7 +179,14 @@ def cached_result(
 
     def finish(result: Result) -> Result:
         if not complete(result):
-            result.metrics.update(result_metrics(model(), result))
+            try:
+                figures = result_metrics(model(), result)
+                result.metrics.pop("figures_unavailable", None)
+                result.metrics.update(figures)
+            except IndexMissing as error:
+                # The pictures are done and worth keeping; the figures come once the folder's
+                # index exists (the result lacks them, so it is measured again then).
+                result.metrics["figures_unavailable"] = str(error)
         return result
 
     if cache is None:

@@ -1,0 +1,63 @@
+"""Photos from the user's folder: with $VITVIZ_PHOTOS, dataset examples and photo-relative
+figures come from the folder's activation index, say so, and never from a silent mix."""
+import numpy as np
+import pytest
+
+from conftest import VIT_HIDDEN
+from test_index import write_images
+from vitviz import objectives, photo_sets
+from vitviz.cache import ResultCache
+from vitviz.index import build_index
+from vitviz.metrics import result_metrics
+from vitviz.paths import home
+from vitviz.runs import RunRequest, cached_result
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    photos = tmp_path / "my photos"
+    write_images(photos, 0, 9)
+    monkeypatch.setenv(photo_sets.PHOTOS_ENV, str(photos))
+    return photos
+
+
+def test_a_folder_without_an_index_says_which_command_builds_it(tiny_vit, folder):
+    with pytest.raises(photo_sets.IndexMissing) as error:
+        photo_sets.examples_for(tiny_vit, VIT_HIDDEN)
+    assert f"python -m vitviz index --model tiny_vit --layers {VIT_HIDDEN} --photos" in str(error.value)
+
+
+def test_examples_and_the_photo_maximum_come_from_the_folders_index(tiny_vit, folder):
+    index, _ = build_index(tiny_vit, [VIT_HIDDEN, "encoder.layers.encoder_layer_0.mlp.1"],
+                           folder, home() / "indexes", k=4, batch_size=4)
+    examples = photo_sets.examples_for(tiny_vit, VIT_HIDDEN)
+    assert examples.label == "my photos (9 images, indexed)"
+    for unit in (0, 5, 63):
+        assert examples.unit_max(unit) == pytest.approx(index.summary(VIT_HIDDEN, unit)["max"])
+        top = examples.top(unit, 3)
+        assert [e.photo for e in top["photo"]] == [
+            p.relative_to(folder).as_posix() for p, _ in index.top(VIT_HIDDEN, unit, 3)]
+        assert len(top["patch"]) == 3 and top["patch"][0].box[2] > top["patch"][0].box[0]
+        assert examples.image(top["photo"][0].photo).size[0] > 0
+    request = RunRequest("tiny_vit", objectives.neuron(VIT_HIDDEN, (5, 9)).spec(), (0, 1),
+                         overrides={"steps": 3})
+    assert request.config()["photo_folder"] == str(folder)
+    result, _ = cached_result(request, None, lambda name: tiny_vit)
+    figures = result_metrics(tiny_vit, result)
+    assert figures["photo_set"] == examples.label and figures["photos"] == 9
+    assert figures["unit_max_over_photos"] == pytest.approx([examples.unit_max(5),
+                                                             examples.unit_max(9)])
+
+
+def test_a_run_keeps_its_pictures_until_the_folder_is_indexed(tiny_vit, folder, tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    request = RunRequest("tiny_vit", objectives.neuron(VIT_HIDDEN, 5).spec(), (0,),
+                         overrides={"steps": 3})
+    first, _ = cached_result(request, cache, lambda name: tiny_vit, measure=True)
+    assert "vitviz index" in first.metrics["figures_unavailable"]
+    assert cache.get(request.key()) is not None, "the pictures were thrown away"
+    build_index(tiny_vit, [VIT_HIDDEN], folder, home() / "indexes", k=4, batch_size=4)
+    again, cached = cached_result(request, cache, lambda name: tiny_vit, measure=True)
+    assert cached and "figures_unavailable" not in again.metrics
+    assert again.metrics["photo_set"].startswith("my photos")
+    assert np.array_equal(again.images[0], first.images[0])

@@ -1,0 +1,124 @@
+"""Which photos dataset examples and photo-relative figures come from: the built-in set, or an
+activation index over a folder (`VITVIZ_PHOTOS=/path/to/folder`).
+
+The built-in set (38 photos from registry packages, `vitviz.data`) is measured on demand, a
+layer at a time. A folder can hold any number of images, so it is never measured inside a page
+or a figure: `python -m vitviz index` indexes it first (resumable, incremental), and what reads
+it here is that index. `examples_for` gives either one behind the same interface (`unit_max`,
+`top`, `image`, `label`), so the Dataset examples page and the quality figures do not care which.
+
+What is not read from an index: the judge's two-alternative test needs every photo's value of
+every unit (it picks query pairs and exemplars among all views), which an index does not keep,
+and MACO's magnitude spectrum; both stay on the built-in set.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from vitviz.errors import UserError
+from vitviz.examples import Example
+from vitviz.models import LoadedModel
+
+PHOTOS_ENV = "VITVIZ_PHOTOS"
+
+
+def configured_folder(environ=None) -> Path | None:
+    """The folder $VITVIZ_PHOTOS names, or None for the built-in set."""
+    value = (os.environ if environ is None else environ).get(PHOTOS_ENV, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+class IndexMissing(UserError):
+    pass
+
+
+def index_command(model, layer: str, folder: Path, tokens) -> str:
+    return (f"python -m vitviz index --model {model.registry_name} --layers {layer} "
+            f"--photos {folder}" + (f" --tokens {tokens}" if tokens != "patch" else ""))
+
+
+def find_index(model, layer: str, folder: Path, tokens, root: Path | None = None):
+    """The index of `folder` that holds `layer` for this model (a LoadedModel or its card:
+    name and weights) and token mode, with the most images; None when there is none."""
+    import json
+
+    import numpy as np
+
+    from vitviz.index import FORMAT_VERSION, ActivationIndex
+    from vitviz.paths import home
+
+    root = root or home() / "indexes"
+    best = None
+    for path in sorted(root.glob(f"{model.registry_name.replace(':', '_')}-*.npz")):
+        try:
+            with np.load(path) as stored:
+                meta = json.loads(stored["meta"].tobytes())
+        except (OSError, ValueError, KeyError):
+            continue
+        if (meta.get("format") == FORMAT_VERSION and meta.get("folder") == str(folder)
+                and layer in meta.get("layers", []) and meta.get("weights") == model.weights_id
+                and meta.get("tokens") == str(tokens)):
+            if best is None or len(meta["files"]) > best[0]:
+                best = (len(meta["files"]), path)
+    return ActivationIndex.load(best[1]) if best else None
+
+
+class IndexedExamples:
+    """A layer's dataset examples from an activation index, as `LayerActivations` gives them
+    for the built-in set."""
+
+    def __init__(self, index, layer: str):
+        self.index, self.layer = index, layer
+        self.photo_names = [f.split("|")[0] for f in index.files]
+
+    @property
+    def label(self) -> str:
+        return f"{self.index.folder.name} ({self.index.count} images, indexed)"
+
+    def unit_max(self, unit: int) -> float:
+        return self.index.summary(self.layer, unit)["max"]
+
+    def top(self, unit: int, k: int = 8) -> dict[str, list[Example]]:
+        folder = self.index.folder
+        found = {"photo": [Example(path.relative_to(folder).as_posix(), value, (0.0, 0.0, 1.0, 1.0),
+                                   "photo")
+                           for path, value in self.index.top(self.layer, unit, k)]}
+        patches = self.index.top_patches(self.layer, unit, k)
+        if patches:
+            found["patch"] = [Example(path.relative_to(folder).as_posix(), value, box, "patch")
+                              for path, value, box in patches]
+        return found
+
+    def image(self, name: str):
+        return _read(self.index.folder / name)
+
+
+@functools.lru_cache(maxsize=64)
+def _read(path: Path):
+    from vitviz.data import read_rgb
+
+    return read_rgb(path)
+
+
+def examples_for(model: LoadedModel, layer: str, tokens="patch", progress=None, environ=None):
+    """The layer's dataset examples from the configured photo set: an index of $VITVIZ_PHOTOS
+    (IndexMissing, with the command that builds it, when there is none) or the built-in set."""
+    folder = configured_folder(environ)
+    if folder is None:
+        from vitviz.metrics import photo_statistics
+
+        return photo_statistics(model, layer, tokens, progress)
+    return indexed_examples(model, layer, tokens, folder)
+
+
+def indexed_examples(model, layer: str, tokens, folder: Path) -> IndexedExamples:
+    """The examples of `folder`'s index (IndexMissing, with the command, when there is none).
+    Needs only the model's name and weights: a card will do, nothing is loaded."""
+    index = find_index(model, layer, folder, tokens)
+    if index is None:
+        raise IndexMissing(f"$VITVIZ_PHOTOS names {folder}, which has no index for {layer} of "
+                           f"{model.registry_name} yet: run `{index_command(model, layer, folder, tokens)}` "
+                           f"(resumable; unset {PHOTOS_ENV} to use the built-in photos).")
+    return IndexedExamples(index, layer)
