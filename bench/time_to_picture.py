@@ -215,21 +215,26 @@ def main() -> None:
                         "(contenders at batch 1, measured alone) instead of measuring here")
     parser.add_argument("--summarise", help="a --json file of an earlier run: print its "
                         "table (with --timings) without computing pictures again")
-    parser.add_argument("--json", help="write the curves and figures to this file")
+    parser.add_argument("--json", help="write the curves and figures to this file (kept after "
+                        "each contender; contenders already in it, with the same setup, stay)")
     args = parser.parse_args()
 
+    figures = None
     if args.summarise:
         with open(args.summarise) as handle:
             figures = json.load(handle)
-    else:
-        figures = None
     model = load_model(args.model or (figures or {}).get("model_name") or default_model()[0])
     layer = args.layer or default_layer(model)
-    if figures is None:
+    if not args.summarise:
         print(f"# {model.label}, {layer}, units {args.units}, seeds {args.seeds}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads")
         figures = {"model": model.label, "model_name": model.registry_name, "layer": layer,
                    "units": args.units, "seeds": args.seeds, "contenders": {}}
+        if args.json and os.path.exists(args.json):  # contenders of earlier runs, same setup
+            with open(args.json) as handle:
+                earlier = json.load(handle)
+            if all(earlier.get(k) == figures[k] for k in ("model", "layer", "units", "seeds")):
+                figures["contenders"] = earlier["contenders"]
         for name in args.contenders:
             make, final = CONTENDERS[name]
             final = max(1, round(final * args.steps_scale))
@@ -239,6 +244,9 @@ def main() -> None:
                 {"step": step, **score(model, layer, args.units, args.seeds, pictures[step])}
                 for step in at]}
             print(f"{name}: pictures scored", flush=True)
+            if args.json:  # each contender kept as it finishes: the long ones run apart
+                with open(args.json, "w") as handle:
+                    json.dump(figures, handle, indent=1)
     names = list(figures["contenders"])
     if args.timings:
         with open(args.timings) as handle:
