@@ -31,6 +31,24 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
                         "(default: $VITVIZ_COMPILE)")
 
 
+def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
+    """What names an atlas's runs: model, layer, units and the run settings."""
+    _model_argument(parser)
+    parser.add_argument("--layer", required=True)
+    parser.add_argument("--units", default="all", help="all, a range such as 0-63, or 3,7,9")
+    parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
+    parser.add_argument("--steps", type=int, help="default: the preset's own")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _engine_arguments(parser: argparse.ArgumentParser, work: str, product: str) -> None:
+    parser.add_argument("--engine", choices=["local", "ray"], default="local", help=f"ray: "
+                        f"{work} on Ray actors, locally or on the cluster that RAY_ADDRESS "
+                        f"names (needs pip install 'ray[data]'); both engines give the same "
+                        f"{product}")
+    parser.add_argument("--workers", type=int, default=2, help="Ray actors holding the model")
+
+
 def _resolve_model_name(args) -> str:
     if args.model and ".py:" in args.model:
         return model_from_factory(args.model).registry_name
@@ -246,18 +264,10 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("atlas", help="visualise many units of a layer, several per batch, "
                             "each cached as the single run the dashboard asks for")
-    _model_argument(p)
-    p.add_argument("--layer", required=True)
-    p.add_argument("--units", default="all", help="all, a range such as 0-63, or 3,7,9")
-    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
-    p.add_argument("--steps", type=int, help="default: the preset's own")
-    p.add_argument("--seed", type=int, default=0)
+    _atlas_arguments(p)
     p.add_argument("--batch-units", default="auto", help="units optimised together, or auto: "
                    "as many as fit in half the memory free now (at most 64)")
-    p.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: batches "
-                   "on Ray actors, locally or on the cluster that RAY_ADDRESS names (needs "
-                   "pip install 'ray[data]'); both engines give the same pictures")
-    p.add_argument("--workers", type=int, default=2, help="Ray actors holding the model")
+    _engine_arguments(p, "batches", "pictures")
     p.add_argument("--cache", type=Path, help="result cache directory (default: "
                    "$VITVIZ_CACHE_DIR, else vitviz's home folder; point it at the dashboard's "
                    "cache/ to serve the atlas there)")
@@ -274,20 +284,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--index-dir", type=Path, help="where indexes live (default: "
                    "vitviz's home folder, indexes/)")
-    p.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: measure "
-                   "on Ray actors, locally or on the cluster that RAY_ADDRESS names (needs "
-                   "pip install 'ray[data]'); both engines give the same index")
-    p.add_argument("--workers", type=int, default=2, help="Ray actors holding the model")
+    _engine_arguments(p, "forward passes", "index")
     p.set_defaults(func=cmd_index)
 
     p = commands.add_parser("export-atlas", help="a static site of an atlas from the result "
                             "cache: an index grid and one page per unit, for any static host")
-    _model_argument(p)
-    p.add_argument("--layer", required=True)
-    p.add_argument("--units", default="all", help="all, a range such as 0-63, or 3,7,9")
-    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
-    p.add_argument("--steps", type=int, help="default: the preset's own")
-    p.add_argument("--seed", type=int, default=0)
+    _atlas_arguments(p)
     p.add_argument("--out", type=Path, default=Path("atlas-site"))
     p.add_argument("--cache", type=Path, help="result cache the atlas was stored in")
     p.set_defaults(func=cmd_export_atlas)
