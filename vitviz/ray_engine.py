@@ -48,6 +48,8 @@ def start(workers: int, address: str | None = None) -> None:
     ray = require_ray()
     if ray.is_initialized():
         return
+    # vitviz never reports usage anywhere; Ray would otherwise try (and wait, offline).
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
