@@ -16,6 +16,7 @@ use.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -51,10 +52,14 @@ def start(workers: int, address: str | None = None) -> None:
     # vitviz never reports usage anywhere; Ray would otherwise try (and wait, offline).
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
+    # vitviz draws its own progress bar: Ray's logs and bars would bury it.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ray.data.DataContext.get_current().enable_progress_bars = False
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
 
 
 class _ModelWorker:
@@ -93,7 +98,8 @@ def map_in_order(model: LoadedModel, function: str, payloads: Sequence, workers:
     context.execution_options.preserve_order = True
     rows = [{"order": i, "payload": pickle.dumps(payload)} for i, payload in enumerate(payloads)]
     dataset = ray.data.from_items(rows).map_batches(
-        _ModelWorker, batch_size=1, concurrency=workers, num_gpus=gpus,
+        _ModelWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+        num_gpus=gpus,
         num_cpus=0 if gpus else 1,
         fn_constructor_args=(model.registry_name, "cuda" if gpus else "cpu", function))
 
