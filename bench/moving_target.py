@@ -66,8 +66,9 @@ def split(model, layers: list[str], count: int, steps: int) -> list[dict]:
     return rows
 
 
-def frozen(model, layers: list[str], count: int, steps: int) -> list[dict]:
-    rows, seeds = [], (0, 1)
+def frozen(model, layers: list[str], count: int, steps: int,
+           pictures: str | None = None) -> list[dict]:
+    rows, seeds, columns = [], (0, 1), {}
     for layer in layers:
         units = draw(model, layer, count, "frozen")
         batch_units = tuple(u for u in units for _ in seeds)
@@ -77,6 +78,7 @@ def frozen(model, layers: list[str], count: int, steps: int) -> list[dict]:
                     model.registry_name, objectives.neuron(layer, batch_units).spec(),
                     tuple(s for _ in units for s in seeds), preset, {"steps": steps},
                     frozen_context=frozen_context), model)
+                columns.setdefault((preset, frozen_context), []).extend(result.images)
                 images = torch.from_numpy(np.stack(result.images)).permute(0, 3, 1, 2) / 255
                 figures = metrics.specificity(
                     metrics.embed(images.float()).reshape(len(units), len(seeds), -1))
@@ -90,7 +92,24 @@ def frozen(model, layers: list[str], count: int, steps: int) -> list[dict]:
                 print(f"{layer} {preset:7} {'frozen' if frozen_context else 'live  '} "
                       + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
                                   if isinstance(v, float)))
+    if pictures:
+        save_grid(columns, pictures)
     return rows
+
+
+def save_grid(columns: dict, path: str, tile: int = 128) -> None:
+    """One row per (unit, seed) in layer order; columns naive live, naive frozen, robust live,
+    robust frozen."""
+    from PIL import Image
+
+    order = [(p, f) for p in PRESETS for f in (False, True)]
+    count = len(columns[order[0]])
+    grid = Image.new("RGB", (tile * len(order), tile * count), "white")
+    for column, key in enumerate(order):
+        for row, image in enumerate(columns[key]):
+            grid.paste(Image.fromarray(image).resize((tile, tile), Image.LANCZOS),
+                       (column * tile, row * tile))
+    grid.save(path)
 
 
 def main() -> None:
@@ -101,10 +120,15 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=4, help="per block")
     parser.add_argument("--steps", type=int, default=48)
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--pictures", help="frozen: a grid PNG of every picture (rows: unit and "
+                        "seed; columns: naive live, naive frozen, robust live, robust frozen)")
     args = parser.parse_args()
     model = load_model(args.model)
     layers = [f"encoder.layers.encoder_layer_{block}.mlp.1" for block in args.blocks]
-    rows = (split if args.measure == "split" else frozen)(model, layers, args.units, args.steps)
+    if args.measure == "split":
+        rows = split(model, layers, args.units, args.steps)
+    else:
+        rows = frozen(model, layers, args.units, args.steps, args.pictures)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)
