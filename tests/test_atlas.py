@@ -35,7 +35,10 @@ def test_each_unit_is_cached_as_the_single_run_a_page_asks_for(tiny_vit, tmp_pat
     figures = result_metrics(tiny_vit, solo)
     assert set(stored.metrics) == set(figures) and "relative_robust_activation" in figures
     for name, value in figures.items():
-        assert np.allclose(stored.metrics[name], value, rtol=1e-2, atol=1e-2), name
+        if isinstance(value, str):
+            assert stored.metrics[name] == value, name
+        else:
+            assert np.allclose(stored.metrics[name], value, rtol=1e-2, atol=1e-2), name
 
 
 def test_a_rerun_resumes_where_an_interrupted_atlas_stopped(tiny_vit, tmp_path, monkeypatch):
