@@ -83,3 +83,17 @@ def test_a_failing_compiler_warns_once_and_the_model_runs_eagerly(fresh_state, m
         second = activations(model, images, [VIT_HIDDEN])[VIT_HIDDEN]
     assert "no working C++ compiler" in compiled.compile_failure()
     assert torch.allclose(first, expected, atol=1e-5) and torch.allclose(second, expected, atol=1e-5)
+
+
+def test_a_dropped_model_is_freed_with_its_compiled_blocks(fresh_state, monkeypatch):
+    import gc
+    import weakref
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: torch.nn.Sequential(module))
+    model = load_model("tiny_vit", "cpu", compile=True)
+    activations(model, model.normalise(torch.rand(1, 3, 32, 32)), [VIT_HIDDEN])
+    assert len(compiled._COMPILED) == 1
+    network = weakref.ref(model.module)
+    del model
+    gc.collect()
+    assert network() is None and len(compiled._COMPILED) == 0

@@ -27,7 +27,10 @@ from torch import nn
 
 from vitviz.fast_attention import is_fast_attention
 
-_COMPILED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+# Per network (weakly: a compiled block holds its block, not the network, so an evicted model
+# is freed with its compiled blocks), block name -> compiled block.
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]]" = \
+    weakref.WeakKeyDictionary()
 _broken: list[str] = []  # why compilation failed in this process, once it has
 
 
@@ -63,10 +66,11 @@ def compilable_blocks(model, layer_names) -> list[str]:
             if all(order[block] < order[t] and not t.startswith(block + ".") for t in targets)]
 
 
-def _compiled(block: nn.Module) -> nn.Module:
-    if block not in _COMPILED:
-        _COMPILED[block] = torch.compile(block)
-    return _COMPILED[block]
+def _compiled(network: nn.Module, name: str, block: nn.Module) -> nn.Module:
+    blocks = _COMPILED.setdefault(network, {})
+    if name not in blocks:
+        blocks[name] = torch.compile(block)
+    return blocks[name]
 
 
 @contextmanager
@@ -86,7 +90,7 @@ def compiled_blocks(model, layer_names) -> Iterator[bool]:
             continue
         parent_name, _, child = name.rpartition(".")
         parent = model.module.get_submodule(parent_name)
-        parent._modules[child] = _compiled(block)
+        parent._modules[child] = _compiled(model.module, name, block)
         swapped.append((parent, child, block))
     try:
         yield bool(swapped)
