@@ -22,3 +22,7 @@ figures() {  # model, seconds allowed
 }
 figures vit_b_16 "${VIT_SECONDS:-270}"
 figures dinov2_vits14 "${DINO_SECONDS:-200}"
+# Atlas units per hour and index images per second on the GPU (issues 11 and 12).
+timeout "${THROUGHPUT_SECONDS:-150}" python3 bench/throughput.py --model vit_b_16:random \
+  --units 64 --images 2048 --json "$out/throughput.json" > "$out/throughput.log" 2>&1
+echo "throughput: exit $?"; grep -e "^atlas" -e "^index" "$out/throughput.log"
