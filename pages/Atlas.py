@@ -1,4 +1,6 @@
 """Atlas: every unit of a layer, a page at a time, each linking to the unit's own page."""
+import math
+
 import streamlit as st
 
 from vitviz.atlas import run_atlas, unit_request
@@ -21,10 +23,10 @@ def figure(result, order: str) -> float | None:
     """The number a picture is sorted by and labelled with, or None where it has none."""
     if result is None:
         return None
-    if order == "robust":
-        values = result.metrics.get("relative_robust_activation")
-        return values[0] if values else None
-    return result.activation[0][-1]
+    value = (result.metrics.get("relative_robust_activation") or [None])[0] \
+        if order == "robust" else result.activation[0][-1]
+    # A unit no photo drives above zero has no relative figure (NaN): it sorts with the missing.
+    return value if value is not None and math.isfinite(value) else None
 
 state = setup("atlas", "Every unit of a layer with the default method, a page of units at a "
                        "time. Each picture links to the unit's own page (its visualisation, "

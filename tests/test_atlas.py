@@ -165,3 +165,20 @@ def test_the_cli_refuses_a_batch_size_that_is_not_a_count_or_auto(tmp_path):
     assert done.returncode == 2 and "--batch-units must be a whole number from 1, or auto" \
         in done.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_unit_without_a_relative_figure_is_listed_without_one(tiny_vit, tmp_path):
+    import json
+
+    from vitviz.atlas_site import export_atlas
+
+    cache = ResultCache(tmp_path / "cache")
+    list(run_atlas(tiny_vit, VIT_HIDDEN, [2, 5], cache, steps=STEPS, batch_units=2))
+    key = unit_request("tiny_vit", VIT_HIDDEN, 5, steps=STEPS).key()
+    stored = cache.get(key)
+    stored.metrics["relative_robust_activation"] = [float("nan")]  # no photo drives it above 0
+    cache.put(key, stored)
+    export_atlas("tiny_vit", VIT_HIDDEN, [2, 5], cache, tmp_path / "site", steps=STEPS)
+    page = (tmp_path / "site" / "index.html").read_text()
+    rows = json.loads(page.split("const DATA = ")[1].split(";")[0])
+    assert [row["robust"] is None for row in rows] == [False, True]

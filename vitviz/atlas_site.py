@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import json
 import os
 import tempfile
@@ -75,8 +76,13 @@ def _png(pixels: np.ndarray, side: int | None = None) -> bytes:
 
 
 def _figure(result: Result, name: str) -> float | None:
+    """The unit's figure, or None where it has none: a unit no photo drives above zero has no
+    relative figure (NaN), and NaN would break sorting (and JSON)."""
     values = result.metrics.get(name)
-    return float(values[0]) if isinstance(values, list) and values else None
+    if not (isinstance(values, list) and values):
+        return None
+    value = float(values[0])
+    return value if math.isfinite(value) else None
 
 
 def _curve_svg(values: Sequence[float], width: int = 480, height: int = 160) -> str:
