@@ -103,10 +103,10 @@ def _curve_svg(values: Sequence[float], width: int = 480, height: int = 160) -> 
             f"step (0 to {len(values) - 1})</text></g></svg>")
 
 
-def _unit_page(result: Result, unit: int, units: list[int], title: str) -> str:
-    at = units.index(unit)
+def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str) -> str:
+    """Unit `unit`'s page; it is `units[at]`, and links to its neighbours there."""
     nav = " · ".join(
-        [f"<a href='../index.html'>all units</a>"]
+        ["<a href='../index.html'>all units</a>"]
         + ([f"<a href='{units[at - 1]}.html'>&larr; unit {units[at - 1]}</a>"] if at else [])
         + ([f"<a href='{units[at + 1]}.html'>unit {units[at + 1]} &rarr;</a>"]
            if at + 1 < len(units) else []))
@@ -191,13 +191,13 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
                        robust=_figure(result, "relative_robust_activation"))
         rows.append(row)
     computed = list(found)
-    for unit, result in found.items():
+    for at, (unit, result) in enumerate(found.items()):
         _write(out / "img" / f"{unit}.png", result.png(0))
         _write(out / "thumb" / f"{unit}.png", _png(result.images[0], THUMB))
         for step, images in result.checkpoints.items():
             _write(out / "steps" / f"{unit}_{step}.png", _png(images[0], 112))
         _write(out / "unit" / f"{unit}.json", json.dumps(result.to_json(), indent=1))
-        _write(out / "unit" / f"{unit}.html", _unit_page(result, unit, computed, title))
+        _write(out / "unit" / f"{unit}.html", _unit_page(result, unit, computed, at, title))
     steps_used = next(iter(found.values())).steps[-1] if found else steps
     controls = (
         "<label>Order <select id=order><option value=unit>unit</option>"

@@ -41,6 +41,18 @@ def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def _atlas_units(args, model=None) -> list[int]:
+    """--units of an atlas: a range or list, or all, which needs the layer's size (from
+    `model`, else loaded)."""
+    from vitviz.layers import find_layer
+    from vitviz.report import parse_units
+
+    if args.units != "all":
+        return parse_units(args.units)
+    model = model or load_model(_resolve_model_name(args), args.device, args.compile)
+    return list(range(find_layer(model, args.layer).units))
+
+
 def _engine_arguments(parser: argparse.ArgumentParser, work: str, product: str) -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help=f"ray: "
                         f"{work} on Ray actors, locally or on the cluster that RAY_ADDRESS "
@@ -160,11 +172,9 @@ def cmd_index(args) -> int:
 def cmd_atlas(args) -> int:
     from vitviz.atlas import run_atlas
     from vitviz.layers import find_layer
-    from vitviz.report import parse_units
 
     model = load_model(_resolve_model_name(args), args.device, args.compile)
-    count = find_layer(model, args.layer).units
-    units = list(range(count)) if args.units == "all" else parse_units(args.units)
+    units = _atlas_units(args, model)
     # Checked before the probe step that sizes the batch: nothing runs for a bad request.
     objectives.neuron(args.layer, tuple(units)).validate(lambda name: find_layer(model, name))
     if args.batch_units == "auto":
@@ -198,14 +208,9 @@ def cmd_atlas(args) -> int:
 
 def cmd_export_atlas(args) -> int:
     from vitviz.atlas_site import export_atlas
-    from vitviz.layers import find_layer
-    from vitviz.report import parse_units
 
     name = _resolve_model_name(args)
-    if args.units == "all":
-        units = list(range(find_layer(load_model(name, args.device), args.layer).units))
-    else:
-        units = parse_units(args.units)
+    units = _atlas_units(args)
     writable_folder(args.out)
     counts = export_atlas(name, args.layer, units, ResultCache(args.cache), args.out,
                           seed=args.seed, preset=args.preset, steps=args.steps)

@@ -58,8 +58,8 @@ def compilable_blocks(model, layer_names) -> list[str]:
 
     table = layer_table(model)
     order = {info.name: i for i, info in enumerate(table)}
-    targets = [name for name in layer_names if name in order]
-    if len(targets) != len(list(layer_names)):
+    targets = list(layer_names)
+    if not all(name in order for name in targets):
         return []
     blocks = [info.name for info in table if info.role == "block_output" and info.layout == "tokens"]
     return [block for block in blocks

@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -145,7 +145,7 @@ SETTINGS = ("model", "weights", "tokens", "k", "sample")
 
 
 class ActivationIndex:
-    """The index of one model, layer set and folder: build with `update`, read with `top`."""
+    """The index of one model, layer set and folder: build with `build_index`, read with `top`."""
 
     def __init__(self, path: Path, folder: Path, layers: Sequence[str], files: list[str],
                  skipped: list[str], stats: dict[str, LayerStats], settings: dict):
@@ -212,12 +212,22 @@ class ActivationIndex:
     @classmethod
     def load(cls, path: Path) -> "ActivationIndex":
         with np.load(path) as stored:
-            meta = json.loads(stored["meta"].tobytes())
+            meta = _meta(stored)
             stats = {layer: LayerStats.from_arrays(stored, f"layer{i}")
                      for i, layer in enumerate(meta["layers"])}
         settings = {key: meta[key] for key in SETTINGS if key in meta}
         return cls(path, Path(meta["folder"]), meta["layers"], meta["files"], meta["skipped"],
                    stats, settings)
+
+
+def _meta(stored) -> dict:
+    return json.loads(stored["meta"].tobytes())
+
+
+def read_meta(path: Path) -> dict:
+    """An index file's settings, folder, layers and file list, without its arrays."""
+    with np.load(path) as stored:
+        return _meta(stored)
 
 
 def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: str | int,

@@ -19,7 +19,6 @@ import torchvision
 from torch import nn
 
 from vitviz.device_constants import constant
-
 from vitviz.errors import UserError
 from vitviz.hashing import file_sha256, package_file_provenance
 

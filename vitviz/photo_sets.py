@@ -42,27 +42,39 @@ def index_command(model, layer: str, folder: Path, tokens) -> str:
 def find_index(model, layer: str, folder: Path, tokens, root: Path | None = None):
     """The index of `folder` that holds `layer` for this model (a LoadedModel or its card:
     name and weights) and token mode, with the most images; None when there is none."""
-    import json
-
-    import numpy as np
-
-    from vitviz.index import FORMAT_VERSION, ActivationIndex
+    from vitviz.index import FORMAT_VERSION
     from vitviz.paths import home
 
     root = root or home() / "indexes"
     best = None
     for path in sorted(root.glob(f"{model.registry_name.replace(':', '_')}-*.npz")):
         try:
-            with np.load(path) as stored:
-                meta = json.loads(stored["meta"].tobytes())
+            version = path.stat().st_mtime_ns
+            meta = _meta(path, version)
         except (OSError, ValueError, KeyError):
             continue
         if (meta.get("format") == FORMAT_VERSION and meta.get("folder") == str(folder)
                 and layer in meta.get("layers", []) and meta.get("weights") == model.weights_id
                 and meta.get("tokens") == str(tokens)):
             if best is None or len(meta["files"]) > best[0]:
-                best = (len(meta["files"]), path)
-    return ActivationIndex.load(best[1]) if best else None
+                best = (len(meta["files"]), path, version)
+    return _load(best[1], best[2]) if best else None
+
+
+# Read once per file version: a page reruns on every widget change, and a large folder's index
+# (its file list, its arrays) takes long enough to read that every rerun would feel it.
+@functools.lru_cache(maxsize=16)
+def _meta(path: Path, version: int) -> dict:
+    from vitviz.index import read_meta
+
+    return read_meta(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: Path, version: int):
+    from vitviz.index import ActivationIndex
+
+    return ActivationIndex.load(path)
 
 
 class IndexedExamples:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np

@@ -75,12 +75,13 @@ class RunRequest:
         self.check()
         base, random_init = parse_model_name(self.model)
         objective = from_spec(self.objective).spec()  # normalises, and rejects a bad spec early
+        folder = configured_folder()
         config = {
             "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
             "weights": model_weights(self.model),
             "photos": photo_set_id(),
             # An index of the user's folder sets the photo-relative figures.
-            **({"photo_folder": str(configured_folder())} if configured_folder() else {}),
+            **({"photo_folder": str(folder)} if folder else {}),
             "objective": objective,
             "seeds": [int(seed) for seed in self.seeds],
             "preset": {"name": self.preset, **self.resolved_preset().knobs()},
