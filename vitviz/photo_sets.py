@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 from pathlib import Path
 
 from vitviz.errors import UserError
@@ -35,8 +36,10 @@ class IndexMissing(UserError):
 
 
 def index_command(model, layer: str, folder: Path, tokens) -> str:
-    return (f"python -m vitviz index --model {model.registry_name} --layers {layer} "
-            f"--photos {folder}" + (f" --tokens {tokens}" if tokens != "patch" else ""))
+    """The command that indexes `folder`, ready to paste (a folder name may hold spaces)."""
+    return (f"python -m vitviz index --model {shlex.quote(model.registry_name)} --layers "
+            f"{shlex.quote(layer)} --photos {shlex.quote(str(folder))}"
+            + (f" --tokens {shlex.quote(str(tokens))}" if tokens != "patch" else ""))
 
 
 def find_index(model, layer: str, folder: Path, tokens, root: Path | None = None):
