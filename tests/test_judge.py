@@ -20,36 +20,38 @@ def ranked_layer(photos: int = 10) -> tuple[LayerActivations, torch.Tensor]:
 
 
 def test_queries_are_the_extreme_photos_and_never_serve_as_exemplars():
-    stats, _ = ranked_layer()
-    query = judge.queries(stats, 0, per_side=3)
+    stats, views = ranked_layer()
+    pool = judge.ViewPool(stats, views)
+    query = pool.queries(0, per_side=3)
     assert [stats.views[v][0] for v in query.high] == [9, 8, 7]
     assert [stats.views[v][0] for v in query.low] == [0, 1, 2]
     assert all(stats.views[v][2] == "crop" for v in query.high)  # each photo's strongest view
     assert all(stats.views[v][2] == "photo" for v in query.low)  # ...and weakest
-    chosen = judge.exemplars(stats, 0, 3, query.photos)
+    chosen = pool.exemplars(0, 3, query.photos)
     assert [stats.views[v][0] for v in chosen] == [6, 5, 4]  # one view per photo, held out
 
 
 def test_references_that_explain_the_unit_score_high_and_the_control_low():
     stats, views = ranked_layer()
+    pool = judge.ViewPool(stats, views)
     like_high, like_low = views[[19]], views[[0]]  # a picture like each unit's own exemplars
-    figures = judge.two_afc(stats, [0, 1], views, [like_high, like_low], per_side=3)
+    figures = judge.two_afc(pool, [0, 1], [like_high, like_low], per_side=3)
     assert figures["exemplars"] == figures["pictures"] == 1.0
     assert figures["exemplars_control"] == figures["pictures_control"] == 0.0
     assert figures["pictures_margin"] == 1.0 and figures["pairs_per_unit"] == 9
     uninformative = F.normalize(torch.ones(1, 2), dim=1)  # equally near both kinds of photo
-    flat = judge.two_afc(stats, [0, 1], views, [uninformative, uninformative], per_side=3)
+    flat = judge.two_afc(pool, [0, 1], [uninformative, uninformative], per_side=3)
     assert 0.0 < flat["pictures"] < 1.0 and flat["pictures_margin"] == 0.0
 
 
 def test_the_judge_needs_enough_photos_and_two_units():
-    stats, views = ranked_layer(photos=6)
+    pool = judge.ViewPool(*ranked_layer(photos=6))
     with pytest.raises(ValueError, match="at least 7 photos"):
-        judge.queries(stats, 0, per_side=3)
+        pool.queries(0, per_side=3)
     with pytest.raises(ValueError, match="two units"):
-        judge.two_afc(stats, [0], views, count=2)
+        judge.two_afc(pool, [0], count=2)
     with pytest.raises(ValueError, match="number of exemplars"):
-        judge.two_afc(stats, [0, 1], views)
+        judge.two_afc(pool, [0, 1])
     with pytest.raises(ValueError, match="unknown"):
         judge.get_judge("humans")
 

@@ -17,6 +17,10 @@ with a judge model that no other quality figure uses:
   feature space. The score is the fraction of pairs judged right (ties count half).
 
 Pictures that explain the unit score near the exemplars and well above their control.
+
+The photos come from a pool: the built-in set (`ViewPool`: whole photos and their crops, every
+view's value known) or the activation index of the user's folder (`IndexPool`: the whole
+images the index keeps at each unit's extremes).
 """
 from __future__ import annotations
 
@@ -97,64 +101,128 @@ def view_embeddings(photos: Sequence, judge: str = DEFAULT_JUDGE) -> torch.Tenso
     return embed(images, judge)
 
 
+@functools.lru_cache(maxsize=2)
+def _builtin_views(judge: str) -> torch.Tensor:
+    from vitviz.data import load_photos
+
+    return view_embeddings(load_photos(), judge)
+
+
+def pool_for(examples, judge: str = DEFAULT_JUDGE):
+    """Where the judge draws a layer's queries and exemplars: the folder's index when the
+    examples come from one (`vitviz.photo_sets`), else the built-in photos' views."""
+    from vitviz.photo_sets import IndexedExamples
+
+    if isinstance(examples, IndexedExamples):
+        return IndexPool(examples.index, examples.layer, judge)
+    return ViewPool(examples, _builtin_views(judge))
+
+
 @dataclass(frozen=True)
 class Queries:
-    high: list[int]  # view index of each strong query
-    low: list[int]  # view index of each weak query
-    photos: frozenset[int]  # photos the queries come from: never used as exemplars
+    high: list  # the strong queries, as the pool's keys
+    low: list  # the weak queries
+    photos: frozenset  # photos the queries come from: never used as exemplars
 
 
-def queries(stats: LayerActivations, unit: int, per_side: int = PER_SIDE) -> Queries:
-    values = stats.values[:, unit]
-    photo_of = torch.tensor([view[0] for view in stats.views])
-    n_photos = len(stats.photo_names)
-    if n_photos < 2 * per_side + 1:
-        raise UserError(f"the judge needs at least {2 * per_side + 1} photos, {n_photos} given")
-    strongest = torch.full((n_photos,), -torch.inf).scatter_reduce(0, photo_of, values, "amax")
-    weakest = torch.full((n_photos,), torch.inf).scatter_reduce(0, photo_of, values, "amin")
-    high_photos = strongest.argsort(descending=True)[:per_side].tolist()
-    low_photos = [p for p in weakest.argsort().tolist() if p not in high_photos][:per_side]
+class ViewPool:
+    """The built-in photos: every view's value for every unit, and every view's judge features.
+    Keys are view indices (`photo_views` order)."""
 
-    def view_of(photo: int, pick) -> int:
-        rows = (photo_of == photo).nonzero().flatten()
-        return int(rows[pick(values[rows])])
+    def __init__(self, stats: LayerActivations, views: torch.Tensor):
+        self.stats, self.views = stats, views
 
-    return Queries([view_of(p, torch.argmax) for p in high_photos],
-                   [view_of(p, torch.argmin) for p in low_photos],
-                   frozenset(high_photos + low_photos))
+    def queries(self, unit: int, per_side: int = PER_SIDE) -> Queries:
+        stats = self.stats
+        values = stats.values[:, unit]
+        photo_of = torch.tensor([view[0] for view in stats.views])
+        n_photos = len(stats.photo_names)
+        if n_photos < 2 * per_side + 1:
+            raise UserError(f"the judge needs at least {2 * per_side + 1} photos, {n_photos} given")
+        strongest = torch.full((n_photos,), -torch.inf).scatter_reduce(0, photo_of, values, "amax")
+        weakest = torch.full((n_photos,), torch.inf).scatter_reduce(0, photo_of, values, "amin")
+        high_photos = strongest.argsort(descending=True)[:per_side].tolist()
+        low_photos = [p for p in weakest.argsort().tolist() if p not in high_photos][:per_side]
+
+        def view_of(photo: int, pick) -> int:
+            rows = (photo_of == photo).nonzero().flatten()
+            return int(rows[pick(values[rows])])
+
+        return Queries([view_of(p, torch.argmax) for p in high_photos],
+                       [view_of(p, torch.argmin) for p in low_photos],
+                       frozenset(high_photos + low_photos))
+
+    def exemplars(self, unit: int, count: int, exclude: frozenset) -> list[int]:
+        """The unit's `count` strongest views from photos not in `exclude`, one view per photo."""
+        order = self.stats.values[:, unit].argsort(descending=True).tolist()
+        chosen, used = [], set(exclude)
+        for view in order:
+            photo = self.stats.views[view][0]
+            if photo not in used:
+                chosen.append(view)
+                used.add(photo)
+            if len(chosen) == count:
+                break
+        return chosen
+
+    def features(self, keys: Sequence[int]) -> torch.Tensor:
+        return self.views[list(keys)]
 
 
-def exemplars(stats: LayerActivations, unit: int, count: int, exclude: frozenset[int]) -> list[int]:
-    """The unit's `count` strongest views from photos not in `exclude`, one view per photo."""
-    order = stats.values[:, unit].argsort(descending=True).tolist()
-    chosen, used = [], set(exclude)
-    for view in order:
-        photo = stats.views[view][0]
-        if photo not in used:
-            chosen.append(view)
-            used.add(photo)
-        if len(chosen) == count:
-            break
-    return chosen
+class IndexPool:
+    """An activation index of a folder (`VITVIZ_PHOTOS`): each unit's strongest and weakest
+    whole images, as the index keeps them (k per unit). Keys are image paths; an image is read
+    and embedded the first time a unit needs it, so a folder of any size costs only the images
+    the judge looks at."""
+
+    def __init__(self, index, layer: str, judge: str = DEFAULT_JUDGE):
+        self.index, self.layer, self.judge = index, layer, judge
+        self._features: dict = {}
+
+    def queries(self, unit: int, per_side: int = PER_SIDE) -> Queries:
+        high = [path for path, _ in self.index.top(self.layer, unit)][:per_side]
+        low = [path for path, _ in self.index.top(self.layer, unit, bottom=True)
+               if path not in high][:per_side]
+        if len(high) < per_side or len(low) < per_side:
+            raise UserError(f"the judge needs at least {2 * per_side + 1} indexed images, "
+                            f"{self.index.count} given")
+        return Queries(high, low, frozenset(high + low))
+
+    def exemplars(self, unit: int, count: int, exclude: frozenset) -> list:
+        """The unit's `count` strongest images outside `exclude`, among the k the index keeps."""
+        chosen = [path for path, _ in self.index.top(self.layer, unit) if path not in exclude]
+        if not chosen:
+            raise UserError(f"the index keeps {self.index.settings.get('k')} images per unit, "
+                            f"too few for the judge's exemplars: rebuild it with a larger --k")
+        return chosen[:count]
+
+    def features(self, keys: Sequence) -> torch.Tensor:
+        from vitviz.data import centre_square, read_rgb
+
+        missing = [key for key in dict.fromkeys(keys) if key not in self._features]
+        if missing:
+            size = _judge_model(self.judge).preprocessing.size
+            images = torch.stack([centre_square(read_rgb(path), size) for path in missing])
+            self._features.update(zip(missing, embed(images, self.judge)))
+        return torch.stack([self._features[key] for key in keys])
 
 
-def score(query: Queries, views: torch.Tensor, references: torch.Tensor) -> float:
+def score(query: Queries, pool, references: torch.Tensor) -> float:
     """Fraction of (strong, weak) query pairs where the strong one is nearer the references."""
-    high = (views[query.high] @ references.T).mean(dim=1)
-    low = (views[query.low] @ references.T).mean(dim=1)
+    high = (pool.features(query.high) @ references.T).mean(dim=1)
+    low = (pool.features(query.low) @ references.T).mean(dim=1)
     margin = high[:, None] - low[None, :]
     return float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean())
 
 
-def two_afc(stats: LayerActivations, units: Sequence[int], views: torch.Tensor,
-            pictures: Sequence[torch.Tensor] | None = None, count: int | None = None,
-            per_side: int = PER_SIDE) -> dict:
+def two_afc(pool, units: Sequence[int], pictures: Sequence[torch.Tensor] | None = None,
+            count: int | None = None, per_side: int = PER_SIDE) -> dict:
     """Judge scores over `units` of one layer (chance 0.5).
 
-    views: judge features of the photo views in `stats` order; pictures: per unit, judge
-    features [K, F] of its pictures' views, or None for the exemplar figures alone, which then
-    use `count` exemplars per unit (default K). Each unit's control is the next unit's
-    references, cyclically.
+    pool: where queries and exemplars come from (ViewPool: the built-in photos; IndexPool: a
+    folder's index); pictures: per unit, judge features [K, F] of its pictures' views, or None
+    for the exemplar figures alone, which then use `count` exemplars per unit (default K). Each
+    unit's control is the next unit's references, cyclically.
     """
     units = list(units)
     if len(units) < 2:
@@ -166,15 +234,15 @@ def two_afc(stats: LayerActivations, units: Sequence[int], views: torch.Tensor,
     if pictures is not None:
         found.update(pictures=[], pictures_control=[])
     for i, unit in enumerate(units):
-        query = queries(stats, unit, per_side)
+        query = pool.queries(unit, per_side)
         other = units[(i + 1) % len(units)]
-        own = views[exemplars(stats, unit, count, query.photos)]
-        foreign = views[exemplars(stats, other, count, query.photos)]
-        found["exemplars"].append(score(query, views, own))
-        found["exemplars_control"].append(score(query, views, foreign))
+        own = pool.features(pool.exemplars(unit, count, query.photos))
+        foreign = pool.features(pool.exemplars(other, count, query.photos))
+        found["exemplars"].append(score(query, pool, own))
+        found["exemplars_control"].append(score(query, pool, foreign))
         if pictures is not None:
-            found["pictures"].append(score(query, views, pictures[i]))
-            found["pictures_control"].append(score(query, views, pictures[(i + 1) % len(units)]))
+            found["pictures"].append(score(query, pool, pictures[i]))
+            found["pictures_control"].append(score(query, pool, pictures[(i + 1) % len(units)]))
     figures = {name: sum(values) / len(values) for name, values in found.items()}
     figures["exemplars_margin"] = figures["exemplars"] - figures["exemplars_control"]
     if pictures is not None:

@@ -7,9 +7,9 @@ or a figure: `python -m vitviz index` indexes it first (resumable, incremental),
 it here is that index. `examples_for` gives either one behind the same interface (`unit_max`,
 `top`, `image`, `label`), so the Dataset examples page and the quality figures do not care which.
 
-What is not read from an index: the judge's two-alternative test needs every photo's value of
-every unit (it picks query pairs and exemplars among all views), which an index does not keep,
-and MACO's magnitude spectrum; both stay on the built-in set.
+The judge's two-alternative test reads an index too (`vitviz.judge.IndexPool`): its queries
+and exemplars are a unit's extreme images, which the index keeps. What stays on the built-in
+set is MACO's magnitude spectrum, a prior of the method rather than a figure.
 """
 from __future__ import annotations
 

@@ -33,7 +33,6 @@ from tqdm import tqdm
 from vitviz.errors import UserError
 from vitviz import judge, metrics, objectives
 from vitviz.cache import ResultCache
-from vitviz.examples import LayerActivations
 from vitviz.layers import find_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import resolve_preset
@@ -76,11 +75,13 @@ def choose_units(spec: str, layer_units: int, layer: str, seed: int) -> list[int
 
 def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequence[int],
                preset: str, overrides: dict, cache: ResultCache | None,
-               label: str | None = None) -> tuple[np.ndarray, list]:
+               label: str | None = None,
+               units_per_run: int = UNITS_PER_RUN) -> tuple[np.ndarray, list]:
     """Final images [units, seeds, H, W, 3] for one preset (with knob `overrides`), and each
-    image's final activation. `label` names the variant on the progress bar."""
+    image's final activation. `label` names the variant on the progress bar; a GPU wants more
+    `units_per_run` than the default, which keeps a CPU's memory small."""
     images, reached = [], []
-    chunks = [units[i:i + UNITS_PER_RUN] for i in range(0, len(units), UNITS_PER_RUN)]
+    chunks = [units[i:i + units_per_run] for i in range(0, len(units), units_per_run)]
     total = resolve_preset(preset, **overrides).steps * len(chunks)
     with tqdm(total=total, desc=f"{label or preset} {layer}", unit="step", file=sys.stderr) as bar:
         for chunk in chunks:
@@ -102,11 +103,11 @@ def _as_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str, np.ndarray],
-                   reached: dict[str, list], views: torch.Tensor, judge_name: str) -> dict:
+                   reached: dict[str, list], judge_name: str) -> dict:
     """Every figure of one preset over the units of every layer."""
     relative, ranks, alive, embeddings, verdicts = [], [], [], [], []
     for layer, info in layers.items():
-        units, stats, unit_max = info["units"], info["stats"], info["unit_max"]
+        units, unit_max = info["units"], info["unit_max"]
         n_seeds = images[layer].shape[1]
         flat = _as_tensor(images[layer])
         per_image = [u for u in units for _ in range(n_seeds)]
@@ -116,8 +117,9 @@ def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str
         ranks += robust["robust_rank"]
         alive += [r > m for r, m in zip(reached[layer], max_per_image)]
         embeddings.append(metrics.embed(flat).reshape(len(units), n_seeds, -1))
-        pictures = judge.embed_pictures(flat, judge_name).reshape(len(units), -1, views.shape[1])
-        verdicts.append(judge.two_afc(stats, units, views, list(pictures)))
+        pictures = judge.embed_pictures(flat, judge_name).reshape(
+            len(units), n_seeds * judge.PICTURE_VIEWS, -1)
+        verdicts.append(judge.two_afc(info["pool"], units, list(pictures)))
     units_total = sum(len(info["units"]) for info in layers.values())
     return {
         "alive": sum(alive) / len(alive),
@@ -201,8 +203,8 @@ def write_html(out: Path, summary: dict) -> None:
         f"<h1>vitviz report: {html.escape(summary['model'])}</h1>"
         f"<table><tr>{head}</tr>{body}</table>"
         f"<p>Identification chance: {summary['presets'][next(iter(summary['presets']))]['specificity']['chance']:.1%}; "
-        f"judge chance: 50%. Photo max over: {html.escape(summary['photo_set'])}; the judge "
-        "uses the built-in photos. Grid: one row per unit; columns are the seeds of "
+        f"judge chance: 50%. Photo max and the judge's photos: "
+        f"{html.escape(summary['photo_set'])}. Grid: one row per unit; columns are the seeds of "
         f"{html.escape(', '.join(summary['presets']))}, left to right.</p>"
         "<img src='grid.png' style='max-width:100%'>"
         f"<pre>{config}</pre>"
@@ -214,15 +216,14 @@ def print_table(summary: dict) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
     for row in rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
-    print(f"photo max over: {summary['photo_set']}; the judge: the built-in photos")
+    print(f"photo max and the judge's photos: {summary['photo_set']}")
 
 
 @dataclass
 class Comparison:
     """Variants of the optimisation compared on the same units: their pictures and figures."""
 
-    layers: dict[str, dict]  # layer -> units, photo statistics, unit maxima
-    photos: int
+    layers: dict[str, dict]  # layer -> units, the judge's pool, the photo set, unit maxima
     pictures: dict[str, dict[str, np.ndarray]]  # variant -> layer -> [units, seeds, H, W, 3]
     figures: dict[str, dict]  # variant -> preset_figures
     exemplars: dict  # the judge's figures for natural exemplars
@@ -230,35 +231,33 @@ class Comparison:
 
 def compare(model: LoadedModel, layer_units: dict[str, list[int]],
             variants: dict[str, tuple[str, dict]], seeds: Sequence[int],
-            cache: ResultCache | None, judge_name: str) -> Comparison:
+            cache: ResultCache | None, judge_name: str,
+            units_per_run: int = UNITS_PER_RUN) -> Comparison:
     """Run every variant (a preset name and knob overrides) on every unit, and measure each."""
-    from vitviz.data import load_photos
-    from vitviz.metrics import photo_statistics
     from vitviz.photo_sets import examples_for
 
-    photos = load_photos()
     layers: dict[str, dict] = {}
     for layer, units in layer_units.items():
-        # The judge needs every built-in view's value; the photo maximum comes from the
-        # configured set (the built-in one, or the index of $VITVIZ_PHOTOS).
-        stats: LayerActivations = photo_statistics(model, layer)
-        maximum = examples_for(model, layer)
-        layers[layer] = {"units": units, "stats": stats, "photo_set": maximum.label,
-                         "unit_max": [maximum.unit_max(u) for u in units]}
-    views = judge.view_embeddings(photos, judge_name)
+        # The configured set (the built-in one, or the index of $VITVIZ_PHOTOS) gives the
+        # photo maximum and the judge's queries and exemplars.
+        examples = examples_for(model, layer)
+        layers[layer] = {"units": units, "pool": judge.pool_for(examples, judge_name),
+                         "photo_set": examples.label,
+                         "unit_max": [examples.unit_max(u) for u in units]}
     pictures, figures = {}, {}
     for label, (preset, overrides) in variants.items():
         images, reached = {}, {}
         for layer, info in layers.items():
             images[layer], reached[layer] = run_preset(model, layer, info["units"], seeds,
-                                                       preset, overrides, cache, label)
+                                                       preset, overrides, cache, label,
+                                                       units_per_run)
         pictures[label] = images
-        figures[label] = preset_figures(model, layers, images, reached, views, judge_name)
+        figures[label] = preset_figures(model, layers, images, reached, judge_name)
     count = len(seeds) * judge.PICTURE_VIEWS  # as many exemplars as picture views
-    verdicts = [judge.two_afc(info["stats"], info["units"], views, count=count)
+    verdicts = [judge.two_afc(info["pool"], info["units"], count=count)
                 for info in layers.values()]
     units_total = sum(len(units) for units in layer_units.values())
-    return Comparison(layers, len(photos), pictures, figures, _pooled(verdicts, units_total))
+    return Comparison(layers, pictures, figures, _pooled(verdicts, units_total))
 
 
 def check_settings(seeds: int, presets: Sequence[str], judge_name: str) -> None:
@@ -298,7 +297,7 @@ def main(args) -> int:
         "model": model.label, "model_metadata": model.metadata(),
         "layers": chosen,
         "seeds": seeds, "steps": args.steps or {p: PRESETS[p].steps for p in presets},
-        "photos": found.photos, "judge": judge.get_judge(args.judge).label,
+        "judge": judge.get_judge(args.judge).label,
         "specificity_model": metrics.FEATURE_MODEL,
         "unit_max_over_photos": {layer: info["unit_max"] for layer, info in found.layers.items()},
         "photo_set": next(iter(found.layers.values()))["photo_set"],
