@@ -100,3 +100,19 @@ def test_examples_come_from_the_operators_folder_once_it_is_indexed(calls, tmp_p
 
 def button_labels(at, start):
     return [b.label for b in at.button if b.label.startswith(start)]
+
+
+def test_a_run_without_figures_says_why_on_its_page(calls, tmp_path):
+    # A run made by the CLI while $VITVIZ_PHOTOS named a folder with no index yet.
+    from test_app import OPTIMISE, run_then_reopen
+    from vitviz.cache import ResultCache
+
+    at, _ = run_then_reopen(OPTIMISE, "Run", calls, layer=VIT_HIDDEN, unit=5, steps=4)
+    (request,) = calls["requests"]
+    cache = ResultCache(tmp_path / "cache")
+    result = cache.get(request.key())
+    result.metrics["figures_unavailable"] = "no index of /photos yet: python -m vitviz index ..."
+    cache.put(request.key(), result)
+    reopened = open_page(OPTIMISE, **at.query_params)
+    assert errors(reopened) == ""
+    assert any("No quality figures yet: no index of /photos" in i.value for i in reopened.info)

@@ -218,7 +218,15 @@ def run_view(result: Result, from_cache: bool, key: str, stem: str) -> None:
         else:
             st.plotly_chart(curves_figure(result_curves(result)), key=f"{key}.curves")
     st.caption(provenance(result, from_cache))
+    figures_unavailable(result)
     downloads(result, key, stem)
+
+
+def figures_unavailable(result: Result) -> None:
+    """Why a finished run has no quality figures yet (its photo folder has no index), if so."""
+    reason = result.metrics.get("figures_unavailable")
+    if reason:
+        st.info(f"No quality figures yet: {reason}", icon=":material/info:")
 
 
 def quality_table(presets: list[str], results: list[Result]) -> list[dict]:
