@@ -21,10 +21,14 @@ import torch
 from vitviz.cache import ResultCache
 from vitviz.models import load_model
 from vitviz.presets import DEFAULT_PRESET, get_preset
-from vitviz.report import check_settings, compare, layer_units, print_table
+from vitviz.report import UNITS_PER_RUN, check_settings, compare, layer_units, print_table
 
 _DEFAULT = get_preset(DEFAULT_PRESET)
 _CROP = dict(_DEFAULT.transforms)["crop"]
+_MACO = {k: v for k, v in get_preset("maco").knobs().items() if k not in ("name", "steps")}
+# MACO's image (natural Fourier magnitude, only the phase optimised) and optimiser, the
+# default's canvas, crops, rotation, noise and leaky target.
+_PHASE = {"param": "maco", "optimiser": "nadam", "lr": 1.0}
 
 VARIANTS: dict[str, dict] = {
     DEFAULT_PRESET: {},
@@ -46,9 +50,21 @@ VARIANTS: dict[str, dict] = {
         + [list(t) for t in _DEFAULT.transforms if t[0] not in ("crop", "rotate")]},
     "no overhang": {"transforms": [["crop", {**_CROP, "overhang": 0.0}]]
                     + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
+    "maco": _MACO,
+    "maco, canvas 2x, leaky target": {**_MACO, "canvas_scale": 2.0, "leaky_target": True},
+    "phase only (MACO's image)": _PHASE,
+    "phase only, lr 0.3": {**_PHASE, "lr": 0.3},
+    "phase only, copies 8": {**_PHASE, "ensemble": 8},
+    "phase only, canvas 1x": {**_PHASE, "canvas_scale": 1.0},
+    "1/f image (the default before 1/f^1.5)": {"param_kwargs": {"decay": 1.0}},
+    "1/f^1.25 image": {"param_kwargs": {"decay": 1.25}},
+    "1/f^2 image": {"param_kwargs": {"decay": 2.0}},
+    "phase only, MACO's crops": {
+        **_PHASE, "transforms": [["crop", {**_CROP, "min_area": 0.15, "max_area": 0.8}]]
+        + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
     # The default before the canvas, crops and leaky target (vitviz 0.1.0, algorithm 1).
     "previous default": {
-        "canvas_scale": 1.0, "leaky_target": False,
+        "canvas_scale": 1.0, "leaky_target": False, "param_kwargs": {"decay": 1.0},
         "transforms": [["pad", {"width": 16}], ["jitter", {"pixels": 16}],
                        ["scale", {"low": 0.9, "high": 1.1}], ["rotate", {"degrees": 10.0}],
                        ["jitter", {"pixels": 8}], ["noise", {"std": 0.05, "anneal": True}]],
@@ -68,6 +84,8 @@ def main() -> int:
     parser.add_argument("--judge", default="dinov2")
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--units-per-run", type=int, default=UNITS_PER_RUN,
+                        help="units optimised as one batch (more on a GPU)")
     args = parser.parse_args()
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -80,9 +98,11 @@ def main() -> int:
     variants = {name: (DEFAULT_PRESET, {**VARIANTS[name], "steps": args.steps})
                 for name in args.variants}
     cache = ResultCache(args.cache) if args.cache else ResultCache()
-    found = compare(model, chosen, variants, list(range(args.seeds)), cache, args.judge)
+    found = compare(model, chosen, variants, list(range(args.seeds)), cache, args.judge,
+                    args.units_per_run)
     summary = {"model": model.label, "layers": chosen, "seeds": args.seeds, "steps": args.steps,
                "variants": {name: VARIANTS[name] for name in args.variants},
+               "photo_set": next(iter(found.layers.values()))["photo_set"],
                "presets": found.figures, "exemplars": found.exemplars}
     print_table(summary)
     if args.out:

@@ -112,11 +112,15 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="robust",
-            description="vitviz's default for ViTs: a 1/f Fourier image with decorrelated colour "
-            "on a canvas twice the model's input, seen through an ensemble of random crops "
+            description="vitviz's default for ViTs: a 1/f^1.5 Fourier image with decorrelated "
+            "colour on a canvas twice the model's input, seen through an ensemble of random crops "
             "(a quarter to all of it), small rotations and annealed noise; the target climbs "
             "from GELU's negative side (leaky target gradient).",
             param="fourier",
+            # Steeper than the 1/f of natural images' spectrum: large shapes and strong colour
+            # grow first, which lets a judge tell a unit's photos apart from its pictures
+            # (bench/quality_sweep.py: judge margin -11 -> +14 points at 128 steps).
+            param_kwargs={"decay": 1.5},
             canvas_scale=2.0,
             transforms=(
                 ("crop", {"size": 0, "min_area": 0.25, "max_area": 1.0, "overhang": 0.25}),
