@@ -1,9 +1,7 @@
 """Atlas: every unit of a layer, a page at a time, each linking to the unit's own page."""
-import math
-
 import streamlit as st
 
-from vitviz.atlas import run_atlas, unit_request
+from vitviz.atlas import run_atlas, stored_figure, unit_request
 from vitviz.presets import DEFAULT_PRESET, get_preset
 
 from ui import execution, widgets
@@ -23,10 +21,9 @@ def figure(result, order: str) -> float | None:
     """The number a picture is sorted by and labelled with, or None where it has none."""
     if result is None:
         return None
-    value = (result.metrics.get("relative_robust_activation") or [None])[0] \
-        if order == "robust" else result.activation[0][-1]
-    # A unit no photo drives above zero has no relative figure (NaN): it sorts with the missing.
-    return value if value is not None and math.isfinite(value) else None
+    if order == "robust":
+        return stored_figure(result, "relative_robust_activation")
+    return result.activation[0][-1]
 
 state = setup("atlas", "Every unit of a layer with the default method, a page of units at a "
                        "time. Each picture links to the unit's own page (its visualisation, "
@@ -80,8 +77,8 @@ with reported():
         st.rerun()
 
     if order != "unit":
-        units.sort(key=lambda u: -figure(results[u], order)
-                   if figure(results[u], order) is not None else float("inf"))
+        values = {u: figure(results[u], order) for u in units}
+        units.sort(key=lambda u: -values[u] if values[u] is not None else float("inf"))
     if show != "all":
         units = [u for u in units if (results[u] is None) == (show == "missing")]
     size = get_preset(DEFAULT_PRESET).canvas_size(card.preprocessing.size)

@@ -72,8 +72,7 @@ with reported():
                    "agreement that noise cannot fake needs other units as a control: "
                    "`python -m vitviz report` gives specificity and identification across units.")
         measured = [metrics.has_quality_figures(result) for result in results]
-        for result in results[:1]:
-            display.figures_unavailable(result)  # the same folder, so the same reason for all
+        display.figures_unavailable(results[0])  # the same folder, so the same reason for all
         if not all(measured) and st.button("Measure against the photo set",
                                            icon=":material/straighten:"):
             for request, result in zip(requests, results):

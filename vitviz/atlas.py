@@ -12,6 +12,7 @@ interrupted batch stores nothing, and the cache writes each entry whole.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Iterator, Sequence
 
@@ -38,6 +39,17 @@ def unit_request(model: str, layer: str, unit: int, seed: int = 0,
     steps = resolve_preset(preset, **({"steps": steps} if steps else {})).steps
     return RunRequest(model, objectives.neuron(layer, unit, tokens).spec(), (seed,), preset,
                       {"steps": steps}, record_every=default_record_every(steps))
+
+
+def stored_figure(result: Result, name: str) -> float | None:
+    """A unit's stored figure `name` (its first item's), or None where it has none. A unit that
+    no photo drives above zero has no relative figure (NaN): None sorts it with the missing,
+    where NaN would scramble a sort (and is not JSON)."""
+    values = result.metrics.get(name)
+    if not (isinstance(values, list) and values):
+        return None
+    value = float(values[0])
+    return value if math.isfinite(value) else None
 
 
 def item_result(batch: Result, item: int, request: RunRequest) -> Result:

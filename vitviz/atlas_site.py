@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import html
 import io
-import math
 import json
 import os
 import tempfile
@@ -30,7 +29,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from vitviz.atlas import unit_request
+from vitviz.atlas import stored_figure, unit_request
 from vitviz.cache import ResultCache
 from vitviz.presets import DEFAULT_PRESET
 from vitviz.results import Result
@@ -75,16 +74,6 @@ def _png(pixels: np.ndarray, side: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(result: Result, name: str) -> float | None:
-    """The unit's figure, or None where it has none: a unit no photo drives above zero has no
-    relative figure (NaN), and NaN would break sorting (and JSON)."""
-    values = result.metrics.get(name)
-    if not (isinstance(values, list) and values):
-        return None
-    value = float(values[0])
-    return value if math.isfinite(value) else None
-
-
 def _curve_svg(values: Sequence[float], width: int = 480, height: int = 160) -> str:
     """The activation over steps as an inline SVG polyline (no plotting library at view time)."""
     if len(values) < 2:
@@ -117,7 +106,7 @@ def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str)
             ("robust_activation", "robust activation (over shifted and zoomed views)", "{:.4g}"),
             ("robust_rank", "robust rank among the layer's units (1 = most specific)", "{:.0f}"),
             ("unit_max_over_photos", "the unit's maximum over the photo set", "{:.4g}")):
-        value = _figure(result, name)
+        value = stored_figure(result, name)
         if value is not None:
             rows.append((label, form.format(value)))
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
@@ -188,7 +177,7 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
         if result is not None:
             found[unit] = result
             row.update(activation=float(result.activation[0][-1]),
-                       robust=_figure(result, "relative_robust_activation"))
+                       robust=stored_figure(result, "relative_robust_activation"))
         rows.append(row)
     computed = list(found)
     for at, (unit, result) in enumerate(found.items()):

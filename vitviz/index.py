@@ -19,8 +19,8 @@ index. A rerun skips the files already indexed (path, size, modification time) a
 new ones; an unreadable file is skipped, counted and not tried again.
 
 Size: per layer, units x (7k + sample) numbers; 1536 units with k = 16 and a 256-value sample
-take 2.7 MB (measured), whatever the number of images, plus a line per file in the file list. Memory while indexing: one batch of images
-and its activations, plus that.
+take 2.7 MB (measured), whatever the number of images, plus a line per file in the file list.
+Memory while indexing: one batch of images and its activations, plus that.
 """
 from __future__ import annotations
 
