@@ -30,6 +30,13 @@ _MACO = {k: v for k, v in get_preset("maco").knobs().items() if k not in ("name"
 # default's canvas, crops, rotation, noise and leaky target.
 _PHASE = {"param": "maco", "optimiser": "nadam", "lr": 1.0}
 
+
+def _crop(drop: tuple[str, ...] = (), **changes) -> list:
+    """The default's transforms with its crop changed (and the transforms in `drop` left out)."""
+    return [["crop", {**_CROP, **changes}]] + [
+        list(t) for t in _DEFAULT.transforms if t[0] != "crop" and t[0] not in drop]
+
+
 VARIANTS: dict[str, dict] = {
     DEFAULT_PRESET: {},
     "canvas 1x (224 px)": {"canvas_scale": 1.0},
@@ -41,15 +48,10 @@ VARIANTS: dict[str, dict] = {
     "lr 0.1": {"lr": 0.1},
     "cosine schedule": {"schedule": "cosine"},
     "bf16": {"precision": "bf16"},
-    "crops 1/2 to all": {"transforms": [["crop", {**_CROP, "min_area": 0.5}]]
-                         + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
-    "crops 1/16 to 1/4": {"transforms": [["crop", {**_CROP, "min_area": 0.0625, "max_area": 0.25}]]
-                          + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
-    "rotation fused into the crop": {
-        "transforms": [["crop", {**_CROP, "degrees": 10.0}]]
-        + [list(t) for t in _DEFAULT.transforms if t[0] not in ("crop", "rotate")]},
-    "no overhang": {"transforms": [["crop", {**_CROP, "overhang": 0.0}]]
-                    + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
+    "crops 1/2 to all": {"transforms": _crop(min_area=0.5)},
+    "crops 1/16 to 1/4": {"transforms": _crop(min_area=0.0625, max_area=0.25)},
+    "rotation fused into the crop": {"transforms": _crop(("rotate",), degrees=10.0)},
+    "no overhang": {"transforms": _crop(overhang=0.0)},
     "maco": _MACO,
     "maco, canvas 2x, leaky target": {**_MACO, "canvas_scale": 2.0, "leaky_target": True},
     "phase only (MACO's image)": _PHASE,
@@ -59,9 +61,7 @@ VARIANTS: dict[str, dict] = {
     "1/f image (the default before 1/f^1.5)": {"param_kwargs": {"decay": 1.0}},
     "1/f^1.25 image": {"param_kwargs": {"decay": 1.25}},
     "1/f^2 image": {"param_kwargs": {"decay": 2.0}},
-    "phase only, MACO's crops": {
-        **_PHASE, "transforms": [["crop", {**_CROP, "min_area": 0.15, "max_area": 0.8}]]
-        + [list(t) for t in _DEFAULT.transforms if t[0] != "crop"]},
+    "phase only, MACO's crops": {**_PHASE, "transforms": _crop(min_area=0.15, max_area=0.8)},
     # The default before the canvas, crops and leaky target (vitviz 0.1.0, algorithm 1).
     "previous default": {
         "canvas_scale": 1.0, "leaky_target": False, "param_kwargs": {"decay": 1.0},
