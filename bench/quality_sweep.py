@@ -28,7 +28,7 @@ _CROP = dict(_DEFAULT.transforms)["crop"]
 _MACO = {k: v for k, v in get_preset("maco").knobs().items() if k not in ("name", "steps")}
 # MACO's image (natural Fourier magnitude, only the phase optimised) and optimiser, the
 # default's canvas, crops, rotation, noise and leaky target.
-_PHASE = {"param": "maco", "optimiser": "nadam", "lr": 1.0}
+_PHASE = {"param": "maco", "param_kwargs": {}, "optimiser": "nadam", "lr": 1.0}
 
 
 def _crop(drop: tuple[str, ...] = (), **changes) -> list:
@@ -58,9 +58,12 @@ VARIANTS: dict[str, dict] = {
     "phase only, lr 0.3": {**_PHASE, "lr": 0.3},
     "phase only, copies 8": {**_PHASE, "ensemble": 8},
     "phase only, canvas 1x": {**_PHASE, "canvas_scale": 1.0},
+    # The spectrum's slope, each down to 1 cycle (they came before the default's floor).
     "1/f image (the default before 1/f^1.5)": {"param_kwargs": {"decay": 1.0}},
     "1/f^1.25 image": {"param_kwargs": {"decay": 1.25}},
     "1/f^2 image": {"param_kwargs": {"decay": 2.0}},
+    "1/f^1.5 down to 1 cycle (the default before the floor)": {"param_kwargs": {"decay": 1.5}},
+    "1/f^1.5, flat below 4 cycles": {"param_kwargs": {"decay": 1.5, "floor": 4}},
     "phase only, MACO's crops": {**_PHASE, "transforms": _crop(min_area=0.15, max_area=0.8)},
     # The default before the canvas, crops and leaky target (vitviz 0.1.0, algorithm 1).
     "previous default": {

@@ -39,9 +39,28 @@ def test_references_that_explain_the_unit_score_high_and_the_control_low():
     assert figures["exemplars"] == figures["pictures"] == 1.0
     assert figures["exemplars_control"] == figures["pictures_control"] == 0.0
     assert figures["pictures_margin"] == 1.0 and figures["pairs_per_unit"] == 9
+    assert figures["unit_margins"] == {"exemplars": [1.0, 1.0], "pictures": [1.0, 1.0]}
     uninformative = F.normalize(torch.ones(1, 2), dim=1)  # equally near both kinds of photo
     flat = judge.two_afc(pool, [0, 1], [uninformative, uninformative], per_side=3)
     assert 0.0 < flat["pictures"] < 1.0 and flat["pictures_margin"] == 0.0
+
+
+def test_layers_pool_by_unit_and_each_margin_gets_its_standard_error_over_units():
+    from vitviz.report import pool_verdicts, summary_rows
+
+    def layer(margins):
+        return {"pictures": 0.5 + sum(margins) / len(margins) / 2, "units": len(margins),
+                "pairs_per_unit": 9, "unit_margins": {"pictures": margins}}
+
+    pooled = pool_verdicts([layer([0.2, 0.4]), layer([0.0, 0.2, 0.2])], 5)
+    assert pooled["unit_margins"]["pictures"] == [0.2, 0.4, 0.0, 0.2, 0.2]
+    assert pooled["pictures"] == pytest.approx(0.5 + 1.0 / 5 / 2)  # weighted by units
+    assert pooled["pictures_margin_se"] == pytest.approx(0.1414214 / 5 ** 0.5)
+    one = pool_verdicts([layer([0.3])], 1)
+    assert one["pictures_margin_se"] != one["pictures_margin_se"]  # NaN: one unit has no spread
+    summary = {"presets": {}, "exemplars": {"exemplars": 0.7, "exemplars_control": 0.6,
+                                            "exemplars_margin": 0.1, "exemplars_margin_se": 0.05}}
+    assert summary_rows(summary)[-1][-1] == "+10% ± 5%"
 
 
 def test_the_judge_needs_enough_photos_and_two_units():

@@ -244,9 +244,13 @@ def two_afc(pool, units: Sequence[int], pictures: Sequence[torch.Tensor] | None 
             found["pictures"].append(score(query, pool, pictures[i]))
             found["pictures_control"].append(score(query, pool, pictures[(i + 1) % len(units)]))
     figures = {name: sum(values) / len(values) for name, values in found.items()}
-    figures["exemplars_margin"] = figures["exemplars"] - figures["exemplars_control"]
-    if pictures is not None:
-        figures["pictures_margin"] = figures["pictures"] - figures["pictures_control"]
+    # Each unit's margin: a unit's nine pairs share its photos and pictures, so the margin's
+    # noise is that of its units (vitviz.report gives their standard error), not of its pairs.
+    figures["unit_margins"] = {
+        kind: [a - b for a, b in zip(found[kind], found[f"{kind}_control"])]
+        for kind in ("exemplars", "pictures") if kind in found}
+    for kind, margins in figures["unit_margins"].items():
+        figures[f"{kind}_margin"] = sum(margins) / len(margins)
     figures["units"] = len(units)
     figures["pairs_per_unit"] = per_side * per_side
     return figures

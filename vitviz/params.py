@@ -70,14 +70,18 @@ class FourierImage(ImageParam):
     """Fourier coefficients scaled by 1/frequency^decay, decorrelated colour, sigmoid.
 
     The 1/f scaling equalises how fast each frequency can change, which stops the optimiser from
-    filling the image with the high-frequency patterns that a pixel basis favours.
+    filling the image with the high-frequency patterns that a pixel basis favours. Frequencies
+    below `floor` cycles per image share its scale: with a steep decay the image's few lowest
+    frequencies (its mean colour and a blob or two) would otherwise outrun everything else and
+    saturate whole regions to black, white or a pure colour.
     """
 
-    def __init__(self, seeds: Sequence[int], size: int, decay: float = 1.0, init_sd: float = 0.01):
+    def __init__(self, seeds: Sequence[int], size: int, decay: float = 1.0, floor: float = 1.0,
+                 init_sd: float = 0.01):
         super().__init__()
         self.size = size
         freqs = _frequencies(size)
-        self.register_buffer("scale", 1.0 / freqs.clamp(min=1.0 / size) ** decay)
+        self.register_buffer("scale", 1.0 / freqs.clamp(min=floor / size) ** decay)
         shape = (3, size, size // 2 + 1, 2)
         self.spectrum = nn.Parameter(
             _stack_seeded(seeds, shape, lambda s, g: torch.randn(s, generator=g) * init_sd)
@@ -141,6 +145,31 @@ def natural_magnitude(size: int) -> torch.Tensor:
 
 
 PARAMETERISATIONS = {"pixel": PixelImage, "fourier": FourierImage, "maco": MacoImage}
+# The settings a preset may give each parameterisation, with the range each must lie in.
+SETTINGS: dict[str, dict[str, tuple[float, float]]] = {
+    "pixel": {},
+    "fourier": {"decay": (0.0, 4.0), "floor": (1.0, 4096.0), "init_sd": (1e-6, 10.0)},
+    "maco": {},
+}
+
+
+def param_problems(name: str, settings: dict) -> list[str]:
+    """What is wrong with a parameterisation and its settings, found before anything is built."""
+    if name not in PARAMETERISATIONS:
+        return [f"parameterisation '{name}' is unknown: use one of {sorted(PARAMETERISATIONS)}"]
+    allowed = SETTINGS[name]
+    problems = []
+    for key, value in settings.items():
+        if key not in allowed:
+            known = f"use {sorted(allowed)}" if allowed else "it takes none"
+            problems.append(f"the {name} image has no setting '{key}' ({known})")
+            continue
+        low, high = allowed[key]
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and low <= value <= high):
+            problems.append(f"the {name} image's {key} must be a number from {low:g} to "
+                            f"{high:g} (got {value!r})")
+    return problems
 
 
 def build_param(name: str, seeds: Sequence[int], size: int, **kwargs) -> ImageParam:

@@ -126,17 +126,24 @@ def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str
         "relative_robust_activation_median": _finite_median(relative),
         "robust_rank_median": statistics.median(ranks),
         "specificity": metrics.specificity(torch.cat(embeddings)),
-        "judge": _pooled(verdicts, units_total),
+        "judge": pool_verdicts(verdicts, units_total),
         "per_image": {"relative_robust_activation": relative, "robust_rank": ranks,
                       "alive": alive},
     }
 
 
-def _pooled(verdicts: list[dict], units_total: int) -> dict:
-    """Judge figures of several layers, weighted by their units."""
+def pool_verdicts(verdicts: list[dict], units_total: int) -> dict:
+    """Judge figures of several layers, weighted by their units, with each margin's standard
+    error over the units."""
     keys = [k for k, v in verdicts[0].items() if isinstance(v, float)]
     pooled = {k: sum(v[k] * v["units"] for v in verdicts) / units_total for k in keys}
-    return {**pooled, "units": units_total, "pairs_per_unit": verdicts[0]["pairs_per_unit"]}
+    margins = {kind: [m for v in verdicts for m in v["unit_margins"][kind]]
+               for kind in verdicts[0]["unit_margins"]}
+    for kind, values in margins.items():
+        pooled[f"{kind}_margin_se"] = (statistics.stdev(values) / math.sqrt(len(values))
+                                       if len(values) > 1 else float("nan"))
+    return {**pooled, "unit_margins": margins, "units": units_total,
+            "pairs_per_unit": verdicts[0]["pairs_per_unit"]}
 
 
 def _finite_median(values: Sequence[float]) -> float:
@@ -179,15 +186,20 @@ def summary_rows(summary: dict) -> list[list[str]]:
         rows.append([name, f"{f['alive']:.0%}", f"{f['relative_robust_activation_median']:.2f}",
                      f"{f['robust_rank_median']:.0f}", f"{s['specificity']:.3f}",
                      f"{s['identification']:.0%}", f"{j['pictures']:.0%}",
-                     f"{j['pictures_control']:.0%}", f"{j['pictures_margin']:+.0%}"])
+                     f"{j['pictures_control']:.0%}", _margin(j, "pictures")])
     j = summary["exemplars"]
     rows.append(["natural exemplars", "", "", "", "", "", f"{j['exemplars']:.0%}",
-                 f"{j['exemplars_control']:.0%}", f"{j['exemplars_margin']:+.0%}"])
+                 f"{j['exemplars_control']:.0%}", _margin(j, "exemplars")])
     return rows
 
 
+def _margin(judged: dict, kind: str) -> str:
+    se = judged.get(f"{kind}_margin_se", float("nan"))
+    return f"{judged[f'{kind}_margin']:+.0%}" + (f" ± {se:.0%}" if math.isfinite(se) else "")
+
+
 HEADERS = ["preset", "alive", "robust act. / photo max", "robust rank", "specificity",
-           "identification", "judge", "judge control", "judge margin"]
+           "identification", "judge", "judge control", "judge margin (± s.e.)"]
 
 
 def write_html(out: Path, summary: dict) -> None:
@@ -257,7 +269,7 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
     verdicts = [judge.two_afc(info["pool"], info["units"], count=count)
                 for info in layers.values()]
     units_total = sum(len(units) for units in layer_units.values())
-    return Comparison(layers, pictures, figures, _pooled(verdicts, units_total))
+    return Comparison(layers, pictures, figures, pool_verdicts(verdicts, units_total))
 
 
 def check_settings(seeds: int, presets: Sequence[str], judge_name: str) -> None:
