@@ -173,8 +173,9 @@ def param_problems(name: str, settings: dict) -> list[str]:
 
 
 def build_param(name: str, seeds: Sequence[int], size: int, **kwargs) -> ImageParam:
-    if name not in PARAMETERISATIONS:
-        raise UserError(f"parameterisation '{name}' is unknown: use one of {sorted(PARAMETERISATIONS)}")
+    problems = param_problems(name, kwargs)
+    if problems:
+        raise UserError("; ".join(problems) + ".")
     return PARAMETERISATIONS[name](list(seeds), size, **kwargs)
 
 
