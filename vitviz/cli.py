@@ -97,8 +97,8 @@ def cmd_run(args) -> int:
         units, seeds = [u for u in units for _ in seeds], [s for _ in units for s in seeds]
     objective = build_objective(args.objective, args.layer, units, args.tokens)
     overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "canvas": args.image_size,
-                                   "ensemble": args.ensemble, "precision": args.precision
-                                   }.items() if v is not None}
+                                   "ensemble": args.ensemble, "precision": args.precision,
+                                   "coarse_steps": args.coarse_steps}.items() if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target,
                          frozen_context=args.frozen_context)
@@ -247,6 +247,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="the network's arithmetic: bf16 autocast is about 2x faster on CPUs with "
                         "AVX-512 BF16 and on GPUs (default: the preset's, fp32)")
+    p.add_argument("--coarse-steps", type=float,
+                   help="fraction of the first steps that feed a ViT its crops at half size "
+                        "(a quarter of the work; default: the preset's; 0 turns it off)")
     p.add_argument("--record-every", type=int, default=16, help="keep images every N steps")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")
     p.add_argument("--frozen-context", action="store_true",

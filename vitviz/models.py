@@ -84,9 +84,10 @@ class LoadedModel:
         std = constant(self.preprocessing.std, images.device, images.dtype)
         return (images - mean[:, None, None]) / std[:, None, None]
 
-    def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] RGB images of any size -> the network's input: resized (antialiased), normalised."""
-        size = self.preprocessing.size
+    def to_input(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """[0, 1] RGB images of any size -> the network's input: resized (antialiased) to `size`
+        (the model's own input size unless given), normalised."""
+        size = size or self.preprocessing.size
         images = images.to(self.device)
         if images.shape[-1] != size or images.shape[-2] != size:
             images = torch.nn.functional.interpolate(

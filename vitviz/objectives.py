@@ -111,6 +111,12 @@ class Objective:
         """The part whose activation is reported: regularisers such as diversity are left out."""
         return self
 
+    @property
+    def reads_token_positions(self) -> bool:
+        """Whether it reads particular token positions, whose meaning a different patch grid
+        (a coarse step, vitviz.resolution) would change."""
+        return False
+
     def __add__(self, other: "Objective") -> "Objective":
         return Sum((self, other))
 
@@ -158,6 +164,10 @@ class Neuron(_OneLayer):
         if act.dim() == 4:
             h, w = act.shape[2] // 2, act.shape[3] // 2
             return act[index, rows, h, w]
+
+    @property
+    def reads_token_positions(self):
+        return isinstance(self.tokens, int)
         return act[index, rows]
 
     def validate(self, lookup):
@@ -221,6 +231,10 @@ class Direction(_OneLayer):
             raise ObjectiveError("direction vector is all zeros.")
         _check_tokens(self.tokens, info)
 
+    @property
+    def reads_token_positions(self):
+        return isinstance(self.tokens, int)
+
     def spec(self):
         return {"type": "direction", "layer": self.layer, "vector": list(self.vector),
                 "tokens": self.tokens}
@@ -262,6 +276,10 @@ class SeedCompat(_OneLayer):
         info = lookup(self.layer)
         # activation[:, n] indexes axis 1 of the output: tokens on a ViT, channels on a CNN.
         _check_units(self.unit, info.shape[0], "activation[:, n] index", self.layer)
+
+    @property
+    def reads_token_positions(self):
+        return True
 
     def spec(self):
         return {"type": "seed_compat", "layer": self.layer, "unit": self.unit}
@@ -323,6 +341,10 @@ class Sum(Objective):
             return self
         return kept[0] if len(kept) == 1 else Sum(tuple(kept))
 
+    @property
+    def reads_token_positions(self):
+        return any(term.reads_token_positions for term in self.terms)
+
     def spec(self):
         return {"type": "sum", "terms": [term.spec() for term in self.terms]}
 
@@ -345,6 +367,10 @@ class Scaled(Objective):
     @property
     def target(self):
         return Scaled(self.inner.target, self.weight)
+
+    @property
+    def reads_token_positions(self):
+        return self.inner.reads_token_positions
 
     def spec(self):
         return {"type": "scaled", "weight": self.weight, "inner": self.inner.spec()}

@@ -16,6 +16,7 @@ from vitviz.objectives import Objective
 from vitviz.params import ImageParam, build_param, total_variation
 from vitviz.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
 from vitviz.redirect import leaky_targets, redirected
+from vitviz.resolution import at_input_size, coarse_size, resizable
 from vitviz.transforms import augment, build_transforms
 
 # Bumped whenever a change to the optimisation (the loop, parameterisations, transforms, what
@@ -124,9 +125,14 @@ def optimise(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset.precision == "bf16"):
             return activations(model, images, objective.layers)
 
+    coarse = preset.coarse_steps > 0 and resizable(model) and not objective.reads_token_positions
+    coarse_until = round(preset.coarse_steps * preset.steps) if coarse else 0
+    small = coarse_size(model, preset.coarse_scale) if coarse else model_size
+
     start_images = param().detach() if frozen_context else None
     for step in range(preset.steps):
         images = param()
+        size = small if step < coarse_until else model_size
         frozen = None
         if frozen_context:
             # The starting image under this step's very augmentation (the same random draws),
@@ -136,15 +142,17 @@ def optimise(
             start = augment(start_images, transforms, rngs, copies, step / preset.steps)
             for rng, state in zip(rngs, states):
                 rng.set_state(state)
-            with torch.no_grad(), explicit_attention_mode(model.module) as frozen:
-                forward(model.to_input(start))
+            with torch.no_grad(), at_input_size(model, size), \
+                    explicit_attention_mode(model.module) as frozen:
+                forward(model.to_input(start, size))
             frozen = dict(frozen)
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
         with redirected(model.module, step < preset.redirect_steps), \
-                leaky_targets(model.module, objective.layers, preset.leaky_target):
+                leaky_targets(model.module, objective.layers, preset.leaky_target), \
+                at_input_size(model, size):
             with explicit_attention_mode(model.module, frozen) if frozen_context \
                     else nullcontext():
-                acts = forward(model.to_input(augmented))
+                acts = forward(model.to_input(augmented, size))
         values = objective({k: v.float() for k, v in acts.items()}, n_items)
         per_item = values.view(n_items, copies).mean(dim=1)
         loss = -per_item + preset.tv_weight * total_variation(images)

@@ -30,6 +30,12 @@ class Preset:
     # The network's arithmetic: "bf16" runs it under bf16 autocast (the image, the loss and the
     # recorded activations stay fp32), about 2x faster on a CPU with AVX-512 BF16 (bench/speed.py).
     precision: str = "fp32"
+    # Coarse to fine: this fraction of the first steps feeds the network the augmented copies
+    # at `coarse_scale` times its input size (vitviz.resolution), a quarter of the work at 0.5.
+    # Applies to torchvision ViTs with objectives that read no particular token position;
+    # elsewhere every step runs at full size. The recorded activation is always full size.
+    coarse_steps: float = 0.0
+    coarse_scale: float = 0.5
 
     def canvas_size(self, model_size: int) -> int:
         """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
@@ -65,6 +71,10 @@ class Preset:
                 f"redirect_steps cannot be negative (got {self.redirect_steps!r})")
         require(self.precision in PRECISIONS,
                 f"precision '{self.precision}' is unknown: use one of {', '.join(PRECISIONS)}")
+        require(isinstance(self.coarse_steps, (int, float)) and 0 <= self.coarse_steps <= 1,
+                f"coarse_steps is a fraction of the steps, from 0 to 1 (got {self.coarse_steps!r})")
+        require(isinstance(self.coarse_scale, (int, float)) and 0 < self.coarse_scale <= 1,
+                f"coarse_scale must be in (0, 1] (got {self.coarse_scale!r})")
         require(self.schedule in SCHEDULES,
                 f"schedule '{self.schedule}' is unknown: use one of {', '.join(SCHEDULES)}")
         problems += param_problems(self.param, self.param_kwargs)
@@ -77,6 +87,10 @@ class Preset:
         values.pop("description")
         values["transforms"] = [[name, dict(kwargs)] for name, kwargs in self.transforms]
         values["betas"] = list(self.betas)
+        if not self.coarse_steps:
+            # Off, they change nothing: left out, so every result made before they existed
+            # keeps its key, and an unused coarse_scale does not split the cache.
+            del values["coarse_steps"], values["coarse_scale"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -98,7 +112,7 @@ PRECISIONS = ("fp32", "bf16")
 
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
-         "precision")
+         "precision", "coarse_steps", "coarse_scale")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -193,6 +207,7 @@ DEFAULT_PRESET = "robust"
 def from_knobs(knobs: dict) -> Preset:
     """The preset a stored result ran with (`Preset.knobs()` plus its name)."""
     base = PRESETS.get(knobs.get("name", ""), PRESETS[DEFAULT_PRESET])
+    knobs = {"coarse_steps": 0.0, **knobs}  # left out of the knobs when off
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 
