@@ -41,7 +41,7 @@ from vitviz import objectives
 from vitviz.layers import default_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import optimise
-from vitviz.presets import DEFAULT_PRESET, get_preset
+from vitviz.presets import DEFAULT_PRESET, Preset, get_preset
 
 # Seconds for `steps` steps after `warmup` untimed ones.
 Timer = Callable[[int, int], float]
@@ -98,11 +98,13 @@ def variant_model(model: LoadedModel, variant: str) -> tuple[LoadedModel, str]:
     return dataclasses.replace(model, compile=bool(compiled)), precision
 
 
-def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: str, batch: int = 1,
-                 variant: str = "fp32") -> Timer:
+def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: "str | Preset", batch: int = 1,
+                 variant: str = "fp32", coarse: bool = False) -> Timer:
+    """Steps of one kind: every one at full size, or (`coarse`) every one a coarse step."""
     objective = objectives.neuron(layer, unit)
     model, precision = variant_model(model, variant)
-    settings = get_preset(preset).with_overrides(precision=precision)
+    settings = (get_preset(preset) if isinstance(preset, str) else preset).with_overrides(
+        precision=precision, coarse_steps=1.0 if coarse else 0.0)
 
     def timed(warmup: int, steps: int) -> float:
         records = optimise(model, objective, list(range(batch)), settings, steps=warmup + steps,
@@ -117,6 +119,11 @@ def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: str, batch: 
         return time.perf_counter() - start
 
     return timed
+
+
+def run_seconds(steps: int, coarse_steps: int, full_step_s: float, coarse_step_s: float) -> float:
+    """Seconds of a run's first `steps` steps when its first `coarse_steps` are coarse ones."""
+    return min(steps, coarse_steps) * coarse_step_s + max(0, steps - coarse_steps) * full_step_s
 
 
 def full_pass_seconds(model: LoadedModel, repeats: int = 5) -> float:

@@ -35,15 +35,15 @@ import sys
 import numpy as np
 import torch
 
-from speed import Timer, difference_timer, horama_objective, horama_spectrum, interleaved, \
-    lucent_objective, vitviz_timer
+from speed import difference_timer, horama_objective, horama_spectrum, interleaved, \
+    lucent_objective, run_seconds, vitviz_timer
 from vitviz import objectives
 from vitviz.layers import default_layer
 from vitviz.metrics import embed, photo_statistics, relative_activation, robust_figures, \
     specificity
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import optimise
-from vitviz.presets import DEFAULT_PRESET, get_preset
+from vitviz.presets import DEFAULT_PRESET, Preset, get_preset
 
 # Pictures by checkpoint step: {step: [N, 3, H, W] in [0, 1]}, items in (unit, seed) order.
 Pictures = dict[int, torch.Tensor]
@@ -60,21 +60,25 @@ def checkpoints(final: int, count: int = 8) -> list[int]:
     return sorted(s for s in steps if s >= 1)[-count:]
 
 
+def vitviz_settings(knobs: dict) -> Preset:
+    """vitviz's default preset with `--vitviz-knobs` changed (a variant measured beside it)."""
+    return get_preset(DEFAULT_PRESET).with_overrides(**knobs)
+
+
 def vitviz_pictures(model: LoadedModel, layer: str, units: list[int], seeds: list[int],
-                    at: list[int]) -> Pictures:
+                    at: list[int], settings: Preset) -> Pictures:
     """All items in one batch (each item's result does not depend on the batch)."""
     items = [(u, s) for u in units for s in seeds]
     objective = objectives.neuron(layer, tuple(u for u, _ in items))
     pictures: Pictures = {}
-    for record in optimise(model, objective, [s for _, s in items], DEFAULT_PRESET,
-                           record_every=1):
+    for record in optimise(model, objective, [s for _, s in items], settings, record_every=1):
         if record.step in at and record.images is not None:
             pictures[record.step] = record.images
     return pictures
 
 
 def lucent_pictures(model: LoadedModel, layer: str, units: list[int], seeds: list[int],
-                    at: list[int]) -> Pictures:
+                    at: list[int], _settings=None) -> Pictures:
     from lucent.optvis import param, render, transform
 
     size = model.preprocessing.size
@@ -93,7 +97,7 @@ def lucent_pictures(model: LoadedModel, layer: str, units: list[int], seeds: lis
 
 
 def horama_pictures(model: LoadedModel, layer: str, units: list[int], seeds: list[int],
-                    at: list[int]) -> Pictures:
+                    at: list[int], _settings=None) -> Pictures:
     """Horama's maco returns its final image only; its image function runs once per step (on
     the phase after that many updates) and once after the loop, so wrapping it yields the
     picture at every checkpoint of one run. Its learning rate is constant, so that is also
@@ -128,23 +132,31 @@ def horama_pictures(model: LoadedModel, layer: str, units: list[int], seeds: lis
 
 
 CONTENDERS = {
-    "vitviz": (vitviz_pictures, get_preset(DEFAULT_PRESET).steps),
+    "vitviz": (vitviz_pictures, None),  # its preset's steps
     "lucent": (lucent_pictures, 512),  # render_vis's default thresholds=(512,)
     "horama": (horama_pictures, 1000),  # maco's default total_steps
 }
 
 
-def step_timers(model: LoadedModel, layer: str, unit: int, names: list[str]) -> dict[str, Timer]:
+def step_seconds(model: LoadedModel, layer: str, unit: int, entries: dict) -> dict:
+    """Seconds per full-size step and per coarse step of each entry, measured here with
+    bench/speed.py's interleaved timers (equal warm-up, turns over rounds)."""
     from speed import horama_render, lucent_render
 
     timers = {}
-    for name in names:
-        if name == "vitviz":
-            timers[name] = vitviz_timer(model, layer, unit, DEFAULT_PRESET)
+    for name, entry in entries.items():
+        if entry["tool"] == "vitviz":
+            settings = vitviz_settings(entry["knobs"])
+            timers[name] = vitviz_timer(model, layer, unit, settings, variant=settings.precision)
+            if entry["coarse_until"]:
+                timers[name + " coarse"] = vitviz_timer(model, layer, unit, settings,
+                                                        variant=settings.precision, coarse=True)
         else:
-            render = (lucent_render if name == "lucent" else horama_render)(model, layer, unit)
+            render = (lucent_render if entry["tool"] == "lucent" else horama_render)(model, layer, unit)
             timers[name] = difference_timer(render, model.device)
-    return timers
+    medians = {name: statistics.median(values)
+               for name, values in interleaved(timers, 4, 16, 2).items()}
+    return {name: (medians[name], medians.get(name + " coarse", medians[name])) for name in entries}
 
 
 def score(model: LoadedModel, layer: str, units: list[int], seeds: list[int],
@@ -176,29 +188,55 @@ def steps_to_90(curve: list[dict]) -> int | None:
     return None
 
 
-# bench/speed.py's contender names, for --timings
-SPEED_NAMES = {"vitviz": f"vitviz {DEFAULT_PRESET} (default)",
-               "lucent": "torch-lucent render_vis", "horama": "horama maco"}
+def timings_from_speed(path: str, entries: dict) -> dict:
+    """Seconds per full-size and per coarse step of each entry from bench/speed.py's --json
+    (contenders at batch 1, measured alone)."""
+    with open(path) as handle:
+        measured = {name: statistics.median(values)
+                    for name, values in json.load(handle)["contenders"].items()}
+    anchors = {"lucent": "torch-lucent render_vis", "horama": "horama maco"}
+    seconds = {}
+    for name, entry in entries.items():
+        if entry["tool"] != "vitviz":
+            seconds[name] = (measured[anchors[entry["tool"]]],) * 2
+            continue
+        if entry["coarse_until"]:
+            raise SystemExit(f"bench/speed.py times no coarse steps: leave out --timings to time "
+                             f"{name} here")
+        precision = vitviz_settings(entry["knobs"]).precision
+        full = measured[f"vitviz {DEFAULT_PRESET} " + ("(default)" if precision == "fp32" else precision)]
+        seconds[name] = (full, full)
+    return seconds
 
 
-def summarise(figures: dict, per_step: dict[str, float]) -> None:
+def seconds_at(entry: dict, step: int) -> float:
+    """Seconds of an entry's first `step` steps (the first `coarse_until` are coarse steps)."""
+    return run_seconds(step, entry["coarse_until"], entry["seconds_per_step"],
+                       entry["coarse_seconds_per_step"])
+
+
+def summarise(figures: dict, seconds: dict[str, tuple[float, float]]) -> None:
     for name, entry in figures["contenders"].items():
-        seconds = per_step[name]
+        entry["seconds_per_step"], entry["coarse_seconds_per_step"] = seconds[name]
         steps = steps_to_90(entry["curve"])
-        entry.update(seconds_per_step=seconds, final_s=entry["final_step"] * seconds,
-                     steps_to_90=steps, time_to_90_s=None if steps is None else steps * seconds)
-        print(f"\n{name}: {seconds:.3f} s/step, {entry['final_step']} steps = "
-              f"{entry['final_s']:.0f} s per picture; 90% of its final quality after "
-              + (f"{steps} steps, {steps * seconds:.0f} s" if steps else "never"))
+        entry.update(final_s=seconds_at(entry, entry["final_step"]), steps_to_90=steps,
+                     time_to_90_s=None if steps is None else seconds_at(entry, steps))
+        coarse = (f" ({entry['coarse_until']} coarse steps of {entry['coarse_seconds_per_step']:.3f} s)"
+                  if entry["coarse_until"] else "")
+        print(f"\n{name}: {entry['seconds_per_step']:.3f} s/step{coarse}, {entry['final_step']} "
+              f"steps = {entry['final_s']:.0f} s per picture; 90% of its final quality after "
+              + (f"{steps} steps, {entry['time_to_90_s']:.0f} s" if steps else "never"))
         for point in entry["curve"]:
             print("  " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                    for k, v in point.items()))
     done = {n: f["time_to_90_s"] for n, f in figures["contenders"].items()
             if f["time_to_90_s"] is not None}
-    if "vitviz" in done and len(done) > 1:
-        best = min((n for n in done if n != "vitviz"), key=done.get)
-        print(f"\nvitviz's time to 90% is {done['vitviz'] / done[best]:.2f} x that of the "
-              f"faster anchor ({best}); target: at most 1/3")
+    anchors = [n for n in done if figures["contenders"][n]["tool"] != "vitviz"]
+    if anchors:
+        best = min(anchors, key=done.get)
+        for name in [n for n in done if figures["contenders"][n]["tool"] == "vitviz"]:
+            print(f"\n{name}'s time to 90% is {done[name] / done[best]:.2f} x that of the "
+                  f"faster anchor ({best}); target: at most 1/3")
 
 
 def main() -> None:
@@ -217,6 +255,10 @@ def main() -> None:
                         "table (with --timings) without computing pictures again")
     parser.add_argument("--json", help="write the curves and figures to this file (kept after "
                         "each contender; contenders already in it, with the same setup, stay)")
+    parser.add_argument("--vitviz-knobs", type=json.loads, default={},
+                        help='vitviz with these preset knobs changed, e.g. \'{"precision": "bf16"}\'')
+    parser.add_argument("--label", default="", help="appended to vitviz's name in the figures "
+                        "(keeps a variant beside the default in one --json file)")
     args = parser.parse_args()
 
     figures = None
@@ -235,28 +277,32 @@ def main() -> None:
                 earlier = json.load(handle)
             if all(earlier.get(k) == figures[k] for k in ("model", "layer", "units", "seeds")):
                 figures["contenders"] = earlier["contenders"]
-        for name in args.contenders:
-            make, final = CONTENDERS[name]
+        for tool in args.contenders:
+            make, final = CONTENDERS[tool]
+            settings, knobs, name, coarse_until = None, {}, tool, 0
+            if tool == "vitviz":
+                knobs = args.vitviz_knobs
+                final = vitviz_settings(knobs).steps
+                settings = vitviz_settings({**knobs, "steps": max(1, round(final * args.steps_scale))})
+                name = " ".join(filter(None, [tool, args.label]))
+                coarse_until = round(settings.coarse_steps * settings.steps)
             final = max(1, round(final * args.steps_scale))
             at = checkpoints(final)
-            pictures = make(model, layer, args.units, args.seeds, at)
-            figures["contenders"][name] = {"final_step": final, "curve": [
-                {"step": step, **score(model, layer, args.units, args.seeds, pictures[step])}
-                for step in at]}
+            pictures = make(model, layer, args.units, args.seeds, at, settings)
+            figures["contenders"][name] = {
+                "tool": tool, "knobs": knobs, "final_step": final, "coarse_until": coarse_until,
+                "curve": [{"step": step, **score(model, layer, args.units, args.seeds, pictures[step])}
+                          for step in at]}
             print(f"{name}: pictures scored", flush=True)
             if args.json:  # each contender kept as it finishes: the long ones run apart
                 with open(args.json, "w") as handle:
                     json.dump(figures, handle, indent=1)
-    names = list(figures["contenders"])
+    entries = figures["contenders"]
     if args.timings:
-        with open(args.timings) as handle:
-            measured = json.load(handle)["contenders"]
-        per_step = {name: statistics.median(measured[SPEED_NAMES[name]]) for name in names}
+        seconds = timings_from_speed(args.timings, entries)
     else:
-        timers = step_timers(model, figures["layer"], figures["units"][0], names)
-        per_step = {name: statistics.median(values)
-                    for name, values in interleaved(timers, 4, 16, 2).items()}
-    summarise(figures, per_step)
+        seconds = step_seconds(model, figures["layer"], figures["units"][0], entries)
+    summarise(figures, seconds)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(figures, handle, indent=1)

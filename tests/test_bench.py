@@ -25,7 +25,9 @@ def test_every_sweep_variant_is_a_valid_preset(variant):
     preset = get_preset(DEFAULT_PRESET).with_overrides(**SWEEP.VARIANTS[variant])
     preset.check()
     build_transforms(preset.transforms)
-    changed = {k for k, v in preset.knobs().items() if v != get_preset(DEFAULT_PRESET).knobs()[k]}
+    default = get_preset(DEFAULT_PRESET).knobs()
+    knobs = preset.knobs()
+    changed = {k for k in {*knobs, *default} if knobs.get(k) != default.get(k)}
     assert (variant == DEFAULT_PRESET) == (not changed), changed
 
 
@@ -61,3 +63,10 @@ def test_gpu_peaks_are_read_by_the_cards_name_and_sxm_and_pcie_differ():
     assert speed.datasheet_bf16_peak("NVIDIA H200") == 989_000
     assert speed.datasheet_bf16_peak("NVIDIA A10G") == 70_000
     assert speed.datasheet_bf16_peak("Some Future GPU") is None
+
+
+def test_a_runs_time_counts_its_coarse_steps_at_their_own_price():
+    speed = load("speed")
+    assert speed.run_seconds(100, 50, 1.0, 0.25) == 50 * 0.25 + 50 * 1.0
+    assert speed.run_seconds(30, 50, 1.0, 0.25) == 30 * 0.25
+    assert speed.run_seconds(30, 0, 1.0, 0.25) == 30.0
