@@ -98,3 +98,8 @@ def test_out_of_range_unit_names_the_valid_range():
         O.neuron(LAYER, 1, "mean").validate(lookup_tokens)
     with pytest.raises(O.ObjectiveError, match="3 values"):
         O.direction(LAYER, [1, 2, 3]).validate(lookup_tokens)
+
+
+def test_a_neuron_on_a_vector_layer_reads_its_unit_per_row():
+    acts = {"head": torch.arange(12.0).view(3, 4)}
+    assert torch.equal(O.neuron("head", 2)(acts, 3), torch.tensor([2.0, 6.0, 10.0]))

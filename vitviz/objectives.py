@@ -164,11 +164,11 @@ class Neuron(_OneLayer):
         if act.dim() == 4:
             h, w = act.shape[2] // 2, act.shape[3] // 2
             return act[index, rows, h, w]
+        return act[index, rows]
 
     @property
     def reads_token_positions(self):
         return isinstance(self.tokens, int)
-        return act[index, rows]
 
     def validate(self, lookup):
         info = lookup(self.layer)
