@@ -281,12 +281,13 @@ def main() -> None:
             make, final = CONTENDERS[tool]
             settings, knobs, name, coarse_until = None, {}, tool, 0
             if tool == "vitviz":
-                knobs = args.vitviz_knobs
-                final = vitviz_settings(knobs).steps
-                settings = vitviz_settings({**knobs, "steps": max(1, round(final * args.steps_scale))})
-                name = " ".join(filter(None, [tool, args.label]))
-                coarse_until = round(settings.coarse_steps * settings.steps)
+                knobs, name = args.vitviz_knobs, " ".join(filter(None, [tool, args.label]))
+                settings = vitviz_settings(knobs)
+                final = settings.steps
             final = max(1, round(final * args.steps_scale))
+            if settings:
+                settings = settings.with_overrides(steps=final)
+                coarse_until = round(settings.coarse_steps * final)
             at = checkpoints(final)
             pictures = make(model, layer, args.units, args.seeds, at, settings)
             figures["contenders"][name] = {
