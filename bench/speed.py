@@ -352,7 +352,7 @@ def main() -> None:
     if args.no_contenders:
         return _write(args.json, figures)
     timers: dict[str, Timer] = {
-        f"vitviz {DEFAULT_PRESET} (default)": vitviz_timer(model, layer, args.unit, DEFAULT_PRESET),
+        f"vitviz {DEFAULT_PRESET} fp32": vitviz_timer(model, layer, args.unit, DEFAULT_PRESET),
         f"vitviz {DEFAULT_PRESET} bf16": vitviz_timer(model, layer, args.unit, DEFAULT_PRESET,
                                                    variant="bf16"),
         "vitviz lucent preset": vitviz_timer(model, layer, args.unit, "lucent"),

@@ -43,6 +43,7 @@ from vitviz.metrics import embed, photo_statistics, relative_activation, robust_
     specificity
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import optimise
+from vitviz.precision import resolve_precision
 from vitviz.presets import DEFAULT_PRESET, Preset, get_preset
 
 # Pictures by checkpoint step: {step: [N, 3, H, W] in [0, 1]}, items in (unit, seed) order.
@@ -147,10 +148,11 @@ def step_seconds(model: LoadedModel, layer: str, unit: int, entries: dict) -> di
     for name, entry in entries.items():
         if entry["tool"] == "vitviz":
             settings = vitviz_settings(entry["knobs"])
-            timers[name] = vitviz_timer(model, layer, unit, settings, variant=settings.precision)
+            precision = resolve_precision(settings.precision, model.device)
+            timers[name] = vitviz_timer(model, layer, unit, settings, variant=precision)
             if entry["coarse_until"]:
                 timers[name + " coarse"] = vitviz_timer(model, layer, unit, settings,
-                                                        variant=settings.precision, coarse=True)
+                                                        variant=precision, coarse=True)
         else:
             render = (lucent_render if entry["tool"] == "lucent" else horama_render)(model, layer, unit)
             timers[name] = difference_timer(render, model.device)
@@ -188,9 +190,9 @@ def steps_to_90(curve: list[dict]) -> int | None:
     return None
 
 
-def timings_from_speed(path: str, entries: dict) -> dict:
+def timings_from_speed(path: str, entries: dict, device: torch.device) -> dict:
     """Seconds per full-size and per coarse step of each entry from bench/speed.py's --json
-    (contenders at batch 1, measured alone)."""
+    (contenders at batch 1, measured alone on `device`)."""
     with open(path) as handle:
         measured = {name: statistics.median(values)
                     for name, values in json.load(handle)["contenders"].items()}
@@ -203,8 +205,8 @@ def timings_from_speed(path: str, entries: dict) -> dict:
         if entry["coarse_until"]:
             raise SystemExit(f"bench/speed.py times no coarse steps: leave out --timings to time "
                              f"{name} here")
-        precision = vitviz_settings(entry["knobs"]).precision
-        full = measured[f"vitviz {DEFAULT_PRESET} " + ("(default)" if precision == "fp32" else precision)]
+        precision = resolve_precision(vitviz_settings(entry["knobs"]).precision, device)
+        full = measured[f"vitviz {DEFAULT_PRESET} {precision}"]
         seconds[name] = (full, full)
     return seconds
 
@@ -300,7 +302,7 @@ def main() -> None:
                     json.dump(figures, handle, indent=1)
     entries = figures["contenders"]
     if args.timings:
-        seconds = timings_from_speed(args.timings, entries)
+        seconds = timings_from_speed(args.timings, entries, model.device)
     else:
         seconds = step_seconds(model, figures["layer"], figures["units"][0], entries)
     summarise(figures, seconds)

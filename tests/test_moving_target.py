@@ -129,8 +129,11 @@ def _blind(tiny_vit):
 @pytest.mark.parametrize("preset", ["naive", "robust"])
 def test_a_frozen_context_run_equals_the_live_one_when_attention_cannot_move(tiny_vit, preset):
     blind = _blind(tiny_vit)
+    # fp32 whatever the CPU: the frozen pass computes attention explicitly and the live one
+    # with the fused kernel, which in bf16 round differently (close, not equal to 1e-4).
     runs = [compute_result(RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0, 1), preset,
-                                      {"steps": 5}, frozen_context=frozen), blind)
+                                      {"steps": 5, "precision": "fp32"}, frozen_context=frozen),
+                           blind)
             for frozen in (False, True)]
     assert runs[1].config["frozen_context"] and "frozen_context" not in runs[0].config
     assert torch.allclose(torch.tensor(runs[0].activation), torch.tensor(runs[1].activation),

@@ -151,7 +151,8 @@ def share(part: float, total: float) -> str:
 def run_facts(result: Result) -> str:
     return (f"{result.model['name']} ({result.model['weights']}) · "
             f"{result.steps[-1] if result.steps else 0} steps in {result.elapsed_s:.1f} s on "
-            f"{result.device} · {result.created}")
+            f"{result.device}{f' ({result.precision})' if result.precision else ''} · "
+            f"{result.created}")
 
 
 def provenance(result: Result, from_cache: bool) -> str:

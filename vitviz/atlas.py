@@ -63,7 +63,7 @@ def item_result(batch: Result, item: int, request: RunRequest) -> Result:
         checkpoints={step: [images[item]] for step, images in batch.checkpoints.items()},
         steps=batch.steps, activation=[batch.activation[item]], loss=[batch.loss[item]],
         metrics=metrics, elapsed_s=batch.elapsed_s / items, created=batch.created,
-        device=batch.device)
+        device=batch.device, precision=batch.precision)
 
 
 def compute_batch(model: LoadedModel, request: RunRequest) -> Result:

@@ -246,7 +246,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", type=int, help="augmented copies per image and step")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="the network's arithmetic: bf16 autocast is about 2x faster on CPUs with "
-                        "AVX-512 BF16 and on GPUs (default: the preset's, fp32)")
+                        "AVX-512 BF16 or AMX and on recent GPUs; auto takes it where the hardware "
+                        "has it (default: the preset's; robust: auto)")
     p.add_argument("--coarse-steps", type=float,
                    help="fraction of the first steps that feed a ViT its crops at half size "
                         "(a quarter of the work; default: the preset's; 0 turns it off)")

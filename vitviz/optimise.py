@@ -15,6 +15,7 @@ from vitviz.moving_target import explicit_attention_mode
 from vitviz.objectives import Objective
 from vitviz.params import ImageParam, build_param, total_variation
 from vitviz.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
+from vitviz.precision import resolve_precision
 from vitviz.redirect import leaky_targets, redirected
 from vitviz.resolution import at_input_size, coarse_size, resizable
 from vitviz.transforms import augment, build_transforms
@@ -120,9 +121,10 @@ def optimise(
         optimiser, lambda step: _learning_rate_factor(preset, step, preset.steps)
     )
     target = objective.target
+    bf16 = resolve_precision(preset.precision, device) == "bf16"
 
     def forward(images: torch.Tensor) -> dict:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return activations(model, images, objective.layers)
 
     coarse = preset.coarse_steps > 0 and resizable(model) and not objective.reads_token_positions

@@ -51,6 +51,9 @@ class Result:
     elapsed_s: float = 0.0
     created: str = ""
     device: str = ""
+    # The arithmetic the run used: its preset's precision resolved on `device` ("auto" is
+    # bf16 where the hardware has it); "" for results made before it was recorded.
+    precision: str = ""
 
     @property
     def seeds(self) -> list[int]:
@@ -98,6 +101,7 @@ class Result:
             "elapsed_s": self.elapsed_s,
             "created": self.created,
             "device": self.device,
+            "precision": self.precision,
         }
 
     def png(self, item: int) -> bytes:
@@ -166,6 +170,7 @@ class Result:
                     elapsed_s=record.get("elapsed_s", 0.0),
                     created=record.get("created", ""),
                     device=record.get("device", ""),
+                    precision=record.get("precision", ""),
                 )
         except UnreadableResult:
             raise

@@ -24,6 +24,7 @@ from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, model_weights, p
 from vitviz.moving_target import PROBE_VERSION, MovingTargetProbe, split
 from vitviz.objectives import from_spec
 from vitviz.optimise import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
+from vitviz.precision import resolve_precision
 from vitviz.presets import DEFAULT_PRESET, Preset
 from vitviz.results import Result, to_uint8
 
@@ -147,6 +148,7 @@ def compute_result(request: RunRequest, model: LoadedModel,
         elapsed_s=time.perf_counter() - started,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         device=str(model.device),
+        precision=resolve_precision(preset.precision, model.device),
         # The gain's split, content first and order-free, per item (vitviz.moving_target).
         metrics={"moving_target": [split(context, item) for item in range(len(request.seeds))]}
         if probe else {},
