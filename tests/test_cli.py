@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from vitviz.precision import resolve_precision
+
 from conftest import VIT_HIDDEN
 
 
@@ -100,6 +102,8 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "report" / "report.json").read_text())
     assert set(summary["presets"]) == {"naive", "robust"}
+    assert summary["precision"]["naive"] == "fp32"
+    assert summary["precision"]["robust"] == resolve_precision("auto", "cpu")
     assert summary["layers"] == {layer: [0, 1, 2] for layer in layers}
     for figures in summary["presets"].values():
         assert figures["specificity"]["units"] == 6 and figures["specificity"]["seeds"] == 2

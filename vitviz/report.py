@@ -37,6 +37,7 @@ from vitviz.layers import find_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import resolve_preset
 from vitviz.paths import writable_folder
+from vitviz.precision import resolve_precision
 from vitviz.presets import DEFAULT_PRESET, PRESETS
 from vitviz.results import encode_png
 from vitviz.runs import RunRequest, cached_result
@@ -309,6 +310,9 @@ def main(args) -> int:
         "model": model.label, "model_metadata": model.metadata(),
         "layers": chosen,
         "seeds": seeds, "steps": args.steps or {p: PRESETS[p].steps for p in presets},
+        # The arithmetic of the runs made here ("auto" resolved on this device).
+        "device": str(model.device),
+        "precision": {p: resolve_precision(PRESETS[p].precision, model.device) for p in presets},
         "judge": judge.get_judge(args.judge).label,
         "specificity_model": metrics.FEATURE_MODEL,
         "unit_max_over_photos": {layer: info["unit_max"] for layer, info in found.layers.items()},
