@@ -34,7 +34,7 @@ def test_default_preset_lifts_every_unit_of_a_vit_hidden_layer(tiny_vit):
     # With the 1/f^1.5 image, unit 22 of this random network starts high (1.03) on the smooth
     # first image and ends a little lower with one seed (0.86): every unit ends above zero,
     # 63 of 64 rise. The preset's arithmetic is the machine's ("auto": bf16 on a CPU with
-    # AVX-512 BF16, fp32 elsewhere); the next test holds bf16 to the same bar on any CPU.
+    # AVX-512 BF16, fp32 elsewhere); the next test runs bf16 on any CPU.
     rises, positive = rise_rate(tiny_vit, lambda u: O.neuron(VIT_HIDDEN, u), range(64), "robust",
                                 steps=80)
     assert rises >= 0.95 and positive >= 63 / 64, (rises, positive)
