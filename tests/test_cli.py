@@ -113,7 +113,10 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
     table = done.stdout.splitlines()
     assert table[0].split()[:2] == ["preset", "alive"]
     assert [line.split()[0] for line in table[1:3]] == ["naive", "robust"]
-    assert "<table>" in (tmp_path / "report" / "index.html").read_text()
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<table>" in page and "layer by layer" in page
+    by_layer = table[next(i for i, line in enumerate(table) if "judge margin by layer" in line):]
+    assert [line.split()[0] for line in by_layer[1:3]] == layers
     from PIL import Image
 
     width, height = Image.open(tmp_path / "report" / "grid.png").size

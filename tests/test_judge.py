@@ -46,21 +46,30 @@ def test_references_that_explain_the_unit_score_high_and_the_control_low():
 
 
 def test_layers_pool_by_unit_and_each_margin_gets_its_standard_error_over_units():
-    from vitviz.report import pool_verdicts, summary_rows
+    from vitviz.report import layer_margin_rows, pool_verdicts, summary_rows
 
     def layer(margins):
         return {"pictures": 0.5 + sum(margins) / len(margins) / 2, "units": len(margins),
-                "pairs_per_unit": 9, "unit_margins": {"pictures": margins}}
+                "pairs_per_unit": 9, "unit_margins": {"pictures": margins},
+                "pictures_margin": sum(margins) / len(margins)}
 
-    pooled = pool_verdicts([layer([0.2, 0.4]), layer([0.0, 0.2, 0.2])], 5)
+    pooled = pool_verdicts([layer([0.2, 0.4]), layer([0.0, 0.2, 0.2])], 5, ["a", "b"])
     assert pooled["unit_margins"]["pictures"] == [0.2, 0.4, 0.0, 0.2, 0.2]
     assert pooled["pictures"] == pytest.approx(0.5 + 1.0 / 5 / 2)  # weighted by units
     assert pooled["pictures_margin_se"] == pytest.approx(0.1414214 / 5 ** 0.5)
-    one = pool_verdicts([layer([0.3])], 1)
+    # Each layer keeps its own margin: where pictures fall behind shows layer by layer.
+    assert pooled["by_layer"]["a"] == {"pictures_margin": pytest.approx(0.3), "units": 2}
+    assert pooled["by_layer"]["b"]["pictures_margin"] == pytest.approx(0.4 / 3)
+    one = pool_verdicts([layer([0.3])], 1, ["a"])
     assert one["pictures_margin_se"] != one["pictures_margin_se"]  # NaN: one unit has no spread
     summary = {"presets": {}, "exemplars": {"exemplars": 0.7, "exemplars_control": 0.6,
                                             "exemplars_margin": 0.1, "exemplars_margin_se": 0.05}}
     assert summary_rows(summary)[-1][-1] == "+10% ± 5%"
+    exemplars = {"by_layer": {"a": {"exemplars_margin": 0.25, "units": 2},
+                              "b": {"exemplars_margin": -0.05, "units": 3}}}
+    table = layer_margin_rows({"presets": {"robust": {"judge": pooled}}, "exemplars": exemplars})
+    assert table == [["judge margin by layer", "robust", "natural exemplars"],
+                     ["a (2 units)", "+30%", "+25%"], ["b (3 units)", "+13%", "-5%"]]
 
 
 def test_the_judge_needs_enough_photos_and_two_units():

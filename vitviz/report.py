@@ -127,15 +127,16 @@ def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str
         "relative_robust_activation_median": _finite_median(relative),
         "robust_rank_median": statistics.median(ranks),
         "specificity": metrics.specificity(torch.cat(embeddings)),
-        "judge": pool_verdicts(verdicts, units_total),
+        "judge": pool_verdicts(verdicts, units_total, list(layers)),
         "per_image": {"relative_robust_activation": relative, "robust_rank": ranks,
                       "alive": alive},
     }
 
 
-def pool_verdicts(verdicts: list[dict], units_total: int) -> dict:
-    """Judge figures of several layers, weighted by their units, with each margin's standard
-    error over the units."""
+def pool_verdicts(verdicts: list[dict], units_total: int, layers: Sequence[str]) -> dict:
+    """Judge figures of several layers (`verdicts`, one per layer of `layers`), weighted by
+    their units, with each margin's standard error over the units, and each layer's margins:
+    where pictures explain their units less than exemplars do shows layer by layer."""
     keys = [k for k, v in verdicts[0].items() if isinstance(v, float)]
     pooled = {k: sum(v[k] * v["units"] for v in verdicts) / units_total for k in keys}
     margins = {kind: [m for v in verdicts for m in v["unit_margins"][kind]]
@@ -143,8 +144,11 @@ def pool_verdicts(verdicts: list[dict], units_total: int) -> dict:
     for kind, values in margins.items():
         pooled[f"{kind}_margin_se"] = (statistics.stdev(values) / math.sqrt(len(values))
                                        if len(values) > 1 else float("nan"))
+    by_layer = {layer: {**{f"{kind}_margin": v[f"{kind}_margin"] for kind in v["unit_margins"]},
+                        "units": v["units"]}
+                for layer, v in zip(layers, verdicts)}
     return {**pooled, "unit_margins": margins, "units": units_total,
-            "pairs_per_unit": verdicts[0]["pairs_per_unit"]}
+            "pairs_per_unit": verdicts[0]["pairs_per_unit"], "by_layer": by_layer}
 
 
 def _finite_median(values: Sequence[float]) -> float:
@@ -199,14 +203,31 @@ def _margin(judged: dict, kind: str) -> str:
     return f"{judged[f'{kind}_margin']:+.0%}" + (f" ± {se:.0%}" if math.isfinite(se) else "")
 
 
+def layer_margin_rows(summary: dict) -> list[list[str]]:
+    """The judge's margin layer by layer: a header row (layer, each preset, the exemplars),
+    then one row per layer."""
+    presets, exemplars = summary["presets"], summary["exemplars"]["by_layer"]
+    rows = [["judge margin by layer", *presets, "natural exemplars"]]
+    for layer, found in exemplars.items():
+        cells = [f"{f['judge']['by_layer'][layer]['pictures_margin']:+.0%}" for f in presets.values()]
+        rows.append([f"{layer} ({found['units']} units)", *cells,
+                     f"{found['exemplars_margin']:+.0%}"])
+    return rows
+
+
 HEADERS = ["preset", "alive", "robust act. / photo max", "robust rank", "specificity",
            "identification", "judge", "judge control", "judge margin (± s.e.)"]
 
 
-def write_html(out: Path, summary: dict) -> None:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in summary_rows(summary))
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_html(out: Path, summary: dict) -> None:
+    by_layer = layer_margin_rows(summary)
     config = html.escape(json.dumps({k: v for k, v in summary.items()
                                      if k not in ("presets", "exemplars")}, indent=1))
     (out / "index.html").write_text(
@@ -214,7 +235,8 @@ def write_html(out: Path, summary: dict) -> None:
         "<style>body{font-family:sans-serif;max-width:1400px;margin:2em auto}"
         "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style>"
         f"<h1>vitviz report: {html.escape(summary['model'])}</h1>"
-        f"<table><tr>{head}</tr>{body}</table>"
+        f"{_html_table(HEADERS, summary_rows(summary))}"
+        f"<h2>The judge's margin, layer by layer</h2>{_html_table(by_layer[0], by_layer[1:])}"
         f"<p>Identification chance: {summary['presets'][next(iter(summary['presets']))]['specificity']['chance']:.1%}; "
         f"judge chance: 50%. Photo max and the judge's photos: "
         f"{html.escape(summary['photo_set'])}. Grid: one row per unit; columns are the seeds of "
@@ -224,12 +246,17 @@ def write_html(out: Path, summary: dict) -> None:
     )
 
 
-def print_table(summary: dict) -> None:
-    rows = [HEADERS] + summary_rows(summary)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+def _print_rows(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+
+
+def print_table(summary: dict) -> None:
+    _print_rows([HEADERS] + summary_rows(summary))
     print(f"photo max and the judge's photos: {summary['photo_set']}")
+    print()
+    _print_rows(layer_margin_rows(summary))
 
 
 @dataclass
@@ -270,7 +297,7 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
     verdicts = [judge.two_afc(info["pool"], info["units"], count=count)
                 for info in layers.values()]
     units_total = sum(len(units) for units in layer_units.values())
-    return Comparison(layers, pictures, figures, pool_verdicts(verdicts, units_total))
+    return Comparison(layers, pictures, figures, pool_verdicts(verdicts, units_total, list(layers)))
 
 
 def check_settings(seeds: int, presets: Sequence[str], judge_name: str) -> None:
