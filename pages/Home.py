@@ -3,6 +3,7 @@ import streamlit as st
 import torch
 
 from vitviz.models import MODELS, default_model, pick_device
+from vitviz.precision import resolve_precision
 
 from ui import widgets
 from ui.limits import FIELDS, load_limits
@@ -11,10 +12,12 @@ from ui.resources import result_cache, run_queue
 
 
 def device_metric() -> tuple[str, str]:
+    """The device, and the arithmetic the default method uses on it (precision "auto")."""
     device = pick_device()
+    arithmetic = resolve_precision("auto", device)
     if device.type == "cuda":
-        return f"Device · {torch.cuda.get_device_name(device)}", "CUDA"
-    return f"Device · {torch.get_num_threads()} threads", "CPU"
+        return f"Device · {torch.cuda.get_device_name(device)}", f"CUDA · {arithmetic}"
+    return f"Device · {torch.get_num_threads()} threads", f"CPU · {arithmetic}"
 
 
 state = setup("home", "Feature visualisation (activation maximisation) for Vision Transformers and"

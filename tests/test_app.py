@@ -20,6 +20,8 @@ from streamlit.testing.v1 import AppTest
 import vitviz.atlas
 import vitviz.runs
 from vitviz.cache import ResultCache
+from vitviz.models import pick_device
+from vitviz.precision import resolve_precision
 from vitviz.runs import cached_result
 
 from conftest import VIT_HIDDEN
@@ -109,7 +111,10 @@ def test_home_names_the_default_model_device_and_cache_and_warns_about_random_we
     assert errors(at) == ""
     metrics = {m.label.split(" · ")[0]: m.value for m in at.metric}
     assert metrics["Default model"] == "tiny_vit"
-    assert metrics["Device"] in ("CPU", "CUDA") and metrics["Result cache"] == "0 runs"
+    # The device, and the arithmetic the default method takes on it.
+    device = pick_device()
+    assert metrics["Device"] == f"{device.type.upper()} · {resolve_precision('auto', device)}"
+    assert metrics["Result cache"] == "0 runs"
     assert "set by the VITVIZ_MODEL environment variable" in at.info[0].value
     assert any("random weights" in w.value for w in at.warning)
     assert {"Optimise", "Compare seeds", "Moving target", "Runs"} <= {p.value for p in at.page_link}
