@@ -50,7 +50,7 @@ def test_auto_makes_the_resolved_setting_s_picture_and_records_it(tiny_vit, bf16
     objective = O.neuron(VIT_HIDDEN, 3).spec()
     cache = ResultCache(tmp_path / "cache")
 
-    def run(knobs, loader=lambda _: tiny_vit):
+    def run(knobs, loader=lambda _: tiny_vit, cache=cache):
         return cached_result(RunRequest("tiny_vit", objective, (0,), "robust",
                                         {"steps": 4, **knobs}), cache, loader)
 
@@ -64,7 +64,5 @@ def test_auto_makes_the_resolved_setting_s_picture_and_records_it(tiny_vit, bf16
     again, hit = run({}, lambda _: pytest.fail("a cache hit loads no model"))
     assert hit and again.precision == "bf16"
     bf16_hardware(False)
-    fresh = ResultCache(tmp_path / "elsewhere")
-    auto = cached_result(RunRequest("tiny_vit", objective, (0,), "robust", {"steps": 4}), fresh,
-                         lambda _: tiny_vit)[0]
+    auto = run({}, cache=ResultCache(tmp_path / "elsewhere"))[0]  # the key is the same "auto"
     assert (auto.images[0] == fp32.images[0]).all() and auto.precision == "fp32"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from vitviz.errors import UserError
 from vitviz.params import param_problems
-from vitviz.precision import SETTINGS
+from vitviz.precision import SETTINGS as PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,6 @@ MAX_STEPS = 100_000
 MAX_COPIES = 64
 MIN_CANVAS, MAX_CANVAS = 8, 4096
 SCHEDULES = ("constant", "cosine")
-PRECISIONS = SETTINGS
 
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
