@@ -14,6 +14,8 @@ from ui.settings import examples_request
 KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
          "patch": "Patches (one token, shown with its neighbourhood)"}
 TOP_K = 6
+DRIVE_HELP = ("Ranked by the unit's drive, which follows its input: on GELU's negative tail a "
+              "value nearer zero can mean a weaker drive, so the values shown need not fall.")
 
 state = setup("examples", "A visualisation is only a hypothesis about a unit. Check it against the"
                           " real photos (and their crops and patches) that drive the unit most, "
@@ -86,7 +88,7 @@ with reported():
         for kind, title in KINDS.items():
             if kind not in top:
                 continue
-            st.subheader(title, anchor=False)
+            st.subheader(title, anchor=False, help=None if kind == "patch" else DRIVE_HELP)
             row = st.columns(TOP_K)
             for column, example in zip(row, top[kind]):
                 context = 1.5 * (example.box[2] - example.box[0]) if kind == "patch" else 0.0

@@ -10,6 +10,7 @@ from PIL import Image
 
 from conftest import VIT_HIDDEN
 from vitviz.data import centre_square, read_rgb
+from vitviz.drive import capture_drive
 from vitviz.index import ActivationIndex, build_index
 from vitviz.layers import activations
 from vitviz.objectives import unit_values
@@ -30,23 +31,24 @@ def brute_force(model, folder):
     paths = sorted(p for p in folder.rglob("*") if p.suffix in (".png", ".jpg") and
                    p.name != "broken.jpg")
     images = torch.stack([centre_square(read_rgb(p), model.preprocessing.size) for p in paths])
-    with torch.no_grad():
+    with torch.no_grad(), capture_drive(model.module, VIT_HIDDEN) as drive:
         acts = activations(model, model.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
-    return paths, unit_values(acts, "patch", model.prefix_tokens).numpy(), \
-        acts[:, model.prefix_tokens:].numpy()
+    return (paths, unit_values(acts, "patch", model.prefix_tokens).numpy(),
+            unit_values(drive[-1], "patch", model.prefix_tokens).numpy(),
+            acts[:, model.prefix_tokens:].numpy())
 
 
 def check_against(index, model, folder):
-    paths, values, patches = brute_force(model, folder)
+    paths, values, drive, patches = brute_force(model, folder)
     assert index.count == len(paths)
     side = int(patches.shape[1] ** 0.5)
     for unit in (0, 7, 63):
-        expected = np.argsort(-values[:, unit], kind="stable")[:K]
+        expected = np.argsort(-drive[:, unit], kind="stable")[:K]  # ranked by the drive
         got = index.top(VIT_HIDDEN, unit)
         assert [p for p, _ in got] == [paths[i] for i in expected]
         assert np.allclose([v for _, v in got], values[expected, unit], atol=1e-5)
         lowest = index.top(VIT_HIDDEN, unit, bottom=True)[0]
-        assert lowest[0] == paths[int(values[:, unit].argmin())]
+        assert lowest[0] == paths[int(drive[:, unit].argmin())]
         summary = index.summary(VIT_HIDDEN, unit)
         assert np.isclose(summary["mean"], values[:, unit].mean(), atol=1e-5)
         assert np.isclose(summary["max"], values[:, unit].max(), atol=1e-5)

@@ -81,9 +81,14 @@ def test_dataset_examples_rank_photos_crops_and_patches(tiny_vit):
     assert stats.values.shape == (2 * 10, 64)  # each photo, plus its 3x3 crops
     assert stats.patch_values.shape == (2, 16, 64)
     top = stats.top(5, k=3)
+    for kind in ("photo", "crop"):  # the drive's order (vitviz.drive), reported as values
+        rows = [i for i, view in enumerate(stats.views) if view[2] == kind]
+        strongest = stats.drive[rows, 5].argsort(descending=True)[:3].tolist()
+        assert [e.activation for e in top[kind]] == [float(stats.values[rows[i], 5]) for i in strongest]
+    values = [example.activation for example in top["patch"]]
+    assert values == sorted(values, reverse=True)
     for kind in ("photo", "crop", "patch"):
-        values = [example.activation for example in top[kind]]
-        assert values == sorted(values, reverse=True) and top[kind][0].kind == kind
+        assert top[kind][0].kind == kind
         assert all(0 <= v <= 1 for example in top[kind] for v in example.box)
     assert stats.unit_max(5) == max(top["photo"][0].activation, top["crop"][0].activation)
 

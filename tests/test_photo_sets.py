@@ -86,8 +86,8 @@ def test_the_judge_draws_its_queries_and_exemplars_from_the_folders_index(tiny_v
     pool = judge.pool_for(examples, "dinov2")
     assert isinstance(pool, judge.IndexPool)
 
-    paths, values, _ = brute_force(tiny_vit, folder)
-    ranked = [paths[i] for i in np.argsort(-values[:, 5], kind="stable")]
+    paths, _, drive, _ = brute_force(tiny_vit, folder)
+    ranked = [paths[i] for i in np.argsort(-drive[:, 5], kind="stable")]
     query = pool.queries(5)
     assert query.high == ranked[:3] and query.low == ranked[::-1][:3]
     assert pool.exemplars(5, 10, query.photos) == ranked[3:13]

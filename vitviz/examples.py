@@ -5,6 +5,7 @@ examples of any unit of that layer, and its maximum over the photo set, cost not
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vitviz.drive import capture_drive, has_drive
 from vitviz.layers import activations, find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import unit_values
@@ -42,6 +44,14 @@ class LayerActivations:
     values: torch.Tensor  # [views, units], reduced over tokens / space
     patch_values: torch.Tensor | None  # [photos, patches, units] for token layers
     photo_names: list[str]
+    # [views, units] of the units' drive (vitviz.drive) where it can order views differently
+    # from `values` (a GELU or ReLU layer), else None.
+    drive: torch.Tensor | None = None
+
+    @property
+    def ranking(self) -> torch.Tensor:
+        """[views, units] whose order is the order in which views drive each unit."""
+        return self.values if self.drive is None else self.drive
 
     @property
     def label(self) -> str:
@@ -64,12 +74,13 @@ class LayerActivations:
         return float(self.values[:, unit].max())
 
     def top(self, unit: int, k: int = 8) -> dict[str, list[Example]]:
+        """The unit's k strongest photos and crops (in the order of its drive, with their
+        values) and patch tokens (by value)."""
         result = {}
         for kind in ("photo", "crop"):
             rows = [i for i, view in enumerate(self.views) if view[2] == kind]
-            scores = self.values[rows, unit]
-            order = scores.argsort(descending=True)[:k].tolist()
-            result[kind] = [self._example(rows[i], float(scores[i])) for i in order]
+            order = self.ranking[rows, unit].argsort(descending=True)[:k].tolist()
+            result[kind] = [self._example(rows[i], float(self.values[rows[i], unit])) for i in order]
         if self.patch_values is not None:
             result["patch"] = self._top_patches(unit, k)
         return result
@@ -130,11 +141,15 @@ def measure_layer(
     """Activations of every unit of `layer` on every photo and crop, in batches."""
     find_layer(model, layer)  # an unknown layer: the error that lists close matches, first
     images, views = photo_views(photos, model.preprocessing.size)
-    values, patches = [], []
+    values, patches, drives = [], [], []
+    rectified = has_drive(model.module.get_submodule(layer))
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(model.device)
-        act = activations(model, model.normalise(batch), [layer])[layer].float()
+        with capture_drive(model.module, layer) if rectified else nullcontext([]) as drive:
+            act = activations(model, model.normalise(batch), [layer])[layer].float()
         values.append(unit_values(act, tokens, model.prefix_tokens).cpu())
+        if drive:
+            drives.append(unit_values(drive[-1], tokens, model.prefix_tokens).cpu())
         if act.dim() == 3:
             kinds = [views[i][2] for i in range(start, start + len(batch))]
             patches += [act[i, model.prefix_tokens:].cpu()
@@ -148,6 +163,7 @@ def measure_layer(
         values=torch.cat(values),
         patch_values=torch.stack(patches) if patches else None,
         photo_names=[photo.name for photo in photos],
+        drive=torch.cat(drives) if drives else None,
     )
 
 

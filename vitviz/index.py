@@ -6,7 +6,8 @@
 The images stream through the model in batches (never all in memory): each image's centre
 square, resized to the model's input as the built-in photos are (`vitviz.data`), goes through
 the network once for all the layers asked for. Per layer and unit the index keeps the k images
-that drive the unit most and the k that drive it least, with their values; the k strongest
+that drive the unit most and the k that drive it least, with their values (ranked by the unit's
+drive, `vitviz.drive`, which on a GELU layer is not the output's order); the k strongest
 positions over all images (patch tokens of a ViT layer, cells of a CNN feature map: the image,
 where in it, and the value), which show the part of an image the unit responds to; the count,
 sum, sum of squares, minimum and maximum; and a sample of values for quantiles, taken on the
@@ -18,8 +19,8 @@ every few batches: Ctrl-C or a crash loses at most the batches since the last sa
 index. A rerun skips the files already indexed (path, size, modification time) and adds the
 new ones; an unreadable file is skipped, counted and not tried again.
 
-Size: per layer, units x (7k + sample) numbers; 1536 units with k = 16 and a 256-value sample
-take 2.7 MB (measured), whatever the number of images, plus a line per file in the file list.
+Size: per layer, units x (9k + sample) numbers; 1536 units with k = 16 and a 256-value sample
+take about 2.9 MB, whatever the number of images, plus a line per file in the file list.
 Memory while indexing: one batch of images and its activations, plus that.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,6 +38,7 @@ import torch
 from PIL import UnidentifiedImageError
 
 from vitviz.data import centre_square, read_rgb
+from vitviz.drive import capture_drive, has_drive
 from vitviz.errors import UserError
 from vitviz.hashing import config_key
 from vitviz.layers import activations, find_layer
@@ -43,7 +46,7 @@ from vitviz.models import LoadedModel
 from vitviz.objectives import unit_values
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-FORMAT_VERSION = 2  # 2: top patches (positions) per unit
+FORMAT_VERSION = 3  # 2: top patches (positions) per unit; 3: extremes ranked by the drive
 
 # Called as progress(images done this run, images to do this run).
 IndexProgress = Callable[[int, int], None]
@@ -74,10 +77,14 @@ def _sample_rank(relative: str) -> int:
 class LayerStats:
     """One layer's per-unit figures over the images indexed so far."""
 
-    top_values: np.ndarray  # [units, k], largest first
+    top_values: np.ndarray  # [units, k], the strongest first (by top_keys)
     top_ids: np.ndarray  # [units, k] indices into the index's files; -1: none yet
-    bottom_values: np.ndarray  # [units, k], smallest first
+    bottom_values: np.ndarray  # [units, k], the weakest first (by bottom_keys)
     bottom_ids: np.ndarray
+    # The drive (vitviz.drive) of the kept images: what ranks them. Equal to the values on
+    # layers where the output keeps the drive's order.
+    top_keys: np.ndarray  # [units, k]
+    bottom_keys: np.ndarray  # [units, k]
     total: np.ndarray  # [units] float64 sums
     squares: np.ndarray  # [units] float64 sums of squares
     minimum: np.ndarray
@@ -95,6 +102,7 @@ class LayerStats:
     def empty(cls, units: int, k: int, sample: int) -> "LayerStats":
         return cls(np.full((units, k), -np.inf, np.float32), np.full((units, k), -1, np.int64),
                    np.full((units, k), np.inf, np.float32), np.full((units, k), -1, np.int64),
+                   np.full((units, k), -np.inf, np.float32), np.full((units, k), np.inf, np.float32),
                    np.zeros(units), np.zeros(units), np.full(units, np.inf, np.float32),
                    np.full(units, -np.inf, np.float32),
                    np.full((units, sample), np.nan, np.float32),
@@ -113,16 +121,19 @@ class LayerStats:
             both = np.concatenate([getattr(self, name), new], axis=1)
             setattr(self, name, np.take_along_axis(both, order, axis=1))
 
-    def add(self, values: np.ndarray, ids: np.ndarray, ranks: np.ndarray) -> None:
-        """Fold a batch in: `values` [batch, units], the images' ids and sample ranks."""
+    def add(self, values: np.ndarray, ids: np.ndarray, ranks: np.ndarray,
+            drive: np.ndarray | None = None) -> None:
+        """Fold a batch in: `values` [batch, units], the images' ids and sample ranks, and the
+        units' drive [batch, units] where it can rank the images differently from the values."""
         k = self.top_values.shape[1]
+        keys = values if drive is None else drive
         for extreme, sign in (("top", 1), ("bottom", -1)):
-            merged = np.concatenate([getattr(self, f"{extreme}_values"), values.T], axis=1)
-            merged_ids = np.concatenate(
-                [getattr(self, f"{extreme}_ids"), np.broadcast_to(ids, values.T.shape)], axis=1)
-            order = np.argsort(-sign * merged, axis=1, kind="stable")[:, :k]
-            setattr(self, f"{extreme}_values", np.take_along_axis(merged, order, axis=1))
-            setattr(self, f"{extreme}_ids", np.take_along_axis(merged_ids, order, axis=1))
+            merged_keys = np.concatenate([getattr(self, f"{extreme}_keys"), keys.T], axis=1)
+            order = np.argsort(-sign * merged_keys, axis=1, kind="stable")[:, :k]
+            for field, new in (("keys", keys.T), ("values", values.T),
+                               ("ids", np.broadcast_to(ids, values.T.shape))):
+                merged = np.concatenate([getattr(self, f"{extreme}_{field}"), new], axis=1)
+                setattr(self, f"{extreme}_{field}", np.take_along_axis(merged, order, axis=1))
         self.total += values.sum(axis=0, dtype=np.float64)
         self.squares += (values.astype(np.float64) ** 2).sum(axis=0)
         self.minimum = np.minimum(self.minimum, values.min(axis=0))
@@ -159,7 +170,8 @@ class ActivationIndex:
 
     def top(self, layer: str, unit: int, k: int | None = None, bottom: bool = False
             ) -> list[tuple[Path, float]]:
-        """The images (paths under the folder) that drive `unit` most (or least), with values."""
+        """The images (paths under the folder) that drive `unit` most (or least), with values:
+        in the order of the unit's drive, which on the tail of a GELU is not the values' order."""
         stats = self._layer(layer)
         values = (stats.bottom_values if bottom else stats.top_values)[unit]
         ids = (stats.bottom_ids if bottom else stats.top_ids)[unit]
@@ -245,7 +257,8 @@ def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: 
 PatchTop = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 # What one batch of files gives: the positions in the batch of the readable files, per layer
 # their unit values [readable, units], and per layer with positions their PatchTop.
-BatchValues = tuple[list[int], dict[str, np.ndarray], dict[str, PatchTop]]
+# (kept positions, values per layer, drive per rectifier layer, strongest positions per layer)
+BatchValues = tuple[list[int], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, PatchTop]]
 
 
 def positions(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor | None:
@@ -286,17 +299,21 @@ def measure_batch(model: LoadedModel, layers: Sequence[str], tokens: str | int,
         except (UnidentifiedImageError, OSError, ValueError):
             continue
     if not tensors:
-        return kept, {}, {}
-    with torch.no_grad():
+        return kept, {}, {}, {}
+    with torch.no_grad(), ExitStack() as stack:
+        captured = {layer: stack.enter_context(capture_drive(model.module, layer))
+                    for layer in layers if has_drive(model.module.get_submodule(layer))}
         acts = activations(model, model.normalise(torch.stack(tensors).to(model.device)), layers)
-    values, tops = {}, {}
+    values, drives, tops = {}, {}, {}
+    for layer, found in captured.items():
+        drives[layer] = unit_values(found[-1], tokens, model.prefix_tokens).cpu().numpy()
     for layer in layers:
         act = acts[layer].float()
         values[layer] = unit_values(act, tokens, model.prefix_tokens).cpu().numpy()
         grid = positions(act, model.prefix_tokens)
         if grid is not None:
             tops[layer] = top_positions(grid, k)
-    return kept, values, tops
+    return kept, values, drives, tops
 
 
 def measure_payload(model: LoadedModel, payload: tuple) -> BatchValues:
@@ -342,14 +359,14 @@ def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, r
     else:
         measured = (measure_batch(model, layers, tokens, paths, k) for paths in batches)
     added = 0
-    for batch_number, (paths, (kept, values, tops)) in enumerate(zip(batches, measured)):
+    for batch_number, (paths, (kept, values, drives, tops)) in enumerate(zip(batches, measured)):
         readable = [paths[i] for i in kept]
         index.skipped += [_file_id(folder, p) for i, p in enumerate(paths) if i not in kept]
         ids = np.arange(len(index.files), len(index.files) + len(readable))
         ranks = np.array([_sample_rank(p.relative_to(folder).as_posix()) for p in readable],
                          np.uint64)
         for layer in layers if readable else ():
-            index.stats[layer].add(values[layer], ids, ranks)
+            index.stats[layer].add(values[layer], ids, ranks, drives.get(layer))
             if layer in tops:
                 index.stats[layer].add_patches(tops[layer], ids)
         index.files += [_file_id(folder, p) for p in readable]

@@ -7,7 +7,9 @@ and Brendel 2024) replaces the person by a perceptual similarity model. vitviz d
 with a judge model that no other quality figure uses:
 
 - queries: each of the `per_side` photos that drive the unit most (its strongest view, whole
-  photo or crop) against each of the `per_side` photos that drive it least (their weakest view);
+  photo or crop) against each of the `per_side` photos that drive it least (their weakest view),
+  ranked by the unit's drive (`vitviz.drive`): on a GELU layer, the post-activation with GELU's
+  dip filled in, since on the dip the output's order is the reverse of the input's;
 - references: the unit's pictures, each seen whole and as its four quarters (what a viewer
   sees when looking closer; Borowski et al. showed 9 references); or, as the baseline, its
   natural exemplars: its strongest views among the *other* photos, as many as there are
@@ -134,7 +136,7 @@ class ViewPool:
 
     def queries(self, unit: int, per_side: int = PER_SIDE) -> Queries:
         stats = self.stats
-        values = stats.values[:, unit]
+        values = stats.ranking[:, unit]
         photo_of = torch.tensor([view[0] for view in stats.views])
         n_photos = len(stats.photo_names)
         if n_photos < 2 * per_side + 1:
@@ -154,7 +156,7 @@ class ViewPool:
 
     def exemplars(self, unit: int, count: int, exclude: frozenset) -> list[int]:
         """The unit's `count` strongest views from photos not in `exclude`, one view per photo."""
-        order = self.stats.values[:, unit].argsort(descending=True).tolist()
+        order = self.stats.ranking[:, unit].argsort(descending=True).tolist()
         chosen, used = [], set(exclude)
         for view in order:
             photo = self.stats.views[view][0]

@@ -1,0 +1,52 @@
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitviz import judge
+from vitviz.data import load_photos
+from vitviz.drive import GELU_TURN, drive
+from vitviz.examples import LayerActivations, measure_layer, photo_views
+from vitviz.hooks import run_and_capture
+from vitviz.objectives import unit_values
+
+from conftest import VIT_HIDDEN
+
+
+def test_drive_rises_with_the_pre_activation_and_is_the_output_where_the_rectifier_rises():
+    pre = torch.linspace(-8, 3, 2001)
+    for module, rises_from in ((nn.GELU(), GELU_TURN), (nn.ReLU(), 0.0)):
+        values = drive(pre, module)
+        assert (values.diff() > 0).all()
+        rising = pre >= rises_from
+        assert torch.equal(values[rising], module(pre)[rising])
+    assert (F.gelu(pre).diff() < 0).any()  # what the drive repairs
+
+
+def tail_layer(photos: int = 10, with_drive: bool = True) -> LayerActivations:
+    """One GELU unit whose every photo sits on the tail: photo p at pre-activation -3 + 0.2 p."""
+    views = [(p, (0.0, 0.0, 1.0, 1.0), "photo") for p in range(photos)]
+    pre = torch.tensor([-3 + 0.2 * p for p in range(photos)])[:, None]
+    return LayerActivations("layer", "patch", views, F.gelu(pre), None,
+                            [f"photo{p}" for p in range(photos)],
+                            drive(pre, nn.GELU()) if with_drive else None)
+
+
+def test_the_judge_ranks_a_tail_unit_by_what_drives_it_not_by_its_output():
+    views = torch.eye(10)
+    by_output = judge.ViewPool(tail_layer(with_drive=False), views).queries(0, per_side=3)
+    assert by_output.high == [0, 1, 2]  # the output's order calls the furthest photos strongest
+    query = judge.ViewPool(tail_layer(), views).queries(0, per_side=3)
+    assert query.high == [9, 8, 7] and query.low == [0, 1, 2]
+    assert judge.ViewPool(tail_layer(), views).exemplars(0, 2, query.photos) == [6, 5]
+
+
+def test_measured_drive_is_the_rectifier_input_reduced_like_the_output(tiny_vit):
+    photos = load_photos(["sklearn"])
+    stats = measure_layer(tiny_vit, VIT_HIDDEN, photos, batch_size=7)
+    pre_layer = VIT_HIDDEN.replace("mlp.1", "mlp.0")
+    assert measure_layer(tiny_vit, pre_layer, photos).drive is None  # a linear layer keeps order
+    inputs, _ = photo_views(photos, tiny_vit.preprocessing.size)
+    pre = run_and_capture(tiny_vit.module, tiny_vit.normalise(inputs), [pre_layer])[pre_layer]
+    expected = unit_values(drive(pre, nn.GELU()), "patch", tiny_vit.prefix_tokens)
+    assert stats.drive.shape == stats.values.shape
+    assert torch.allclose(stats.drive, expected, atol=1e-5)
