@@ -11,8 +11,8 @@ pre-activation rises (correlation -0.39 to -0.98, below -0.85 for five of them).
 The drive keeps the output wherever the rectifier rises and fills the dip: below the turning
 point it stays at the minimum, less a slight slope, so that inputs on the tail still rank by how
 close they come. For a ReLU that is a leaky ReLU: dead inputs rank by their pre-activation. The
-drive orders photos (the judge's queries and exemplars); every reported activation stays the
-post-activation.
+drive orders images (the judge's queries and exemplars, the dataset examples' photos and crops,
+a folder index's extremes); every reported activation stays the post-activation.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 GELU_TURN = -0.7517916  # where exact GELU has its minimum
-# Small enough that a token on the tail never outweighs one above the turn by as much as 0.01
-# unless its pre-activation is 10 lower.
+# Only breaks ties among tail inputs: 10 units of pre-activation on the tail move the drive by
+# 0.01, where GELU itself gains 0.5 per unit just above zero.
 TAIL_SLOPE = 1e-3
 
 
