@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import VIT_HIDDEN
 from vitviz.data import centre_square, read_rgb
-from vitviz.drive import capture_drive
+from vitviz.drive import capture_drives
 from vitviz.index import ActivationIndex, build_index
 from vitviz.layers import activations
 from vitviz.objectives import unit_values
@@ -31,10 +31,10 @@ def brute_force(model, folder):
     paths = sorted(p for p in folder.rglob("*") if p.suffix in (".png", ".jpg") and
                    p.name != "broken.jpg")
     images = torch.stack([centre_square(read_rgb(p), model.preprocessing.size) for p in paths])
-    with torch.no_grad(), capture_drive(model.module, VIT_HIDDEN) as drive:
+    with torch.no_grad(), capture_drives(model.module, [VIT_HIDDEN]) as drives:
         acts = activations(model, model.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
     return (paths, unit_values(acts, "patch", model.prefix_tokens).numpy(),
-            unit_values(drive[-1], "patch", model.prefix_tokens).numpy(),
+            unit_values(drives[VIT_HIDDEN][-1], "patch", model.prefix_tokens).numpy(),
             acts[:, model.prefix_tokens:].numpy())
 
 

@@ -17,7 +17,7 @@ a folder index's extremes); every reported activation stays the post-activation.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,26 +40,29 @@ def drive(pre: torch.Tensor, module: nn.Module) -> torch.Tensor:
     return torch.where(pre >= turn, output, floor + TAIL_SLOPE * (pre - turn))
 
 
-def has_drive(module: nn.Module) -> bool:
-    """Whether the module's output order can differ from its drive's (a rectifier's does)."""
-    return isinstance(module, (nn.GELU, nn.ReLU))
-
-
 @contextmanager
-def capture_drive(model: nn.Module, layer: str) -> Iterator[list[torch.Tensor]]:
-    """Inside the block, each forward pass appends the drive of the rectifier at `layer`.
+def capture_drives(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Inside the block, each forward pass appends the drive of every rectifier among `layers`
+    to its list; layers whose output keeps the drive's order (not a GELU or ReLU) get none.
 
     A module called several times in one pass (a ResNet's shared ReLU) appends once per call;
     the last is the call whose output the layer's readers keep.
     """
-    module = model.get_submodule(layer)
-    found: list[torch.Tensor] = []
+    found: dict[str, list[torch.Tensor]] = {}
+    handles = []
 
-    def hook(_module, inputs):
-        found.append(drive(inputs[0].detach().float(), module))
+    def hook_for(module: nn.Module, store: list):
+        def hook(_module, inputs):
+            store.append(drive(inputs[0].detach().float(), module))
+        return hook
 
-    handle = module.register_forward_pre_hook(hook)
+    for layer in dict.fromkeys(layers):
+        module = model.get_submodule(layer)
+        if isinstance(module, (nn.GELU, nn.ReLU)):
+            found[layer] = []
+            handles.append(module.register_forward_pre_hook(hook_for(module, found[layer])))
     try:
         yield found
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()

@@ -5,7 +5,6 @@ examples of any unit of that layer, and its maximum over the photo set, cost not
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vitviz.drive import capture_drive, has_drive
+from vitviz.drive import capture_drives
 from vitviz.layers import activations, find_layer
 from vitviz.models import LoadedModel
 from vitviz.objectives import unit_values
@@ -142,14 +141,13 @@ def measure_layer(
     find_layer(model, layer)  # an unknown layer: the error that lists close matches, first
     images, views = photo_views(photos, model.preprocessing.size)
     values, patches, drives = [], [], []
-    rectified = has_drive(model.module.get_submodule(layer))
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(model.device)
-        with capture_drive(model.module, layer) if rectified else nullcontext([]) as drive:
+        with capture_drives(model.module, [layer]) as captured:
             act = activations(model, model.normalise(batch), [layer])[layer].float()
         values.append(unit_values(act, tokens, model.prefix_tokens).cpu())
-        if drive:
-            drives.append(unit_values(drive[-1], tokens, model.prefix_tokens).cpu())
+        if layer in captured:
+            drives.append(unit_values(captured[layer][-1], tokens, model.prefix_tokens).cpu())
         if act.dim() == 3:
             kinds = [views[i][2] for i in range(start, start + len(batch))]
             patches += [act[i, model.prefix_tokens:].cpu()

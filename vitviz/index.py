@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,7 +37,7 @@ import torch
 from PIL import UnidentifiedImageError
 
 from vitviz.data import centre_square, read_rgb
-from vitviz.drive import capture_drive, has_drive
+from vitviz.drive import capture_drives
 from vitviz.errors import UserError
 from vitviz.hashing import config_key
 from vitviz.layers import activations, find_layer
@@ -256,8 +255,8 @@ def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: 
 # [k, units], its position on the grid [k, units], and the grid's side.
 PatchTop = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 # What one batch of files gives: the positions in the batch of the readable files, per layer
-# their unit values [readable, units], and per layer with positions their PatchTop.
-# (kept positions, values per layer, drive per rectifier layer, strongest positions per layer)
+# their unit values [readable, units], per GELU or ReLU layer their drive [readable, units],
+# and per layer with positions their PatchTop.
 BatchValues = tuple[list[int], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, PatchTop]]
 
 
@@ -300,9 +299,7 @@ def measure_batch(model: LoadedModel, layers: Sequence[str], tokens: str | int,
             continue
     if not tensors:
         return kept, {}, {}, {}
-    with torch.no_grad(), ExitStack() as stack:
-        captured = {layer: stack.enter_context(capture_drive(model.module, layer))
-                    for layer in layers if has_drive(model.module.get_submodule(layer))}
+    with torch.no_grad(), capture_drives(model.module, layers) as captured:
         acts = activations(model, model.normalise(torch.stack(tensors).to(model.device)), layers)
     values, drives, tops = {}, {}, {}
     for layer, found in captured.items():
