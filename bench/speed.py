@@ -9,7 +9,8 @@
 2. **Batches**: seconds per step of vitviz's presets against the batch size, with the FLOPs of a
    step (counted by torch.utils.flop_counter over one real step), images x steps per second,
    achieved GFLOP/s and the fraction of peak, in fp32 and under bf16 autocast (the preset knob
-   `precision`), eager and with compiled blocks (`+compile`, vitviz.compiled). On a GPU the
+   `precision`), eager and with compiled blocks (`+compile`, vitviz.compiled), and with
+   PyTorch's fused attention kernel where vitviz takes another (`+fused`). On a GPU the
    fraction is also given of the card's datasheet bf16 peak, read by its name.
 3. **Contenders**, on the same model, layer, unit and image size: vitviz's default, its `lucent`
    preset, torch-lucent's `render_vis` and Horama's `maco` (PyPI `horama`), each when installed.
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitviz import objectives
+from vitviz import fast_attention, objectives
 from vitviz.layers import default_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import optimise
@@ -89,13 +90,30 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, side: int | None = Non
     return 2 * side ** 3 / best / 1e9
 
 
-VARIANTS = ("fp32", "bf16", "fp32+compile", "bf16+compile")
+# "+fused": attention through PyTorch's fused kernel even where vitviz takes another path (bf16
+# on the CPU, vitviz.fast_attention.attend), to measure what that path is worth.
+VARIANTS = ("fp32", "bf16", "fp32+compile", "bf16+compile", "bf16+fused")
 
 
 def variant_model(model: LoadedModel, variant: str) -> tuple[LoadedModel, str]:
     """The model to time and the precision for a variant such as 'bf16+compile'."""
-    precision, _, compiled = variant.partition("+")
-    return dataclasses.replace(model, compile=bool(compiled)), precision
+    precision, *flags = variant.split("+")
+    return dataclasses.replace(model, compile="compile" in flags), precision
+
+
+@contextlib.contextmanager
+def fused_attention(variant: str):
+    """Within the block, a "+fused" variant's attention takes PyTorch's fused kernel."""
+    if "fused" not in variant.split("+"):
+        yield
+        return
+    own = fast_attention.attend
+    fast_attention.attend = lambda q, k, v, dropout_p=0.0: \
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    try:
+        yield
+    finally:
+        fast_attention.attend = own
 
 
 def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: "str | Preset", batch: int = 1,
@@ -107,16 +125,17 @@ def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: "str | Prese
         precision=precision, coarse_steps=1.0 if coarse else 0.0)
 
     def timed(warmup: int, steps: int) -> float:
-        records = optimise(model, objective, list(range(batch)), settings, steps=warmup + steps,
-                           record_every=0)
-        for _ in range(warmup):
-            next(records)
-        synchronise(model.device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            next(records)
-        synchronise(model.device)
-        return time.perf_counter() - start
+        with fused_attention(variant):
+            records = optimise(model, objective, list(range(batch)), settings,
+                               steps=warmup + steps, record_every=0)
+            for _ in range(warmup):
+                next(records)
+            synchronise(model.device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                next(records)
+            synchronise(model.device)
+            return time.perf_counter() - start
 
     return timed
 

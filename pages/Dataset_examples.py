@@ -88,7 +88,7 @@ with reported():
         for kind, title in KINDS.items():
             if kind not in top:
                 continue
-            st.subheader(title, anchor=False, help=None if kind == "patch" else DRIVE_HELP)
+            st.subheader(title, anchor=False, help=DRIVE_HELP)
             row = st.columns(TOP_K)
             for column, example in zip(row, top[kind]):
                 context = 1.5 * (example.box[2] - example.box[0]) if kind == "patch" else 0.0

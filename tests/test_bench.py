@@ -40,12 +40,13 @@ def test_the_speed_benchmark_measures_peak_flops_and_steps_on_the_tiny_model(tmp
     done = subprocess.run([sys.executable, str(BENCH / "speed.py"), "--model", "tiny_vit",
                            "--layer", "encoder.layers.encoder_layer_1.mlp.1", "--unit", "3",
                            "--warmup", "1", "--steps", "2", "--rounds", "2", "--batches", "1",
-                           "--presets", DEFAULT_PRESET, "--no-contenders", "--json", str(out)],
+                           "--presets", DEFAULT_PRESET, "--variants", "fp32", "bf16", "bf16+fused",
+                           "--no-contenders", "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     assert figures["peak_gflops"]["fp32"] > 0 and figures["peak_gflops"]["bf16"] > 0
-    assert [row["variant"] for row in figures["batches"]] == ["fp32", "bf16"]
+    assert [row["variant"] for row in figures["batches"]] == ["fp32", "bf16", "bf16+fused"]
     for row in figures["batches"]:
         assert len(row["s_per_step"]) == 2 and row["gflop_per_step"] > 0
         assert 0 < row["fraction_of_peak"] < 1 and row["images_steps_per_s"] > 0
@@ -70,3 +71,17 @@ def test_a_runs_time_counts_its_coarse_steps_at_their_own_price():
     assert speed.run_seconds(100, 50, 1.0, 0.25) == 50 * 0.25 + 50 * 1.0
     assert speed.run_seconds(30, 50, 1.0, 0.25) == 30 * 0.25
     assert speed.run_seconds(30, 0, 1.0, 0.25) == 30.0
+
+
+def test_the_fused_variant_times_pytorchs_kernel_in_place_of_vitvizs_cpu_path():
+    import torch
+    from vitviz import fast_attention
+
+    speed = load("speed")
+    q, k, v = (torch.randn(1, 2, 65, 16).bfloat16() for _ in range(3))
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert not torch.equal(fast_attention.attend(q, k, v), fused)
+    with speed.fused_attention("bf16+fused"):
+        assert torch.equal(fast_attention.attend(q, k, v), fused)
+    with speed.fused_attention("bf16"):
+        assert not torch.equal(fast_attention.attend(q, k, v), fused)

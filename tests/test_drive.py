@@ -40,6 +40,19 @@ def test_the_judge_ranks_a_tail_unit_by_what_drives_it_not_by_its_output():
     assert judge.ViewPool(tail_layer(), views).exemplars(0, 2, query.photos) == [6, 5]
 
 
+def test_a_tail_units_top_patches_follow_its_drive_and_show_its_output():
+    # Two photos of 4 patches, one unit on the tail: patch i of photo p at -3 + 0.3 (4 p + i).
+    pre = torch.tensor([[-3 + 0.3 * (4 * p + i) for i in range(4)] for p in range(2)])[..., None]
+    stats = tail_layer(photos=2)
+    stats.patch_values, stats.patch_drive = F.gelu(pre), drive(pre, nn.GELU())
+    top = stats.top(0, k=3)["patch"]
+    assert [(e.photo, e.box[:2]) for e in top] == [("photo1", (0.5, 0.5)), ("photo1", (0.0, 0.5)),
+                                                   ("photo1", (0.5, 0.0))]
+    assert [e.activation for e in top] == F.gelu(pre[1, [3, 2, 1], 0]).tolist()
+    stats.patch_drive = None  # by output, the deepest patches would come first
+    assert [e.photo for e in stats.top(0, k=3)["patch"]] == ["photo0"] * 3
+
+
 def test_measured_drive_is_the_rectifier_input_reduced_like_the_output(tiny_vit):
     photos = load_photos(["sklearn"])
     stats = measure_layer(tiny_vit, VIT_HIDDEN, photos, batch_size=7)
@@ -50,3 +63,6 @@ def test_measured_drive_is_the_rectifier_input_reduced_like_the_output(tiny_vit)
     expected = unit_values(drive(pre, nn.GELU()), "patch", tiny_vit.prefix_tokens)
     assert stats.drive.shape == stats.values.shape
     assert torch.allclose(stats.drive, expected, atol=1e-5)
+    photo_rows = [i for i, view in enumerate(stats.views) if view[2] == "photo"]
+    patch_drive = drive(pre, nn.GELU())[photo_rows, tiny_vit.prefix_tokens:]
+    assert torch.allclose(stats.patch_drive, patch_drive, atol=1e-5)

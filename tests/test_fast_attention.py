@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from conftest import VIT_HIDDEN
-from vitviz.fast_attention import fast_self_attention
+from vitviz.fast_attention import attend, fast_self_attention
 from vitviz.hooks import run_and_capture
 from vitviz.layers import activations
 from vitviz.moving_target import explicit_attention_mode
@@ -52,3 +52,45 @@ def test_the_moving_target_probes_attention_is_left_in_place(tiny_vit):
         activations(tiny_vit, images, [VIT_HIDDEN])
     assert set(maps) == {"encoder.layers.encoder_layer_0.self_attention",
                          "encoder.layers.encoder_layer_1.self_attention"}
+
+
+def _exact_attention(q, k, v):
+    q, k, v = (t.detach().double().requires_grad_(True) for t in (q, k, v))
+    out = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
+    return out, (q, k, v)
+
+
+def test_bf16_attention_on_the_cpu_is_as_accurate_as_the_fused_kernel():
+    torch.manual_seed(0)
+    # Logits of a few units, as in a trained ViT, where rounding the scores would show.
+    q, k, v = ((torch.randn(2, 3, 65, 16) * 2).bfloat16() for _ in range(3))
+    grad = torch.randn(2, 3, 65, 16).bfloat16()
+    exact, leaves = _exact_attention(q, k, v)
+    exact.backward(grad.double())
+
+    def errors(attention):
+        inputs = [t.clone().requires_grad_(True) for t in (q, k, v)]
+        out = attention(*inputs)
+        out.backward(grad)
+        assert out.dtype == torch.bfloat16
+        return [((a.double() - b).norm() / b.norm()).item() for a, b in
+                zip([out, *(t.grad for t in inputs)], [exact, *(t.grad for t in leaves)])]
+
+    ours, fused = errors(attend), errors(torch.nn.functional.scaled_dot_product_attention)
+    assert max(ours) < 0.01
+    assert all(a < 1.5 * b for a, b in zip(ours, fused)), (ours, fused)
+
+
+def test_bf16_passes_on_the_cpu_take_the_explicit_path_and_fp32_the_fused_kernel(tiny_vit,
+                                                                              monkeypatch):
+    calls = []
+    fused = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(a[0].dtype) or fused(*a, **k))
+    images = torch.rand(2, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = activations(tiny_vit, tiny_vit.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
+    assert calls == []
+    fp32 = activations(tiny_vit, tiny_vit.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
+    assert calls == [torch.float32] * 2  # one per block
+    assert torch.allclose(bf16.float(), fp32, atol=0.05)

@@ -33,13 +33,14 @@ def brute_force(model, folder):
     images = torch.stack([centre_square(read_rgb(p), model.preprocessing.size) for p in paths])
     with torch.no_grad(), capture_drives(model.module, [VIT_HIDDEN]) as drives:
         acts = activations(model, model.normalise(images), [VIT_HIDDEN])[VIT_HIDDEN]
+    drive = drives[VIT_HIDDEN][-1]
     return (paths, unit_values(acts, "patch", model.prefix_tokens).numpy(),
-            unit_values(drives[VIT_HIDDEN][-1], "patch", model.prefix_tokens).numpy(),
-            acts[:, model.prefix_tokens:].numpy())
+            unit_values(drive, "patch", model.prefix_tokens).numpy(),
+            acts[:, model.prefix_tokens:].numpy(), drive[:, model.prefix_tokens:].numpy())
 
 
 def check_against(index, model, folder):
-    paths, values, drive, patches = brute_force(model, folder)
+    paths, values, drive, patches, patch_drive = brute_force(model, folder)
     assert index.count == len(paths)
     side = int(patches.shape[1] ** 0.5)
     for unit in (0, 7, 63):
@@ -52,7 +53,7 @@ def check_against(index, model, folder):
         summary = index.summary(VIT_HIDDEN, unit)
         assert np.isclose(summary["mean"], values[:, unit].mean(), atol=1e-5)
         assert np.isclose(summary["max"], values[:, unit].max(), atol=1e-5)
-        strongest = np.argsort(-patches[:, :, unit].ravel(), kind="stable")[:K]
+        strongest = np.argsort(-patch_drive[:, :, unit].ravel(), kind="stable")[:K]
         found = index.top_patches(VIT_HIDDEN, unit)
         assert len(found) == K
         for (path, value, box), flat in zip(found, strongest):

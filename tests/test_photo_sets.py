@@ -86,7 +86,7 @@ def test_the_judge_draws_its_queries_and_exemplars_from_the_folders_index(tiny_v
     pool = judge.pool_for(examples, "dinov2")
     assert isinstance(pool, judge.IndexPool)
 
-    paths, _, drive, _ = brute_force(tiny_vit, folder)
+    paths, _, drive, *_ = brute_force(tiny_vit, folder)
     ranked = [paths[i] for i in np.argsort(-drive[:, 5], kind="stable")]
     query = pool.queries(5)
     assert query.high == ranked[:3] and query.low == ranked[::-1][:3]

@@ -11,8 +11,9 @@ pre-activation rises (correlation -0.39 to -0.98, below -0.85 for five of them).
 The drive keeps the output wherever the rectifier rises and fills the dip: below the turning
 point it stays at the minimum, less a slight slope, so that inputs on the tail still rank by how
 close they come. For a ReLU that is a leaky ReLU: dead inputs rank by their pre-activation. The
-drive orders images (the judge's queries and exemplars, the dataset examples' photos and crops,
-a folder index's extremes); every reported activation stays the post-activation.
+drive orders images (the judge's queries and exemplars, the dataset examples' photos, crops
+and patches, a folder index's extremes and strongest positions); every reported activation
+stays the post-activation.
 """
 from __future__ import annotations
 

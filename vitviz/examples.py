@@ -44,8 +44,9 @@ class LayerActivations:
     patch_values: torch.Tensor | None  # [photos, patches, units] for token layers
     photo_names: list[str]
     # [views, units] of the units' drive (vitviz.drive) where it can order views differently
-    # from `values` (a GELU or ReLU layer), else None.
+    # from `values` (a GELU or ReLU layer), else None; `patch_drive` likewise for the patches.
     drive: torch.Tensor | None = None
+    patch_drive: torch.Tensor | None = None
 
     @property
     def ranking(self) -> torch.Tensor:
@@ -64,17 +65,16 @@ class LayerActivations:
         return next(photo.image for photo in load_photos() if photo.name == name)
 
     def nbytes(self) -> int:
-        patches = self.patch_values
-        return (self.values.numel() * self.values.element_size()
-                + (patches.numel() * patches.element_size() if patches is not None else 0))
+        tensors = (self.values, self.drive, self.patch_values, self.patch_drive)
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     def unit_max(self, unit: int) -> float:
         """The unit's largest activation over photos and crops: the scale for 'how strong'."""
         return float(self.values[:, unit].max())
 
     def top(self, unit: int, k: int = 8) -> dict[str, list[Example]]:
-        """The unit's k strongest photos and crops (in the order of its drive, with their
-        values) and patch tokens (by value)."""
+        """The unit's k strongest photos, crops and patch tokens, in the order of its drive,
+        with their values."""
         result = {}
         for kind in ("photo", "crop"):
             rows = [i for i, view in enumerate(self.views) if view[2] == kind]
@@ -90,10 +90,11 @@ class LayerActivations:
 
     def _top_patches(self, unit: int, k: int) -> list[Example]:
         values = self.patch_values[:, :, unit]
+        ranking = values if self.patch_drive is None else self.patch_drive[:, :, unit]
         side = int(values.shape[1] ** 0.5)
-        flat = values.flatten().topk(min(k, values.numel()))
+        order = ranking.flatten().topk(min(k, values.numel())).indices
         found = []
-        for value, index in zip(flat.values.tolist(), flat.indices.tolist()):
+        for value, index in zip(values.flatten()[order].tolist(), order.tolist()):
             photo, patch = divmod(index, values.shape[1])
             row, col = divmod(patch, side)
             found.append(Example(self.photo_names[photo], value,
@@ -140,7 +141,7 @@ def measure_layer(
     """Activations of every unit of `layer` on every photo and crop, in batches."""
     find_layer(model, layer)  # an unknown layer: the error that lists close matches, first
     images, views = photo_views(photos, model.preprocessing.size)
-    values, patches, drives = [], [], []
+    values, patches, drives, patch_drives = [], [], [], []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(model.device)
         with capture_drives(model.module, [layer]) as captured:
@@ -149,9 +150,11 @@ def measure_layer(
         if layer in captured:
             drives.append(unit_values(captured[layer][-1], tokens, model.prefix_tokens).cpu())
         if act.dim() == 3:
-            kinds = [views[i][2] for i in range(start, start + len(batch))]
-            patches += [act[i, model.prefix_tokens:].cpu()
-                        for i, kind in enumerate(kinds) if kind == "photo"]
+            photo_rows = [i for i in range(len(batch)) if views[start + i][2] == "photo"]
+            patches += [act[i, model.prefix_tokens:].cpu() for i in photo_rows]
+            if layer in captured:
+                patch_drives += [captured[layer][-1][i, model.prefix_tokens:].cpu()
+                                 for i in photo_rows]
         if progress:
             progress(min(start + batch_size, len(images)), len(images))
     return LayerActivations(
@@ -162,6 +165,7 @@ def measure_layer(
         patch_values=torch.stack(patches) if patches else None,
         photo_names=[photo.name for photo in photos],
         drive=torch.cat(drives) if drives else None,
+        patch_drive=torch.stack(patch_drives) if patch_drives else None,
     )
 
 

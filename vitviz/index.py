@@ -19,8 +19,8 @@ every few batches: Ctrl-C or a crash loses at most the batches since the last sa
 index. A rerun skips the files already indexed (path, size, modification time) and adds the
 new ones; an unreadable file is skipped, counted and not tried again.
 
-Size: per layer, units x (9k + sample) numbers; 1536 units with k = 16 and a 256-value sample
-take about 2.9 MB, whatever the number of images, plus a line per file in the file list.
+Size: per layer, units x (10k + sample) numbers; 1536 units with k = 16 and a 256-value sample
+take about 3 MB, whatever the number of images, plus a line per file in the file list.
 Memory while indexing: one batch of images and its activations, plus that.
 """
 from __future__ import annotations
@@ -45,7 +45,8 @@ from vitviz.models import LoadedModel
 from vitviz.objectives import unit_values
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-FORMAT_VERSION = 3  # 2: top patches (positions) per unit; 3: extremes ranked by the drive
+FORMAT_VERSION = 4  # 2: top patches (positions) per unit; 3: extremes ranked by the drive;
+# 4: top positions ranked by the drive too
 
 # Called as progress(images done this run, images to do this run).
 IndexProgress = Callable[[int, int], None]
@@ -96,6 +97,7 @@ class LayerStats:
     patch_ids: np.ndarray  # [units, k]
     patch_positions: np.ndarray  # [units, k]
     grid: np.ndarray  # [] side of the grid of positions
+    patch_keys: np.ndarray  # [units, k] the positions' drive, which ranks them
 
     @classmethod
     def empty(cls, units: int, k: int, sample: int) -> "LayerStats":
@@ -107,16 +109,17 @@ class LayerStats:
                    np.full((units, sample), np.nan, np.float32),
                    np.full(sample, np.iinfo(np.uint64).max, np.uint64),
                    np.full((units, k), -np.inf, np.float32), np.full((units, k), -1, np.int64),
-                   np.full((units, k), -1, np.int64), np.array(0))
+                   np.full((units, k), -1, np.int64), np.array(0),
+                   np.full((units, k), -np.inf, np.float32))
 
     def add_patches(self, top: PatchTop, ids: np.ndarray) -> None:
         """Fold a batch's strongest positions in (`top` from `measure_batch`)."""
-        values, images, positions, grid = top
+        keys, values, images, positions, grid = top
         self.grid = np.array(grid)
-        merged = np.concatenate([self.patch_values, values.T], axis=1)
-        order = np.argsort(-merged, axis=1, kind="stable")[:, :merged.shape[1] - values.shape[0]]
-        self.patch_values = np.take_along_axis(merged, order, axis=1)
-        for name, new in (("patch_ids", ids[images].T), ("patch_positions", positions.T)):
+        merged = np.concatenate([self.patch_keys, keys.T], axis=1)
+        order = np.argsort(-merged, axis=1, kind="stable")[:, :merged.shape[1] - keys.shape[0]]
+        for name, new in (("patch_keys", keys.T), ("patch_values", values.T),
+                          ("patch_ids", ids[images].T), ("patch_positions", positions.T)):
             both = np.concatenate([getattr(self, name), new], axis=1)
             setattr(self, name, np.take_along_axis(both, order, axis=1))
 
@@ -181,7 +184,8 @@ class ActivationIndex:
     def top_patches(self, layer: str, unit: int, k: int | None = None
                     ) -> list[tuple[Path, float, tuple[float, float, float, float]]]:
         """The positions (patch tokens, or cells of a feature map) that drive `unit` most over
-        all images: (path, value, box as fractions of the image's centre square)."""
+        all images, in the order of its drive: (path, value, box as fractions of the image's
+        centre square)."""
         stats = self._layer(layer)
         side = int(stats.grid)
         found = []
@@ -253,7 +257,7 @@ def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: 
 
 # A batch's k strongest positions per unit: values [k, units], the image in the batch of each
 # [k, units], its position on the grid [k, units], and the grid's side.
-PatchTop = tuple[np.ndarray, np.ndarray, np.ndarray, int]
+PatchTop = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
 # What one batch of files gives: the positions in the batch of the readable files, per layer
 # their unit values [readable, units], per GELU or ReLU layer their drive [readable, units],
 # and per layer with positions their PatchTop.
@@ -273,12 +277,16 @@ def positions(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor | None:
     return grid if side * side == grid.shape[1] and side > 0 else None
 
 
-def top_positions(grid: torch.Tensor, k: int) -> PatchTop:
-    """The k strongest (image, position) pairs of every unit in `grid` [batch, P, units]."""
-    batch, count, _ = grid.shape
-    top = grid.reshape(batch * count, -1).topk(min(k, batch * count), dim=0)
+def top_positions(grid: torch.Tensor, k: int, keys: torch.Tensor | None = None) -> PatchTop:
+    """The k (image, position) pairs of every unit in `grid` [batch, P, units] with the largest
+    `keys` (the units' drive at each position; the values themselves where None): their keys,
+    values, images and positions, and the grid's side."""
+    batch, count, units = grid.shape
+    keys = grid if keys is None else keys
+    top = keys.reshape(batch * count, units).topk(min(k, batch * count), dim=0)
+    values = grid.reshape(batch * count, units).gather(0, top.indices)
     flat = top.indices.cpu().numpy()
-    return (top.values.cpu().numpy(), flat // count, flat % count,
+    return (top.values.cpu().numpy(), values.cpu().numpy(), flat // count, flat % count,
             int(round(count ** 0.5)))
 
 
@@ -309,7 +317,9 @@ def measure_batch(model: LoadedModel, layers: Sequence[str], tokens: str | int,
         values[layer] = unit_values(act, tokens, model.prefix_tokens).cpu().numpy()
         grid = positions(act, model.prefix_tokens)
         if grid is not None:
-            tops[layer] = top_positions(grid, k)
+            keys = positions(captured[layer][-1], model.prefix_tokens) if layer in captured \
+                else None
+            tops[layer] = top_positions(grid, k, keys)
     return kept, values, drives, tops
 
 
