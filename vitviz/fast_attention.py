@@ -6,7 +6,7 @@ matrix makes the projection a batched matmul against the weight expanded to one 
 token. In fp32 that costs time; under bf16 autocast on the CPU the expanded weight is copied
 out (257 x 384 x 1152 values per block for dinov2_vits14), which made bf16 steps 3x slower than
 fp32 instead of faster. Here the projection runs on the contiguous [batch, tokens, dim] input
-(one matrix product) and the heads go to scaled_dot_product_attention. Measured on 2 CPU cores,
+(one matrix product) and the heads go to `attend` (below). Measured on 2 CPU cores,
 dinov2_vits14, forward and backward to block 6 at batch 4 (bench/speed.py): fp32 0.42 s -> 0.34
 s with the same values (relative gradient difference 3e-6); bf16 autocast 1.28 s -> 0.16 s.
 
@@ -73,9 +73,9 @@ def attend(q, k, v, dropout_p: float = 0.0):
 
     On the CPU in bf16 it runs as two matrix products with the scores and softmax in fp32:
     PyTorch's fused CPU kernel is slow at a ViT's size (257 tokens of 64 dimensions for
-    dinov2_vits14) and this is faster, 1.3-1.7x forward and backward in one block and 6-10% of
-    a default step (bench/speed.py), and as close to exact (relative error 0.23% against the
-    fused kernel's 0.18% forward and 0.37% in the gradients: tests/test_fast_attention.py).
+    dinov2_vits14), and this takes 10-12% off a default step (bench/speed.py's `bf16+fused`
+    variant) while staying as close to exact: relative error 0.23% in the output and in the
+    gradients, against the fused kernel's 0.18% and 0.37% (tests/test_fast_attention.py).
     Scores rounded to bf16 would be faster still but five times less accurate. In fp32 the
     fused kernel is as fast, and on a GPU far faster.
     """
