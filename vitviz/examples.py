@@ -146,15 +146,15 @@ def measure_layer(
         batch = images[start:start + batch_size].to(model.device)
         with capture_drives(model.module, [layer]) as captured:
             act = activations(model, model.normalise(batch), [layer])[layer].float()
+        drive = captured[layer][-1] if layer in captured else None
         values.append(unit_values(act, tokens, model.prefix_tokens).cpu())
-        if layer in captured:
-            drives.append(unit_values(captured[layer][-1], tokens, model.prefix_tokens).cpu())
+        if drive is not None:
+            drives.append(unit_values(drive, tokens, model.prefix_tokens).cpu())
         if act.dim() == 3:
             photo_rows = [i for i in range(len(batch)) if views[start + i][2] == "photo"]
             patches += [act[i, model.prefix_tokens:].cpu() for i in photo_rows]
-            if layer in captured:
-                patch_drives += [captured[layer][-1][i, model.prefix_tokens:].cpu()
-                                 for i in photo_rows]
+            if drive is not None:
+                patch_drives += [drive[i, model.prefix_tokens:].cpu() for i in photo_rows]
         if progress:
             progress(min(start + batch_size, len(images)), len(images))
     return LayerActivations(

@@ -255,8 +255,9 @@ def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: 
     return root / f"{model.registry_name.replace(':', '_')}-{key[:16]}.npz"
 
 
-# A batch's k strongest positions per unit: values [k, units], the image in the batch of each
-# [k, units], its position on the grid [k, units], and the grid's side.
+# A batch's k strongest positions per unit, by drive: their drive [k, units], values [k, units],
+# the image in the batch of each [k, units], its position on the grid [k, units], and the
+# grid's side.
 PatchTop = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
 # What one batch of files gives: the positions in the batch of the readable files, per layer
 # their unit values [readable, units], per GELU or ReLU layer their drive [readable, units],
