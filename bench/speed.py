@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitviz import fast_attention, objectives
+from vitviz import fast_attention, fast_patches, objectives
 from vitviz.layers import default_layer
 from vitviz.models import LoadedModel, default_model, load_model
 from vitviz.optimise import optimise
@@ -91,8 +91,10 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, side: int | None = Non
 
 
 # "+fused": attention through PyTorch's fused kernel even where vitviz takes another path (bf16
-# on the CPU, vitviz.fast_attention.attend), to measure what that path is worth.
-VARIANTS = ("fp32", "bf16", "fp32+compile", "bf16+compile", "bf16+fused")
+# on the CPU, vitviz.fast_attention.attend); "+conv": the patch embedding as the module's own
+# convolution instead of vitviz.fast_patches' matrix product. Each measures what its path is worth.
+VARIANTS = ("fp32", "bf16", "fp32+compile", "bf16+compile", "bf16+fused", "fp32+conv",
+            "bf16+conv", "bf16+compile+conv")
 
 
 def variant_model(model: LoadedModel, variant: str) -> tuple[LoadedModel, str]:
@@ -102,18 +104,29 @@ def variant_model(model: LoadedModel, variant: str) -> tuple[LoadedModel, str]:
 
 
 @contextlib.contextmanager
-def fused_attention(variant: str):
-    """Within the block, a "+fused" variant's attention takes PyTorch's fused kernel."""
-    if "fused" not in variant.split("+"):
-        yield
-        return
-    own = fast_attention.attend
-    fast_attention.attend = lambda q, k, v, dropout_p=0.0: \
-        torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+def _replaced(module, name: str, value):
+    own = getattr(module, name)
+    setattr(module, name, value)
     try:
         yield
     finally:
-        fast_attention.attend = own
+        setattr(module, name, own)
+
+
+def variant_paths(variant: str):
+    """Within the block, a variant's "+fused" attention takes PyTorch's fused kernel and its
+    "+conv" patch embedding the convolution."""
+    flags = variant.split("+")[1:]
+    stack = contextlib.ExitStack()
+    if "fused" in flags:
+        stack.enter_context(_replaced(
+            fast_attention, "attend", lambda q, k, v, dropout_p=0.0:
+            torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)))
+    if "conv" in flags:
+        stack.enter_context(_replaced(
+            fast_patches, "patches_as_matmul", lambda x, weight, bias:
+            torch.nn.functional.conv2d(x, weight, bias, stride=weight.shape[-2:])))
+    return stack
 
 
 def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: "str | Preset", batch: int = 1,
@@ -125,7 +138,7 @@ def vitviz_timer(model: LoadedModel, layer: str, unit: int, preset: "str | Prese
         precision=precision, coarse_steps=1.0 if coarse else 0.0)
 
     def timed(warmup: int, steps: int) -> float:
-        with fused_attention(variant):
+        with variant_paths(variant):
             records = optimise(model, objective, list(range(batch)), settings,
                                steps=warmup + steps, record_every=0)
             for _ in range(warmup):

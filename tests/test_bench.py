@@ -81,7 +81,59 @@ def test_the_fused_variant_times_pytorchs_kernel_in_place_of_vitvizs_cpu_path():
     q, k, v = (torch.randn(1, 2, 65, 16).bfloat16() for _ in range(3))
     fused = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     assert not torch.equal(fast_attention.attend(q, k, v), fused)
-    with speed.fused_attention("bf16+fused"):
+    with speed.variant_paths("bf16+fused"):
         assert torch.equal(fast_attention.attend(q, k, v), fused)
-    with speed.fused_attention("bf16"):
+    with speed.variant_paths("bf16"):
         assert not torch.equal(fast_attention.attend(q, k, v), fused)
+
+
+def test_the_conv_variant_times_the_convolution_in_place_of_the_matrix_product(tiny_vit):
+    import torch
+    from vitviz import fast_patches
+
+    speed = load("speed")
+    conv = tiny_vit.module.conv_proj
+    x = torch.randn(2, 3, 32, 32)
+    calls = []
+    own = torch.nn.functional.conv2d
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return own(*args, **kwargs)
+
+    torch.nn.functional.conv2d, before = counted, torch.nn.functional.conv2d
+    try:
+        with fast_patches.fast_patch_embedding(tiny_vit.module):
+            with speed.variant_paths("bf16+conv"):
+                via_conv = conv(x)
+            assert len(calls) == 1
+            via_matmul = conv(x)
+            assert len(calls) == 1, "outside the variant the matrix product runs"
+    finally:
+        torch.nn.functional.conv2d = before
+    assert torch.allclose(via_conv, via_matmul, atol=1e-5)
+
+
+def test_a_device_bundle_gives_the_report_the_same_photos_and_weights(tmp_path, monkeypatch):
+    import torch
+    from vitviz import data, models
+    from vitviz.zoo import dinov2
+
+    device_report = load("device_report")
+    photos = data.photo_set_id()
+    weights = models.load_model("mobilenet_v2", "cpu").module.state_dict()
+    device_report.bundle(tmp_path, wheels=False)
+    # Stand-ins for the packages a device lacks: the bundle must be all the loaders read.
+    for module, name in ((dinov2, "build_dinov2_vits14"), (models, "_dinov2_file"),
+                         (models, "_mobilenet_file")):
+        monkeypatch.setattr(module, name, getattr(module, name))
+    monkeypatch.setattr(data, "_SOURCES", dict(data._SOURCES))
+    device_report.use_bundle(tmp_path)
+    assert all(str(tmp_path) in source.folder for source in data._SOURCES.values())
+    assert data.photo_set_id() == photos
+    carried = models.load_model("mobilenet_v2", "cpu").module.state_dict()
+    assert models._mobilenet_file() == tmp_path / device_report.MOBILENET
+    for key, value in weights.items():  # fp16: equal to about 3 significant digits
+        if value.is_floating_point():
+            assert torch.allclose(carried[key], value, rtol=2e-3, atol=1e-4), key
+    assert "carried" in models.load_model("dinov2_vits14", "cpu").provenance["file"]

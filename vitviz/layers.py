@@ -13,6 +13,7 @@ from torch import nn
 from vitviz.compiled import compile_errors, compiled_blocks, give_up
 from vitviz.errors import UserError
 from vitviz.fast_attention import fast_self_attention
+from vitviz.fast_patches import fast_patch_embedding
 from vitviz.hooks import output_tensor, run_and_capture
 from vitviz.models import LoadedModel, Preprocessing
 
@@ -190,13 +191,13 @@ def activations(model: LoadedModel, inputs: torch.Tensor, layer_names) -> Activa
     """One forward pass of the model's input tensor `inputs`, capturing `layer_names`.
 
     The one way the library reads layers: it applies the early-stop rule, takes the fast
-    self-attention path (`fast_attention`), runs the blocks before the target compiled when the
-    model asks for it (`compiled`), and attaches what the model declares about its
-    tokens.
+    self-attention path (`fast_attention`) and patch embedding (`fast_patches`), runs the
+    blocks before the target compiled when the model asks for it (`compiled`), and attaches
+    what the model declares about its tokens.
     """
     names = list(layer_names)
     stop = stops_early(model, names)
-    with fast_self_attention(model.module):
+    with fast_self_attention(model.module), fast_patch_embedding(model.module):
         try:
             with compiled_blocks(model, names):
                 outputs = run_and_capture(model.module, inputs, names, stop)
