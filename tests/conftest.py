@@ -1,8 +1,33 @@
 import pytest
+import torch
 
+from vitviz.hooks import run_and_capture
+from vitviz.layers import activations
 from vitviz.models import load_model
 
 VIT_HIDDEN = "encoder.layers.encoder_layer_1.mlp.1"
+
+
+def fast_and_plain_passes(model) -> tuple[tuple, tuple]:
+    """(activation, input gradient) of VIT_HIDDEN through the library's read, with its fast
+    paths, and through the modules' own forwards (the same capture without them)."""
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 32, 32)
+    results = []
+    for fast in (True, False):
+        x = images.clone().requires_grad_(True)
+        inputs = model.normalise(x)
+        acts = (activations(model, inputs, [VIT_HIDDEN]) if fast
+                else run_and_capture(model.module, inputs, [VIT_HIDDEN], True))
+        acts[VIT_HIDDEN][:, 1:, 5].mean().backward()
+        results.append((acts[VIT_HIDDEN].detach(), x.grad))
+    return results[0], results[1]
+
+
+def assert_same_pass(fast: tuple, plain: tuple) -> None:
+    (act, grad), (ref_act, ref_grad) = fast, plain
+    assert torch.allclose(act, ref_act, atol=1e-5)
+    assert ref_grad.abs().sum() > 0 and torch.allclose(grad, ref_grad, atol=1e-6, rtol=1e-4)
 
 
 @pytest.fixture(scope="session")

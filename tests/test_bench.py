@@ -87,7 +87,8 @@ def test_the_fused_variant_times_pytorchs_kernel_in_place_of_vitvizs_cpu_path():
         assert not torch.equal(fast_attention.attend(q, k, v), fused)
 
 
-def test_the_conv_variant_times_the_convolution_in_place_of_the_matrix_product(tiny_vit):
+def test_the_conv_variant_times_the_convolution_in_place_of_the_matrix_product(tiny_vit,
+                                                                              monkeypatch):
     import torch
     from vitviz import fast_patches
 
@@ -96,21 +97,14 @@ def test_the_conv_variant_times_the_convolution_in_place_of_the_matrix_product(t
     x = torch.randn(2, 3, 32, 32)
     calls = []
     own = torch.nn.functional.conv2d
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return own(*args, **kwargs)
-
-    torch.nn.functional.conv2d, before = counted, torch.nn.functional.conv2d
-    try:
-        with fast_patches.fast_patch_embedding(tiny_vit.module):
-            with speed.variant_paths("bf16+conv"):
-                via_conv = conv(x)
-            assert len(calls) == 1
-            via_matmul = conv(x)
-            assert len(calls) == 1, "outside the variant the matrix product runs"
-    finally:
-        torch.nn.functional.conv2d = before
+    monkeypatch.setattr(torch.nn.functional, "conv2d",
+                        lambda *args, **kwargs: calls.append(1) or own(*args, **kwargs))
+    with fast_patches.fast_patch_embedding(tiny_vit.module):
+        with speed.variant_paths("bf16+conv"):
+            via_conv = conv(x)
+        assert len(calls) == 1
+        via_matmul = conv(x)
+        assert len(calls) == 1, "outside the variant the matrix product runs"
     assert torch.allclose(via_conv, via_matmul, atol=1e-5)
 
 

@@ -3,9 +3,8 @@ where it must (attention weights asked for, masks, a forward someone else replac
 import torch
 from torch import nn
 
-from conftest import VIT_HIDDEN
+from conftest import VIT_HIDDEN, assert_same_pass, fast_and_plain_passes
 from vitviz.fast_attention import attend, fast_self_attention
-from vitviz.hooks import run_and_capture
 from vitviz.layers import activations
 from vitviz.moving_target import explicit_attention_mode
 
@@ -15,21 +14,7 @@ def _attention(tiny_vit) -> nn.MultiheadAttention:
 
 
 def test_activations_and_input_gradients_match_the_modules_own_attention(tiny_vit):
-    torch.manual_seed(0)
-    images = torch.rand(3, 3, 32, 32)
-    results = []
-    for fast in (False, True):
-        x = images.clone().requires_grad_(True)
-        inputs = tiny_vit.normalise(x)
-        if fast:
-            acts = activations(tiny_vit, inputs, [VIT_HIDDEN])
-        else:  # the module's own forward: the same capture without the fast path
-            acts = run_and_capture(tiny_vit.module, inputs, [VIT_HIDDEN], True)
-        acts[VIT_HIDDEN][:, 1:, 5].mean().backward()
-        results.append((acts[VIT_HIDDEN].detach(), x.grad))
-    (ref_act, ref_grad), (act, grad) = results
-    assert torch.allclose(act, ref_act, atol=1e-5)
-    assert ref_grad.abs().sum() > 0 and torch.allclose(grad, ref_grad, atol=1e-6, rtol=1e-4)
+    assert_same_pass(*fast_and_plain_passes(tiny_vit))
 
 
 def test_calls_it_does_not_cover_run_the_modules_own_forward(tiny_vit):

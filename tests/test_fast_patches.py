@@ -6,11 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import VIT_HIDDEN
+from conftest import assert_same_pass, fast_and_plain_passes
 from vitviz import fast_patches
 from vitviz.fast_patches import fast_patch_embedding, patches_as_matmul
-from vitviz.hooks import run_and_capture
-from vitviz.layers import activations
 
 
 @pytest.mark.parametrize("kernel", [(4, 4), (14, 14), (2, 3)])
@@ -28,23 +26,10 @@ def test_activations_and_input_gradients_match_the_convolution(tiny_vit, monkeyp
     calls = []
     monkeypatch.setattr(fast_patches, "patches_as_matmul",
                         lambda *args: calls.append(1) or patches_as_matmul(*args))
-    torch.manual_seed(0)
-    images = torch.rand(3, 3, 32, 32)
-    results = []
-    for fast in (False, True):
-        x = images.clone().requires_grad_(True)
-        inputs = tiny_vit.normalise(x)
-        if fast:
-            acts = activations(tiny_vit, inputs, [VIT_HIDDEN])
-            assert calls, "torchvision's patch embedding did not take the product"
-        else:  # the module's own forward: the same capture without the fast paths
-            acts = run_and_capture(tiny_vit.module, inputs, [VIT_HIDDEN], True)
-        acts[VIT_HIDDEN][:, 1:, 5].mean().backward()
-        results.append((acts[VIT_HIDDEN].detach(), x.grad))
-    (ref_act, ref_grad), (act, grad) = results
+    fast, plain = fast_and_plain_passes(tiny_vit)
+    assert calls, "torchvision's patch embedding did not take the product"
     assert "forward" not in tiny_vit.module.conv_proj.__dict__, "the forward was not restored"
-    assert torch.allclose(act, ref_act, atol=1e-5)
-    assert ref_grad.abs().sum() > 0 and torch.allclose(grad, ref_grad, atol=1e-6, rtol=1e-4)
+    assert_same_pass(fast, plain)
 
 
 def test_other_convolutions_and_inputs_run_the_modules_own_forward():

@@ -4,9 +4,8 @@ Compiling the whole network does not fit how vitviz reads it: forward hooks capt
 the pass stops early once it has it, and the moving-target probe and the gradient redirection
 replace modules' forward methods for a pass. So only whole transformer blocks are compiled, and
 only blocks with nothing attached: no hook on any module inside and no replaced forward (the
-fast self-attention and patch-embedding paths, installed the same way every pass, are the
-exceptions). Those blocks run their compiled copy; the target's block and everything attached
-stays eager.
+paths vitviz installs the same way every pass, `installed_forwards`, are the exception). Those
+blocks run their compiled copy; the target's block and everything attached stays eager.
 
 The blocks of a ViT share one class, so they share compiled code: a pass compiles once per
 shape and grad mode, not once per block. A copy is swapped into the parent container only for
@@ -26,8 +25,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from vitviz.fast_attention import is_fast_attention
-from vitviz.fast_patches import is_fast_patches
+from vitviz.installed_forwards import is_installed
 
 # Per network (weakly: a compiled block holds its block, not the network, so an evicted model
 # is freed with its compiled blocks), block name -> compiled block.
@@ -47,8 +45,7 @@ def _has_attachments(block: nn.Module) -> bool:
                 or module._backward_pre_hooks):
             return True
         replaced = module.__dict__.get("forward")
-        if replaced is not None and not (is_fast_attention(module, replaced)
-                                         or is_fast_patches(module, replaced)):
+        if replaced is not None and not is_installed(module, replaced):
             return True
     return False
 

@@ -17,12 +17,12 @@ module whose forward someone else replaced (the moving-target probe), runs as be
 from __future__ import annotations
 
 import weakref
-from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vitviz.installed_forwards import installed
 
 
 def _fits(mha: nn.MultiheadAttention) -> bool:
@@ -31,26 +31,8 @@ def _fits(mha: nn.MultiheadAttention) -> bool:
             and "forward" not in mha.__dict__)
 
 
-# One fast forward per module for its lifetime: installing the same function every pass lets
-# a compiled block (vitviz.compiled) that traced it run again without recompiling. Kept beside
-# the module, not on it, so the module still pickles.
-_FORWARDS: "weakref.WeakKeyDictionary[nn.Module, Callable]" = weakref.WeakKeyDictionary()
-
-
-def is_fast_attention(module: nn.Module, forward) -> bool:
-    """Whether `forward`, found on `module`, is the path installed here."""
-    return _FORWARDS.get(module) is forward
-
-
-def _self_attention(mha: nn.MultiheadAttention):
-    if mha not in _FORWARDS:
-        _FORWARDS[mha] = _make_self_attention(weakref.ref(mha), mha.num_heads)
-    return _FORWARDS[mha]
-
-
-def _make_self_attention(module_ref: "weakref.ref[nn.MultiheadAttention]", heads: int):
-    # A weak reference: the function is the module's value in _FORWARDS, and a strong one would
-    # keep the module alive forever.
+def _make_self_attention(module_ref: "weakref.ref[nn.MultiheadAttention]"):
+    heads = module_ref().num_heads
 
     def forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
@@ -86,15 +68,7 @@ def attend(q, k, v, dropout_p: float = 0.0):
         return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
 
 
-@contextmanager
-def fast_self_attention(model: nn.Module) -> Iterator[None]:
+def fast_self_attention(model: nn.Module):
     """Within the block, the model's fitting attention modules take the batch-first path."""
-    patched = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention) and _fits(m)]
-    for mha in patched:
-        mha.forward = _self_attention(mha)
-    try:
-        yield
-    finally:
-        for mha in patched:
-            del mha.forward
-
+    return installed((m for m in model.modules()
+                      if isinstance(m, nn.MultiheadAttention) and _fits(m)), _make_self_attention)

@@ -14,28 +14,18 @@ someone else replaced, or whose input does not divide into whole patches, runs i
 from __future__ import annotations
 
 import weakref
-from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vitviz.installed_forwards import installed
 
 
 def _fits(conv: nn.Module) -> bool:
     return (type(conv) is nn.Conv2d and conv.stride == conv.kernel_size
             and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
             and "forward" not in conv.__dict__)
-
-
-# One forward per module for its lifetime, as for the attention path: a compiled region that
-# traced it runs again without recompiling, and the module itself still pickles.
-_FORWARDS: "weakref.WeakKeyDictionary[nn.Module, Callable]" = weakref.WeakKeyDictionary()
-
-
-def is_fast_patches(module: nn.Module, forward) -> bool:
-    """Whether `forward`, found on `module`, is the path installed here."""
-    return _FORWARDS.get(module) is forward
 
 
 def patches_as_matmul(x: torch.Tensor, weight: torch.Tensor,
@@ -51,8 +41,6 @@ def patches_as_matmul(x: torch.Tensor, weight: torch.Tensor,
 
 
 def _make_forward(module_ref: "weakref.ref[nn.Conv2d]"):
-    # A weak reference: the function is the module's value in _FORWARDS.
-
     def forward(x):
         conv = module_ref()
         kh, kw = conv.kernel_size
@@ -63,16 +51,6 @@ def _make_forward(module_ref: "weakref.ref[nn.Conv2d]"):
     return forward
 
 
-@contextmanager
-def fast_patch_embedding(model: nn.Module) -> Iterator[None]:
+def fast_patch_embedding(model: nn.Module):
     """Within the block, the model's patch-embedding convolutions run as matrix products."""
-    patched = [m for m in model.modules() if _fits(m)]
-    for conv in patched:
-        if conv not in _FORWARDS:
-            _FORWARDS[conv] = _make_forward(weakref.ref(conv))
-        conv.forward = _FORWARDS[conv]
-    try:
-        yield
-    finally:
-        for conv in patched:
-            del conv.forward
+    return installed((m for m in model.modules() if _fits(m)), _make_forward)
