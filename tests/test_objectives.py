@@ -103,3 +103,15 @@ def test_out_of_range_unit_names_the_valid_range():
 def test_a_neuron_on_a_vector_layer_reads_its_unit_per_row():
     acts = {"head": torch.arange(12.0).view(3, 4)}
     assert torch.equal(O.neuron("head", 2)(acts, 3), torch.tensor([2.0, 6.0, 10.0]))
+
+
+@pytest.mark.parametrize("objective", [
+    O.neuron(LAYER, 2), O.neuron(LAYER, 2, "cls"), O.channel(LAYER, 1), O.seed_compat(LAYER, 3),
+    O.direction(LAYER, [1.0, -2.0, 0.5, 0.0]), O.diversity(LAYER), O.logit(LAYER, 1),
+])
+def test_bf16_activations_give_fp32_values_equal_to_casting_first(objective):
+    # Objectives cast what they read after picking it (the loop no longer casts whole layers).
+    acts = {LAYER: torch.randn(4, 5, 4).bfloat16()}
+    value = objective(acts, 2)
+    assert value.dtype == torch.float32
+    assert torch.equal(value, objective({LAYER: acts[LAYER].float()}, 2))

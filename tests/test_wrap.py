@@ -14,6 +14,7 @@ from vitviz import metrics, objectives as O
 from vitviz.cache import ResultCache
 from vitviz.layers import activations, find_layer
 from vitviz.models import ModelError, load_model
+from vitviz.optimise import optimise
 from vitviz.runs import RunRequest
 
 REGISTERS = 4
@@ -48,6 +49,17 @@ def test_objectives_skip_the_declared_prefix_tokens(wrapped):
     assert torch.allclose(O.neuron(HIDDEN, 7).target(acts, 2), expected)
     with_cls_only = acts[HIDDEN][:, 1:, 7].mean(dim=1)
     assert not torch.allclose(expected, with_cls_only)  # the registers would have counted
+
+
+def test_the_loop_optimises_and_records_the_declared_patch_tokens(wrapped):
+    # The loop once handed objectives a plain dict, which says nothing of the model's layout:
+    # registers were averaged in with the patches, in the objective and in the recorded curve.
+    records = list(optimise(wrapped, O.neuron(HIDDEN, 7), [0, 1], "naive", steps=2))
+    final = records[-1]
+    acts = activations(wrapped, wrapped.to_input(final.images), [HIDDEN])
+    expected = acts[HIDDEN][:, 1 + REGISTERS:, 7].mean(dim=1)
+    assert torch.allclose(torch.tensor(final.activation), expected, atol=1e-6)
+    assert not torch.allclose(expected, acts[HIDDEN][:, 1:, 7].mean(dim=1), atol=1e-4)
 
 
 def test_visualising_a_wrapped_vit_raises_the_activation_of_most_units(wrapped):

@@ -1,9 +1,11 @@
 """Objectives: what to maximise, for token activations [B, T, D] and feature maps [B, C, H, W].
 
-An objective maps the captured activations of a batch to one value per row. Rows are grouped by
-item: a batch of `n_items` images, each seen `R // n_items` times under different augmentations.
-A unit can be one index for every item or a sequence with one index per item, so several units
-run as one batch.
+An objective maps the captured activations of a batch to one value per row, in fp32 whatever
+the activations' precision: it casts what it reads after picking it, so a bf16 pass never casts
+a whole layer for one unit (on a GPU, a [256, 197, 3072] hidden layer per step). Rows are
+grouped by item: a batch of `n_items` images, each seen `R // n_items` times under different
+augmentations. A unit can be one index for every item or a sequence with one index per item,
+so several units run as one batch.
 
 The seed blog post's `activation[:, n]` on a ViT output picks *token* n. `seed_compat` keeps that
 behaviour on purpose, so the dashboard can show the difference; `neuron` indexes the last axis.
@@ -98,6 +100,7 @@ class Objective:
     layers: tuple[str, ...] = ()
 
     def __call__(self, acts: dict[str, torch.Tensor], n_items: int) -> torch.Tensor:
+        """[R] values from activations that may be bf16 (cast the part read, not the layer)."""
         raise NotImplementedError
 
     def validate(self, lookup: Callable[[str], LayerInfo]) -> None:
@@ -160,11 +163,11 @@ class Neuron(_OneLayer):
         act = acts[self.layer]
         index, rows = _rows_and_units(act, self.unit, n_items)
         if act.dim() == 3:
-            return reduce_tokens(act[index, :, rows], self.tokens, prefix_tokens(acts))
+            return reduce_tokens(act[index, :, rows].float(), self.tokens, prefix_tokens(acts))
         if act.dim() == 4:
             h, w = act.shape[2] // 2, act.shape[3] // 2
-            return act[index, rows, h, w]
-        return act[index, rows]
+            return act[index, rows, h, w].float()
+        return act[index, rows].float()
 
     @property
     def reads_token_positions(self):
@@ -190,10 +193,10 @@ class Channel(_OneLayer):
         act = acts[self.layer]
         index, rows = _rows_and_units(act, self.unit, n_items)
         if act.dim() == 3:
-            return act[index, prefix_tokens(acts):, rows].mean(dim=1)
+            return act[index, prefix_tokens(acts):, rows].float().mean(dim=1)
         if act.dim() == 4:
-            return act[index, rows].mean(dim=(1, 2))
-        return act[index, rows]
+            return act[index, rows].float().mean(dim=(1, 2))
+        return act[index, rows].float()
 
     def validate(self, lookup):
         info = lookup(self.layer)
@@ -212,7 +215,7 @@ class Direction(_OneLayer):
     tokens: str | int = "patch"
 
     def __call__(self, acts, n_items):
-        act = acts[self.layer]
+        act = acts[self.layer].float()
         direction = constant(self.vector, act.device, act.dtype)
         direction = direction / direction.norm()
         if act.dim() == 3:
@@ -250,7 +253,7 @@ class Logit(_OneLayer):
     def __call__(self, acts, n_items):
         act = acts[self.layer]
         index, rows = _rows_and_units(act, self.unit, n_items)
-        return act[index, rows]
+        return act[index, rows].float()
 
     def validate(self, lookup):
         _check_units(self.unit, lookup(self.layer).units, "class", self.layer)
@@ -269,7 +272,7 @@ class SeedCompat(_OneLayer):
     def __call__(self, acts, n_items):
         act = acts[self.layer]
         index, rows = _rows_and_units(act, self.unit, n_items)
-        picked = act[index, rows]
+        picked = act[index, rows].float()
         return picked.flatten(1).mean(dim=1)
 
     def validate(self, lookup):
@@ -296,7 +299,7 @@ class Diversity(_OneLayer):
     layer: str
 
     def __call__(self, acts, n_items):
-        act = acts[self.layer]
+        act = acts[self.layer].float()
         rows = act.shape[0]
         if n_items < 2:
             return act.new_zeros(rows)

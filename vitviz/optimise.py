@@ -155,7 +155,8 @@ def optimise(
             with explicit_attention_mode(model.module, frozen) if frozen_context \
                     else nullcontext():
                 acts = forward(model.to_input(augmented, size))
-        values = objective({k: v.float() for k, v in acts.items()}, n_items)
+        # Built-in objectives return fp32 already; a user's may return the pass's bf16.
+        values = objective(acts, n_items).float()
         per_item = values.view(n_items, copies).mean(dim=1)
         loss = -per_item + preset.tv_weight * total_variation(images)
         # The un-augmented images get a forward pass of their own without autograd: riding along
@@ -163,7 +164,7 @@ def optimise(
         # steps on the CPU for the naive preset).
         with torch.no_grad():
             clean = forward(model.to_input(images.detach()))
-        measured = target({k: v.float() for k, v in clean.items()}, n_items)
+        measured = target(clean, n_items).float()
         # Read the image before the update: a pixel parameterisation returns the parameter
         # itself, which the optimiser changes in place.
         snapshot = images.detach().cpu() if record_every and step % record_every == 0 else None
@@ -175,7 +176,7 @@ def optimise(
         param.after_step()
         # The step's numbers are read once, after all its work is queued: on a GPU a read waits
         # for the queue to drain, and the GPU idles while the host queues the next step.
-        losses, activation = torch.stack([loss.detach(), measured.float()]).tolist()
+        losses, activation = torch.stack([loss.detach(), measured]).tolist()
         if not all(map(math.isfinite, losses)):
             raise NonFiniteLoss(
                 f"The loss became non-finite at step {step} (items {_bad_items(losses, seeds)}). "
@@ -187,7 +188,7 @@ def optimise(
     with torch.no_grad():
         final = param()
         acts = forward(model.to_input(final))
-        measured = target({k: v.float() for k, v in acts.items()}, n_items)
+        measured = target(acts, n_items).float()
     context = probe(final, preset.steps) if probe else {}
     yield StepRecord(preset.steps, None, measured.tolist(), final.cpu(), context)
 
