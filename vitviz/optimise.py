@@ -23,7 +23,7 @@ from vitviz.transforms import augment, build_transforms
 # Bumped whenever a change to the optimisation (the loop, parameterisations, transforms, what
 # a preset means) changes the pictures a config gives: part of every cache key, so no stale
 # picture is served after an upgrade.
-ALGORITHM_VERSION = 4
+ALGORITHM_VERSION = 5
 
 # Called with (clean images [B, 3, H, W] in [0, 1], step) -> statistics to attach to the record.
 ContextProbe = Callable[[torch.Tensor, int], dict]
