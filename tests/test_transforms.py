@@ -1,6 +1,7 @@
 import torch
+import torch.nn.functional as F
 
-from vitviz.transforms import RandomResizedCrop, RandomRotate
+from vitviz.transforms import RandomResizedCrop, RandomRotate, _affine_grid
 
 
 def test_a_crop_with_rotation_turns_it_in_the_same_resampling():
@@ -51,3 +52,10 @@ def test_roll_and_jitter_move_each_row_as_its_own_roll_and_slice():
     assert cropped.shape == (5, 3, 9, 9)
     for row, y, z, out in zip(x, dy, dx, cropped):
         assert torch.equal(out, row[:, y:y + 9, z:z + 9])
+
+
+def test_the_elementwise_grid_is_affine_grid():
+    matrices = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(0))
+    for size in (7, 224):
+        expected = F.affine_grid(matrices, [6, 3, size, size], align_corners=False)
+        assert torch.allclose(_affine_grid(matrices, size, torch.empty(0)), expected, atol=2e-6)

@@ -45,12 +45,23 @@ def _windows(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, size: int) -> 
     return picked.permute(0, 3, 1, 2)  # advanced indices first: [rows, size, size, 3]
 
 
+def _affine_grid(matrices: torch.Tensor, size: int, like: torch.Tensor) -> torch.Tensor:
+    """F.affine_grid(matrices, [rows, C, size, size], align_corners=False) as broadcast sums.
+
+    affine_grid runs a batched matrix product with an inner size of 3, which fills no matrix
+    unit: 2.4 ms of a 66-ms step on an H200 at batch 64, about 1 ms a call on this CPU at
+    batch 1 against 0.2 ms for these elementwise ops (equal up to rounding, 1e-6).
+    """
+    centres = (torch.arange(size, device=like.device, dtype=like.dtype) * 2 + 1) / size - 1
+    x, y = centres[None, None, :], centres[None, :, None]
+    m = matrices.to(like.device, like.dtype)[:, :, :, None, None]
+    return torch.stack([m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2],
+                        m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2]], dim=-1)
+
+
 def _affine(x: torch.Tensor, matrices: torch.Tensor, size: int | None = None) -> torch.Tensor:
     """Resample each row through its own 2x3 affine matrix (in normalised coordinates)."""
-    out = size or x.shape[-1]
-    grid = F.affine_grid(
-        matrices.to(x.device, x.dtype), [x.shape[0], x.shape[1], out, out], align_corners=False
-    )
+    grid = _affine_grid(matrices, size or x.shape[-1], x)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
