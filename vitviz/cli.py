@@ -98,7 +98,8 @@ def cmd_run(args) -> int:
     objective = build_objective(args.objective, args.layer, units, args.tokens)
     overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "canvas": args.image_size,
                                    "ensemble": args.ensemble, "precision": args.precision,
-                                   "coarse_steps": args.coarse_steps}.items() if v is not None}
+                                   "coarse_steps": args.coarse_steps,
+                                   "keep_tokens": args.keep_tokens}.items() if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target,
                          frozen_context=args.frozen_context)
@@ -251,6 +252,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--coarse-steps", type=float,
                    help="fraction of the first steps that feed a ViT its crops at half size "
                         "(a quarter of the work; default: the preset's; 0 turns it off)")
+    p.add_argument("--keep-tokens", type=float,
+                   help="fraction of its patch tokens each augmented copy feeds a ViT's blocks "
+                        "(token dropout: about that fraction of the work; default: the "
+                        "preset's; 1 keeps every token)")
     p.add_argument("--record-every", type=int, default=16, help="keep images every N steps")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")
     p.add_argument("--frozen-context", action="store_true",

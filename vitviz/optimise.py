@@ -18,6 +18,7 @@ from vitviz.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
 from vitviz.precision import resolve_precision
 from vitviz.redirect import leaky_targets, redirected
 from vitviz.resolution import at_input_size, coarse_size, resizable
+from vitviz.token_dropout import kept_tokens
 from vitviz.transforms import augment, build_transforms
 
 # Bumped whenever a change to the optimisation (the loop, parameterisations, transforms, what
@@ -130,6 +131,8 @@ def optimise(
     coarse = preset.coarse_steps > 0 and resizable(model) and not objective.reads_token_positions
     coarse_until = round(preset.coarse_steps * preset.steps) if coarse else 0
     small = coarse_size(model, preset.coarse_scale) if coarse else model_size
+    # A frozen context holds attention maps of every token, so it keeps every token.
+    keep = 1.0 if objective.reads_token_positions or frozen_context else preset.keep_tokens
 
     start_images = param().detach() if frozen_context else None
     for step in range(preset.steps):
@@ -151,7 +154,7 @@ def optimise(
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
         with redirected(model.module, step < preset.redirect_steps), \
                 leaky_targets(model.module, objective.layers, preset.leaky_target), \
-                at_input_size(model, size):
+                at_input_size(model, size), kept_tokens(model, keep, rngs, copies):
             with explicit_attention_mode(model.module, frozen) if frozen_context \
                     else nullcontext():
                 acts = forward(model.to_input(augmented, size))

@@ -38,6 +38,11 @@ class Preset:
     # elsewhere every step runs at full size. The recorded activation is always full size.
     coarse_steps: float = 0.0
     coarse_scale: float = 0.5
+    # Token dropout: each augmented copy enters the first transformer block with this fraction
+    # of its patch tokens (vitviz.token_dropout), about that fraction of the work per copy.
+    # Applies to ViTs whose blocks the layer table names (torchvision's, the DINOv2 conversion)
+    # with objectives that read no particular token position; the record reads every token.
+    keep_tokens: float = 1.0
 
     def canvas_size(self, model_size: int) -> int:
         """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
@@ -77,6 +82,9 @@ class Preset:
                 f"coarse_steps is a fraction of the steps, from 0 to 1 (got {self.coarse_steps!r})")
         require(isinstance(self.coarse_scale, (int, float)) and 0 < self.coarse_scale <= 1,
                 f"coarse_scale must be in (0, 1] (got {self.coarse_scale!r})")
+        require(isinstance(self.keep_tokens, (int, float)) and 0 < self.keep_tokens <= 1,
+                f"keep_tokens is the fraction of patch tokens each copy keeps, in (0, 1] (got "
+                f"{self.keep_tokens!r})")
         require(self.schedule in SCHEDULES,
                 f"schedule '{self.schedule}' is unknown: use one of {', '.join(SCHEDULES)}")
         problems += param_problems(self.param, self.param_kwargs)
@@ -89,10 +97,12 @@ class Preset:
         values.pop("description")
         values["transforms"] = [[name, dict(kwargs)] for name, kwargs in self.transforms]
         values["betas"] = list(self.betas)
+        # Off, these knobs change nothing: left out, so every result made before they existed
+        # keeps its key, and an unused coarse_scale does not split the cache.
         if not self.coarse_steps:
-            # Off, they change nothing: left out, so every result made before they existed
-            # keeps its key, and an unused coarse_scale does not split the cache.
             del values["coarse_steps"], values["coarse_scale"]
+        if self.keep_tokens == 1:
+            del values["keep_tokens"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -113,7 +123,7 @@ SCHEDULES = ("constant", "cosine")
 
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
-         "precision", "coarse_steps", "coarse_scale")
+         "precision", "coarse_steps", "coarse_scale", "keep_tokens")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -212,7 +222,7 @@ DEFAULT_PRESET = "robust"
 def from_knobs(knobs: dict) -> Preset:
     """The preset a stored result ran with (`Preset.knobs()` plus its name)."""
     base = PRESETS.get(knobs.get("name", ""), PRESETS[DEFAULT_PRESET])
-    knobs = {"coarse_steps": 0.0, **knobs}  # left out of the knobs when off
+    knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, **knobs}  # left out of the knobs when off
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 
