@@ -52,17 +52,15 @@ def _has_attachments(block: nn.Module) -> bool:
 
 def compilable_blocks(model, layer_names) -> list[str]:
     """The blocks a pass reading `layer_names` may run compiled: the model's transformer blocks
-    (layers it declares as block outputs with tokens) that hold none of the targets and finish
-    before every target in forward order."""
-    from vitviz.layers import layer_table
+    that hold none of the targets and finish before every target in forward order."""
+    from vitviz.layers import layer_table, transformer_blocks
 
     table = layer_table(model)
     order = {info.name: i for i, info in enumerate(table)}
     targets = list(layer_names)
     if not all(name in order for name in targets):
         return []
-    blocks = [info.name for info in table if info.role == "block_output" and info.layout == "tokens"]
-    return [block for block in blocks
+    return [block for block in transformer_blocks(model)
             if all(order[block] < order[t] and not t.startswith(block + ".") for t in targets)]
 
 

@@ -207,6 +207,13 @@ def activations(model: LoadedModel, inputs: torch.Tensor, layer_names) -> Activa
     return Activations(outputs, model.prefix_tokens)
 
 
+def transformer_blocks(model: LoadedModel | ModelCard) -> list[str]:
+    """The model's transformer blocks in forward order: layers it declares as block outputs
+    with tokens (none for a CNN)."""
+    return [info.name for info in layer_table(model)
+            if info.role == "block_output" and info.layout == "tokens"]
+
+
 def recommended_layers(model: LoadedModel | ModelCard) -> list[LayerInfo]:
     return [info for info in layer_table(model) if info.recommended]
 

@@ -18,20 +18,17 @@ from typing import Iterator, Sequence
 
 import torch
 
-from vitviz.layers import layer_table
+from vitviz.layers import transformer_blocks
 from vitviz.models import LoadedModel
 
 
 def first_block(model: LoadedModel) -> str | None:
     """The module whose input is the full token sequence with positions: the first block."""
-    for info in layer_table(model):
-        if info.role == "block_output" and info.layout == "tokens":
-            return info.name
-    return None
+    return next(iter(transformer_blocks(model)), None)
 
 
 def kept_count(patches: int, keep: float) -> int:
-    return max(1, min(patches, round(keep * patches)))
+    return max(1, round(keep * patches))
 
 
 def kept_indices(rngs: Sequence[torch.Generator], copies: int, patches: int, keep: int,
