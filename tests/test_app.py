@@ -22,6 +22,7 @@ import vitviz.runs
 from vitviz.cache import ResultCache
 from vitviz.models import pick_device
 from vitviz.precision import resolve_precision
+from vitviz.presets import DEFAULT_PRESET, PRESETS
 from vitviz.runs import cached_result
 
 from conftest import VIT_HIDDEN
@@ -395,6 +396,12 @@ def test_out_of_range_numbers_in_a_link_are_one_message_each(page, calls):
     assert f"`tokens={huge}` is out of range" in message  # found by bench/reliability.py's soak
     assert "image size (canvas) must be from 8 to 4096 px (got 0)" in message  # not another size
     assert calls["requests"] == []
+
+
+def test_the_steps_box_starts_at_the_default_presets_steps(calls, monkeypatch):
+    monkeypatch.setitem(PRESETS, DEFAULT_PRESET, PRESETS[DEFAULT_PRESET].with_overrides(steps=96))
+    at = open_page(OPTIMISE)
+    assert errors(at) == "" and at.number_input(key="optimise.steps").value == 96
 
 
 def test_a_shared_link_keeps_every_digit_of_the_learning_rate(calls):

@@ -270,8 +270,8 @@ def seed_picker(state: PageState, label: str = "Seed") -> int:
                                               help="Random start and augmentations."))
 
 
-def steps_picker(state: PageState, limits: Limits, default: int = 64) -> int:
-    key = state.seed("steps", min(default, limits.max_steps))
+def steps_picker(state: PageState, limits: Limits) -> int:
+    key = state.seed("steps", min(get_preset(DEFAULT_PRESET).steps, limits.max_steps))
     return state.keep("steps", st.number_input(
         "Steps", step=16, key=key,
         help=f"Optimisation steps, at most {limits.max_steps} on this server. On a 2-core CPU a "
