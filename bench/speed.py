@@ -8,8 +8,8 @@
    that "fraction of peak" refers to.
 2. **Batches**: seconds per step of vitviz's presets against the batch size, with the FLOPs of a
    step (counted by torch.utils.flop_counter over one real step), images x steps per second,
-   achieved GFLOP/s and the fraction of peak, in fp32 and under bf16 autocast (the preset knob
-   `precision`), eager and with compiled blocks (`+compile`, vitviz.compiled), and with
+   achieved GFLOP/s and the fraction of peak, in fp32 and in bf16 (a bf16 copy of the network:
+   the preset knob `precision`), eager and with compiled blocks (`+compile`, vitviz.compiled), and with
    PyTorch's fused attention kernel where vitviz takes another (`+fused`). On a GPU the
    fraction is also given of the card's datasheet bf16 peak, read by its name.
 3. **Contenders**, on the same model, layer, unit and image size: vitviz's default, its `lucent`

@@ -4,6 +4,7 @@ import torch
 from vitviz.hooks import run_and_capture
 from vitviz.layers import activations
 from vitviz.models import load_model
+from vitviz.precision import network, resolve_precision
 
 VIT_HIDDEN = "encoder.layers.encoder_layer_1.mlp.1"
 
@@ -22,6 +23,11 @@ def fast_and_plain_passes(model) -> tuple[tuple, tuple]:
         acts[VIT_HIDDEN][:, 1:, 5].mean().backward()
         results.append((acts[VIT_HIDDEN].detach(), x.grad))
     return results[0], results[1]
+
+
+def running_network(model, preset) -> torch.nn.Module:
+    """The network a run of `preset` feeds its images to (a bf16 copy where it runs in bf16)."""
+    return network(model, resolve_precision(preset.precision, model.device))[0].module
 
 
 def assert_same_pass(fast: tuple, plain: tuple) -> None:

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -5,6 +7,8 @@ from vitviz import objectives as O
 from vitviz import precision
 from vitviz.cache import ResultCache
 from vitviz.errors import UserError
+from vitviz.models import wrap
+from vitviz.optimise import optimise
 from vitviz.presets import get_preset
 from vitviz.runs import RunRequest, cached_result
 
@@ -66,3 +70,56 @@ def test_auto_makes_the_resolved_setting_s_picture_and_records_it(tiny_vit, bf16
     bf16_hardware(False)
     auto = run({}, cache=ResultCache(tmp_path / "elsewhere"))[0]  # the key is the same "auto"
     assert (auto.images[0] == fp32.images[0]).all() and auto.precision == "fp32"
+
+
+def _robust(**knobs):
+    return get_preset("robust").with_overrides(steps=3, **knobs)
+
+
+def test_a_bf16_run_feeds_a_bf16_copy_made_once_and_leaves_the_model_fp32(tiny_vit):
+    seen = []
+    copy, autocast = precision.network(tiny_vit, "bf16")
+    assert not autocast and precision.network(tiny_vit, "bf16")[0].module is copy.module
+    target = copy.module.get_submodule(VIT_HIDDEN)
+    hook = target.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    try:
+        bf16 = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 3), [0], _robust(precision="bf16")))
+    finally:
+        hook.remove()
+    assert set(seen) == {torch.bfloat16} and len(seen) == 2 * 3 + 1  # copies, record; final
+    assert all(p.dtype == torch.float32 for p in tiny_vit.module.parameters())
+    assert not any(p.requires_grad for p in copy.module.parameters())
+    fp32 = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 3), [0], _robust(precision="fp32")))
+    # The same picture to bf16's rounding, recorded in fp32.
+    assert bf16[-1].images.dtype == torch.float32
+    torch.testing.assert_close(bf16[-1].images, fp32[-1].images, atol=0.03, rtol=0)
+    assert precision.network(tiny_vit, "fp32") == (tiny_vit, False)
+
+
+class _FixedProjection(torch.nn.Module):
+    """A network that keeps an fp32 tensor of its own outside its parameters: a bf16 copy of
+    it cannot multiply its own activations with it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 4, stride=4)
+        self.act = torch.nn.GELU()
+        self.fixed = torch.randn(8, 8)
+
+    def forward(self, x):
+        return self.act(self.conv(x).flatten(2).transpose(1, 2) @ self.fixed)
+
+
+def test_a_network_that_cannot_run_as_a_bf16_copy_keeps_autocast():
+    model = wrap(_FixedProjection(), "fixed_projection_test", size=16)
+    assert precision.network(model, "bf16") == (model, True)
+    records = list(optimise(model, O.neuron("act", 2), [0], _robust(precision="bf16")))
+    assert all(map(math.isfinite, records[-1].activation))
+
+
+def test_bf16_results_have_keys_of_their_own_and_fp32_results_keep_theirs():
+    def config(precision_setting):
+        return RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 3).spec(), (0,), "robust",
+                          {"precision": precision_setting}).config()
+    assert "bf16_arithmetic" not in config("fp32")
+    assert config("auto")["bf16_arithmetic"] == config("bf16")["bf16_arithmetic"]

@@ -8,7 +8,7 @@ from vitviz.optimise import optimise
 from vitviz.presets import from_knobs, get_preset
 from vitviz.resolution import _resized_table, at_input_size, coarse_size, resizable
 
-from conftest import VIT_HIDDEN
+from conftest import VIT_HIDDEN, running_network
 
 
 def test_a_vit_runs_on_a_quarter_of_the_patches_and_is_put_back_after(tiny_vit):
@@ -45,7 +45,8 @@ def _input_sides(model, objective, preset, seeds=(0,)):
     """The side of every image the network was fed, in order, during a run."""
     layer_table(model)  # its dry run is not part of the run
     sides = []
-    handle = model.module.register_forward_pre_hook(lambda _m, args: sides.append(args[0].shape[-1]))
+    handle = running_network(model, preset).register_forward_pre_hook(
+        lambda _m, args: sides.append(args[0].shape[-1]))
     try:
         records = list(optimise(model, objective, list(seeds), preset, record_every=0))
     finally:

@@ -8,7 +8,7 @@ from vitviz.optimise import optimise
 from vitviz.presets import from_knobs, get_preset
 from vitviz.token_dropout import first_block, kept_count, kept_indices
 
-from conftest import VIT_HIDDEN
+from conftest import VIT_HIDDEN, running_network
 
 # tiny_vit: a class token and a 4x4 patch grid.
 PATCHES = 16
@@ -18,7 +18,7 @@ def _token_counts(model, objective, preset, seeds=(0,)):
     """Tokens entering the first block at every pass of a run, in order, and the records."""
     layer_table(model)  # its dry run is not part of the run
     counts = []
-    block = model.module.get_submodule(first_block(model))
+    block = running_network(model, preset).get_submodule(first_block(model))
     # A forward hook sees the tokens the block ran on, after any pre-hook dropped some.
     hook = block.register_forward_hook(lambda _m, args, _out: counts.append(args[0].shape[1]))
     try:

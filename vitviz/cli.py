@@ -246,7 +246,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="size of the optimised image (canvas)")
     p.add_argument("--ensemble", type=int, help="augmented copies per image and step")
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="the network's arithmetic: bf16 autocast is about 2x faster on CPUs with "
+                   help="the network's arithmetic: bf16 is about 2x faster on CPUs with "
                         "AVX-512 BF16 or AMX and on recent GPUs; auto takes it where the hardware "
                         "has it (default: the preset's; robust: auto)")
     p.add_argument("--coarse-steps", type=float,

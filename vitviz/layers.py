@@ -141,7 +141,9 @@ def layer_table(model: LoadedModel | ModelCard) -> list[LayerInfo]:
     size = model.preprocessing.size
     try:
         with torch.no_grad():
-            model.module(torch.zeros(1, 3, size, size, device=model.device))
+            # In the weights' own dtype: a copy held in bf16 (vitviz.precision) runs its own.
+            dtype = next(model.module.parameters()).dtype
+            model.module(torch.zeros(1, 3, size, size, device=model.device, dtype=dtype))
     finally:
         for handle in handles:
             handle.remove()

@@ -15,7 +15,7 @@ from vitviz.moving_target import explicit_attention_mode
 from vitviz.objectives import Objective
 from vitviz.params import ImageParam, build_param, total_variation
 from vitviz.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
-from vitviz.precision import resolve_precision
+from vitviz.precision import network, resolve_precision
 from vitviz.redirect import leaky_targets, redirected
 from vitviz.resolution import at_input_size, coarse_size, resizable
 from vitviz.token_dropout import kept_tokens
@@ -122,11 +122,13 @@ def optimise(
         optimiser, lambda step: _learning_rate_factor(preset, step, preset.steps)
     )
     target = objective.target
-    bf16 = resolve_precision(preset.precision, device) == "bf16"
+    # The network in the run's arithmetic; the image, the loss and the records stay fp32.
+    net, autocast = network(model, resolve_precision(preset.precision, device))
+    dtype = next(net.module.parameters()).dtype
 
     def forward(images: torch.Tensor) -> dict:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            return activations(model, images, objective.layers)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            return activations(net, images.to(dtype), objective.layers)
 
     coarse = preset.coarse_steps > 0 and resizable(model) and not objective.reads_token_positions
     coarse_until = round(preset.coarse_steps * preset.steps) if coarse else 0
@@ -147,15 +149,15 @@ def optimise(
             start = augment(start_images, transforms, rngs, copies, step / preset.steps)
             for rng, state in zip(rngs, states):
                 rng.set_state(state)
-            with torch.no_grad(), at_input_size(model, size), \
-                    explicit_attention_mode(model.module) as frozen:
+            with torch.no_grad(), at_input_size(net, size), \
+                    explicit_attention_mode(net.module) as frozen:
                 forward(model.to_input(start, size))
             frozen = dict(frozen)
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
-        with redirected(model.module, step < preset.redirect_steps), \
-                leaky_targets(model.module, objective.layers, preset.leaky_target), \
-                at_input_size(model, size), kept_tokens(model, keep, rngs, copies):
-            with explicit_attention_mode(model.module, frozen) if frozen_context \
+        with redirected(net.module, step < preset.redirect_steps), \
+                leaky_targets(net.module, objective.layers, preset.leaky_target), \
+                at_input_size(net, size), kept_tokens(net, keep, rngs, copies):
+            with explicit_attention_mode(net.module, frozen) if frozen_context \
                     else nullcontext():
                 acts = forward(model.to_input(augmented, size))
         # Built-in objectives return fp32 already; a user's may return the pass's bf16.

@@ -1,15 +1,24 @@
 """The network's arithmetic for a run: "auto" takes bf16 only where the hardware computes it.
 
-bf16 autocast halves a step's time where the processor has bf16 arithmetic (AVX-512 BF16 or
-AMX on an x86 CPU, a GPU from NVIDIA's Ampere on) and loses nothing in the quality figures at
-equal steps (README, "Speed levers at equal steps"). Elsewhere autocast emulates bf16 and is
-slower than fp32, so "auto" stays in fp32 there.
+bf16 halves a step's time where the processor has bf16 arithmetic (AVX-512 BF16 or AMX on an
+x86 CPU, a GPU from NVIDIA's Ampere on) and loses nothing in the quality figures at equal
+steps (README, "Speed levers at equal steps"). Elsewhere bf16 is emulated and slower than
+fp32, so "auto" stays in fp32 there. A bf16 run feeds a bf16 copy of the network (`network`);
+the image, the loss and every recorded figure stay fp32.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
+import threading
+import weakref
 
 import torch
+from torch import nn
+
+from vitviz.layers import layer_table
+from vitviz.models import LoadedModel
 
 SETTINGS = ("auto", "fp32", "bf16")
 
@@ -36,3 +45,49 @@ def resolve_precision(setting: str, device: torch.device | str) -> str:
     if setting == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return setting
+
+
+# In the key of every result whose network may compute in bf16 ("auto" and "bf16"): their
+# arithmetic changed from autocast to a bf16 copy of the network (2026-11-27). fp32 runs, every
+# other preset's, computed nothing differently and keep their keys.
+BF16_ARITHMETIC = "bf16 copy of the network"
+
+
+def key_entries(setting: str) -> dict:
+    """What a run with precision `setting` adds to its result's key."""
+    return {} if setting == "fp32" else {"bf16_arithmetic": BF16_ARITHMETIC}
+
+
+_BF16_COPIES: "weakref.WeakKeyDictionary[nn.Module, nn.Module | None]" = weakref.WeakKeyDictionary()
+_COPYING = threading.Lock()
+
+
+def network(model: LoadedModel, arithmetic: str) -> tuple[LoadedModel, bool]:
+    """The model a run in `arithmetic` (resolved: "fp32" or "bf16") feeds its images to, and
+    whether its pass runs under bf16 autocast.
+
+    In bf16 it is the same model with a bf16 copy of the network, made once per network and
+    kept as long as it lives: every layer then computes in bf16 with no cast between layers,
+    where autocast re-casts the frozen weights and the activations around each layer at every
+    pass (8% of a CPU step). The model's own network stays fp32 for everything else (metrics,
+    photos, fp32 runs). A network that does not run as a bf16 copy (a user's module that mixes
+    in fp32 tensors of its own) keeps autocast.
+    """
+    if arithmetic == "fp32":
+        return model, False
+    with _COPYING:
+        if model.module not in _BF16_COPIES:
+            _BF16_COPIES[model.module] = _bf16_copy(model)
+        held = _BF16_COPIES[model.module]
+    if held is None:
+        return model, True
+    return dataclasses.replace(model, module=held), False
+
+
+def _bf16_copy(model: LoadedModel) -> nn.Module | None:
+    held = copy.deepcopy(model.module).to(torch.bfloat16)
+    try:
+        layer_table(dataclasses.replace(model, module=held))  # a dry run of the copy
+    except Exception:  # whatever a user's network raises in bf16: autocast runs it instead
+        return None
+    return held

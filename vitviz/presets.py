@@ -28,7 +28,7 @@ class Preset:
     steps: int = 256
     redirect_steps: int = 0  # first steps with redirected GELU/ReLU gradients (vitviz.redirect)
     leaky_target: bool = False  # a GELU/ReLU target climbs from its negative side (vitviz.redirect)
-    # The network's arithmetic: "bf16" runs it under bf16 autocast (the image, the loss and the
+    # The network's arithmetic: "bf16" runs a bf16 copy of it (the image, the loss and the
     # recorded activations stay fp32), about 2x faster on a CPU with AVX-512 BF16 (bench/speed.py);
     # "auto" takes bf16 where the hardware has it, else fp32 (vitviz.precision).
     precision: str = "fp32"

@@ -24,7 +24,7 @@ from vitviz.models import RANDOM_ONLY, LoadedModel, load_model, model_weights, p
 from vitviz.moving_target import PROBE_VERSION, MovingTargetProbe, split
 from vitviz.objectives import from_spec
 from vitviz.optimise import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
-from vitviz.precision import resolve_precision
+from vitviz.precision import key_entries, resolve_precision
 from vitviz.presets import DEFAULT_PRESET, Preset
 from vitviz.results import Result, to_uint8
 
@@ -86,6 +86,7 @@ class RunRequest:
             "objective": objective,
             "seeds": [int(seed) for seed in self.seeds],
             "preset": {"name": self.preset, **self.resolved_preset().knobs()},
+            **key_entries(self.resolved_preset().precision),
             "record_every": self.record_every,
             "moving_target": self.moving_target,
             **({"moving_target_version": PROBE_VERSION} if self.moving_target else {}),
