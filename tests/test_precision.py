@@ -1,4 +1,5 @@
 import math
+import threading
 
 import pytest
 import torch
@@ -112,6 +113,22 @@ class _FixedProjection(torch.nn.Module):
 
 def test_a_network_that_cannot_run_as_a_bf16_copy_keeps_autocast():
     model = wrap(_FixedProjection(), "fixed_projection_test", size=16)
+    assert precision.network(model, "bf16") == (model, True)
+    records = list(optimise(model, O.neuron("act", 2), [0], _robust(precision="bf16")))
+    assert all(map(math.isfinite, records[-1].activation))
+
+
+class _Uncopyable(_FixedProjection):
+    """A network holding something deepcopy refuses (a lock)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fixed = torch.eye(8)
+        self.lock = threading.Lock()
+
+
+def test_a_network_that_cannot_be_copied_keeps_autocast():
+    model = wrap(_Uncopyable(), "uncopyable_test", size=16)
     assert precision.network(model, "bf16") == (model, True)
     records = list(optimise(model, O.neuron("act", 2), [0], _robust(precision="bf16")))
     assert all(map(math.isfinite, records[-1].activation))

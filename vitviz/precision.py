@@ -85,9 +85,10 @@ def network(model: LoadedModel, arithmetic: str) -> tuple[LoadedModel, bool]:
 
 
 def _bf16_copy(model: LoadedModel) -> nn.Module | None:
-    held = copy.deepcopy(model.module).to(torch.bfloat16)
+    # Whatever a user's network raises when copied or run in bf16: autocast runs it instead.
     try:
+        held = copy.deepcopy(model.module).to(torch.bfloat16)
         layer_table(dataclasses.replace(model, module=held))  # a dry run of the copy
-    except Exception:  # whatever a user's network raises in bf16: autocast runs it instead
+    except Exception:
         return None
     return held

@@ -77,6 +77,7 @@ class RunRequest:
         base, random_init = parse_model_name(self.model)
         objective = from_spec(self.objective).spec()  # normalises, and rejects a bad spec early
         folder = configured_folder()
+        preset = self.resolved_preset()
         config = {
             "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
             "weights": model_weights(self.model),
@@ -85,8 +86,8 @@ class RunRequest:
             **({"photo_folder": str(folder)} if folder else {}),
             "objective": objective,
             "seeds": [int(seed) for seed in self.seeds],
-            "preset": {"name": self.preset, **self.resolved_preset().knobs()},
-            **key_entries(self.resolved_preset().precision),
+            "preset": {"name": self.preset, **preset.knobs()},
+            **key_entries(preset.precision),
             "record_every": self.record_every,
             "moving_target": self.moving_target,
             **({"moving_target_version": PROBE_VERSION} if self.moving_target else {}),
