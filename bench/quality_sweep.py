@@ -55,7 +55,7 @@ VARIANTS: dict[str, dict] = {
     # Token dropout (vitviz.token_dropout): each copy enters the blocks with part of its patches.
     "tokens 1/2 per copy": {"keep_tokens": 0.5},
     "tokens 1/2 per copy, copies 8": {"keep_tokens": 0.5, "ensemble": 8},
-    "crops 1/2 to all": {"transforms": _crop(min_area=0.5)},
+    "crops 1/4 to all (the default before)": {"transforms": _crop(min_area=0.25)},
     "crops 1/16 to 1/4": {"transforms": _crop(min_area=0.0625, max_area=0.25)},
     "rotation fused into the crop": {"transforms": _crop(("rotate",), degrees=10.0)},
     "no overhang": {"transforms": _crop(overhang=0.0)},

@@ -141,7 +141,7 @@ PRESETS: dict[str, Preset] = {
             name="robust",
             description="vitviz's default for ViTs: a 1/f^1.5 Fourier image (flat below 2 "
             "cycles) with decorrelated colour on a canvas twice the model's input, seen through "
-            "an ensemble of random crops (a quarter to all of it), small rotations and annealed "
+            "an ensemble of random crops (half to all of it), small rotations and annealed "
             "noise; the target climbs from GELU's negative side (leaky target gradient); bf16 "
             "arithmetic where the hardware has it.",
             param="fourier",
@@ -153,8 +153,12 @@ PRESETS: dict[str, Preset] = {
             # units' pictures alike (specificity 0.281 -> 0.313, identification 91 -> 98%).
             param_kwargs={"decay": 1.5, "floor": 2},
             canvas_scale=2.0,
+            # Crops of at least half the canvas, not a quarter: 11-14% more robust activation
+            # at equal steps on 60 units of 7 blocks, specificity within rounding,
+            # identification 97 -> 100% on the report's 32 units, the judge's margin within
+            # its noise (README, "Crop range, overhang and canvas").
             transforms=(
-                ("crop", {"size": 0, "min_area": 0.25, "max_area": 1.0, "overhang": 0.25}),
+                ("crop", {"size": 0, "min_area": 0.5, "max_area": 1.0, "overhang": 0.25}),
                 ("rotate", {"degrees": 10.0}),
                 ("noise", {"std": 0.05, "anneal": True}),
             ),
