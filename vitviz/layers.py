@@ -142,8 +142,7 @@ def layer_table(model: LoadedModel | ModelCard) -> list[LayerInfo]:
     try:
         with torch.no_grad():
             # In the weights' own dtype: a copy held in bf16 (vitviz.precision) runs its own.
-            dtype = next(model.module.parameters()).dtype
-            model.module(torch.zeros(1, 3, size, size, device=model.device, dtype=dtype))
+            model.module(torch.zeros(1, 3, size, size, device=model.device, dtype=model.dtype))
     finally:
         for handle in handles:
             handle.remove()

@@ -68,6 +68,11 @@ class LoadedModel:
         return next(self.module.parameters()).device
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype: fp32, or bf16 for a run's bf16 copy (vitviz.precision)."""
+        return next(self.module.parameters()).dtype
+
+    @property
     def registry_name(self) -> str:
         """The name `load_model` takes to give this model back, e.g. 'vit_b_16:random'."""
         marked = self.random_init and self.name not in RANDOM_ONLY

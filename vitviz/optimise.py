@@ -124,7 +124,7 @@ def optimise(
     target = objective.target
     # The network in the run's arithmetic; the image, the loss and the records stay fp32.
     net, autocast = network(model, resolve_precision(preset.precision, device))
-    dtype = next(net.module.parameters()).dtype
+    dtype = net.dtype
 
     def forward(images: torch.Tensor) -> dict:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
