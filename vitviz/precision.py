@@ -69,9 +69,10 @@ def network(model: LoadedModel, arithmetic: str) -> tuple[LoadedModel, bool]:
     In bf16 it is the same model with a bf16 copy of the network, made once per network and
     kept as long as it lives: every layer then computes in bf16 with no cast between layers,
     where autocast re-casts the frozen weights and the activations around each layer at every
-    pass (on a CPU, 8% of the copies' forward and backward pass, 3% of a batch-1 step). The model's own network stays fp32 for everything else (metrics,
-    photos, fp32 runs). A network that does not run as a bf16 copy (a user's module that mixes
-    in fp32 tensors of its own) keeps autocast.
+    pass (on a CPU, 8% of the copies' forward and backward pass, 3% of a batch-1 step). The
+    model's own network stays fp32 for everything else (metrics, photos, fp32 runs). A network
+    that does not run as a bf16 copy (a user's module that mixes in fp32 tensors of its own)
+    keeps autocast.
     """
     if arithmetic == "fp32":
         return model, False
