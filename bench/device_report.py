@@ -28,13 +28,14 @@ from pathlib import Path
 
 import torch
 
-from vitviz import data, models, report
+from vitviz import data, judge, models, report
 from vitviz.cache import ResultCache
 from vitviz.presets import DEFAULT_PRESET, PRESETS
-from vitviz.zoo import dinov2
+from vitviz.zoo import dinov2, efficientnet_lite
 
 WHEELS = ("diskcache",)  # what vitviz needs that the device image lacks
 DINOV2, MOBILENET = "dinov2_fp16.pt", "mobilenet_fp16.pt"
+JUDGE = "{}.pt"  # a judge's weights file, as its package ships it
 # The default with its spectrum's floor taken away (the README's "no floor" rows).
 VARIANTS = {"no floor": (DEFAULT_PRESET, {"param_kwargs": {"decay": 1.5}})}
 
@@ -50,6 +51,8 @@ def bundle(folder: Path, wheels: bool = True) -> None:
     torch.save(_half(converted), folder / DINOV2)
     mobilenet = models.load_model("mobilenet_v2", "cpu").module.state_dict()
     torch.save(_half(mobilenet), folder / MOBILENET)
+    for name in efficientnet_lite.VARIANTS:
+        shutil.copy(models._efficientnet_lite_file(name), folder / JUDGE.format(name))
     for name in data.SOURCES:
         target = folder / "photos" / name
         target.mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,7 @@ def use_bundle(folder: Path) -> None:
     dinov2.build_dinov2_vits14 = build_dinov2
     models._dinov2_file = lambda: folder / DINOV2
     models._mobilenet_file = lambda: folder / MOBILENET
+    models._efficientnet_lite_file = lambda name: folder / JUDGE.format(name)
     for name, source in list(data._SOURCES.items()):
         data._SOURCES[name] = data._Source(source.package, str(folder / "photos" / name),
                                            source.files)
@@ -106,9 +110,11 @@ def run(folder: Path, out: Path, units: str, steps: int, variants: list[str],
     chosen = report.layer_units(model, layers, units, 0)
     table = {v: (VARIANTS[v][0], {**VARIANTS[v][1], "steps": steps}) if v in VARIANTS
              else (v, {"steps": steps}) for v in variants}
-    found = report.compare(model, chosen, table, [0, 1], ResultCache(out / "cache"), "dinov2",
+    judge_name = judge.independent_judge(model.registry_name)
+    found = report.compare(model, chosen, table, [0, 1], ResultCache(out / "cache"), judge_name,
                            units_per_run)
     summary = {
+        "judge": report.judge_summary(judge_name, model.registry_name),
         "model": model.label, "layers": chosen, "seeds": [0, 1], "steps": steps,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "photo_set": next(iter(found.layers.values()))["photo_set"],

@@ -7,7 +7,8 @@ Each variant is the default preset with one knob changed (plus today's and yeste
 defaults), run on the same units and seeds at the same steps, so a row differs from the
 default's in that knob alone. Figures (vitviz.report): alive, robust activation / photo max,
 robust rank, specificity and identification in MobileNetV2's space, the judge's score with
-its control. The README's sweep table is this script's output.
+its control and the exemplars', for both query sets, by a judge independent of the model. The
+quality doc's sweep tables are this script's output.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from pathlib import Path
 import torch
 
 from vitviz.cache import ResultCache
+from vitviz.judge import JUDGES, independent_judge
 from vitviz.models import load_model
 from vitviz.presets import DEFAULT_PRESET, get_preset
-from vitviz.report import UNITS_PER_RUN, check_settings, compare, layer_units, print_table
+from vitviz.report import (UNITS_PER_RUN, check_settings, compare, judge_summary, layer_units,
+                           print_table)
 
 _DEFAULT = get_preset(DEFAULT_PRESET)
 _CROP = dict(_DEFAULT.transforms)["crop"]
@@ -62,6 +65,10 @@ VARIANTS: dict[str, dict] = {
     "maco": _MACO,
     "maco, canvas 2x, leaky target": {**_MACO, "canvas_scale": 2.0, "leaky_target": True},
     "phase only (MACO's image)": _PHASE,
+    # The natural-statistics prior (vitviz.natural): first-block statistics and saturation
+    # held near the photos'.
+    "natural statistics 0.3": {"natural_stats": 0.3},
+    "natural statistics 1": {"natural_stats": 1.0},
     "phase only, lr 0.3": {**_PHASE, "lr": 0.3},
     "phase only, copies 8": {**_PHASE, "ensemble": 8},
     "phase only, canvas 1x": {**_PHASE, "canvas_scale": 1.0},
@@ -91,7 +98,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                         help=f"some of: {', '.join(VARIANTS)}")
-    parser.add_argument("--judge", default="dinov2")
+    parser.add_argument("--judge", choices=JUDGES,
+                        help="default: the first judge independent of --model")
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--units-per-run", type=int, default=UNITS_PER_RUN,
@@ -108,9 +116,10 @@ def main() -> int:
     variants = {name: (DEFAULT_PRESET, {**VARIANTS[name], "steps": args.steps})
                 for name in args.variants}
     cache = ResultCache(args.cache) if args.cache else ResultCache()
-    found = compare(model, chosen, variants, list(range(args.seeds)), cache, args.judge,
+    judge_name = args.judge or independent_judge(model.registry_name)
+    found = compare(model, chosen, variants, list(range(args.seeds)), cache, judge_name,
                     args.units_per_run)
-    summary = {"model": model.label, "layers": chosen, "seeds": args.seeds, "steps": args.steps,
+    summary = {"model": model.label, "judge": judge_summary(judge_name, model.registry_name), "layers": chosen, "seeds": args.seeds, "steps": args.steps,
                "variants": {name: VARIANTS[name] for name in args.variants},
                "photo_set": next(iter(found.layers.values()))["photo_set"],
                "presets": found.figures, "exemplars": found.exemplars}

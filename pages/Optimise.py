@@ -19,6 +19,7 @@ with reported():
     method = target.row()
     with method[0]:
         preset = widgets.preset_picker(state)
+        widgets.direction_picker(state)
     with method[1]:
         st.caption(PRESETS[preset].description)
         widgets.knob_pickers(state, preset, st.columns(3))

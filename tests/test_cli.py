@@ -97,7 +97,7 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
     layers = ["encoder.layers.encoder_layer_0.mlp.1", VIT_HIDDEN]
     done = vitviz("report", "--model", "tiny_vit", "--layers", *layers, "--units", "0-2",
                   "--seeds", "2", "--steps", "4", "--presets", "naive", "robust",
-                  "--judge", "mobilenet_v2", "--tile", "64",
+                  "--judge", "efficientnet_lite0", "--tile", "64",
                   "--out", str(tmp_path / "report"), "--cache", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "report" / "report.json").read_text())
@@ -108,8 +108,11 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
     for figures in summary["presets"].values():
         assert figures["specificity"]["units"] == 6 and figures["specificity"]["seeds"] == 2
         assert len(figures["per_image"]["robust_rank"]) == 12
-        assert 0 <= figures["judge"]["pictures"] <= 1 and figures["judge"]["units"] == 6
-    assert 0 <= summary["exemplars"]["exemplars"] <= 1
+        for query_set in ("standard", "photo_disjoint"):
+            judged = figures["judge"][query_set]
+            assert 0 <= judged["pictures"] <= 1 and judged["units"] == 6
+            assert 0 <= summary["exemplars"][query_set]["exemplars"] <= 1
+    assert summary["judge"]["model"] == "efficientnet_lite0" and summary["judge"]["independent"]
     table = done.stdout.splitlines()
     assert table[0].split()[:2] == ["preset", "alive"]
     assert [line.split()[0] for line in table[1:3]] == ["naive", "robust"]
@@ -120,7 +123,8 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
     from PIL import Image
 
     width, height = Image.open(tmp_path / "report" / "grid.png").size
-    assert height == 22 + 6 * 64 and width > 2 * 2 * 64
+    # Per unit: its 3 strongest photos, then per preset 2 maximising seeds and a minimising one.
+    assert height == 22 + 6 * 64 and width > 120 + 3 * 64 + 2 * 3 * 64
 
 
 def test_report_checks_its_input_before_any_work(tmp_path):

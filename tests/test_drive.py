@@ -33,11 +33,13 @@ def tail_layer(photos: int = 10, with_drive: bool = True) -> LayerActivations:
 
 def test_the_judge_ranks_a_tail_unit_by_what_drives_it_not_by_its_output():
     views = torch.eye(10)
-    by_output = judge.ViewPool(tail_layer(with_drive=False), views).queries(0, per_side=3)
+    by_output = judge.tasks(judge.ViewPool(tail_layer(with_drive=False), views), 0,
+                            "standard", count=3)
     assert by_output.high == [0, 1, 2]  # the output's order calls the furthest photos strongest
-    query = judge.ViewPool(tail_layer(), views).queries(0, per_side=3)
-    assert query.high == [9, 8, 7] and query.low == [0, 1, 2]
-    assert judge.ViewPool(tail_layer(), views).exemplars(0, 2, query.photos) == [6, 5]
+    pool = judge.ViewPool(tail_layer(), views)
+    task = judge.tasks(pool, 0, "standard", count=3)
+    assert task.high == [9, 8, 7] and task.low == [0, 1, 2]
+    assert judge.natural_references(pool, 0, task, count=2) == ([6, 5], [3, 4])
 
 
 def test_a_tail_units_top_patches_follow_its_drive_and_show_its_output():

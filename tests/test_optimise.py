@@ -204,3 +204,29 @@ def test_a_canvas_scale_too_large_for_the_model_is_refused_before_allocation(tin
     preset = get_preset("robust").with_overrides(canvas_scale=16.0)
     with pytest.raises(UserError, match="8192-px canvas"):
         final(optimise(large, O.channel("2", 3), [0], preset, steps=2))
+
+
+def test_minimising_drives_the_units_down_where_maximising_drives_them_up(tiny_vit):
+    # The MLP's pre-activation: a GELU output can only fall to GELU's dip, then climbs back
+    # towards zero as what drives the unit keeps falling (vitviz.drive).
+    layer, units, seeds = VIT_HIDDEN.replace("mlp.1", "mlp.0"), range(0, 64, 2), (0, 1)
+    batch_units = tuple(u for u in units for _ in seeds)
+    batch_seeds = [s for _ in units for s in seeds]
+    ends = {}
+    for minimise in (False, True):
+        records = list(optimise(tiny_vit, O.neuron(layer, batch_units), batch_seeds, "robust",
+                                steps=30, record_every=0, minimise=minimise))
+        start = torch.tensor(records[0].activation)
+        ends[minimise] = torch.tensor(records[-1].activation)
+        moved = ends[minimise] < start if minimise else ends[minimise] > start
+        assert moved.float().mean() >= 0.95, (minimise, moved.float().mean())
+    assert (ends[True] < ends[False]).all()
+
+
+def test_a_minimising_run_has_its_own_key_and_a_maximising_one_keeps_its_old_key():
+    from vitviz.runs import RunRequest
+
+    spec = O.neuron(VIT_HIDDEN, 3).spec()
+    up, down = RunRequest("tiny_vit", spec), RunRequest("tiny_vit", spec, minimise=True)
+    assert "minimise" not in up.config() and down.config()["minimise"] is True
+    assert up.key() != down.key()

@@ -70,8 +70,8 @@ def test_the_judge_draws_its_queries_and_exemplars_from_the_folders_index(tiny_v
     from test_index import brute_force
     from vitviz import judge
 
-    write_images(folder, 9, 7)  # 16 images: 3 strong and 3 weak queries, 10 exemplars
-    build_index(tiny_vit, [VIT_HIDDEN], folder, home() / "indexes", k=16, batch_size=4)
+    write_images(folder, 9, 51)  # 60 images: 20 tasks a side and 9 references a side
+    build_index(tiny_vit, [VIT_HIDDEN], folder, home() / "indexes", k=60, batch_size=8)
     examples = photo_sets.examples_for(tiny_vit, VIT_HIDDEN)
     # The judge's own model is not what this test is about: its features are each image's
     # mean colour, and the images it was asked to embed are counted.
@@ -82,22 +82,24 @@ def test_the_judge_draws_its_queries_and_exemplars_from_the_folders_index(tiny_v
         return F.normalize(images.mean(dim=(2, 3)), dim=1)
 
     monkeypatch.setattr(judge, "embed", fake_embed)
-    monkeypatch.setattr(judge, "_judge_model", lambda name: tiny_vit)
-    pool = judge.pool_for(examples, "dinov2")
+    monkeypatch.setattr(judge, "_feature_model", lambda name: tiny_vit)
+    pool = judge.pool_for(examples, "efficientnet_lite0")
     assert isinstance(pool, judge.IndexPool)
 
     paths, _, drive, *_ = brute_force(tiny_vit, folder)
     ranked = [paths[i] for i in np.argsort(-drive[:, 5], kind="stable")]
-    query = pool.queries(5)
-    assert query.high == ranked[:3] and query.low == ranked[::-1][:3]
-    assert pool.exemplars(5, 10, query.photos) == ranked[3:13]
-    figures = judge.two_afc(pool, [5, 9], count=10)
-    assert 0.0 <= figures["exemplars"] <= 1.0 and figures["pairs_per_unit"] == 9
-    assert sum(embedded) <= 16, "each image is read and embedded once, when first needed"
+    task = judge.tasks(pool, 5, "photo_disjoint")
+    assert task.high == ranked[:20] and task.low == ranked[::-1][:20]
+    assert judge.natural_references(pool, 5, task) == (ranked[20:29], ranked[::-1][20:29])
+    figures = judge.mis(pool, [5, 9])
+    assert 0.0 <= figures["exemplars"] <= 1.0 and figures["tasks_per_unit"] == 20
+    assert sum(embedded) <= 60, "each image is read and embedded once, when first needed"
 
     from vitviz.report import compare
     found = compare(tiny_vit, {VIT_HIDDEN: [5, 9]}, {"naive": ("naive", {"steps": 2})}, [0, 1],
-                    None, "dinov2")
+                    None, "efficientnet_lite0")
     assert found.layers[VIT_HIDDEN]["photo_set"] == examples.label
     assert isinstance(found.layers[VIT_HIDDEN]["pool"], judge.IndexPool)
-    assert {"pictures", "pictures_control"} <= set(found.figures["naive"]["judge"])
+    for query_set in judge.QUERY_SETS:
+        assert {"pictures", "pictures_control"} <= set(found.figures["naive"]["judge"][query_set])
+    assert found.minimised["naive"][VIT_HIDDEN].shape == found.pictures["naive"][VIT_HIDDEN].shape

@@ -20,6 +20,8 @@ Parser = Callable[[str], Any]
 
 KINDS = {kind: objective.description for kind, objective in objectives.UNIT_OBJECTIVES.items()}
 NO_PRESET = "none"
+# Which way the Optimise page drives its unit: up (what excites it) or down (what suppresses it).
+DIRECTIONS = {"max": "up: what excites it", "min": "down: what suppresses it"}
 # The Moving target page's runs: (label, preset, optimised with attention frozen at the start).
 MOVING_TARGET_RUNS = (("naive", "naive", False), (DEFAULT_PRESET, DEFAULT_PRESET, False),
                       ("naive, attention frozen", "naive", True))
@@ -82,7 +84,7 @@ _RUN = {"seed": integer, "steps": integer, "size": integer}
 SCHEMAS: dict[str, dict[str, Parser]] = {
     "home": {"model": text},
     "optimise": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS), "lr": number,
-                 "ensemble": integer, "tv": number, **_RUN},
+                 "ensemble": integer, "tv": number, "direction": choice(DIRECTIONS), **_RUN},
     "compare": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS),
                 "preset2": choice([NO_PRESET, *PRESETS]), "seeds": integer, **_RUN},
     "moving_target": {**_TARGET, **_RUN},
@@ -118,7 +120,7 @@ def _request(settings: dict, model_size: int, preset: str, seeds, extra=None,
         model=settings["model"], objective=objective_spec(settings), seeds=tuple(seeds),
         preset=preset, overrides={**_overrides(settings, model_size, preset), **(extra or {})},
         record_every=default_record_every(settings["steps"]), moving_target=moving_target,
-        frozen_context=frozen_context,
+        frozen_context=frozen_context, minimise=settings.get("direction") == "min",
     )
 
 
@@ -173,7 +175,8 @@ def page_for(result: Result) -> tuple[str, dict] | None:
         candidates = [("moving_target", target, moving_target_requests)]
     elif len(seeds) == 1:
         settings = {**target, "kind": objective["type"], "preset": knobs["name"],
-                    "lr": knobs["lr"], "ensemble": knobs["ensemble"], "tv": knobs["tv_weight"]}
+                    "lr": knobs["lr"], "ensemble": knobs["ensemble"], "tv": knobs["tv_weight"],
+                    "direction": "min" if config.get("minimise") else "max"}
         candidates = [("optimise", settings, optimise_request)]
     else:
         settings = {**target, "kind": objective["type"], "preset": knobs["name"],

@@ -18,7 +18,7 @@ from ui import execution
 from ui.limits import Limits
 from ui.page import SETTINGS_GRID, show_error
 from ui.resources import model_card
-from ui.settings import KINDS, NO_PRESET
+from ui.settings import DIRECTIONS, KINDS, NO_PRESET
 from ui.state import PageState
 
 # The session's current model: picked on any page (or the home page), the default on every other.
@@ -231,6 +231,15 @@ def look_up(state: PageState, name: str, card: ModelCard, requests: list, limits
                               for problem in execution.request_problems(request, card, limits)]
     problems(found)
     return found, [None if found else execution.cached(request) for request in requests]
+
+
+def direction_picker(state: PageState) -> str:
+    key = state.seed("direction", "max")
+    chosen = st.radio("Drive the unit", list(DIRECTIONS), key=key, horizontal=True,
+                      format_func=DIRECTIONS.get,
+                      help="Down: the same method with the objective negated, the pictures of "
+                           "what suppresses the unit (its minimising references).")
+    return state.keep("direction", chosen)
 
 
 def preset_picker(state: PageState, name: str = "preset", label: str = "Method",

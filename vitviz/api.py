@@ -22,6 +22,7 @@ def visualise(
     objective: objectives.Objective | None = None,
     cache: ResultCache | None = None,
     progress: Progress | None = None,
+    minimise: bool = False,
     **overrides,
 ) -> Result:
     """Visualise `unit` of `layer` (a neuron on token layers, a channel on feature maps).
@@ -31,8 +32,9 @@ def visualise(
     >>> result.images[0]  # HxWx3 uint8
 
     `overrides` are preset knobs (steps, lr, canvas, ensemble, ...). Give `objective` to
-    optimise anything else (sums, directions, logits). With a `cache`, a repeated call is
-    served from disk.
+    optimise anything else (sums, directions, logits). With `minimise`, the pictures of what
+    drives it down (what suppresses the unit). With a `cache`, a repeated call is served from
+    disk.
     """
     loaded = model if isinstance(model, LoadedModel) else None
     name = loaded.registry_name if loaded else model
@@ -41,7 +43,8 @@ def visualise(
             loaded = load_model(name)
         layer = layer or default_layer(loaded)
         objective = objectives.neuron(layer, unit, tokens)
-    request = RunRequest(name, objective.spec(), tuple(seeds), preset, overrides)
+    request = RunRequest(name, objective.spec(), tuple(seeds), preset, overrides,
+                         minimise=minimise)
     if loaded is not None and cache is None:
         return compute_result(request, loaded, progress)
     result, _ = cached_result(request, cache, loader=lambda _: loaded or load_model(name), progress=progress)

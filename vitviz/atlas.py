@@ -34,11 +34,12 @@ AtlasProgress = Callable[[int, int, float], None]
 
 def unit_request(model: str, layer: str, unit: int, seed: int = 0,
                  preset: str = DEFAULT_PRESET, steps: int | None = None,
-                 tokens: str | int = "patch") -> RunRequest:
+                 tokens: str | int = "patch", minimise: bool = False) -> RunRequest:
     """The single-unit run of the dashboard's pages for these settings (same cache key)."""
     steps = resolve_preset(preset, **({"steps": steps} if steps else {})).steps
     return RunRequest(model, objectives.neuron(layer, unit, tokens).spec(), (seed,), preset,
-                      {"steps": steps}, record_every=default_record_every(steps))
+                      {"steps": steps}, record_every=default_record_every(steps),
+                      minimise=minimise)
 
 
 def stored_figure(result: Result, name: str) -> float | None:
@@ -94,10 +95,11 @@ def auto_batch_units(model: LoadedModel, layer: str, unit: int, preset: str = DE
 def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
               seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
               tokens: str | int = "patch", batch_units: int | None = 8, engine: str = "local",
-              workers: int = 2, progress: AtlasProgress | None = None
-              ) -> Iterator[tuple[int, Result]]:
+              workers: int = 2, progress: AtlasProgress | None = None,
+              minimise: bool = False) -> Iterator[tuple[int, Result]]:
     """Visualise `units` of `layer`, `batch_units` at a time; yields (unit, result) as each
-    batch finishes. Units already in the cache are skipped.
+    batch finishes. Units already in the cache are skipped. With `minimise`, the pictures of
+    what suppresses each unit.
 
     `batch_units=None` picks the batch size from the memory free now (`auto_batch_units`).
     `engine="ray"` computes the batches on Ray actors (`workers`, vitviz.ray_engine); this
@@ -106,8 +108,8 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
         raise UserError(f"engine '{engine}' is unknown: use one of {', '.join(ENGINES)}.")
     # The objectives' own check (layer, units and token mode), before any key or batch.
     objectives.neuron(layer, tuple(units), tokens).validate(lambda name: find_layer(model, name))
-    requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens)
-                for u in units}
+    requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens,
+                                minimise) for u in units}
     todo = [u for u in units if cache.get(requests[u].key()) is None]
     if batch_units is None and todo:
         batch_units = auto_batch_units(model, layer, todo[0], preset, steps, tokens,
@@ -116,7 +118,8 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
     batches = [RunRequest(model.registry_name,
                           objectives.neuron(layer, tuple(chunk), tokens).spec(),
                           (seed,) * len(chunk), preset, requests[chunk[0]].overrides,
-                          record_every=requests[chunk[0]].record_every) for chunk in chunks]
+                          record_every=requests[chunk[0]].record_every, minimise=minimise)
+               for chunk in chunks]
     if engine == "ray":
         from vitviz.ray_engine import map_in_order
 

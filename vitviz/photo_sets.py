@@ -95,6 +95,9 @@ class IndexedExamples:
     def unit_max(self, unit: int) -> float:
         return self.index.summary(self.layer, unit)["max"]
 
+    def unit_min(self, unit: int) -> float:
+        return self.index.summary(self.layer, unit)["min"]
+
     def top(self, unit: int, k: int = 8) -> dict[str, list[Example]]:
         folder = self.index.folder
         found = {"photo": [Example(path.relative_to(folder).as_posix(), value, (0.0, 0.0, 1.0, 1.0),

@@ -43,6 +43,9 @@ class Preset:
     # Applies to ViTs whose blocks the layer table names (torchvision's, the DINOv2 conversion)
     # with objectives that read no particular token position; the record reads every token.
     keep_tokens: float = 1.0
+    # The natural-statistics prior's weight (vitviz.natural): each copy's first-block feature
+    # statistics and the picture's saturation held near the photos'. 0: off.
+    natural_stats: float = 0.0
 
     def canvas_size(self, model_size: int) -> int:
         """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
@@ -85,6 +88,9 @@ class Preset:
         require(isinstance(self.keep_tokens, (int, float)) and 0 < self.keep_tokens <= 1,
                 f"keep_tokens is the fraction of patch tokens each copy keeps, in (0, 1] (got "
                 f"{self.keep_tokens!r})")
+        require(isinstance(self.natural_stats, (int, float)) and math.isfinite(self.natural_stats)
+                and 0 <= self.natural_stats <= 100,
+                f"natural_stats is a weight from 0 to 100 (got {self.natural_stats!r})")
         require(self.schedule in SCHEDULES,
                 f"schedule '{self.schedule}' is unknown: use one of {', '.join(SCHEDULES)}")
         problems += param_problems(self.param, self.param_kwargs)
@@ -103,6 +109,8 @@ class Preset:
             del values["coarse_steps"], values["coarse_scale"]
         if self.keep_tokens == 1:
             del values["keep_tokens"]
+        if not self.natural_stats:
+            del values["natural_stats"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -123,7 +131,7 @@ SCHEDULES = ("constant", "cosine")
 
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
-         "precision", "coarse_steps", "coarse_scale", "keep_tokens")
+         "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -229,7 +237,8 @@ DEFAULT_PRESET = "robust"
 def from_knobs(knobs: dict) -> Preset:
     """The preset a stored result ran with (`Preset.knobs()` plus its name)."""
     base = PRESETS.get(knobs.get("name", ""), PRESETS[DEFAULT_PRESET])
-    knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, **knobs}  # left out of the knobs when off
+    # Left out of the knobs when off.
+    knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0, **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 

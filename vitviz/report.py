@@ -8,10 +8,14 @@ per preset (see vitviz.metrics and vitviz.judge):
 - alive: the fraction of units whose picture ends above the unit's maximum over the photos;
 - robust activation / photo max and robust rank, per image (medians);
 - specificity and identification across all units, in MobileNetV2's feature space;
-- the judge's two-alternative score with the pictures as references, its control (another
-  unit's pictures) and their margin, beside the same figures for natural exemplars.
+- the judge's score (vitviz.judge: the Machine Interpretability Score's tasks, with the
+  unit's maximising and minimising pictures as references), its control (another unit's
+  pictures) and their margin, beside the same figures for natural exemplars, for the standard
+  and the photo-disjoint query sets. The judge is a network independent of the visualised one
+  unless `--judge` names another, which the report then labels an in-model diagnostic.
 
-Writes report.json, grid.png (rows: units; columns: the seeds of each preset) and index.html.
+Every unit runs twice per seed: maximised and minimised. Writes report.json, grid.png (rows:
+units; columns: the maximising seeds of each preset) and index.html.
 """
 from __future__ import annotations
 
@@ -77,20 +81,23 @@ def choose_units(spec: str, layer_units: int, layer: str, seed: int) -> list[int
 def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequence[int],
                preset: str, overrides: dict, cache: ResultCache | None,
                label: str | None = None,
-               units_per_run: int = UNITS_PER_RUN) -> tuple[np.ndarray, list]:
+               units_per_run: int = UNITS_PER_RUN,
+               minimise: bool = False) -> tuple[np.ndarray, list]:
     """Final images [units, seeds, H, W, 3] for one preset (with knob `overrides`), and each
     image's final activation. `label` names the variant on the progress bar; a GPU wants more
-    `units_per_run` than the default, which keeps a CPU's memory small."""
+    `units_per_run` than the default, which keeps a CPU's memory small. With `minimise`, the
+    pictures of what drives each unit down."""
     images, reached = [], []
     chunks = [units[i:i + units_per_run] for i in range(0, len(units), units_per_run)]
     total = resolve_preset(preset, **overrides).steps * len(chunks)
-    with tqdm(total=total, desc=f"{label or preset} {layer}", unit="step", file=sys.stderr) as bar:
+    desc = f"{label or preset}{' (min)' if minimise else ''} {layer}"
+    with tqdm(total=total, desc=desc, unit="step", file=sys.stderr) as bar:
         for chunk in chunks:
             batch_units = tuple(u for u in chunk for _ in seeds)
             batch_seeds = tuple(s for _ in chunk for s in seeds)
             request = RunRequest(model.registry_name,
                                  objectives.neuron(layer, batch_units).spec(),
-                                 batch_seeds, preset, overrides)
+                                 batch_seeds, preset, overrides, minimise=minimise)
             result, _ = cached_result(request, cache, lambda _: model,
                             lambda record, n: bar.update(1) if record.loss is not None else None)
             images.extend(result.images)
@@ -103,10 +110,26 @@ def _as_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images.reshape(-1, *images.shape[-3:])).permute(0, 3, 1, 2).float() / 255
 
 
+def picture_references(images: np.ndarray, minimised: np.ndarray, judge_name: str) -> list:
+    """Per unit, the judge's (E+, E-) from its maximising and minimising pictures
+    [units, seeds, H, W, 3]."""
+    units, n_seeds = images.shape[:2]
+
+    def views(pictures: np.ndarray) -> torch.Tensor:
+        return judge.embed_pictures(_as_tensor(pictures), judge_name).reshape(
+            units, n_seeds, judge.PICTURE_VIEWS, -1)
+
+    high, low = views(images), views(minimised)
+    return [(judge.picture_references(high[i]), judge.picture_references(low[i]))
+            for i in range(units)]
+
+
 def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str, np.ndarray],
-                   reached: dict[str, list], judge_name: str) -> dict:
+                   minimised: dict[str, np.ndarray], reached: dict[str, list],
+                   judge_name: str) -> dict:
     """Every figure of one preset over the units of every layer."""
-    relative, ranks, alive, embeddings, verdicts = [], [], [], [], []
+    relative, ranks, alive, embeddings = [], [], [], []
+    verdicts: dict[str, list] = {query_set: [] for query_set in judge.QUERY_SETS}
     for layer, info in layers.items():
         units, unit_max = info["units"], info["unit_max"]
         n_seeds = images[layer].shape[1]
@@ -118,16 +141,17 @@ def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str
         ranks += robust["robust_rank"]
         alive += [r > m for r, m in zip(reached[layer], max_per_image)]
         embeddings.append(metrics.embed(flat).reshape(len(units), n_seeds, -1))
-        pictures = judge.embed_pictures(flat, judge_name).reshape(
-            len(units), n_seeds * judge.PICTURE_VIEWS, -1)
-        verdicts.append(judge.two_afc(info["pool"], units, list(pictures)))
+        references = picture_references(images[layer], minimised[layer], judge_name)
+        for query_set, found in verdicts.items():
+            found.append(judge.mis(info["pool"], units, references, query_set))
     units_total = sum(len(info["units"]) for info in layers.values())
     return {
         "alive": sum(alive) / len(alive),
         "relative_robust_activation_median": _finite_median(relative),
         "robust_rank_median": statistics.median(ranks),
         "specificity": metrics.specificity(torch.cat(embeddings)),
-        "judge": pool_verdicts(verdicts, units_total, list(layers)),
+        "judge": {query_set: pool_verdicts(found, units_total, list(layers))
+                  for query_set, found in verdicts.items()},
         "per_image": {"relative_robust_activation": relative, "robust_rank": ranks,
                       "alive": alive},
     }
@@ -148,7 +172,8 @@ def pool_verdicts(verdicts: list[dict], units_total: int, layers: Sequence[str])
                         "units": v["units"]}
                 for layer, v in zip(layers, verdicts)}
     return {**pooled, "unit_margins": margins, "units": units_total,
-            "pairs_per_unit": verdicts[0]["pairs_per_unit"], "by_layer": by_layer}
+            "tasks_per_unit": verdicts[0]["tasks_per_unit"],
+            "references": verdicts[0]["references"], "by_layer": by_layer}
 
 
 def _finite_median(values: Sequence[float]) -> float:
@@ -157,44 +182,89 @@ def _finite_median(values: Sequence[float]) -> float:
     return statistics.median(finite) if finite else float("nan")
 
 
+GRID_PHOTOS = 3  # the unit's strongest photo views beside its pictures
+
+
+def unit_photos(layers: dict[str, dict], count: int = GRID_PHOTOS) -> dict[tuple, list]:
+    """(layer, unit) -> the unit's `count` strongest photo views (whole or crop), as images."""
+    from vitviz.examples import crop_image
+
+    found = {}
+    for layer, info in layers.items():
+        examples = info["examples"]
+        for unit in info["units"]:
+            top = examples.top(unit, count)
+            best = sorted(top.get("photo", []) + top.get("crop", []),
+                          key=lambda example: -example.activation)[:count]
+            found[(layer, unit)] = [np.asarray(crop_image(examples.image(e.photo), e.box))
+                                    for e in best]
+    return found
+
+
 def grid_image(per_preset: dict[str, dict[str, np.ndarray]], rows: list[tuple[str, int]],
-               tile: int = 160) -> Image.Image:
-    """Rows: units (layer, unit); columns: seeds of each preset side by side, labelled."""
+               tile: int = 160, minimised: dict[str, dict[str, np.ndarray]] | None = None,
+               photos: dict[tuple, list] | None = None) -> Image.Image:
+    """Rows: units (layer, unit). Columns: the unit's strongest photos (when given), then per
+    preset its maximising seeds and (when given) its first minimising seed, labelled."""
     presets = list(per_preset)
     first = next(iter(per_preset.values()))
     n_seeds = next(iter(first.values())).shape[1]
+    per_block = n_seeds + (1 if minimised else 0)
+    blocks = [("photos", GRID_PHOTOS)] * bool(photos) + [(name, per_block) for name in presets]
     gap, header, label = tile // 6, 22, 120
-    width = label + len(presets) * (n_seeds * tile + gap)
+    width = label + sum(count * tile + gap for _, count in blocks)
     canvas = Image.new("RGB", (width, header + len(rows) * tile), "white")
     draw = ImageDraw.Draw(canvas)
-    for p, name in enumerate(presets):
-        draw.text((label + p * (n_seeds * tile + gap) + 4, 4), name, fill="black")
+    starts, x = {}, label
+    for name, count in blocks:
+        starts[name] = x
+        title = f"{name} (max x{n_seeds}, min)" if name in per_preset and minimised else name
+        draw.text((x + 4, 4), title, fill="black")
+        x += count * tile + gap
+
+    def paste(image: np.ndarray, left: int, row: int) -> None:
+        picture = Image.fromarray(image).resize((tile, tile), Image.Resampling.LANCZOS)
+        canvas.paste(picture, (left, header + row * tile))
+
     index: dict[str, int] = {}
     for r, (layer, unit) in enumerate(rows):
         position = index[layer] = index.get(layer, -1) + 1
         block = layer.split(".")[-3] if layer.count(".") >= 3 else layer
         draw.text((4, header + r * tile + tile // 2 - 12), f"{block}\nunit {unit}", fill="black")
-        for p, name in enumerate(presets):
-            for s in range(n_seeds):
-                picture = Image.fromarray(per_preset[name][layer][position, s])
-                picture = picture.resize((tile, tile), Image.Resampling.LANCZOS)
-                canvas.paste(picture, (label + p * (n_seeds * tile + gap) + s * tile,
-                                       header + r * tile))
+        for i, image in enumerate((photos or {}).get((layer, unit), [])):
+            paste(image, starts["photos"] + i * tile, r)
+        for name in presets:
+            columns = list(per_preset[name][layer][position])
+            if minimised:
+                columns.append(minimised[name][layer][position, 0])
+            for s, image in enumerate(columns):
+                paste(image, starts[name] + s * tile, r)
     return canvas
+
+
+def _judge_cells(judged: dict, kind: str, baseline: float | None) -> list[str]:
+    """Score, its ratio to the exemplars' score, control and margin of one query set."""
+    ratio = f"{judged[kind] / baseline:.2f}" if baseline else ""
+    return [f"{judged[kind]:.0%}", ratio, f"{judged[f'{kind}_control']:.0%}",
+            _margin(judged, kind)]
 
 
 def summary_rows(summary: dict) -> list[list[str]]:
     """The report table: one row per preset, then the natural exemplars' judge figures."""
+    exemplars = summary["exemplars"]
     rows = []
     for name, f in summary["presets"].items():
         s, j = f["specificity"], f["judge"]
-        rows.append([name, f"{f['alive']:.0%}", f"{f['relative_robust_activation_median']:.2f}",
-                     f"{f['robust_rank_median']:.0f}", f"{s['specificity']:.3f}",
-                     f"{s['identification']:.0%}", f"{j['pictures']:.0%}",
-                     f"{j['pictures_control']:.0%}", _margin(j, "pictures")])
-    j = summary["exemplars"]
-    rows.append(["natural exemplars", "", "", "", "", "", f"{j['exemplars']:.0%}",
-                 f"{j['exemplars_control']:.0%}", _margin(j, "exemplars")])
+        cells = [name, f"{f['alive']:.0%}", f"{f['relative_robust_activation_median']:.2f}",
+                 f"{f['robust_rank_median']:.0f}", f"{s['specificity']:.3f}",
+                 f"{s['identification']:.0%}"]
+        for query_set in judge.QUERY_SETS:
+            cells += _judge_cells(j[query_set], "pictures", exemplars[query_set]["exemplars"])
+        rows.append(cells)
+    cells = ["natural exemplars", "", "", "", "", ""]
+    for query_set in judge.QUERY_SETS:
+        cells += _judge_cells(exemplars[query_set], "exemplars", None)
+    rows.append(cells)
     return rows
 
 
@@ -203,20 +273,23 @@ def _margin(judged: dict, kind: str) -> str:
     return f"{judged[f'{kind}_margin']:+.0%}" + (f" ± {se:.0%}" if math.isfinite(se) else "")
 
 
-def layer_margin_rows(summary: dict) -> list[list[str]]:
-    """The judge's margin layer by layer: a header row (layer, each preset, the exemplars),
-    then one row per layer."""
-    presets, exemplars = summary["presets"], summary["exemplars"]["by_layer"]
-    rows = [["judge margin by layer", *presets, "natural exemplars"]]
+def layer_margin_rows(summary: dict, query_set: str = "standard") -> list[list[str]]:
+    """The judge's margin layer by layer for one query set: a header row (layer, each preset,
+    the exemplars), then one row per layer."""
+    presets, exemplars = summary["presets"], summary["exemplars"][query_set]["by_layer"]
+    rows = [[f"judge margin by layer ({query_set})", *presets, "natural exemplars"]]
     for layer, found in exemplars.items():
-        cells = [f"{f['judge']['by_layer'][layer]['pictures_margin']:+.0%}" for f in presets.values()]
+        cells = [f"{f['judge'][query_set]['by_layer'][layer]['pictures_margin']:+.0%}"
+                 for f in presets.values()]
         rows.append([f"{layer} ({found['units']} units)", *cells,
                      f"{found['exemplars_margin']:+.0%}"])
     return rows
 
 
 HEADERS = ["preset", "alive", "robust act. / photo max", "robust rank", "specificity",
-           "identification", "judge", "judge control", "judge margin (± s.e.)"]
+           "identification"] + [
+    f"{title} ({short})" for short in ("std", "disjoint")
+    for title in ("judge", "÷ exemplars", "control", "margin ± s.e.")]
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
@@ -226,21 +299,36 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def judge_note(summary: dict) -> str:
+    """What the judge is, and whether it may be read as a headline."""
+    j = summary["judge"]
+    kind = ("independent of the visualised model" if j["independent"] else
+            "IN-MODEL: it shares weights or training with the visualised model, a diagnostic "
+            "only")
+    return (f"judge: {j['label']} ({kind}); {j['tasks_per_unit']} tasks per unit, "
+            f"{j['references']} maximising and {j['references']} minimising references; "
+            f"std: exemplars may come from a query's photo, disjoint: never")
+
+
 def write_html(out: Path, summary: dict) -> None:
-    by_layer = layer_margin_rows(summary)
     config = html.escape(json.dumps({k: v for k, v in summary.items()
                                      if k not in ("presets", "exemplars")}, indent=1))
+    by_layer = "".join(
+        f"<h2>The judge's margin, layer by layer ({query_set})</h2>"
+        f"{_html_table(rows[0], rows[1:])}"
+        for query_set in judge.QUERY_SETS
+        for rows in [layer_margin_rows(summary, query_set)])
     (out / "index.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>vitviz report</title>"
         "<style>body{font-family:sans-serif;max-width:1400px;margin:2em auto}"
         "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style>"
         f"<h1>vitviz report: {html.escape(summary['model'])}</h1>"
         f"{_html_table(HEADERS, summary_rows(summary))}"
-        f"<h2>The judge's margin, layer by layer</h2>{_html_table(by_layer[0], by_layer[1:])}"
+        f"<p>{html.escape(judge_note(summary))}</p>{by_layer}"
         f"<p>Identification chance: {summary['presets'][next(iter(summary['presets']))]['specificity']['chance']:.1%}; "
         f"judge chance: 50%. Photo max and the judge's photos: "
-        f"{html.escape(summary['photo_set'])}. Grid: one row per unit; columns are the seeds of "
-        f"{html.escape(', '.join(summary['presets']))}, left to right.</p>"
+        f"{html.escape(summary['photo_set'])}. Grid: one row per unit; columns are the "
+        f"maximising seeds of {html.escape(', '.join(summary['presets']))}, left to right.</p>"
         "<img src='grid.png' style='max-width:100%'>"
         f"<pre>{config}</pre>"
     )
@@ -254,9 +342,11 @@ def _print_rows(rows: list[list[str]]) -> None:
 
 def print_table(summary: dict) -> None:
     _print_rows([HEADERS] + summary_rows(summary))
+    print(judge_note(summary))
     print(f"photo max and the judge's photos: {summary['photo_set']}")
-    print()
-    _print_rows(layer_margin_rows(summary))
+    for query_set in judge.QUERY_SETS:
+        print()
+        _print_rows(layer_margin_rows(summary, query_set))
 
 
 @dataclass
@@ -265,8 +355,9 @@ class Comparison:
 
     layers: dict[str, dict]  # layer -> units, the judge's pool, the photo set, unit maxima
     pictures: dict[str, dict[str, np.ndarray]]  # variant -> layer -> [units, seeds, H, W, 3]
+    minimised: dict[str, dict[str, np.ndarray]]  # the same, of the minimising pictures
     figures: dict[str, dict]  # variant -> preset_figures
-    exemplars: dict  # the judge's figures for natural exemplars
+    exemplars: dict  # query set -> the judge's figures for natural exemplars
 
 
 def compare(model: LoadedModel, layer_units: dict[str, list[int]],
@@ -282,25 +373,29 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
         # photo maximum and the judge's queries and exemplars.
         examples = examples_for(model, layer)
         layers[layer] = {"units": units, "pool": judge.pool_for(examples, judge_name),
-                         "photo_set": examples.label,
+                         "photo_set": examples.label, "examples": examples,
                          "unit_max": [examples.unit_max(u) for u in units]}
-    pictures, figures = {}, {}
+    pictures, minimised, figures = {}, {}, {}
     for label, (preset, overrides) in variants.items():
-        images, reached = {}, {}
+        images, lowest, reached = {}, {}, {}
         for layer, info in layers.items():
             images[layer], reached[layer] = run_preset(model, layer, info["units"], seeds,
                                                        preset, overrides, cache, label,
                                                        units_per_run)
-        pictures[label] = images
-        figures[label] = preset_figures(model, layers, images, reached, judge_name)
-    count = len(seeds) * judge.PICTURE_VIEWS  # as many exemplars as picture views
-    verdicts = [judge.two_afc(info["pool"], info["units"], count=count)
-                for info in layers.values()]
+            lowest[layer], _ = run_preset(model, layer, info["units"], seeds, preset,
+                                          overrides, cache, label, units_per_run, minimise=True)
+        pictures[label], minimised[label] = images, lowest
+        figures[label] = preset_figures(model, layers, images, lowest, reached, judge_name)
     units_total = sum(len(units) for units in layer_units.values())
-    return Comparison(layers, pictures, figures, pool_verdicts(verdicts, units_total, list(layers)))
+    exemplars = {query_set: pool_verdicts([judge.mis(info["pool"], info["units"],
+                                                     query_set=query_set)
+                                           for info in layers.values()],
+                                          units_total, list(layers))
+                 for query_set in judge.QUERY_SETS}
+    return Comparison(layers, pictures, minimised, figures, exemplars)
 
 
-def check_settings(seeds: int, presets: Sequence[str], judge_name: str) -> None:
+def check_settings(seeds: int, presets: Sequence[str], judge_name: str | None) -> None:
     """The checks that need no model: made before anything is loaded."""
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
@@ -308,7 +403,18 @@ def check_settings(seeds: int, presets: Sequence[str], judge_name: str) -> None:
     if seeds < 2:
         raise UserError("the report needs at least 2 seeds per unit (--seeds 2): "
                          "specificity compares two seeds' pictures of each unit")
-    judge.get_judge(judge_name)
+    if judge_name is not None:
+        judge.get_judge(judge_name)
+
+
+def judge_summary(judge_name: str, model_name: str) -> dict:
+    """What report.json says of its judge: its network (`model`) and whether it is
+    independent of the visualised model (else an in-model diagnostic)."""
+    spec = judge.get_judge(judge_name)
+    return {"name": judge_name, "model": spec.model, "layer": spec.layer,
+            "label": spec.label, "independent": judge.is_independent(judge_name, model_name),
+            "tasks_per_unit": judge.TASKS, "references": judge.REFERENCES,
+            "query_sets": list(judge.QUERY_SETS)}
 
 
 def layer_units(model: LoadedModel, layers: Sequence[str], units: str,
@@ -331,8 +437,14 @@ def main(args) -> int:
     overrides = {"steps": args.steps} if args.steps else {}
     cache = ResultCache(args.cache) if args.cache else ResultCache()
     seeds = list(range(args.seeds))
+    judge_name = args.judge or judge.independent_judge(model.registry_name)
+    judged = judge_summary(judge_name, model.registry_name)
+    if not judged["independent"]:
+        print(f"warning: the judge {judged['model']} shares weights or training with "
+              f"{model.registry_name}: its figures are an in-model diagnostic, not a measure "
+              "of what a viewer can read", file=sys.stderr)
     found = compare(model, chosen, {p: (p, overrides) for p in presets}, seeds, cache,
-                    args.judge)
+                    judge_name)
     summary = {
         "model": model.label, "model_metadata": model.metadata(),
         "layers": chosen,
@@ -340,7 +452,7 @@ def main(args) -> int:
         # The arithmetic of the runs made here ("auto" resolved on this device).
         "device": str(model.device),
         "precision": {p: resolve_precision(PRESETS[p].precision, model.device) for p in presets},
-        "judge": judge.get_judge(args.judge).label,
+        "judge": judged,
         "specificity_model": metrics.FEATURE_MODEL,
         "unit_max_over_photos": {layer: info["unit_max"] for layer, info in found.layers.items()},
         "photo_set": next(iter(found.layers.values()))["photo_set"],
@@ -350,7 +462,8 @@ def main(args) -> int:
     }
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     rows = [(layer, unit) for layer, units in chosen.items() for unit in units]
-    grid = grid_image(found.pictures, rows, args.tile)
+    grid = grid_image(found.pictures, rows, args.tile, found.minimised,
+                      unit_photos(found.layers))
     (out / "grid.png").write_bytes(encode_png(np.asarray(grid)))
     write_html(out, summary)
     print_table(summary)

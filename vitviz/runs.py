@@ -54,6 +54,7 @@ class RunRequest:
     record_every: int = 16
     moving_target: bool = False
     frozen_context: bool = False  # optimise with attention held at the start (see optimise)
+    minimise: bool = False  # drive the objective down: what suppresses the unit
 
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
@@ -92,6 +93,8 @@ class RunRequest:
             "moving_target": self.moving_target,
             **({"moving_target_version": PROBE_VERSION} if self.moving_target else {}),
             **({"frozen_context": True} if self.frozen_context else {}),
+            # Only when set: every maximising result made before it existed keeps its key.
+            **({"minimise": True} if self.minimise else {}),
             "vitviz_version": __version__,
             "algorithm_version": ALGORITHM_VERSION,
         }
@@ -126,7 +129,8 @@ def compute_result(request: RunRequest, model: LoadedModel,
         started = time.perf_counter()
         for record in optimise(model, objective, request.seeds, preset,
                                record_every=request.record_every, probe=probe,
-                               frozen_context=request.frozen_context):
+                               frozen_context=request.frozen_context,
+                               minimise=request.minimise):
             steps.append(record.step)
             activation.append(record.activation)
             if record.loss is not None:
