@@ -100,6 +100,8 @@ def main() -> int:
                         help=f"some of: {', '.join(VARIANTS)}")
     parser.add_argument("--judge", choices=JUDGES,
                         help="default: the first judge independent of --model")
+    parser.add_argument("--accentuated", action="store_true",
+                        help="judge accentuated exemplars too (the default preset at --steps)")
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--units-per-run", type=int, default=UNITS_PER_RUN,
@@ -118,11 +120,13 @@ def main() -> int:
     cache = ResultCache(args.cache) if args.cache else ResultCache()
     judge_name = args.judge or independent_judge(model.registry_name)
     found = compare(model, chosen, variants, list(range(args.seeds)), cache, judge_name,
-                    args.units_per_run)
+                    args.units_per_run, accentuated=(DEFAULT_PRESET, {"steps": args.steps})
+                    if args.accentuated else None)
     summary = {"model": model.label, "judge": judge_summary(judge_name, model.registry_name), "layers": chosen, "seeds": args.seeds, "steps": args.steps,
                "variants": {name: VARIANTS[name] for name in args.variants},
                "photo_set": next(iter(found.layers.values()))["photo_set"],
-               "presets": found.figures, "exemplars": found.exemplars}
+               "presets": found.figures, "exemplars": found.exemplars,
+               **({"accentuated": found.accentuated} if found.accentuated else {})}
     print_table(summary)
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))

@@ -9,7 +9,7 @@ from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
 from ui.resources import loaded_model
-from ui.settings import examples_request
+from ui.settings import accentuated_request, examples_request
 
 KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
          "patch": "Patches (one token, shown with its neighbourhood)"}
@@ -30,7 +30,9 @@ with reported():
     widgets.run_pickers(state, target, limits)
     state.publish()
     request = examples_request(state.values, model.preprocessing.size)
-    problems, (cached,) = widgets.look_up(state, target.name, target.model, [request], limits)
+    accent_request = accentuated_request(state.values, model.preprocessing.size)
+    problems, (cached, accented) = widgets.look_up(state, target.name, target.model,
+                                                   [request, accent_request], limits)
     if problems:
         st.stop()
 
@@ -80,6 +82,20 @@ with reported():
                                "views, as a multiple of the unit's largest activation on "
                                f"{stats.label}.")
             st.caption(display.run_facts(result))
+        st.subheader("Accentuated exemplar", anchor=False,
+                     help="The unit's strongest photo, changed only as much as it takes to drive "
+                          "the unit harder: held to the photo's first-block features, so what "
+                          "changes is what the unit responds to.")
+        if accented is None and widgets.run_button("Accentuate its strongest photo"):
+            view = execution.LiveView([f"seed {state.values['seed']}"], side_by_side=False,
+                                      key="examples.accent")
+            accented, _ = execution.compute_live(accent_request, view)
+        if accented is not None:
+            source = accented.metrics["accentuated_from"][0]
+            st.image(display.enlarge(accented.images[0]), width="stretch",
+                     caption=f"from {source['photo'].split('/')[-1]} "
+                             f"({source['activation']:.3g}) · now "
+                             f"{accented.activation[0][-1]:.3g}")
         if stats is not None:
             st.metric("Max over the photo set", f"{stats.unit_max(unit):.3g}",
                       help=f"The unit's largest activation on {stats.label}.")

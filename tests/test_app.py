@@ -490,3 +490,26 @@ def test_the_atlas_page_sorts_by_a_quality_figure_and_filters(calls):
     assert len(shown) == 16 and shown == sorted(shown, reverse=True) and shown[0] > shown[-1]
     next(s for s in at.selectbox if s.label == "Show").select("missing").run()
     assert errors(at) == "" and len(at.image) == 0
+
+
+def test_the_examples_page_accentuates_the_units_strongest_photo_and_reopens_it(calls):
+    params = {"layer": VIT_HIDDEN, "unit": 7, "steps": 4}
+    at = open_page("pages/Dataset_examples.py", **params)
+    button(at, "Accentuate its strongest photo").click().run()
+    assert errors(at) == ""
+    (request,) = calls["requests"]
+    assert request.accentuate == 0 and not request.minimise
+    assert any("from " in str(image.proto) for image in at.image)
+    again = open_page("pages/Dataset_examples.py", **params)
+    assert errors(again) == "" and len(calls["requests"]) == 1, "recomputed a cached exemplar"
+    assert any("from " in str(image.proto) for image in again.image)
+
+
+def test_the_optimise_page_draws_what_suppresses_a_unit(calls):
+    at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=3, steps=4, direction="min")
+    button(at, "Run").click().run()
+    assert errors(at) == ""
+    (request,) = calls["requests"]
+    assert request.minimise and request.config()["minimise"] is True
+    again = open_page(OPTIMISE, **at.query_params)  # the link keeps the direction
+    assert errors(again) == "" and len(calls["requests"]) == 1, "the link lost its direction"

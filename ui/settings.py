@@ -115,18 +115,24 @@ def _overrides(settings: dict, model_size: int, preset: str) -> dict:
 
 
 def _request(settings: dict, model_size: int, preset: str, seeds, extra=None,
-             moving_target=False, frozen_context=False) -> RunRequest:
+             moving_target=False, frozen_context=False, accentuate=None) -> RunRequest:
     return RunRequest(
         model=settings["model"], objective=objective_spec(settings), seeds=tuple(seeds),
         preset=preset, overrides={**_overrides(settings, model_size, preset), **(extra or {})},
         record_every=default_record_every(settings["steps"]), moving_target=moving_target,
         frozen_context=frozen_context, minimise=settings.get("direction") == "min",
+        accentuate=accentuate,
     )
 
 
 def examples_request(settings: dict, model_size: int) -> RunRequest:
     """The unit's visualisation with the default preset, shown next to its dataset examples."""
     return _request(settings, model_size, DEFAULT_PRESET, (settings["seed"],))
+
+
+def accentuated_request(settings: dict, model_size: int) -> RunRequest:
+    """The unit's accentuated exemplar: its strongest photo view, pushed by the default preset."""
+    return _request(settings, model_size, DEFAULT_PRESET, (settings["seed"],), accentuate=0)
 
 
 def optimise_request(settings: dict, model_size: int) -> RunRequest:

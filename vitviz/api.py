@@ -23,6 +23,7 @@ def visualise(
     cache: ResultCache | None = None,
     progress: Progress | None = None,
     minimise: bool = False,
+    accentuate: int | None = None,
     **overrides,
 ) -> Result:
     """Visualise `unit` of `layer` (a neuron on token layers, a channel on feature maps).
@@ -33,7 +34,9 @@ def visualise(
 
     `overrides` are preset knobs (steps, lr, canvas, ensemble, ...). Give `objective` to
     optimise anything else (sums, directions, logits). With `minimise`, the pictures of what
-    drives it down (what suppresses the unit). With a `cache`, a repeated call is served from
+    drives it down (what suppresses the unit). With `accentuate` (a rank, 0 the strongest), an
+    accentuated exemplar: the unit's photo of that rank, changed only as much as it takes to
+    drive the unit harder (vitviz.accentuate). With a `cache`, a repeated call is served from
     disk.
     """
     loaded = model if isinstance(model, LoadedModel) else None
@@ -44,7 +47,7 @@ def visualise(
         layer = layer or default_layer(loaded)
         objective = objectives.neuron(layer, unit, tokens)
     request = RunRequest(name, objective.spec(), tuple(seeds), preset, overrides,
-                         minimise=minimise)
+                         minimise=minimise, accentuate=accentuate)
     if loaded is not None and cache is None:
         return compute_result(request, loaded, progress)
     result, _ = cached_result(request, cache, loader=lambda _: loaded or load_model(name), progress=progress)

@@ -105,7 +105,8 @@ def cmd_run(args) -> int:
                                    "keep_tokens": args.keep_tokens}.items() if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target,
-                         frozen_context=args.frozen_context, minimise=args.minimise)
+                         frozen_context=args.frozen_context, minimise=args.minimise,
+                         accentuate=args.accentuate)
     request.check()
     writable_folder(args.out)
     total = request.resolved_preset().steps
@@ -269,6 +270,9 @@ def parser() -> argparse.ArgumentParser:
                         "image: the moving target stopped")
     p.add_argument("--minimise", action="store_true",
                    help="drive the unit down instead of up: what suppresses it")
+    p.add_argument("--accentuate", type=int, metavar="RANK",
+                   help="accentuated exemplar: start from the unit's photo view of this rank "
+                        "(0: its strongest; its weakest with --minimise) instead of noise")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--cache", type=Path, help="result cache directory (default: $VITVIZ_CACHE_DIR, else ~/.cache/vitviz/results)")
     p.add_argument("--no-cache", action="store_true")
@@ -329,6 +333,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--presets", nargs="+", default=list(PRESETS))
     p.add_argument("--judge", choices=JUDGES, help="the judge's network (default: the first "
                    "of these that shares nothing with --model)")
+    p.add_argument("--accentuated", action="store_true",
+                   help="judge accentuated exemplars too: the default preset started from the "
+                        "unit's own photos (as many a side as --seeds)")
     p.add_argument("--tile", type=int, default=160, help="pixels per picture in grid.png")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--cache", type=Path)

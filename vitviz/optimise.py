@@ -8,7 +8,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from vitviz import natural
+from vitviz import accentuate, natural
 from vitviz.errors import UserError
 from vitviz.layers import activations, find_layer
 from vitviz.models import LoadedModel
@@ -81,6 +81,17 @@ def _transform_rngs(seeds: Sequence[int], device: torch.device) -> list[torch.Ge
     return [torch.Generator(device).manual_seed(seed * 1_000_003 + 2) for seed in seeds]
 
 
+def _augment_alike(images: torch.Tensor, transforms, rngs, copies: int,
+                   progress: float) -> torch.Tensor:
+    """`images` under the very draws the next `augment` call will make (the generators' states
+    are put back), so that each copy matches a copy of the optimised picture."""
+    states = [rng.get_state() for rng in rngs]
+    out = augment(images, transforms, rngs, copies, progress)
+    for rng, state in zip(rngs, states):
+        rng.set_state(state)
+    return out
+
+
 def prepare(model: LoadedModel, objective: Objective) -> None:
     """Check the objective against the model: a clear error before anything is allocated."""
     objective.validate(lambda name: find_layer(model, name))
@@ -96,10 +107,13 @@ def optimise(
     probe: ContextProbe | None = None,
     frozen_context: bool = False,
     minimise: bool = False,
+    start: torch.Tensor | None = None,
 ) -> Iterator[StepRecord]:
     """Maximise `objective` for one image per seed, all in one batch; yields a record per step.
     With `minimise`, drive it down instead: what suppresses a unit (the records still hold the
-    objective's own value, which then falls).
+    objective's own value, which then falls). With `start` ([n_items, 3, H, W] in [0, 1]),
+    each picture starts as that image and is held to its first-block features
+    (vitviz.accentuate: accentuated exemplars).
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
@@ -118,7 +132,14 @@ def optimise(
     if canvas > MAX_CANVAS:  # canvas_scale times this model's input: known only here
         raise UserError(f"a {canvas}-px canvas ({preset.canvas_scale} x {model_size} px) is above "
                         f"the largest vitviz makes, {MAX_CANVAS} px: lower canvas_scale")
-    param: ImageParam = build_param(preset.param, seeds, canvas, **preset.param_kwargs).to(device)
+    if start is None:
+        param: ImageParam = build_param(preset.param, seeds, canvas,
+                                        **preset.param_kwargs).to(device)
+    else:
+        start = torch.nn.functional.interpolate(start.float(), size=(canvas, canvas),
+                                                mode="bilinear", antialias=True)
+        spectrum = {k: v for k, v in preset.param_kwargs.items() if k in ("decay", "floor")}
+        param = accentuate.PhotoImage(start, **spectrum).to(device)
     transforms = build_transforms(_transform_specs(preset, model_size))
     rngs = _transform_rngs(seeds, device)
     optimiser = _optimiser(preset, param.parameters())
@@ -126,7 +147,8 @@ def optimise(
         optimiser, lambda step: _learning_rate_factor(preset, step, preset.steps)
     )
     target = objective.target
-    prior = natural.photo_statistics(model) if preset.natural_stats else None
+    needs_first = preset.natural_stats or start is not None
+    prior = natural.photo_statistics(model) if needs_first else None
     layers = objective.layers + ((prior["layer"],) if prior else ())
     # The network in the run's arithmetic; the image, the loss and the records stay fp32.
     net, autocast = network(model, resolve_precision(preset.precision, device))
@@ -151,14 +173,17 @@ def optimise(
             # The starting image under this step's very augmentation (the same random draws),
             # so each copy's maps are those of the same crop of the start: the unit keeps its
             # starting context and only the patch contents can move it.
-            states = [rng.get_state() for rng in rngs]
-            start = augment(start_images, transforms, rngs, copies, step / preset.steps)
-            for rng, state in zip(rngs, states):
-                rng.set_state(state)
+            held = _augment_alike(start_images, transforms, rngs, copies, step / preset.steps)
             with torch.no_grad(), at_input_size(net, size), \
                     explicit_attention_mode(net.module) as frozen:
-                forward(model.to_input(start, size))
+                forward(model.to_input(held, size))
             frozen = dict(frozen)
+        if start is not None:
+            photo = _augment_alike(start.to(device), transforms, rngs, copies,
+                                   step / preset.steps)
+            with torch.no_grad(), at_input_size(net, size):
+                photo_features = activations(net, model.to_input(photo, size).to(dtype),
+                                             [prior["layer"]])[prior["layer"]]
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
         with redirected(net.module, step < preset.redirect_steps), \
                 leaky_targets(net.module, objective.layers, preset.leaky_target), \
@@ -170,7 +195,11 @@ def optimise(
         values = objective(acts, n_items).float()
         per_item = values.view(n_items, copies).mean(dim=1)
         loss = (per_item if minimise else -per_item) + preset.tv_weight * total_variation(images)
-        if prior:
+        if start is not None:
+            away = accentuate.feature_distance(acts[prior["layer"]], photo_features,
+                                               prior["spread"], acts.prefix_tokens)
+            loss = loss + accentuate.WEIGHT * away.view(n_items, copies).mean(dim=1)
+        if preset.natural_stats:
             off = natural.penalty(acts[prior["layer"]], acts.prefix_tokens, prior)
             loss = loss + preset.natural_stats * (off.view(n_items, copies).mean(dim=1)
                                                   + natural.saturation_excess(images, prior))

@@ -98,6 +98,12 @@ class IndexedExamples:
     def unit_min(self, unit: int) -> float:
         return self.index.summary(self.layer, unit)["min"]
 
+    def extreme_views(self, unit: int, count: int, bottom: bool = False) -> list[Example]:
+        """The unit's `count` strongest (weakest) whole images, as the index keeps them."""
+        folder = self.index.folder
+        return [Example(path.relative_to(folder).as_posix(), value, (0.0, 0.0, 1.0, 1.0), "photo")
+                for path, value in self.index.top(self.layer, unit, count, bottom=bottom)]
+
     def top(self, unit: int, k: int = 8) -> dict[str, list[Example]]:
         folder = self.index.folder
         found = {"photo": [Example(path.relative_to(folder).as_posix(), value, (0.0, 0.0, 1.0, 1.0),

@@ -265,6 +265,12 @@ def summary_rows(summary: dict) -> list[list[str]]:
     for query_set in judge.QUERY_SETS:
         cells += _judge_cells(exemplars[query_set], "exemplars", None)
     rows.append(cells)
+    if summary.get("accentuated"):
+        cells = ["accentuated exemplars", "", "", "", "", ""]
+        for query_set in judge.QUERY_SETS:
+            cells += _judge_cells(summary["accentuated"][query_set], "pictures",
+                                  exemplars[query_set]["exemplars"])
+        rows.append(cells)
     return rows
 
 
@@ -358,13 +364,17 @@ class Comparison:
     minimised: dict[str, dict[str, np.ndarray]]  # the same, of the minimising pictures
     figures: dict[str, dict]  # variant -> preset_figures
     exemplars: dict  # query set -> the judge's figures for natural exemplars
+    # query set -> the judge's figures with accentuated exemplars as references (when asked)
+    accentuated: dict | None = None
 
 
 def compare(model: LoadedModel, layer_units: dict[str, list[int]],
             variants: dict[str, tuple[str, dict]], seeds: Sequence[int],
             cache: ResultCache | None, judge_name: str,
-            units_per_run: int = UNITS_PER_RUN) -> Comparison:
-    """Run every variant (a preset name and knob overrides) on every unit, and measure each."""
+            units_per_run: int = UNITS_PER_RUN,
+            accentuated: tuple[str, dict] | None = None) -> Comparison:
+    """Run every variant (a preset name and knob overrides) on every unit, and measure each;
+    with `accentuated` (a preset and overrides), judge accentuated exemplars too."""
     from vitviz.photo_sets import examples_for
 
     layers: dict[str, dict] = {}
@@ -392,7 +402,56 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
                                            for info in layers.values()],
                                           units_total, list(layers))
                  for query_set in judge.QUERY_SETS}
-    return Comparison(layers, pictures, minimised, figures, exemplars)
+    judged = None
+    if accentuated:
+        references = {layer: accentuated_references(model, layer, info, len(seeds), cache,
+                                                    judge_name, accentuated)
+                      for layer, info in layers.items()}
+        judged = {query_set: pool_verdicts([judge.mis(info["pool"], info["units"],
+                                                      references[layer], query_set)
+                                            for layer, info in layers.items()],
+                                           units_total, list(layers))
+                  for query_set in judge.QUERY_SETS}
+    return Comparison(layers, pictures, minimised, figures, exemplars, judged)
+
+
+def accentuation_ranks(pool, unit: int, count: int) -> tuple[list[int], list[int]]:
+    """The ranks (in the unit's drive order, strongest and weakest first) of the views an
+    accentuated exemplar starts from: the unit's first natural exemplars of the photo-disjoint
+    query set, so that no accentuated picture comes from a query's photo, in either set."""
+    high, low = judge.natural_references(pool, unit, judge.tasks(pool, unit, "photo_disjoint"))
+    rank_high = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit))}
+    rank_low = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit, bottom=True))}
+    return [rank_high[key] for key in high[:count]], [rank_low[key] for key in low[:count]]
+
+
+def accentuated_references(model: LoadedModel, layer: str, info: dict, count: int,
+                           cache: ResultCache | None, judge_name: str,
+                           variant: tuple[str, dict]) -> list:
+    """Per unit, the judge's (E+, E-) from `count` accentuated exemplars a side, made with the
+    preset and overrides of `variant`, each seen whole and by its quarters."""
+    preset, overrides = variant
+    found = []
+    steps = resolve_preset(preset, **overrides).steps
+    with tqdm(total=steps * 2 * count * len(info["units"]), desc=f"accentuated {layer}",
+              unit="step", file=sys.stderr) as bar:
+        for unit in info["units"]:
+            sides = []
+            for minimise, ranks in zip((False, True),
+                                       accentuation_ranks(info["pool"], unit, count)):
+                images = []
+                for rank in ranks:
+                    request = RunRequest(model.registry_name, objectives.neuron(layer, unit).spec(),
+                                         (0,), preset, overrides, minimise=minimise,
+                                         accentuate=rank)
+                    result, _ = cached_result(request, cache, lambda _: model,
+                                              lambda record, n: bar.update(1)
+                                              if record.loss is not None else None)
+                    images.append(result.images[0])
+                views = judge.embed_pictures(_as_tensor(np.stack(images)), judge_name)
+                sides.append(judge.picture_references(views))
+            found.append(tuple(sides))
+    return found
 
 
 def check_settings(seeds: int, presets: Sequence[str], judge_name: str | None) -> None:
@@ -444,7 +503,8 @@ def main(args) -> int:
               f"{model.registry_name}: its figures are an in-model diagnostic, not a measure "
               "of what a viewer can read", file=sys.stderr)
     found = compare(model, chosen, {p: (p, overrides) for p in presets}, seeds, cache,
-                    judge_name)
+                    judge_name, accentuated=(DEFAULT_PRESET, overrides)
+                    if args.accentuated else None)
     summary = {
         "model": model.label, "model_metadata": model.metadata(),
         "layers": chosen,
@@ -459,6 +519,7 @@ def main(args) -> int:
         "default_preset": DEFAULT_PRESET,
         "presets": found.figures,
         "exemplars": found.exemplars,
+        **({"accentuated": found.accentuated} if found.accentuated else {}),
     }
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     rows = [(layer, unit) for layer, units in chosen.items() for unit in units]

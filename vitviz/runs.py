@@ -7,12 +7,13 @@ front of it), and the front ends: `api.visualise` (notebooks), the CLI, and the 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from vitviz import __version__
+from vitviz import __version__, accentuate
 from vitviz.cache import ResultCache
 from vitviz.cpu_slot import cpu_slot
 from vitviz.errors import UserError
@@ -31,6 +32,7 @@ from vitviz.results import Result, to_uint8
 # Bounds of a request that the library enforces for every front end (a server may cap lower).
 MAX_ITEMS = 4096
 MAX_SEED = 2**31 - 1
+MAX_RANK = 64  # the deepest photo rank an accentuated run may start from
 
 def default_record_every(steps: int) -> int:
     """Images kept about eight times per run: enough to watch it form, cheap to store. The
@@ -55,6 +57,9 @@ class RunRequest:
     moving_target: bool = False
     frozen_context: bool = False  # optimise with attention held at the start (see optimise)
     minimise: bool = False  # drive the objective down: what suppresses the unit
+    # Accentuated exemplars (vitviz.accentuate): start each picture from its unit's view of
+    # this rank (0: the strongest; the weakest for a minimising run), not from noise.
+    accentuate: int | None = None
 
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
@@ -67,6 +72,13 @@ class RunRequest:
             raise UserError(f"seeds must be whole numbers from 0 to {MAX_SEED}")
         if not (isinstance(self.record_every, int) and self.record_every >= 0):
             raise UserError(f"record_every cannot be negative (got {self.record_every!r})")
+        if self.accentuate is not None:
+            if not (isinstance(self.accentuate, int) and 0 <= self.accentuate < MAX_RANK):
+                raise UserError(f"accentuate is the rank of the photo to start from, 0 to "
+                                f"{MAX_RANK - 1} (got {self.accentuate!r})")
+            if self.objective.get("type") not in ("neuron", "channel"):
+                raise UserError("accentuated exemplars start from a unit's own photos: use a "
+                                "neuron or channel objective")
         self.resolved_preset().check()
 
     def config(self) -> dict:
@@ -95,6 +107,9 @@ class RunRequest:
             **({"frozen_context": True} if self.frozen_context else {}),
             # Only when set: every maximising result made before it existed keeps its key.
             **({"minimise": True} if self.minimise else {}),
+            **({"accentuate": {"rank": self.accentuate, "weight": accentuate.WEIGHT,
+                               "version": accentuate.VERSION}}
+               if self.accentuate is not None else {}),
             "vitviz_version": __version__,
             "algorithm_version": ALGORITHM_VERSION,
         }
@@ -117,6 +132,9 @@ def compute_result(request: RunRequest, model: LoadedModel,
     config = request.config()
     preset = request.resolved_preset()
     objective = from_spec(config["objective"])
+    start, sources = None, None
+    if request.accentuate is not None:
+        start, sources = _start_views(request, model, objective, preset)
     probe = None
     if request.moving_target:
         probe = MovingTargetProbe(model, objective, len(request.seeds), preset.steps,
@@ -130,7 +148,7 @@ def compute_result(request: RunRequest, model: LoadedModel,
         for record in optimise(model, objective, request.seeds, preset,
                                record_every=request.record_every, probe=probe,
                                frozen_context=request.frozen_context,
-                               minimise=request.minimise):
+                               minimise=request.minimise, start=start):
             steps.append(record.step)
             activation.append(record.activation)
             if record.loss is not None:
@@ -156,9 +174,23 @@ def compute_result(request: RunRequest, model: LoadedModel,
         device=str(model.device),
         precision=resolve_precision(preset.precision, model.device),
         # The gain's split, content first and order-free, per item (vitviz.moving_target).
-        metrics={"moving_target": [split(context, item) for item in range(len(request.seeds))]}
-        if probe else {},
+        metrics={**({"moving_target": [split(context, item)
+                                       for item in range(len(request.seeds))]}
+                    if probe else {}),
+                 **({"accentuated_from": [dataclasses.asdict(s) for s in sources]}
+                    if sources else {})},
     )
+
+
+def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Preset):
+    """The photos an accentuated run starts from, one per item, and where they came from."""
+    from vitviz.photo_sets import examples_for
+
+    unit = objective.unit
+    units = list(unit) if isinstance(unit, tuple) else [unit] * len(request.seeds)
+    examples = examples_for(model, objective.layer, getattr(objective, "tokens", "patch"))
+    return accentuate.start_views(examples, units, request.accentuate, request.minimise,
+                                  preset.canvas_size(model.preprocessing.size))
 
 
 def cached_result(

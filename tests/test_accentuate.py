@@ -1,0 +1,59 @@
+"""Accentuated exemplars: a unit's own photos, changed only as much as it takes to drive it."""
+import numpy as np
+import pytest
+
+from vitviz import objectives as O
+from vitviz.errors import UserError
+from vitviz.examples import crop_image
+from vitviz.metrics import photo_statistics
+from vitviz.runs import RunRequest, compute_result
+
+from conftest import VIT_HIDDEN
+
+
+def run(model, units, minimise=False, rank=0, steps=24):
+    request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, tuple(units)).spec(), (0,) * len(units),
+                         overrides={"steps": steps, "precision": "fp32"}, record_every=steps,
+                         minimise=minimise, accentuate=rank)
+    return request, compute_result(request, model)
+
+
+def test_each_picture_starts_as_its_units_photo_and_the_units_rise_staying_near_it(tiny_vit):
+    units = list(range(0, 64, 8))
+    request, result = run(tiny_vit, units)
+    stats = photo_statistics(tiny_vit, VIT_HIDDEN)
+    assert request.config()["accentuate"]["rank"] == 0
+    for item, unit in enumerate(units):
+        source = result.metrics["accentuated_from"][item]
+        best = stats.extreme_views(unit, 1)[0]
+        assert (source["photo"], source["box"]) == (best.photo, best.box)
+        start = np.asarray(crop_image(stats.image(best.photo), best.box,
+                                      result.images[item].shape[0]), dtype=float)
+        # Step 0's picture is the photo (up to 8-bit rounding and the logit's clamp).
+        assert np.abs(result.checkpoints[0][item] - start).mean() < 3
+    curves = np.array(result.activation)
+    assert (curves[:, -1] > curves[:, 0]).mean() >= 7 / 8
+    from_noise = compute_result(RunRequest(
+        "tiny_vit", O.neuron(VIT_HIDDEN, tuple(units)).spec(), (0,) * len(units),
+        overrides={"steps": 24, "precision": "fp32"}, record_every=24), tiny_vit)
+    photos = np.array(result.checkpoints[0], dtype=float)
+    near = np.abs(np.array(result.images, dtype=float) - photos).mean(axis=(1, 2, 3))
+    far = np.abs(np.array(from_noise.images, dtype=float) - photos).mean(axis=(1, 2, 3))
+    assert (near < far).all()
+
+
+def test_a_minimising_accentuation_starts_from_the_weakest_photo(tiny_vit):
+    _, result = run(tiny_vit, [3, 5], minimise=True, steps=8)
+    stats = photo_statistics(tiny_vit, VIT_HIDDEN)
+    for item, unit in enumerate([3, 5]):
+        assert result.metrics["accentuated_from"][item]["photo"] == \
+            stats.extreme_views(unit, 1, bottom=True)[0].photo
+    curves = np.array(result.activation)
+    assert (curves[:, -1] < curves[:, 0]).all()
+
+
+def test_a_bad_accentuation_is_refused_before_any_work():
+    with pytest.raises(UserError, match="rank"):
+        RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 1).spec(), accentuate=-1).check()
+    with pytest.raises(UserError, match="neuron or channel"):
+        RunRequest("tiny_vit", O.logit("heads.head", 1).spec(), accentuate=0).check()
