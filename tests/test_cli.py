@@ -97,7 +97,7 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
     layers = ["encoder.layers.encoder_layer_0.mlp.1", VIT_HIDDEN]
     done = vitviz("report", "--model", "tiny_vit", "--layers", *layers, "--units", "0-2",
                   "--seeds", "2", "--steps", "4", "--presets", "naive", "robust",
-                  "--judge", "efficientnet_lite0", "--tile", "64",
+                  "--judge", "efficientnet_lite0", "--tile", "64", "--accentuated",
                   "--out", str(tmp_path / "report"), "--cache", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "report" / "report.json").read_text())
@@ -113,6 +113,10 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
             assert 0 <= judged["pictures"] <= 1 and judged["units"] == 6
             assert 0 <= summary["exemplars"][query_set]["exemplars"] <= 1
     assert summary["judge"]["model"] == "efficientnet_lite0" and summary["judge"]["independent"]
+    for query_set in ("standard", "photo_disjoint"):
+        assert 0 <= summary["accentuated"][query_set]["pictures"] <= 1
+    assert any(line.startswith("accentuated exemplars") for line in done.stdout.splitlines())
+    assert any(line.startswith("targets (photo_disjoint): score") for line in done.stdout.splitlines())
     table = done.stdout.splitlines()
     assert table[0].split()[:2] == ["preset", "alive"]
     assert [line.split()[0] for line in table[1:3]] == ["naive", "robust"]

@@ -346,8 +346,35 @@ def _print_rows(rows: list[list[str]]) -> None:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
 
 
+def target_lines(summary: dict) -> list[str]:
+    """Whether the default's pictures meet the targets against the natural exemplars, per query
+    set: at least 0.9 of their score, and a margin at least theirs; and whether accentuated
+    exemplars score above the plain ones."""
+    default = summary["presets"].get(summary.get("default_preset", DEFAULT_PRESET))
+    lines = []
+    for query_set in judge.QUERY_SETS:
+        natural = summary["exemplars"][query_set]
+        checks = []
+        if default is not None:
+            judged = default["judge"][query_set]
+            ratio = judged["pictures"] / natural["exemplars"] if natural["exemplars"] else 0.0
+            checks += [f"score {ratio:.2f} of the exemplars' (target 0.9): "
+                       f"{'met' if ratio >= 0.9 else 'not met'}",
+                       f"margin {judged['pictures_margin']:+.0%} against "
+                       f"{natural['exemplars_margin']:+.0%}: "
+                       f"{'met' if judged['pictures_margin'] >= natural['exemplars_margin'] else 'not met'}"]
+        if summary.get("accentuated"):
+            accented = summary["accentuated"][query_set]["pictures"]
+            checks.append(f"accentuated {accented:.0%} against {natural['exemplars']:.0%}: "
+                          f"{'above' if accented > natural['exemplars'] else 'not above'}")
+        lines.append(f"targets ({query_set}): " + "; ".join(checks))
+    return lines
+
+
 def print_table(summary: dict) -> None:
     _print_rows([HEADERS] + summary_rows(summary))
+    for line in target_lines(summary):
+        print(line)
     print(judge_note(summary))
     print(f"photo max and the judge's photos: {summary['photo_set']}")
     for query_set in judge.QUERY_SETS:
