@@ -100,8 +100,9 @@ def main() -> int:
                         help=f"some of: {', '.join(VARIANTS)}")
     parser.add_argument("--judge", choices=JUDGES,
                         help="default: the first judge independent of --model")
-    parser.add_argument("--accentuated", action="store_true",
-                        help="judge accentuated exemplars too (the default preset at --steps)")
+    parser.add_argument("--accentuated", type=int, nargs="?", const=0, metavar="STEPS",
+                        help="judge accentuated exemplars too: the default preset started from "
+                             "the units' photos, at STEPS steps (default: --steps)")
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--units-per-run", type=int, default=UNITS_PER_RUN,
@@ -120,8 +121,9 @@ def main() -> int:
     cache = ResultCache(args.cache) if args.cache else ResultCache()
     judge_name = args.judge or independent_judge(model.registry_name)
     found = compare(model, chosen, variants, list(range(args.seeds)), cache, judge_name,
-                    args.units_per_run, accentuated=(DEFAULT_PRESET, {"steps": args.steps})
-                    if args.accentuated else None)
+                    args.units_per_run,
+                    accentuated=(DEFAULT_PRESET, {"steps": args.accentuated or args.steps})
+                    if args.accentuated is not None else None)
     summary = {"model": model.label, "judge": judge_summary(judge_name, model.registry_name), "layers": chosen, "seeds": args.seeds, "steps": args.steps,
                "variants": {name: VARIANTS[name] for name in args.variants},
                "photo_set": next(iter(found.layers.values()))["photo_set"],
