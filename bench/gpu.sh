@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's GPU figures (issue 10): vit_b_16 and dinov2_vits14, the default preset at batch 1
+# docs/performance.md's GPU figures (issue 10): vit_b_16 and dinov2_vits14, the default preset at batch 1
 # to 64, fp32, bf16 and bf16 with compiled blocks, plus where the time goes (top kernels).
 # Runs with the machine's own python3 and torch. Random weights: a GPU machine here has no
 # network, and a step's work does not depend on the weights' values.

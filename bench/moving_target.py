@@ -7,7 +7,7 @@
 attention), context alone (starting tokens, new attention) and their interaction, for `naive`
 and `robust` (vitviz.moving_target). `frozen`: the same units optimised with attention held at
 the start and live, two seeds each: activation reached, robust activation, and cross-seed
-specificity and identification in MobileNetV2's space. The README's moving-target tables come
+specificity and identification in MobileNetV2's space. docs/moving-target.md's tables come
 from here. Units are drawn with a fixed seed per layer.
 """
 from __future__ import annotations

@@ -164,7 +164,7 @@ PRESETS: dict[str, Preset] = {
             # Crops of at least half the canvas, not a quarter: 11-14% more robust activation
             # at equal steps on 60 units of 7 blocks, specificity within rounding,
             # identification 97 -> 100% on the report's 32 units, the judge's margin within
-            # its noise (README, "Crop range, overhang and canvas").
+            # its noise (docs/quality.md, "Crop range, overhang and canvas").
             transforms=(
                 ("crop", {"size": 0, "min_area": 0.5, "max_area": 1.0, "overhang": 0.25}),
                 ("rotate", {"degrees": 10.0}),
@@ -174,11 +174,11 @@ PRESETS: dict[str, Preset] = {
             lr=0.05,
             # Half of 128 steps' time with the same pictures: alive, specificity, identification
             # and the judge are at their 128-step level by step 64, on 28 units of 7 blocks;
-            # only the drive climbs on (11-14% lower at 64; README, "How many steps").
+            # only the drive climbs on (11-14% lower at 64; docs/quality.md, "How many steps").
             steps=64,
             leaky_target=True,
             # bf16 where it is native: half the time, the same figures at equal steps (32 units
-            # at 48 steps on the CPU, 64 units at 128 steps on a GPU; README).
+            # at 48 steps on the CPU, 64 units at 128 steps on a GPU; docs/quality.md).
             precision="auto",
         ),
         Preset(
