@@ -367,7 +367,8 @@ def target_lines(summary: dict) -> list[str]:
             accented = summary["accentuated"][query_set]["pictures"]
             checks.append(f"accentuated {accented:.0%} against {natural['exemplars']:.0%}: "
                           f"{'above' if accented > natural['exemplars'] else 'not above'}")
-        lines.append(f"targets ({query_set}): " + "; ".join(checks))
+        if checks:  # a sweep without the default and without accentuation has none
+            lines.append(f"targets ({query_set}): " + "; ".join(checks))
     return lines
 
 
