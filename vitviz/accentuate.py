@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,15 +72,10 @@ def start_views(examples, units: Sequence[int], rank: int, bottom: bool,
     for unit in units:
         chosen = examples.extreme_views(unit, rank + 1, bottom)[rank]
         picture = crop_image(examples.image(chosen.photo), chosen.box, size)
-        images.append(torch.from_numpy(_as_array(picture)).permute(2, 0, 1).float() / 255)
+        images.append(torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1)
+                      .float() / 255)
         sources.append(Source(chosen.photo, tuple(chosen.box), chosen.activation))
     return torch.stack(images), sources
-
-
-def _as_array(picture):
-    import numpy as np
-
-    return np.array(picture.convert("RGB"))
 
 
 def feature_distance(picture: torch.Tensor, start: torch.Tensor, spread: torch.Tensor,

@@ -76,10 +76,15 @@ class LayerActivations:
         """The unit's smallest activation over photos and crops: the scale for minimising."""
         return float(self.values[:, unit].min())
 
+    def view_order(self, unit: int, bottom: bool = False) -> list[int]:
+        """Every view, from the one that drives the unit most (least): the one order that the
+        judge's tasks and the accentuated exemplars' ranks share."""
+        return self.ranking[:, unit].argsort(descending=not bottom, stable=True).tolist()
+
     def extreme_views(self, unit: int, count: int, bottom: bool = False) -> list[Example]:
         """The unit's `count` strongest (weakest) views, photos and crops alike, by its drive."""
-        order = self.ranking[:, unit].argsort(descending=not bottom, stable=True)[:count]
-        return [self._example(row, float(self.values[row, unit])) for row in order.tolist()]
+        return [self._example(row, float(self.values[row, unit]))
+                for row in self.view_order(unit, bottom)[:count]]
 
     def top(self, unit: int, k: int = 8) -> dict[str, list[Example]]:
         """The unit's k strongest photos, crops and patch tokens, in the order of its drive,

@@ -190,8 +190,8 @@ class ViewPool:
 
     def ranked(self, unit: int, bottom: bool = False) -> list[tuple[int, int]]:
         """(key, photo) of every view, from the one that drives the unit most (least)."""
-        order = self.stats.ranking[:, unit].argsort(descending=not bottom, stable=True).tolist()
-        return [(view, self.stats.views[view][0]) for view in order]
+        return [(view, self.stats.views[view][0])
+                for view in self.stats.view_order(unit, bottom)]
 
     def features(self, keys: Sequence[int]) -> torch.Tensor:
         return self.views[list(keys)]

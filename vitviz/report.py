@@ -186,18 +186,16 @@ GRID_PHOTOS = 3  # the unit's strongest photo views beside its pictures
 
 
 def unit_photos(layers: dict[str, dict], count: int = GRID_PHOTOS) -> dict[tuple, list]:
-    """(layer, unit) -> the unit's `count` strongest photo views (whole or crop), as images."""
+    """(layer, unit) -> the unit's `count` strongest photo views (whole or crop, by its drive),
+    as images."""
     from vitviz.examples import crop_image
 
     found = {}
     for layer, info in layers.items():
         examples = info["examples"]
         for unit in info["units"]:
-            top = examples.top(unit, count)
-            best = sorted(top.get("photo", []) + top.get("crop", []),
-                          key=lambda example: -example.activation)[:count]
             found[(layer, unit)] = [np.asarray(crop_image(examples.image(e.photo), e.box))
-                                    for e in best]
+                                    for e in examples.extreme_views(unit, count)]
     return found
 
 
