@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from vitviz import metrics
-from vitviz.cache import ResultCache
-from vitviz.data import load_photos
-from vitviz.examples import measure_layer
-from vitviz.layers import find_layer
-from vitviz.models import load_model
-from vitviz.report import choose_units, run_preset
+from vitviz.data.examples import measure_layer
+from vitviz.data.photos import load_photos
+from vitviz.models.layers import find_layer
+from vitviz.models.registry import load_model
+from vitviz.quality import metrics
+from vitviz.store.cache import ResultCache
+from vitviz.surveys.report import choose_units, run_preset
 
 
 def main() -> int:

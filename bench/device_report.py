@@ -11,7 +11,7 @@ files along. Two steps:
 the built-in photos and the wheels of `WHEELS`. `run` installs nothing: put the wheels on the
 path first (`pip install --no-index --no-deps --target /tmp/site .gpu/*.whl`, then
 PYTHONPATH=/tmp/site:$PWD). It points the loaders at the bundle, runs the report's comparison
-(`vitviz.report.compare`) and writes each variant's figures to OUT/partial.json as soon as
+(`vitviz.surveys.report.compare`) and writes each variant's figures to OUT/partial.json as soon as
 they exist (a lease can end mid-run), then OUT/report.json and a grid of the pictures. A cold
 process takes about 75 s per preset at 64 units and 128 steps on an H200.
 """
@@ -28,10 +28,13 @@ from pathlib import Path
 
 import torch
 
-from vitviz import data, judge, models, report
-from vitviz.cache import ResultCache
-from vitviz.presets import DEFAULT_PRESET, PRESETS
-from vitviz.zoo import dinov2, efficientnet_lite
+from vitviz.data import photos as data
+from vitviz.models import registry as models
+from vitviz.models.zoo import dinov2, efficientnet_lite
+from vitviz.quality import judge
+from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
+from vitviz.store.cache import ResultCache
+from vitviz.surveys import report
 
 WHEELS = ("diskcache",)  # what vitviz needs that the device image lacks
 DINOV2, MOBILENET = "dinov2_fp16.pt", "mobilenet_fp16.pt"

@@ -36,10 +36,10 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     import ui.resources
-    from vitviz.layers import default_layer
-    from vitviz.models import load_model
-    from vitviz.runs import cached_result
     from ui.settings import optimise_request, to_query
+    from vitviz.models.layers import default_layer
+    from vitviz.models.registry import load_model
+    from vitviz.store.runs import cached_result
 
     model = load_model(args.model)
     settings = {"model": args.model, "layer": default_layer(model), "kind": "neuron", "unit": 3,

@@ -5,7 +5,7 @@
 
 `split`: per unit (one seed), the gain split into content alone (new tokens, starting
 attention), context alone (starting tokens, new attention) and their interaction, for `naive`
-and `robust` (vitviz.moving_target). `frozen`: the same units optimised with attention held at
+and `robust` (vitviz.analysis.moving_target). `frozen`: the same units optimised with attention held at
 the start and live, two seeds each: activation reached, robust activation, and cross-seed
 specificity and identification in MobileNetV2's space. docs/moving-target.md's tables come
 from here. Units are drawn with a fixed seed per layer.
@@ -20,11 +20,12 @@ import statistics
 import numpy as np
 import torch
 
-from vitviz import metrics, objectives
-from vitviz.layers import find_layer
-from vitviz.models import load_model
-from vitviz.moving_target import block_parts
-from vitviz.runs import RunRequest, compute_result
+from vitviz.analysis.moving_target import block_parts
+from vitviz.models.layers import find_layer
+from vitviz.models.registry import load_model
+from vitviz.quality import metrics
+from vitviz.rendering import objectives
+from vitviz.store.runs import RunRequest, compute_result
 
 PRESETS = ("naive", "robust")
 

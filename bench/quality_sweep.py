@@ -5,7 +5,7 @@
 
 Each variant is the default preset with one knob changed (plus today's and yesterday's
 defaults), run on the same units and seeds at the same steps, so a row differs from the
-default's in that knob alone. Figures (vitviz.report): alive, robust activation / photo max,
+default's in that knob alone. Figures (vitviz.surveys.report): alive, robust activation / photo max,
 robust rank, specificity and identification in MobileNetV2's space, the judge's score with
 its control and the exemplars', for both query sets, by a judge independent of the model. The
 quality doc's sweep tables are this script's output.
@@ -19,12 +19,18 @@ from pathlib import Path
 
 import torch
 
-from vitviz.cache import ResultCache
-from vitviz.judge import JUDGES, independent_judge
-from vitviz.models import load_model
-from vitviz.presets import DEFAULT_PRESET, get_preset
-from vitviz.report import (UNITS_PER_RUN, check_settings, compare, judge_summary, layer_units,
-                           print_table)
+from vitviz.models.registry import load_model
+from vitviz.quality.judge import JUDGES, independent_judge
+from vitviz.rendering.presets import DEFAULT_PRESET, get_preset
+from vitviz.store.cache import ResultCache
+from vitviz.surveys.report import (
+    UNITS_PER_RUN,
+    check_settings,
+    compare,
+    judge_summary,
+    layer_units,
+    print_table,
+)
 
 _DEFAULT = get_preset(DEFAULT_PRESET)
 _CROP = dict(_DEFAULT.transforms)["crop"]
@@ -51,11 +57,11 @@ VARIANTS: dict[str, dict] = {
     "lr 0.1": {"lr": 0.1},
     "cosine schedule": {"schedule": "cosine"},
     "bf16": {"precision": "bf16"},
-    # Coarse to fine (vitviz.resolution): early steps see the crops at half size, 1/4 the work.
+    # Coarse to fine (vitviz.models.resolution): early steps see the crops at half size, 1/4 the work.
     "coarse first 1/2 of the steps": {"coarse_steps": 0.5},
     "coarse first 3/4 of the steps": {"coarse_steps": 0.75},
     "bf16, coarse first 1/2": {"precision": "bf16", "coarse_steps": 0.5},
-    # Token dropout (vitviz.token_dropout): each copy enters the blocks with part of its patches.
+    # Token dropout (vitviz.rendering.token_dropout): each copy enters the blocks with part of its patches.
     "tokens 1/2 per copy": {"keep_tokens": 0.5},
     "tokens 1/2 per copy, copies 8": {"keep_tokens": 0.5, "ensemble": 8},
     "crops 1/4 to all (the default before)": {"transforms": _crop(min_area=0.25)},
@@ -65,7 +71,7 @@ VARIANTS: dict[str, dict] = {
     "maco": _MACO,
     "maco, canvas 2x, leaky target": {**_MACO, "canvas_scale": 2.0, "leaky_target": True},
     "phase only (MACO's image)": _PHASE,
-    # The natural-statistics prior (vitviz.natural): first-block statistics and saturation
+    # The natural-statistics prior (vitviz.rendering.natural): first-block statistics and saturation
     # held near the photos'.
     "natural statistics 0.3": {"natural_stats": 0.3},
     "natural statistics 1": {"natural_stats": 1.0},

@@ -27,8 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_browser import (HIDDEN, browser_missing, chromium_page, page_url,  # noqa: E402
-                          streamlit_server, wait_until_idle)
+from test_browser import (  # noqa: E402
+    HIDDEN,
+    browser_missing,
+    chromium_page,
+    page_url,
+    streamlit_server,
+    wait_until_idle,
+)
 
 PAGES = ["Optimise", "Compare_seeds", "Moving_target", "Runs", "Dataset_examples", ""]
 HOSTILE = ["[Log in again](http://evil.example/login)", "![x](http://evil.example/p.png)",

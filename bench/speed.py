@@ -9,7 +9,7 @@
 2. **Batches**: seconds per step of vitviz's presets against the batch size, with the FLOPs of a
    step (counted by torch.utils.flop_counter over one real step), images x steps per second,
    achieved GFLOP/s and the fraction of peak, in fp32 and in bf16 (a bf16 copy of the network:
-   the preset knob `precision`), eager and with compiled blocks (`+compile`, vitviz.compiled), and with
+   the preset knob `precision`), eager and with compiled blocks (`+compile`, vitviz.models.fast.compiled), and with
    PyTorch's fused attention kernel where vitviz takes another (`+fused`). On a GPU the
    fraction is also given of the card's datasheet bf16 peak, read by its name.
 3. **Contenders**, on the same model, layer, unit and image size: vitviz's default, its `lucent`
@@ -38,12 +38,15 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitviz import fast_attention, fast_patches, objectives
-from vitviz.layers import default_layer
-from vitviz.models import LoadedModel, default_model, load_model
-from vitviz.optimise import optimise
-from vitviz.precision import native_bf16
-from vitviz.presets import DEFAULT_PRESET, Preset, get_preset
+from vitviz.models.fast import attention as fast_attention
+from vitviz.models.fast import patches as fast_patches
+from vitviz.models.layers import default_layer
+from vitviz.models.loaded import LoadedModel
+from vitviz.models.registry import default_model, load_model
+from vitviz.rendering import objectives
+from vitviz.rendering.loop import optimise
+from vitviz.rendering.precision import native_bf16
+from vitviz.rendering.presets import DEFAULT_PRESET, Preset, get_preset
 
 # Seconds for `steps` steps after `warmup` untimed ones.
 Timer = Callable[[int, int], float]
@@ -58,9 +61,9 @@ def synchronise(device: torch.device) -> None:
 # name torch.cuda.get_device_name gives; the first fragment found wins, so the more specific
 # names come first. SXM and PCIe parts of one chip differ (H100 SXM 989, PCIe 756).
 DATASHEET_BF16_TFLOPS = (
-    ("H200 NVL", 835.0), ("H200", 989.0),
+    ("GH200", 989.0), ("H200 NVL", 835.0), ("H200", 989.0),
     ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.0),  # "H100 80GB HBM3" is SXM
-    ("GH200", 989.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10G", 70.0),
+    ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10G", 70.0),
     ("A10", 125.0), ("RTX 4090", 165.0), ("RTX 3090", 71.0),
 )
 
@@ -92,8 +95,8 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, side: int | None = Non
 
 
 # "+fused": attention through PyTorch's fused kernel even where vitviz takes another path (bf16
-# on the CPU, vitviz.fast_attention.attend); "+conv": the patch embedding as the module's own
-# convolution instead of vitviz.fast_patches' matrix product. Each measures what its path is worth.
+# on the CPU, vitviz.models.fast.attention.attend); "+conv": the patch embedding as the module's own
+# convolution instead of vitviz.models.fast.patches' matrix product. Each measures what its path is worth.
 VARIANTS = ("fp32", "bf16", "fp32+compile", "bf16+compile", "bf16+fused", "fp32+conv",
             "bf16+conv", "bf16+compile+conv")
 
@@ -248,7 +251,7 @@ def horama_spectrum():
     """Horama downloads ImageNet's magnitude spectrum (decorrelated colour, [3, 512, 257]) into
     the working directory on first use; there is no network here, so give it the same statistic
     of vitviz's built-in photos (what vitviz's `maco` preset uses), in a directory of its own."""
-    from vitviz.params import natural_magnitude
+    from vitviz.rendering.params import natural_magnitude
 
     before = os.getcwd()
     with tempfile.TemporaryDirectory() as folder:
@@ -262,7 +265,7 @@ def horama_spectrum():
 
 def horama_objective(model: LoadedModel, layer: str, unit: int) -> Callable:
     """vitviz's neuron objective on Horama's crops (images in [0, 1])."""
-    from vitviz.layers import activations
+    from vitviz.models.forward import activations
 
     def objective(images: torch.Tensor) -> torch.Tensor:
         acts = activations(model, model.normalise(images), [layer])[layer]

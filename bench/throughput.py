@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vitviz.atlas import run_atlas
-from vitviz.cache import ResultCache
-from vitviz.index import build_index
-from vitviz.layers import default_layer
-from vitviz.models import default_model, load_model
+from vitviz.data.index import build_index
+from vitviz.models.layers import default_layer
+from vitviz.models.registry import default_model, load_model
+from vitviz.store.cache import ResultCache
+from vitviz.surveys.atlas import run_atlas
 
 
 def synthetic_images(folder: Path, count: int, side: int = 256) -> None:
@@ -63,7 +63,7 @@ def main() -> None:
         for engine in args.engines:
             ray_start = 0.0
             if engine == "ray":
-                from vitviz.ray_engine import start
+                from vitviz.data.ray_engine import start
 
                 began = time.perf_counter()
                 start(args.workers)

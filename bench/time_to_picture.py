@@ -34,17 +34,25 @@ import sys
 
 import numpy as np
 import torch
+from speed import (
+    difference_timer,
+    horama_objective,
+    horama_spectrum,
+    interleaved,
+    lucent_objective,
+    run_seconds,
+    vitviz_timer,
+)
 
-from speed import difference_timer, horama_objective, horama_spectrum, interleaved, \
-    lucent_objective, run_seconds, vitviz_timer
-from vitviz import objectives
-from vitviz.layers import default_layer
-from vitviz.metrics import embed, photo_statistics, relative_activation, robust_figures, \
-    specificity
-from vitviz.models import LoadedModel, default_model, load_model
-from vitviz.optimise import optimise
-from vitviz.precision import resolve_precision
-from vitviz.presets import DEFAULT_PRESET, Preset, get_preset
+from vitviz.data.photo_sets import photo_statistics
+from vitviz.models.layers import default_layer
+from vitviz.models.loaded import LoadedModel
+from vitviz.models.registry import default_model, load_model
+from vitviz.quality.metrics import embed, relative_activation, robust_figures, specificity
+from vitviz.rendering import objectives
+from vitviz.rendering.loop import optimise
+from vitviz.rendering.precision import resolve_precision
+from vitviz.rendering.presets import DEFAULT_PRESET, Preset, get_preset
 
 # Pictures by checkpoint step: {step: [N, 3, H, W] in [0, 1]}, items in (unit, seed) order.
 Pictures = dict[int, torch.Tensor]

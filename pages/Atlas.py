@@ -1,14 +1,17 @@
 """Atlas: every unit of a layer, a page at a time, each linking to the unit's own page."""
-import streamlit as st
+from ui.navigation import through_app
 
-from vitviz.atlas import run_atlas, stored_figure, unit_request
-from vitviz.presets import DEFAULT_PRESET, get_preset
+through_app()  # first: the menu shows before the seconds of imports below
+
+import streamlit as st
 
 from ui import execution, widgets
 from ui.limits import load_limits
 from ui.page import PAGES, SETTINGS_GRID, reported, setup
 from ui.resources import result_cache
 from ui.settings import to_query
+from vitviz.rendering.presets import DEFAULT_PRESET, get_preset
+from vitviz.surveys.atlas import run_atlas, stored_figure, unit_request
 
 PAGE_UNITS = 48
 COLUMNS = 8

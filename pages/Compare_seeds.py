@@ -1,14 +1,17 @@
 """Compare seeds: N seeds of one unit, one batch per preset, and figures that noise cannot win."""
-import streamlit as st
+from ui.navigation import through_app
 
-from vitviz import metrics
-from vitviz.presets import PRESETS
+through_app()  # first: the menu shows before the seconds of imports below
+
+import streamlit as st
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
 from ui.resources import result_cache
 from ui.settings import compare_presets, compare_requests, compare_seeds
+from vitviz.quality import metrics
+from vitviz.rendering.presets import PRESETS
 
 state = setup("compare", "Do different random starts find the same picture? Several seeds of one "
                          "unit are optimised as one batch, optionally with a second method for "

@@ -1,15 +1,19 @@
 """Dataset examples: what in real photos drives a unit, next to the unit's visualisation."""
-import streamlit as st
+from ui.navigation import through_app
 
-from vitviz import metrics, photo_sets
-from vitviz.data import load_photos
-from vitviz.examples import crop_image
+through_app()  # first: the menu shows before the seconds of imports below
+
+import streamlit as st
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
-from ui.resources import loaded_model
+from ui.resources import loaded_model, result_cache
 from ui.settings import accentuated_request, examples_request
+from vitviz.data import photo_sets
+from vitviz.data.examples import crop_image
+from vitviz.data.photos import load_photos
+from vitviz.quality import metrics
 
 KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
          "patch": "Patches (one token, shown with its neighbourhood)"}
@@ -48,13 +52,13 @@ with reported():
         photos = load_photos()
         # Measured on request, not on page load: a link must not start a layer-wide pass.
         loaded = loaded_model(name)
-        measured = loaded is not None and metrics.has_photo_statistics(loaded, layer.name,
+        measured = loaded is not None and photo_sets.has_photo_statistics(loaded, layer.name,
                                                                        tokens or "patch")
         if measured or st.button(
                 f"Find the examples: measure {layer.name} on {len(photos)} photos and their "
                 "crops", icon=":material/photo_library:"):
             bar = st.progress(0.0, text=f"Measuring {layer.name} on {len(photos)} photos…")
-            stats = execution.use_model(name, lambda m: metrics.photo_statistics(
+            stats = execution.use_model(name, lambda m: photo_sets.photo_statistics(
                 m, layer.name, tokens or "patch", progress=lambda done, total: bar.progress(
                     done / total, text=f"Photo set: {done}/{total}")))
             bar.empty()
@@ -73,11 +77,13 @@ with reported():
                      width="stretch")
             if stats is not None:
                 # Raw activation rewards adversarial noise: only what survives shifts and zooms
-                # counts.
-                robust = execution.robust_activation(request, result)
-                maximum = stats.unit_max(unit)
+                # counts. Measured once against the photo set shown here, stored with the run.
+                if not metrics.has_quality_figures(result):
+                    result.metrics.update(execution.use_model(
+                        request.model, lambda m: metrics.result_metrics(m, result, photos=stats)))
+                    result_cache().put(request.key(), result)
                 st.metric("Robust act. / photo max",
-                          display.times(robust / maximum if maximum > 0 else None),
+                          display.times(result.metrics["relative_robust_activation"][0]),
                           help="The visualisation's mean activation over shifted and zoomed "
                                "views, as a multiple of the unit's largest activation on "
                                f"{stats.label}.")

@@ -1,14 +1,17 @@
 """Home: the default model, the device, the cache, and a card per page."""
+from ui.navigation import through_app
+
+through_app()  # first: the menu shows before the seconds of imports below
+
 import streamlit as st
 import torch
-
-from vitviz.models import MODELS, default_model, pick_device
-from vitviz.precision import resolve_precision
 
 from ui import widgets
 from ui.limits import FIELDS, load_limits
 from ui.page import PAGES, reported, setup
 from ui.resources import result_cache, run_queue
+from vitviz.models.registry import MODELS, default_model, pick_device
+from vitviz.rendering.precision import resolve_precision
 
 
 def device_metric() -> tuple[str, str]:

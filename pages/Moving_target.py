@@ -1,13 +1,16 @@
 """Moving target: how much of a ViT unit's gain is patch content, how much moved attention."""
-import streamlit as st
+from ui.navigation import through_app
 
-from vitviz.moving_target import split
-from vitviz.presets import PRESETS
+through_app()  # first: the menu shows before the seconds of imports below
+
+import streamlit as st
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
 from ui.settings import MOVING_TARGET_RUNS, moving_target_requests
+from vitviz.analysis.moving_target import split
+from vitviz.rendering.presets import PRESETS
 
 state = setup("moving_target", "A ViT unit sees its own token and, through attention, every other "
                                "token. When the image changes, both change: the target moves. Each"

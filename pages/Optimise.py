@@ -1,12 +1,15 @@
 """Optimise: one unit, one seed, with live progress."""
-import streamlit as st
+from ui.navigation import through_app
 
-from vitviz.presets import PRESETS
+through_app()  # first: the menu shows before the seconds of imports below
+
+import streamlit as st
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
 from ui.settings import optimise_request
+from vitviz.rendering.presets import PRESETS
 
 state = setup("optimise", "Optimise an image to drive one unit of one layer as hard as possible, "
                           "and watch it form. Runs are cached: the same settings, or a link to "

@@ -1,4 +1,8 @@
 """Runs: the result cache shared by all sessions; reopen, export, delete."""
+from ui.navigation import through_app
+
+through_app()  # first: the menu shows before the seconds of imports below
+
 import streamlit as st
 
 from ui import display, widgets
@@ -6,6 +10,7 @@ from ui.limits import deletion_allowed
 from ui.page import PAGES, reported, setup, show_cache_notices
 from ui.resources import result_cache
 from ui.settings import page_for, to_query
+
 
 def run_label(summary: dict) -> str:
     seeds = summary["seeds"]

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from vitviz.hooks import run_and_capture
-from vitviz.layers import activations
-from vitviz.models import load_model
-from vitviz.precision import network, resolve_precision
+from vitviz.models.forward import activations
+from vitviz.models.hooks import run_and_capture
+from vitviz.models.registry import load_model
+from vitviz.rendering.precision import network, resolve_precision
 
 VIT_HIDDEN = "encoder.layers.encoder_layer_1.mlp.1"
 

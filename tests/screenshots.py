@@ -15,8 +15,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from test_browser import (ARTIFACTS, ROOT, browser_missing, chromium_page, full_page_screenshot,
-                          page_url, streamlit_server)
+from test_browser import (
+    ARTIFACTS,
+    ROOT,
+    browser_missing,
+    chromium_page,
+    full_page_screenshot,
+    page_url,
+    streamlit_server,
+)
 
 MAX_BYTES = 200_000
 # Buttons that start work: "Run ...", and the Dataset examples page's two steps (measure the

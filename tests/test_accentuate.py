@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from vitviz import objectives as O
+from vitviz.data.examples import crop_image
+from vitviz.data.photo_sets import photo_statistics
 from vitviz.errors import UserError
-from vitviz.examples import crop_image
-from vitviz.metrics import photo_statistics
-from vitviz.runs import RunRequest, compute_result
+from vitviz.rendering import objectives as O
+from vitviz.store.runs import RunRequest, compute_result
 
 from conftest import VIT_HIDDEN
 

@@ -17,20 +17,20 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-import vitviz.atlas
-import vitviz.runs
-from vitviz.cache import ResultCache
-from vitviz.models import pick_device
-from vitviz.precision import resolve_precision
-from vitviz.presets import DEFAULT_PRESET, PRESETS
-from vitviz.runs import cached_result
-
-from conftest import VIT_HIDDEN
+import vitviz.store.runs
+import vitviz.surveys.atlas
 from ui import execution
 from ui.limits import LimitError, load_limits
 from ui.queue import RunQueue, ordinal
 from ui.resources import run_queue
 from ui.settings import compare_requests, optimise_request, page_for
+from vitviz.models.registry import pick_device
+from vitviz.rendering.precision import resolve_precision
+from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
+from vitviz.store.cache import ResultCache
+from vitviz.store.runs import cached_result
+
+from conftest import VIT_HIDDEN
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 OPTIMISE, COMPARE = "pages/Optimise.py", "pages/Compare_seeds.py"
@@ -51,9 +51,9 @@ def dashboard_env(tmp_path, monkeypatch):
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Runs computed (each RunRequest given to vitviz.runs.compute_result) and module forward passes."""
+    """Runs computed (each RunRequest given to vitviz.store.runs.compute_result) and module forward passes."""
     seen = {"requests": [], "forwards": 0}
-    real = vitviz.runs.compute_result
+    real = vitviz.store.runs.compute_result
 
     def counting(request, model, progress=None):
         seen["requests"].append(request)
@@ -63,7 +63,7 @@ def calls(monkeypatch):
         seen["forwards"] += 1
 
     # Every module that calls it by its own name: the atlas imports it.
-    for module in (vitviz.runs, vitviz.atlas):
+    for module in (vitviz.store.runs, vitviz.surveys.atlas):
         monkeypatch.setattr(module, "compute_result", counting)
     handle = torch.nn.modules.module.register_module_forward_pre_hook(forward)
     yield seen
@@ -453,7 +453,7 @@ def test_a_damaged_entry_is_reported_once_and_the_runs_page_carries_on(tiny_vit)
 def test_a_new_preset_needs_no_change_to_the_dashboard(monkeypatch, calls):
     from dataclasses import replace
 
-    from vitviz.presets import PRESETS
+    from vitviz.rendering.presets import PRESETS
 
     monkeypatch.setitem(PRESETS, "mine", replace(PRESETS["naive"], name="mine"))
     at = open_page(COMPARE, layer=VIT_HIDDEN, unit=3, seeds=2, preset="mine", preset2="robust",
@@ -513,3 +513,99 @@ def test_the_optimise_page_draws_what_suppresses_a_unit(calls):
     assert request.minimise and request.config()["minimise"] is True
     again = open_page(OPTIMISE, **at.query_params)  # the link keeps the direction
     assert errors(again) == "" and len(calls["requests"]) == 1, "the link lost its direction"
+
+
+def switch(at: AppTest, page: str) -> AppTest:
+    """Go to `page` in the same session, as the menu does (Streamlit drops the URL's query)."""
+    at.query_params.clear()
+    return at.switch_page(page).run()
+
+
+def test_each_page_keeps_its_own_settings_while_the_visitor_moves_between_pages(calls):
+    at = open_page(OPTIMISE)
+    assert errors(at) == ""
+    defaults = {"layer": at.selectbox(key="optimise.layer").value,
+                "unit": at.number_input(key="optimise.unit").value,
+                "steps": at.number_input(key="optimise.steps").value}
+    layer = "encoder.layers.encoder_layer_0.mlp.1"
+    assert defaults["layer"] != layer and defaults["unit"] != 11 and defaults["steps"] != 12
+    at.selectbox(key="optimise.layer").set_value(layer).run()
+    at.number_input(key="optimise.unit").set_value(11).run()
+    at.number_input(key="optimise.steps").set_value(12).run()
+    assert errors(at) == ""
+
+    # Another page starts on its own defaults: nothing of Optimise's leaks into it.
+    switch(at, COMPARE)
+    assert errors(at) == ""
+    assert at.selectbox(key="compare.layer").value == defaults["layer"]
+    assert at.number_input(key="compare.unit").value == defaults["unit"]
+    assert at.number_input(key="compare.steps").value == defaults["steps"]
+    assert at.query_params["unit"] == str(defaults["unit"])
+    at.number_input(key="compare.unit").set_value(5).run()
+
+    # Back on Optimise: its settings as the visitor left them, and in the URL a link copies.
+    switch(at, OPTIMISE)
+    assert errors(at) == ""
+    assert at.selectbox(key="optimise.layer").value == layer
+    assert at.number_input(key="optimise.unit").value == 11
+    assert at.number_input(key="optimise.steps").value == 12
+    assert (at.query_params["layer"], at.query_params["unit"], at.query_params["steps"]) == (
+        layer, "11", "12")
+
+    # ...and Compare kept its own, not Optimise's.
+    switch(at, COMPARE)
+    assert errors(at) == ""
+    assert at.number_input(key="compare.unit").value == 5
+    assert at.selectbox(key="compare.layer").value == defaults["layer"]
+    assert at.number_input(key="compare.steps").value == defaults["steps"]
+    assert calls["requests"] == []
+
+
+VIT_B_16_HIDDEN = "encoder.layers.encoder_layer_11.mlp.1"
+
+
+@pytest.fixture
+def downloads(tmp_path, monkeypatch):
+    """No weights of vit_b_16 on disk (an empty torch hub folder), and every file that torch
+    hub would fetch recorded and refused."""
+    from ui.resources import ALLOW_DOWNLOAD_ENV
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("VITVIZ_WEIGHTS_VIT_B_16", raising=False)
+    monkeypatch.delenv(ALLOW_DOWNLOAD_ENV, raising=False)
+    started = []
+
+    def refuse(url, *args, **kwargs):
+        started.append(url)
+        raise ConnectionError("this test has no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    return started
+
+
+@pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, "pages/Dataset_examples.py",
+                                  "pages/Atlas.py"])
+def test_a_link_never_downloads_weights(page, downloads, calls):
+    at = open_page(page, model="vit_b_16", layer=VIT_B_16_HIDDEN, unit=3, steps=4)
+    message = errors(at)
+    assert "The weights of 'vit_b_16' are not on this server" in message
+    assert "does not download weights on a visitor's request" in message
+    assert "VITVIZ_ALLOW_DOWNLOAD=1" in message
+    assert downloads == [] and calls["requests"] == []
+    assert not [b for b in at.button if b.label.startswith(("Run", "Compute", "Accentuate"))]
+
+
+def test_only_the_operator_lets_the_dashboard_download_weights(downloads, monkeypatch):
+    # A link to the home page makes vit_b_16 the session's model: the next page says no too.
+    at = open_page("pages/Home.py", model="vit_b_16")
+    assert errors(at) == "" and at.selectbox(key="home.model").value == "vit_b_16"
+    switch(at, OPTIMISE)
+    assert "does not download weights on a visitor's request" in errors(at)
+    assert downloads == []
+    # With VITVIZ_ALLOW_DOWNLOAD=1 the same link fetches the weights (here refused: no network),
+    # so the refusal above is the dashboard's, not a download that failed unnoticed.
+    monkeypatch.setenv("VITVIZ_ALLOW_DOWNLOAD", "1")
+    at = open_page(OPTIMISE, model="vit_b_16", layer=VIT_B_16_HIDDEN, unit=3, steps=4)
+    assert "could not be downloaded" in errors(at)
+    assert downloads and all(url.endswith("/vit_b_16-c867db91.pth") for url in downloads)

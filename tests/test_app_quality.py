@@ -1,7 +1,8 @@
 """Dataset examples and quality figures in the dashboard, on the tiny random ViT."""
 from collections import OrderedDict
 
-from vitviz import metrics
+from vitviz.data import photo_sets
+from vitviz.quality import metrics
 
 from conftest import VIT_HIDDEN
 from test_app import button, calls, dashboard_env, errors, open_page  # noqa: F401
@@ -10,10 +11,10 @@ EXAMPLES = "pages/Dataset_examples.py"
 
 
 def test_examples_show_photos_crops_patches_and_the_visualisation(calls, monkeypatch):
-    monkeypatch.setattr(metrics, "_LAYER_CACHE", OrderedDict())
+    monkeypatch.setattr(photo_sets, "_LAYER_CACHE", OrderedDict())
     at = open_page(EXAMPLES, layer=VIT_HIDDEN, unit=5, steps=6)
     assert errors(at) == "" and not at.image
-    assert not metrics._LAYER_CACHE  # opening a link measures nothing
+    assert not photo_sets._LAYER_CACHE  # opening a link measures nothing
     button(at, "Find the examples").click().run()
     assert errors(at) == ""
     subheaders = [s.value for s in at.subheader]
@@ -63,22 +64,23 @@ def test_compare_measures_quality_figures_once_and_keeps_them(calls):
 
 
 def test_layer_measurements_are_bounded_and_never_confused_between_models(tiny_vit, monkeypatch):
-    monkeypatch.setattr(metrics, "_LAYER_CACHE", OrderedDict())
-    first = metrics.photo_statistics(tiny_vit, VIT_HIDDEN)
-    monkeypatch.setattr(metrics, "LAYER_CACHE_BYTES", first.nbytes() + 1)
-    assert metrics.photo_statistics(tiny_vit, VIT_HIDDEN) is first  # kept while it fits
-    metrics.photo_statistics(tiny_vit, "encoder.layers.encoder_layer_0.mlp.1")
-    assert len(metrics._LAYER_CACHE) == 1  # the older layer went to make room
-    assert not metrics.has_photo_statistics(tiny_vit, VIT_HIDDEN)
+    monkeypatch.setattr(photo_sets, "_LAYER_CACHE", OrderedDict())
+    first = photo_sets.photo_statistics(tiny_vit, VIT_HIDDEN)
+    monkeypatch.setattr(photo_sets, "LAYER_CACHE_BYTES", first.nbytes() + 1)
+    assert photo_sets.photo_statistics(tiny_vit, VIT_HIDDEN) is first  # kept while it fits
+    photo_sets.photo_statistics(tiny_vit, "encoder.layers.encoder_layer_0.mlp.1")
+    assert len(photo_sets._LAYER_CACHE) == 1  # the older layer went to make room
+    assert not photo_sets.has_photo_statistics(tiny_vit, VIT_HIDDEN)
 
 
 def test_examples_come_from_the_operators_folder_once_it_is_indexed(calls, tmp_path,
                                                                    monkeypatch):
     from test_index import write_images
-    from vitviz.index import build_index
-    from vitviz.models import load_model
-    from vitviz.paths import home
-    from vitviz.photo_sets import PHOTOS_ENV
+
+    from vitviz.common.paths import home
+    from vitviz.data.index import build_index
+    from vitviz.data.photo_sets import PHOTOS_ENV
+    from vitviz.models.registry import load_model
 
     folder = tmp_path / "field photos"
     write_images(folder, 0, 8)
@@ -104,8 +106,9 @@ def button_labels(at, start):
 
 def test_a_run_without_figures_says_why_on_its_page(calls, tmp_path):
     # A run made by the CLI while $VITVIZ_PHOTOS named a folder with no index yet.
+    from vitviz.store.cache import ResultCache
+
     from test_app import OPTIMISE, run_then_reopen
-    from vitviz.cache import ResultCache
 
     at, _ = run_then_reopen(OPTIMISE, "Run", calls, layer=VIT_HIDDEN, unit=5, steps=4)
     (request,) = calls["requests"]
@@ -116,3 +119,40 @@ def test_a_run_without_figures_says_why_on_its_page(calls, tmp_path):
     reopened = open_page(OPTIMISE, **at.query_params)
     assert errors(reopened) == ""
     assert any("No quality figures yet: no index of /photos" in i.value for i in reopened.info)
+
+
+def test_the_pages_show_the_figures_of_metrics_quality_figures(calls, monkeypatch):
+    # A marked answer from the one function that computes the quality figures: the Dataset
+    # examples and Compare pages show exactly it, so they compute no figure of their own.
+    from ui import display
+
+    monkeypatch.setattr(photo_sets, "_LAYER_CACHE", OrderedDict())
+    real, answers = metrics.quality_figures, []
+
+    def marked(*args, **kwargs):
+        figures = real(*args, **kwargs)
+        count = len(figures["relative_robust_activation"])
+        figures["relative_robust_activation"] = [7.0 + len(answers) + i for i in range(count)]
+        answers.append(figures)
+        return figures
+
+    monkeypatch.setattr(metrics, "quality_figures", marked)
+    at = open_page(EXAMPLES, layer=VIT_HIDDEN, unit=5, steps=6)
+    button(at, "Find the examples").click().run()
+    button(at, "Visualise").click().run()
+    assert errors(at) == "" and len(answers) == 1
+    assert {m.label: m.value for m in at.metric}["Robust act. / photo max"] == "7.00×"
+
+    at = open_page("pages/Compare_seeds.py", layer=VIT_HIDDEN, unit=3, seeds=2,
+                   preset="robust", preset2="naive", steps=6)
+    button(at, "Run 2 seeds").click().run()
+    button(at, "Measure against the photo set").click().run()
+    assert errors(at) == "" and len(answers) == 3
+    headline = {m.label: m.value for m in at.metric}
+    (table,) = at.dataframe
+    (rank,) = [c for c in table.value.columns if c.startswith("robust rank of ")]
+    for row, (preset, figures) in enumerate(zip(["robust", "naive"], answers[1:])):
+        relative = display.median(figures["relative_robust_activation"])  # 8.5, then 9.5
+        assert headline[f"Robust activation / photo max · {preset}"] == display.times(relative)
+        assert table.value["shifted & zoomed / photo max"][row] == relative
+        assert table.value[rank][row] == display.median(figures["robust_rank"])

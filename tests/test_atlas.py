@@ -5,13 +5,14 @@ import sys
 import numpy as np
 import pytest
 
-import vitviz.atlas
-from conftest import VIT_HIDDEN
-from vitviz.atlas import run_atlas, unit_request
-from vitviz.cache import ResultCache
-from vitviz.metrics import result_metrics
-from vitviz.runs import compute_result
+import vitviz.surveys.atlas
 from ui.settings import examples_request
+from vitviz.quality.metrics import result_metrics
+from vitviz.store.cache import ResultCache
+from vitviz.store.runs import compute_result
+from vitviz.surveys.atlas import run_atlas, unit_request
+
+from conftest import VIT_HIDDEN
 
 STEPS = 6
 
@@ -51,8 +52,8 @@ def test_a_rerun_resumes_where_an_interrupted_atlas_stopped(tiny_vit, tmp_path, 
         list(run_atlas(tiny_vit, VIT_HIDDEN, range(5), cache, steps=STEPS, batch_units=2,
                        progress=stop_after_first_batch))
     batches = []
-    real = vitviz.atlas.compute_result
-    monkeypatch.setattr(vitviz.atlas, "compute_result",
+    real = vitviz.surveys.atlas.compute_result
+    monkeypatch.setattr(vitviz.surveys.atlas, "compute_result",
                         lambda request, model: batches.append(request) or real(request, model))
     resumed = [unit for unit, _ in run_atlas(tiny_vit, VIT_HIDDEN, range(5), cache, steps=STEPS,
                                               batch_units=2)]
@@ -75,7 +76,7 @@ def test_the_cli_runs_an_atlas_and_checks_the_unit_range(tmp_path):
 
 def test_the_exported_site_has_a_page_per_computed_unit_and_lists_the_missing(tiny_vit,
                                                                              tmp_path):
-    from vitviz.atlas_site import export_atlas
+    from vitviz.surveys.atlas_site import export_atlas
 
     cache = ResultCache(tmp_path / "cache")
     list(run_atlas(tiny_vit, VIT_HIDDEN, [2, 5, 7], cache, steps=STEPS, batch_units=3))
@@ -141,9 +142,9 @@ def test_the_ray_engine_stores_the_same_pictures_as_the_local_one(tiny_vit, tmp_
 
 def test_auto_batches_grow_with_free_memory_and_count_the_bytes_a_unit_keeps(tiny_vit,
                                                                             monkeypatch):
-    import vitviz.atlas as atlas
-    from vitviz.batching import saved_bytes_per_item
-    from vitviz.objectives import neuron
+    import vitviz.surveys.atlas as atlas
+    from vitviz.rendering.batching import saved_bytes_per_item
+    from vitviz.rendering.objectives import neuron
 
     per_unit = saved_bytes_per_item(tiny_vit, neuron(VIT_HIDDEN, 3), "robust")
     # At least the four augmented copies' input images, as float32, are kept for backward.
@@ -170,7 +171,7 @@ def test_the_cli_refuses_a_batch_size_that_is_not_a_count_or_auto(tmp_path):
 def test_a_unit_without_a_relative_figure_is_listed_without_one(tiny_vit, tmp_path):
     import json
 
-    from vitviz.atlas_site import export_atlas
+    from vitviz.surveys.atlas_site import export_atlas
 
     cache = ResultCache(tmp_path / "cache")
     list(run_atlas(tiny_vit, VIT_HIDDEN, [2, 5], cache, steps=STEPS, batch_units=2))

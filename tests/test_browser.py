@@ -120,6 +120,61 @@ def wait_until_idle(page, timeout_ms: float = 60_000) -> None:
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
 
 
+# Runs before the page's own scripts: each state of the sidebar menu and of the main area's text,
+# recorded on every change of the page, so that a state that lasts a single frame cannot slip
+# between two polls.
+RECORD_STATES = """
+window.vitvizStates = [];
+new MutationObserver(() => {
+  const nav = [...document.querySelectorAll(
+    '[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"] span[label]')]
+    .map(label => label.getAttribute('label'));
+  const main = document.querySelector('[data-testid="stMain"]');
+  const state = {t: performance.now(), nav, main: main ? main.innerText.trim() : ''};
+  const last = window.vitvizStates.at(-1);
+  if (!last || last.nav.join('|') !== nav.join('|') || last.main !== state.main)
+    window.vitvizStates.push(state);
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+@pytest.mark.browser
+def test_a_cold_server_shows_the_menu_and_a_loading_message_at_once(tmp_path):
+    """The first page of a fresh server used to show Streamlit's automatic menu of pages/
+    ("app", "Atlas", ...) over a blank page for the seconds that importing torch and vitviz
+    takes."""
+    path, ready, heading = "", "Default model", "vitviz"
+    missing = browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from ui.navigation import HOME, LOADING, PAGES
+
+    menu = [HOME.title, *(info.title for info in PAGES.values())]
+    env = {"VITVIZ_MODEL": "tiny_vit", "VITVIZ_CACHE_DIR": str(tmp_path / "cache")}
+    with streamlit_server(env, tmp_path / "streamlit.log") as base, chromium_page() as page:
+        page.add_init_script(RECORD_STATES)
+        page.goto(f"{base}/{path}")
+        page.get_by_text(ready).first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        states = page.evaluate("window.vitvizStates")
+
+        with_menu = [state for state in states if state["nav"]]
+        assert with_menu, "the sidebar never showed a menu"
+        assert [state["nav"] for state in with_menu if state["nav"] != menu] == []
+        shown = [index for index, state in enumerate(states) if state["main"]]
+        first = states[shown[0]]
+        assert LOADING in first["main"] and ready not in first["main"], \
+            f"the page first showed {first['main']!r}"
+        assert first["t"] - with_menu[0]["t"] < 1000, "the loading message came late"
+        # From the loading message to the page drawn, the main area is never blank.
+        assert shown == list(range(shown[0], len(states)))
+        assert any(ready in state["main"] for state in states[shown[0]:])
+
+        assert page.get_by_role("heading", name=heading).is_visible()
+        assert page.get_by_text(LOADING).count() == 0
+        assert page.locator("[data-testid='stException']").count() == 0
+
+
 @pytest.mark.browser
 def test_optimise_page_runs_and_reopens_from_the_cache(tmp_path):
     missing = browser_missing()
@@ -186,10 +241,10 @@ def test_sigterm_during_a_run_stops_the_server_cleanly_and_frees_the_run(tmp_pat
 def test_an_exported_atlas_opens_from_disk_sorts_and_links_to_unit_pages(tmp_path):
     if browser_missing():
         pytest.skip(browser_missing())
-    from vitviz.atlas import run_atlas
-    from vitviz.atlas_site import export_atlas
-    from vitviz.cache import ResultCache
-    from vitviz.models import load_model
+    from vitviz.models.registry import load_model
+    from vitviz.store.cache import ResultCache
+    from vitviz.surveys.atlas import run_atlas
+    from vitviz.surveys.atlas_site import export_atlas
 
     cache = ResultCache(tmp_path / "cache")
     list(run_atlas(load_model("tiny_vit", "cpu"), HIDDEN, range(6), cache, steps=4,

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitviz import objectives as O
-from vitviz.cache import ResultCache
-from vitviz.results import Result
-from vitviz.runs import RunRequest, cached_result
+from vitviz.rendering import objectives as O
+from vitviz.store.cache import ResultCache
+from vitviz.store.results import Result
+from vitviz.store.runs import RunRequest, cached_result
 
 from conftest import VIT_HIDDEN
 
@@ -121,7 +121,7 @@ def test_eviction_keeps_the_newest_and_the_recently_used(tmp_path):
 HOLDER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from vitviz.cache import ResultCache
+from vitviz.store.cache import ResultCache
 with ResultCache({path!r}).computing("k"):
     print("held", flush=True)
     time.sleep(60)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from vitviz.precision import resolve_precision
+from vitviz.rendering.precision import resolve_precision
 
 from conftest import VIT_HIDDEN
 
@@ -43,11 +43,28 @@ def test_moving_target_run_prints_and_stores_both_splits(tmp_path):
     assert abs(parts["content_order_free"] + parts["context_order_free"] - parts["total"]) < 1e-5
 
 
+def layer_rows(stdout: str) -> dict[str, str]:
+    """The table's rows by layer name (the header and the `#` lines left out)."""
+    return {line.split()[0]: line for line in stdout.splitlines()[2:] if not line.startswith("#")}
+
+
 def test_layers_prints_the_table_with_shapes():
     done = vitviz("layers", "--model", "tiny_vit")
-    assert done.returncode == 0
-    assert f"{VIT_HIDDEN} " in done.stdout and "[17, 64]" in done.stdout
-    assert "recommended" in done.stdout
+    assert done.returncode == 0, done.stderr
+    rows = layer_rows(done.stdout)
+    # Each layer's own output shape (batch axis excluded), on its own row.
+    assert rows[VIT_HIDDEN].split()[1:4] == ["GELU", "[17,", "64]"]
+    assert rows["encoder.layers.encoder_layer_1"].split()[1:4] == ["EncoderBlock", "[17,", "32]"]
+    assert rows["heads.head"].split()[1:3] == ["Linear", "[10]"]
+    # The star marks the recommended targets, the MLP hidden layers, and no other row.
+    starred = {name for name, row in rows.items() if " * " in row}
+    assert starred == {VIT_HIDDEN, "encoder.layers.encoder_layer_0.mlp.1"}
+    assert rows[VIT_HIDDEN].endswith("* MLP hidden (after GELU): recommended for neurons")
+    # --recommended keeps the layers with a role (starred or not) and drops the others.
+    only = layer_rows(vitviz("layers", "--model", "tiny_vit", "--recommended").stdout)
+    assert VIT_HIDDEN in only and "heads.head" in only
+    assert "encoder.layers.encoder_layer_1.mlp.0" in rows
+    assert "encoder.layers.encoder_layer_1.mlp.0" not in only and len(only) < len(rows)
 
 
 def test_bad_input_gives_one_line_error_and_exit_2(tmp_path):

@@ -1,16 +1,18 @@
-"""Compiled blocks (vitviz.compiled): the same numbers as eager, only blocks with nothing
+"""Compiled blocks (vitviz.models.fast.compiled): the same numbers as eager, only blocks with nothing
 attached run compiled, the model is left as it was, and a failing compiler falls back."""
 import warnings
 
 import pytest
 import torch
 
+from vitviz.models.fast import compiled
+from vitviz.models.forward import activations
+from vitviz.models.registry import load_model
+from vitviz.rendering import objectives
+from vitviz.rendering.loop import optimise
+from vitviz.rendering.presets import get_preset
+
 from conftest import VIT_HIDDEN
-from vitviz import compiled, objectives
-from vitviz.layers import activations
-from vitviz.models import load_model
-from vitviz.optimise import optimise
-from vitviz.presets import get_preset
 
 BLOCK_0 = "encoder.layers.encoder_layer_0"
 

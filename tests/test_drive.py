@@ -2,12 +2,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitviz import judge
-from vitviz.data import load_photos
-from vitviz.drive import GELU_TURN, drive
-from vitviz.examples import LayerActivations, measure_layer, photo_views
-from vitviz.hooks import run_and_capture
-from vitviz.objectives import unit_values
+from vitviz.data.examples import LayerActivations, measure_layer, photo_views
+from vitviz.data.photos import load_photos
+from vitviz.models.drive import GELU_TURN, drive
+from vitviz.models.hooks import run_and_capture
+from vitviz.models.tokens import unit_values
+from vitviz.quality import judge
 
 from conftest import VIT_HIDDEN
 

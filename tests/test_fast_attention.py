@@ -3,10 +3,11 @@ where it must (attention weights asked for, masks, a forward someone else replac
 import torch
 from torch import nn
 
+from vitviz.models.attention import explicit_attention_mode
+from vitviz.models.fast.attention import attend, fast_self_attention
+from vitviz.models.forward import activations
+
 from conftest import VIT_HIDDEN, assert_same_pass, fast_and_plain_passes
-from vitviz.fast_attention import attend, fast_self_attention
-from vitviz.layers import activations
-from vitviz.moving_target import explicit_attention_mode
 
 
 def _attention(tiny_vit) -> nn.MultiheadAttention:

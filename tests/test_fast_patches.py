@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitviz.models.fast import patches as fast_patches
+from vitviz.models.fast.patches import fast_patch_embedding, patches_as_matmul
+
 from conftest import assert_same_pass, fast_and_plain_passes
-from vitviz import fast_patches
-from vitviz.fast_patches import fast_patch_embedding, patches_as_matmul
 
 
 @pytest.mark.parametrize("kernel", [(4, 4), (14, 14), (2, 3)])

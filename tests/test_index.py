@@ -8,12 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
+from vitviz.data.index import ActivationIndex, build_index
+from vitviz.data.photos import centre_square, read_rgb
+from vitviz.models.drive import capture_drives
+from vitviz.models.forward import activations
+from vitviz.models.tokens import unit_values
+
 from conftest import VIT_HIDDEN
-from vitviz.data import centre_square, read_rgb
-from vitviz.drive import capture_drives
-from vitviz.index import ActivationIndex, build_index
-from vitviz.layers import activations
-from vitviz.objectives import unit_values
 
 K = 3
 
@@ -144,7 +145,7 @@ def test_the_ray_engine_builds_the_same_index_as_the_local_one(tiny_vit, tmp_pat
 
 def test_the_ray_engine_says_how_to_install_ray_when_it_is_missing(tiny_vit, tmp_path,
                                                                   monkeypatch):
-    from vitviz.ray_engine import RayMissing
+    from vitviz.data.ray_engine import RayMissing
 
     write_images(tmp_path / "photos", 0, 2)
     monkeypatch.setitem(sys.modules, "ray", None)

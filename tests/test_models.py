@@ -6,12 +6,13 @@ import pytest
 import torch
 import torchvision
 
-from vitviz import models, objectives as O
-from vitviz.hashing import file_sha256
-from vitviz.layers import UnknownLayer, default_layer, find_layer, layer_table
-from vitviz.models import (ModelError, WeightsUnavailable, load_model, model_weights,
-                           parse_model_name)
-from vitviz.runs import RunRequest
+from vitviz.common.hashing import file_sha256
+from vitviz.models import registry as models
+from vitviz.models.layers import UnknownLayer, default_layer, find_layer, layer_table
+from vitviz.models.loaded import ModelError, WeightsUnavailable
+from vitviz.models.registry import load_model, model_weights, parse_model_name
+from vitviz.rendering import objectives as O
+from vitviz.store.runs import RunRequest
 
 
 def test_unknown_model_suggests_close_names():
@@ -135,8 +136,18 @@ def test_default_model_prefers_vit_b_16_then_offline_dinov2(monkeypatch, tmp_pat
 
 
 def test_device_is_cuda_when_available_else_cpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert models.pick_device() == torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert models.pick_device() == torch.device("cuda")
-    assert models.pick_device("cpu") == torch.device("cpu")
+    # Where the app and the CLI load a model without naming a device: its weights are there,
+    # and so are the images it is given.
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model("tiny_vit")
+    assert {p.device.type for p in model.module.parameters()} == {here}
+    assert model.to_input(torch.rand(1, 3, 32, 32)).device.type == here
+    # A device that is named wins (meta: no machine has it by default).
+    named = load_model("tiny_vit", device="meta")
+    assert {p.device.type for p in named.module.parameters()} == {"meta"}
+    if here == "cpu":
+        # Where CUDA is reported, the model goes to it: on this machine without a GPU, the move
+        # itself fails (no driver, or a torch built without CUDA).
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        with pytest.raises((RuntimeError, AssertionError), match="NVIDIA|CUDA"):
+            load_model("tiny_vit")

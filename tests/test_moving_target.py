@@ -3,12 +3,12 @@ import copy
 import pytest
 import torch
 
-from vitviz import objectives as O
-from vitviz.hooks import run_and_capture
+from vitviz.analysis.moving_target import block_parts, split
 from vitviz.errors import UserError
-from vitviz.moving_target import (attention_modules, block_parts, explicit_attention,
-                                  explicit_attention_mode, split)
-from vitviz.runs import RunRequest, compute_result
+from vitviz.models.attention import attention_modules, explicit_attention, explicit_attention_mode
+from vitviz.models.hooks import run_and_capture
+from vitviz.rendering import objectives as O
+from vitviz.store.runs import RunRequest, compute_result
 
 from conftest import VIT_HIDDEN
 

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from vitviz import natural
-from vitviz import objectives as O
 from vitviz.errors import UserError
-from vitviz.layers import activations
-from vitviz.optimise import optimise, resolve_preset
-from vitviz.presets import get_preset
+from vitviz.models.forward import activations
+from vitviz.rendering import natural
+from vitviz.rendering import objectives as O
+from vitviz.rendering.loop import optimise, resolve_preset
+from vitviz.rendering.presets import get_preset
 
 from conftest import VIT_HIDDEN
 

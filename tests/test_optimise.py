@@ -3,11 +3,11 @@ import dataclasses
 import pytest
 import torch
 
-from vitviz import objectives as O
 from vitviz.errors import UserError
-from vitviz.objectives import Objective
-from vitviz.optimise import NonFiniteLoss, optimise
-from vitviz.presets import PRESETS, get_preset
+from vitviz.rendering import objectives as O
+from vitviz.rendering.loop import NonFiniteLoss, optimise
+from vitviz.rendering.objectives import Objective
+from vitviz.rendering.presets import PRESETS, get_preset
 
 from conftest import VIT_HIDDEN
 
@@ -186,7 +186,7 @@ def test_bad_image_settings_are_refused_with_the_allowed_ones_before_the_run(tin
 
 
 def test_a_flat_floor_slows_only_the_frequencies_below_it():
-    from vitviz.params import FourierImage
+    from vitviz.rendering.params import FourierImage
 
     steep, floored = FourierImage([0], 64, decay=1.5), FourierImage([0], 64, decay=1.5, floor=4)
     ratio = floored.scale / steep.scale
@@ -208,7 +208,7 @@ def test_a_canvas_scale_too_large_for_the_model_is_refused_before_allocation(tin
 
 def test_minimising_drives_the_units_down_where_maximising_drives_them_up(tiny_vit):
     # The MLP's pre-activation: a GELU output can only fall to GELU's dip, then climbs back
-    # towards zero as what drives the unit keeps falling (vitviz.drive).
+    # towards zero as what drives the unit keeps falling (vitviz.models.drive).
     layer, units, seeds = VIT_HIDDEN.replace("mlp.1", "mlp.0"), range(0, 64, 2), (0, 1)
     batch_units = tuple(u for u in units for _ in seeds)
     batch_seeds = [s for _ in units for s in seeds]
@@ -224,7 +224,7 @@ def test_minimising_drives_the_units_down_where_maximising_drives_them_up(tiny_v
 
 
 def test_a_minimising_run_has_its_own_key_and_a_maximising_one_keeps_its_old_key():
-    from vitviz.runs import RunRequest
+    from vitviz.store.runs import RunRequest
 
     spec = O.neuron(VIT_HIDDEN, 3).spec()
     up, down = RunRequest("tiny_vit", spec), RunRequest("tiny_vit", spec, minimise=True)

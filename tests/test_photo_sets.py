@@ -2,15 +2,17 @@
 figures come from the folder's activation index, say so, and never from a silent mix."""
 import numpy as np
 import pytest
+from test_index import write_images
+
+from vitviz.common.paths import home
+from vitviz.data import photo_sets
+from vitviz.data.index import build_index
+from vitviz.quality.metrics import result_metrics
+from vitviz.rendering import objectives
+from vitviz.store.cache import ResultCache
+from vitviz.store.runs import RunRequest, cached_result
 
 from conftest import VIT_HIDDEN
-from test_index import write_images
-from vitviz import objectives, photo_sets
-from vitviz.cache import ResultCache
-from vitviz.index import build_index
-from vitviz.metrics import result_metrics
-from vitviz.paths import home
-from vitviz.runs import RunRequest, cached_result
 
 
 @pytest.fixture
@@ -66,9 +68,9 @@ def test_a_run_keeps_its_pictures_until_the_folder_is_indexed(tiny_vit, folder, 
 def test_the_judge_draws_its_queries_and_exemplars_from_the_folders_index(tiny_vit, folder,
                                                                             monkeypatch):
     import torch.nn.functional as F
-
     from test_index import brute_force
-    from vitviz import judge
+
+    from vitviz.quality import judge
 
     write_images(folder, 9, 51)  # 60 images: 20 tasks a side and 9 references a side
     build_index(tiny_vit, [VIT_HIDDEN], folder, home() / "indexes", k=60, batch_size=8)
@@ -95,7 +97,7 @@ def test_the_judge_draws_its_queries_and_exemplars_from_the_folders_index(tiny_v
     assert 0.0 <= figures["exemplars"] <= 1.0 and figures["tasks_per_unit"] == 20
     assert sum(embedded) <= 60, "each image is read and embedded once, when first needed"
 
-    from vitviz.report import compare
+    from vitviz.surveys.report import compare
     found = compare(tiny_vit, {VIT_HIDDEN: [5, 9]}, {"naive": ("naive", {"steps": 2})}, [0, 1],
                     None, "efficientnet_lite0")
     assert found.layers[VIT_HIDDEN]["photo_set"] == examples.label

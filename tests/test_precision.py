@@ -1,17 +1,18 @@
 import math
 import threading
+from pathlib import Path
 
 import pytest
 import torch
 
-from vitviz import objectives as O
-from vitviz import precision
-from vitviz.cache import ResultCache
 from vitviz.errors import UserError
-from vitviz.models import wrap
-from vitviz.optimise import optimise
-from vitviz.presets import get_preset
-from vitviz.runs import RunRequest, cached_result
+from vitviz.models.registry import wrap
+from vitviz.rendering import objectives as O
+from vitviz.rendering import precision
+from vitviz.rendering.loop import optimise
+from vitviz.rendering.presets import get_preset
+from vitviz.store.cache import ResultCache
+from vitviz.store.runs import RunRequest, cached_result
 
 from conftest import VIT_HIDDEN
 
@@ -24,13 +25,38 @@ def bf16_hardware(monkeypatch):
     return set_to
 
 
-def test_auto_takes_bf16_only_where_the_hardware_has_it(bf16_hardware):
-    bf16_hardware(True)
-    assert precision.resolve_precision("auto", "cpu") == "bf16"
-    bf16_hardware(False)
-    assert precision.resolve_precision("auto", "cpu") == "fp32"
+def cpu_bf16_flags() -> set[str] | None:
+    """The bf16 arithmetic flags that the kernel lists for this CPU (AVX-512 BF16, AMX), read
+    apart from torch's probes; None where /proc/cpuinfo has no x86 flags line."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")),
+                 None)
+    return None if flags is None else {"avx512_bf16", "amx_bf16", "amx_tile"} & set(flags)
+
+
+def test_auto_takes_bf16_only_where_the_hardware_has_it(tiny_vit, tmp_path):
+    # This machine's own hardware, as the kernel reports it: no stand-in for the probe.
+    flags = cpu_bf16_flags()
+    if flags is not None:
+        expected = "bf16" if flags else "fp32"
+        precision._cpu_has_bf16.cache_clear()
+        assert precision.resolve_precision("auto", "cpu") == expected, flags
+        # A run of the default preset ("auto") on the CPU (where tests load the model) takes
+        # the same arithmetic and records it.
+        assert tiny_vit.device.type == "cpu"
+        request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 3).spec(), (0,), "robust",
+                             {"steps": 1})
+        result, _ = cached_result(request, ResultCache(tmp_path / "cache"), lambda _: tiny_vit)
+        assert get_preset("robust").precision == "auto" and result.precision == expected
+    if torch.cuda.is_available():  # bf16 tensor cores from Ampere (compute capability 8) on
+        ampere = torch.cuda.get_device_capability()[0] >= 8
+        assert precision.resolve_precision("auto", "cuda") == ("bf16" if ampere else "fp32")
     # An explicit choice is kept whatever the hardware.
-    assert precision.resolve_precision("bf16", "cpu") == "bf16"
+    for setting in ("fp32", "bf16"):
+        assert precision.resolve_precision(setting, "cpu") == setting
 
 
 def test_a_cpu_without_torch_s_probes_counts_as_fp32_only(monkeypatch):

@@ -5,12 +5,13 @@ import statistics
 import pytest
 import torch
 
-from vitviz import metrics, objectives as O
-from vitviz.examples import measure_layer
-from vitviz.data import load_photos
-from vitviz.models import load_model
-from vitviz.optimise import optimise
-from vitviz.report import choose_units
+from vitviz.data.examples import measure_layer
+from vitviz.data.photos import load_photos
+from vitviz.models.registry import load_model
+from vitviz.quality import metrics
+from vitviz.rendering import objectives as O
+from vitviz.rendering.loop import optimise
+from vitviz.surveys.report import choose_units
 
 LAYER = "encoder.layers.encoder_layer_2.mlp.1"  # an early block keeps this fast enough for CI
 SEEDS = (0, 1)

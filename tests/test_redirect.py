@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from vitviz.redirect import LEAKY_SLOPE, leaky_targets, redirected
+from vitviz.rendering.redirect import LEAKY_SLOPE, leaky_targets, redirected
 
 
 def gradient(module, x, upstream, enabled):

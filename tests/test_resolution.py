@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from vitviz import objectives as O
 from vitviz.errors import UserError
-from vitviz.layers import activations, layer_table
-from vitviz.optimise import optimise
-from vitviz.presets import from_knobs, get_preset
-from vitviz.resolution import _resized_table, at_input_size, coarse_size, resizable
+from vitviz.models.forward import activations
+from vitviz.models.layers import layer_table
+from vitviz.models.resolution import _resized_table, at_input_size, coarse_size
+from vitviz.rendering import objectives as O
+from vitviz.rendering.loop import optimise
+from vitviz.rendering.presets import from_knobs, get_preset
 
 from conftest import VIT_HIDDEN, running_network
 
@@ -74,7 +75,7 @@ def test_an_objective_on_one_token_position_runs_every_step_at_full_size(tiny_vi
 
 
 def test_models_that_take_one_size_only_ignore_coarse_steps(tiny_cnn):
-    assert not resizable(tiny_cnn)
+    assert not tiny_cnn.resizable
     preset = get_preset("robust").with_overrides(coarse_steps=0.5, steps=4)
     _, coarse = _input_sides(tiny_cnn, O.channel("1", 2), preset)
     _, plain = _input_sides(tiny_cnn, O.channel("1", 2), preset.with_overrides(coarse_steps=0.0))

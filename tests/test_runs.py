@@ -10,12 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vitviz import __version__, objectives as O
+from vitviz import __version__
 from vitviz.api import visualise
-from vitviz.cache import ResultCache
-from vitviz.cpu_slot import cpu_slot
-from vitviz.optimise import ALGORITHM_VERSION, NonFiniteLoss
-from vitviz.runs import RunRequest, cached_result
+from vitviz.common.cpu_slot import cpu_slot
+from vitviz.rendering import objectives as O
+from vitviz.rendering.loop import ALGORITHM_VERSION, NonFiniteLoss
+from vitviz.store.cache import ResultCache
+from vitviz.store.runs import RunRequest, cached_result
 
 from conftest import VIT_HIDDEN
 
@@ -115,7 +116,7 @@ def test_cpu_runs_take_turns_across_processes(tmp_path, monkeypatch):
     monkeypatch.setenv("VITVIZ_HOME", str(tmp_path))
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import sys, time, torch
-        from vitviz.cpu_slot import cpu_slot
+        from vitviz.common.cpu_slot import cpu_slot
         with cpu_slot(torch.device("cpu")):
             print("holding", flush=True)
             time.sleep(2)

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from vitviz import objectives as O
 from vitviz.errors import UserError
-from vitviz.layers import layer_table
-from vitviz.optimise import optimise
-from vitviz.presets import from_knobs, get_preset
-from vitviz.token_dropout import first_block, kept_count, kept_indices
+from vitviz.models.layers import layer_table
+from vitviz.rendering import objectives as O
+from vitviz.rendering.loop import optimise
+from vitviz.rendering.presets import from_knobs, get_preset
+from vitviz.rendering.token_dropout import first_block, kept_count, kept_indices
 
 from conftest import VIT_HIDDEN, running_network
 

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from vitviz.transforms import RandomResizedCrop, RandomRotate, _affine_grid
+from vitviz.rendering.transforms import RandomResizedCrop, RandomRotate, _affine_grid
 
 
 def test_a_crop_with_rotation_turns_it_in_the_same_resampling():
@@ -32,7 +32,7 @@ def test_overhang_lets_crops_see_the_border_nearly_as_often_as_the_centre():
 
 
 def test_roll_and_jitter_move_each_row_as_its_own_roll_and_slice():
-    from vitviz.transforms import Jitter, Roll
+    from vitviz.rendering.transforms import Jitter, Roll
 
     x = torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(3))
     seeds = [torch.Generator().manual_seed(s) for s in range(5)]

@@ -10,12 +10,15 @@ import torch
 from torch import nn
 
 import vitviz
-from vitviz import metrics, objectives as O
-from vitviz.cache import ResultCache
-from vitviz.layers import activations, find_layer
-from vitviz.models import ModelError, load_model
-from vitviz.optimise import optimise
-from vitviz.runs import RunRequest
+from vitviz.models.forward import activations
+from vitviz.models.layers import default_layer, find_layer, layer_table
+from vitviz.models.loaded import ModelError
+from vitviz.models.registry import load_model
+from vitviz.quality import metrics
+from vitviz.rendering import objectives as O
+from vitviz.rendering.loop import optimise
+from vitviz.store.cache import ResultCache
+from vitviz.store.runs import RunRequest
 
 REGISTERS = 4
 HIDDEN = "blocks.1.mlp.act"
@@ -214,3 +217,22 @@ def test_torchscript_and_foreign_files_are_refused_with_the_way_out(tmp_path):
         {"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "prefix_tokens": 5})})
     with pytest.raises(ModelError, match="batches of exactly 2"):
         vitviz.load_exported(fixed)
+
+
+def test_a_wrapped_model_declares_its_layer_roles_and_the_dashboard_recommends_them():
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.Sequential(nn.Linear(3, 8), nn.GELU(), nn.Linear(8, 3))
+
+        def forward(self, images):
+            return self.blocks(images.flatten(2).transpose(1, 2))
+
+    plain = vitviz.wrap(Tokens(), "roles_default", size=8, architecture="vit")
+    assert not [info for info in layer_table(plain) if info.role]  # not torchvision's names
+    model = vitviz.wrap(Tokens(), "roles_declared", size=8, architecture="vit",
+                        layer_roles=[(r"blocks\.1", "mlp_hidden")])
+    assert [info.name for info in layer_table(model) if info.recommended] == ["blocks.1"]
+    assert default_layer(model) == "blocks.1"
+    with pytest.raises(ModelError, match="unknown layer roles"):
+        vitviz.wrap(Tokens(), "roles_bad", size=8, layer_roles=[("blocks", "neuron")])

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 
 import numpy as np
 import plotly.graph_objects as go
@@ -12,8 +11,9 @@ import streamlit as st
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from vitviz.moving_target import block_parts
-from vitviz.results import Result
+from vitviz.analysis.moving_target import block_parts
+from vitviz.quality import metrics
+from vitviz.store.results import Result
 
 SEED_COLOURS = ["#2E86AB", "#E4572E", "#76B041", "#8E5DB2", "#F0A202", "#17BEBB", "#C1666B",
                 "#4F6D7A"]
@@ -252,9 +252,10 @@ def quality_table(presets: list[str], results: list[Result]) -> list[dict]:
 
 
 def median(values) -> float | None:
-    """Median of the finite values (NaN: no positive photo maximum); None when there are none."""
-    finite = [v for v in values if math.isfinite(v)]
-    return statistics.median(finite) if finite else None
+    """Median of the finite values (`metrics.finite_median`, as the report's); None when there
+    are none."""
+    value = metrics.finite_median(values)
+    return None if math.isnan(value) else value
 
 
 def times(value: float | None) -> str:

@@ -4,23 +4,19 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
-import numpy as np
 import streamlit as st
-import torch
-
-from vitviz import metrics
-from vitviz.errors import UserError
-from vitviz.layers import ModelCard, find_layer
-from vitviz.models import LoadedModel
-from vitviz.objectives import from_spec
-from vitviz.optimise import StepRecord
-from vitviz.results import Result, to_uint8
-from vitviz.runs import RunRequest, cached_result
 
 from ui.display import SEED_COLOURS, curves_figure, enlarge
 from ui.limits import Limits, load_limits
 from ui.queue import ordinal
 from ui.resources import get_model, result_cache, run_queue
+from vitviz.errors import UserError
+from vitviz.models.layers import ModelCard, find_layer
+from vitviz.models.loaded import LoadedModel
+from vitviz.rendering.loop import StepRecord
+from vitviz.rendering.objectives import from_spec
+from vitviz.store.results import Result, to_uint8
+from vitviz.store.runs import RunRequest, cached_result
 
 T = TypeVar("T")
 REDRAW_S = 1.0  # the curve is redrawn at most this often; images whenever the run records them
@@ -137,19 +133,3 @@ def compute_live(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
         return use_model(request.model, work, view.waiting)
     finally:
         view.clear()
-
-
-def robust_activation(request: RunRequest, result: Result) -> float:
-    """The first image's robust activation (see vitviz.metrics), stored with the run once measured.
-
-    Stored per image, as `metrics.result_metrics` does, so that a reload needs no forward pass.
-    """
-    stored = result.metrics.get("robust_activation")
-    if stored:
-        return stored[0]
-    objective = from_spec(result.config["objective"])
-    image = torch.from_numpy(np.asarray(result.images[0])).permute(2, 0, 1)[None].float() / 255
-    result.metrics["robust_activation"] = use_model(
-        request.model, lambda model: metrics.robust_activation(model, objective, image))
-    result_cache().put(request.key(), result)
-    return result.metrics["robust_activation"][0]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from vitviz.errors import UserError
-from vitviz.runs import RunRequest
+from vitviz.store.runs import RunRequest
 
 LIMITS_FILE = "vitviz_limits.toml"
 LIMITS_FILE_ENV = "VITVIZ_LIMITS_FILE"

@@ -11,15 +11,14 @@ import streamlit as st
 import torch
 import torchvision
 
-from vitviz import __version__
-from vitviz.cache import ResultCache, default_cache_dir
-from vitviz.hashing import config_key
-from vitviz.layers import ModelCard, layer_table
-from vitviz.models import (MODELS, RANDOM_SUFFIX, LoadedModel, WeightsUnavailable, load_model,
-                           load_user_models, model_weights, parse_model_name, USER_MODELS_ENV)
-
 from ui.queue import RunQueue
-
+from vitviz import __version__
+from vitviz.common.hashing import config_key
+from vitviz.models.layers import ModelCard, layer_table
+from vitviz.models.loaded import RANDOM_SUFFIX, LoadedModel, WeightsUnavailable
+from vitviz.models.registry import MODELS, load_model, model_weights, parse_model_name
+from vitviz.models.user_models import USER_MODELS_ENV, load_user_models
+from vitviz.store.cache import ResultCache, default_cache_dir
 
 ALLOW_DOWNLOAD_ENV = "VITVIZ_ALLOW_DOWNLOAD"
 

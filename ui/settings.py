@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from vitviz import objectives
 from vitviz.errors import UserError
-from vitviz.objectives import TOKEN_MODES
-from vitviz.presets import DEFAULT_PRESET, PRESETS, from_knobs, get_preset
-from vitviz.results import Result
-from vitviz.runs import MAX_ITEMS, RunRequest, default_record_every
+from vitviz.models.tokens import TOKEN_MODES
+from vitviz.rendering import objectives
+from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS, from_knobs, get_preset
+from vitviz.store.results import Result
+from vitviz.store.runs import MAX_ITEMS, RunRequest, default_record_every
 
 Parser = Callable[[str], Any]
 

@@ -6,20 +6,24 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from vitviz.layers import (
-    ROLE_LABELS, LayerInfo, ModelCard, UnknownLayer, default_layer, find_layer, layer_table,
-)
-from vitviz.models import (
-    MODELS, RANDOM_ONLY, RANDOM_SUFFIX, ModelError, default_model, parse_model_name,
-)
-from vitviz.presets import DEFAULT_PRESET, PRESETS, get_preset
-
 from ui import execution
 from ui.limits import Limits
 from ui.page import SETTINGS_GRID, show_error
 from ui.resources import model_card
 from ui.settings import DIRECTIONS, KINDS, NO_PRESET
 from ui.state import PageState
+from vitviz.models.layers import (
+    ROLE_LABELS,
+    LayerInfo,
+    ModelCard,
+    UnknownLayer,
+    default_layer,
+    find_layer,
+    layer_table,
+)
+from vitviz.models.loaded import RANDOM_ONLY, RANDOM_SUFFIX, ModelError
+from vitviz.models.registry import MODELS, default_model, parse_model_name
+from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 # The session's current model: picked on any page (or the home page), the default on every other.
 MODEL_CHOICE = "vitviz.model"

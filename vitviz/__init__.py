@@ -1,8 +1,30 @@
-"""vitviz: feature visualisation for Vision Transformers (and CNNs) that works."""
+"""vitviz: feature visualisation for Vision Transformers (and CNNs) that works.
+
+The public face (`visualise`, `load_model`, `wrap`, `load_exported`, `save_exported`) resolves
+on first use, so that importing one module of the library (the dashboard's settings read the
+preset names) does not load every network's code. docs/design.md maps the sub-packages.
+"""
+import importlib
+
 __version__ = "0.1.0"
 
-from vitviz.api import visualise  # noqa: E402
-from vitviz.exported import load_exported, save_exported  # noqa: E402
-from vitviz.models import load_model, wrap  # noqa: E402
+_FACE = {
+    "visualise": "vitviz.api",
+    "load_model": "vitviz.models.registry",
+    "wrap": "vitviz.models.registry",
+    "load_exported": "vitviz.models.exported",
+    "save_exported": "vitviz.models.exported",
+}
+__all__ = ["__version__", *sorted(_FACE)]
 
-__all__ = ["__version__", "load_exported", "load_model", "save_exported", "visualise", "wrap"]
+
+def __getattr__(name: str):
+    if name not in _FACE:
+        raise AttributeError(f"module 'vitviz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_FACE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FACE})

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from vitviz import objectives
-from vitviz.cache import ResultCache
-from vitviz.layers import default_layer
-from vitviz.models import LoadedModel, load_model
-from vitviz.presets import DEFAULT_PRESET
-from vitviz.results import Result
-from vitviz.runs import Progress, RunRequest, cached_result, compute_result
+from vitviz.models.layers import default_layer
+from vitviz.models.loaded import LoadedModel
+from vitviz.models.registry import load_model
+from vitviz.rendering import objectives
+from vitviz.rendering.presets import DEFAULT_PRESET
+from vitviz.store.cache import ResultCache
+from vitviz.store.results import Result
+from vitviz.store.runs import Progress, RunRequest, cached_result, compute_result
 
 
 def visualise(
@@ -33,11 +34,12 @@ def visualise(
     >>> result.images[0]  # HxWx3 uint8
 
     `overrides` are preset knobs (steps, lr, canvas, ensemble, ...). Give `objective` to
-    optimise anything else (sums, directions, logits). With `minimise`, the pictures of what
-    drives it down (what suppresses the unit). With `accentuate` (a rank, 0 the strongest), an
-    accentuated exemplar: the unit's photo of that rank, changed only as much as it takes to
-    drive the unit harder (vitviz.accentuate). With a `cache`, a repeated call is served from
-    disk.
+    optimise anything else (sums, directions, logits, or an objective of your own registered
+    with `vitviz.rendering.objectives.register`, which the cache serves like the built-ins).
+    With `minimise`, the pictures of what drives it down (what suppresses the unit). With
+    `accentuate` (a rank, 0 the strongest), an accentuated exemplar: the unit's photo of that
+    rank, changed only as much as it takes to drive the unit harder
+    (vitviz.rendering.accentuate). With a `cache`, a repeated call is served from disk.
     """
     loaded = model if isinstance(model, LoadedModel) else None
     name = loaded.registry_name if loaded else model
@@ -46,7 +48,7 @@ def visualise(
             loaded = load_model(name)
         layer = layer or default_layer(loaded)
         objective = objectives.neuron(layer, unit, tokens)
-    request = RunRequest(name, objective.spec(), tuple(seeds), preset, overrides,
+    request = RunRequest(name, objectives.checked_spec(objective), tuple(seeds), preset, overrides,
                          minimise=minimise, accentuate=accentuate)
     if loaded is not None and cache is None:
         return compute_result(request, loaded, progress)

@@ -7,17 +7,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vitviz import __version__, objectives
-from vitviz.cache import ResultCache
+from vitviz import __version__
+from vitviz.common.paths import home, writable_folder
 from vitviz.errors import UserError
-from vitviz.exported import is_model_file, load_exported
-from vitviz.layers import ROLE_LABELS, default_layer, layer_table
-from vitviz.models import MODELS, default_model, load_model, load_user_models, model_from_factory
-from vitviz.paths import home, writable_folder
-from vitviz.presets import DEFAULT_PRESET, PRECISIONS, PRESETS
-from vitviz.judge import JUDGES
-from vitviz.runs import RunRequest, cached_result
-
+from vitviz.models.exported import is_model_file, load_exported
+from vitviz.models.layers import ROLE_LABELS, default_layer, layer_table
+from vitviz.models.registry import MODELS, default_model, load_model
+from vitviz.models.user_models import load_user_models, model_from_factory
+from vitviz.quality.judge import JUDGES
+from vitviz.rendering import objectives
+from vitviz.rendering.presets import DEFAULT_PRESET, PRECISIONS, PRESETS
+from vitviz.store.cache import ResultCache
+from vitviz.store.runs import RunRequest, cached_result
 
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +48,8 @@ def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
 def _atlas_units(args, model=None) -> list[int]:
     """--units of an atlas: a range or list, or all, which needs the layer's size (from
     `model`, else loaded)."""
-    from vitviz.layers import find_layer
-    from vitviz.report import parse_units
+    from vitviz.models.layers import find_layer
+    from vitviz.surveys.report import parse_units
 
     if args.units != "all":
         return parse_units(args.units)
@@ -155,7 +156,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from vitviz.index import build_index
+    from vitviz.data.index import build_index
 
     model = load_model(_resolve_model_name(args), args.device, args.compile)
     bar = tqdm(desc="indexing", unit="image")
@@ -176,15 +177,15 @@ def cmd_index(args) -> int:
 
 
 def cmd_atlas(args) -> int:
-    from vitviz.atlas import run_atlas
-    from vitviz.layers import find_layer
+    from vitviz.models.layers import find_layer
+    from vitviz.surveys.atlas import run_atlas
 
     model = load_model(_resolve_model_name(args), args.device, args.compile)
     units = _atlas_units(args, model)
     # Checked before the probe step that sizes the batch: nothing runs for a bad request.
     objectives.neuron(args.layer, tuple(units)).validate(lambda name: find_layer(model, name))
     if args.batch_units == "auto":
-        from vitviz.atlas import auto_batch_units
+        from vitviz.surveys.atlas import auto_batch_units
 
         batch_units = auto_batch_units(model, args.layer, units[0], args.preset, args.steps,
                                        sharing=args.workers if args.engine == "ray" else 1)
@@ -214,7 +215,7 @@ def cmd_atlas(args) -> int:
 
 
 def cmd_export_atlas(args) -> int:
-    from vitviz.atlas_site import export_atlas
+    from vitviz.surveys.atlas_site import export_atlas
 
     name = _resolve_model_name(args)
     units = _atlas_units(args)
@@ -229,7 +230,7 @@ def cmd_export_atlas(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from vitviz.report import main as report_main
+    from vitviz.surveys.report import main as report_main
 
     return report_main(args)
 

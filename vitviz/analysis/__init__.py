@@ -1,0 +1,1 @@
+"""Why the naive method fails: the moving target, measured."""

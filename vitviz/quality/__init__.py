@@ -1,0 +1,1 @@
+"""How good a picture is, measured without people: quality figures and the independent judge."""

@@ -1,0 +1,90 @@
+"""Accentuated exemplars: a unit's own photos, changed only as much as it takes to drive it harder.
+
+Feature accentuation (Hamblin, Fel, Saha, Konkle and Alvarez 2024) starts from a natural
+image instead of noise and regularises the picture towards that image's activations at a
+hidden layer, so what changes is what the unit responds to, processed along the path a photo
+takes through the network. Here:
+
+- the start is the unit's `rank`-th strongest view of the photo set (whole photo or crop; its
+  weakest for a minimising run), in the same order as its dataset examples (by its drive);
+- the picture is the photo plus a residual in the default's Fourier basis (1/f^decay, the
+  decorrelated colour space), added before the sigmoid, so it starts as the photo exactly;
+- each step adds to the loss the distance between the first block's features of each augmented
+  copy of the picture and those of the photo under the same augmentation, in units of the
+  features' spread over photos (`natural.photo_statistics`), weighted by `WEIGHT`.
+
+Everything else (crops, rotation, noise, leaky target, steps) is the preset's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from vitviz.rendering.params import ImageParam, _frequencies, recorrelate
+
+# How hard the picture is held to its photo's first-block features; part of the result's key.
+# Chosen by eye on dinov2_vits14 (block 8, 32-48 steps): at 1 the photo is gone under the
+# default's strokes, at 50 the unit no longer rises; at 10 the photo stays recognisable while
+# the unit climbs from its photo value (about 0) to 2.
+WEIGHT = 10.0
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an accentuated picture started: a view of a photo of the configured photo set."""
+
+    photo: str
+    box: tuple[float, float, float, float]
+    activation: float
+
+
+class PhotoImage(ImageParam):
+    """A fixed start image [B, 3, S, S] in [0, 1] plus a Fourier residual that starts at zero."""
+
+    def __init__(self, start: torch.Tensor, decay: float = 1.5, floor: float = 2.0):
+        super().__init__()
+        size = start.shape[-1]
+        self.size = size
+        # The logit of the start, so that the sigmoid gives it back; clamped off 0 and 1,
+        # where the logit is infinite.
+        self.register_buffer("base", torch.logit(start.float().clamp(1 / 255, 254 / 255)))
+        self.register_buffer("scale", 1.0 / _frequencies(size).clamp(min=floor / size) ** decay)
+        self.spectrum = nn.Parameter(torch.zeros(len(start), 3, size, size // 2 + 1, 2))
+
+    def forward(self) -> torch.Tensor:
+        coefficients = torch.view_as_complex(self.spectrum) * self.scale
+        residual = torch.fft.irfft2(coefficients, s=(self.size, self.size), norm="ortho")
+        return torch.sigmoid(self.base + recorrelate(residual / 4))
+
+
+def start_views(examples, units: Sequence[int], rank: int, bottom: bool,
+                size: int) -> tuple[torch.Tensor, list[Source]]:
+    """Each unit's `rank`-th strongest (weakest: `bottom`) view as an image [N, 3, size, size],
+    and where each came from. `examples`: a layer's dataset examples (`photo_sets.examples_for`)."""
+    from vitviz.data.examples import crop_image
+
+    images, sources = [], []
+    for unit in units:
+        chosen = examples.extreme_views(unit, rank + 1, bottom)[rank]
+        picture = crop_image(examples.image(chosen.photo), chosen.box, size)
+        images.append(torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1)
+                      .float() / 255)
+        sources.append(Source(chosen.photo, tuple(chosen.box), chosen.activation))
+    return torch.stack(images), sources
+
+
+def feature_distance(picture: torch.Tensor, start: torch.Tensor, spread: torch.Tensor,
+                     prefix_tokens: int) -> torch.Tensor:
+    """Per row [R]: the mean squared distance of two first-block outputs, each channel in units
+    of its spread over photos."""
+    difference = (picture.float() - start.float())
+    if difference.dim() == 3:
+        difference = difference[:, prefix_tokens:] / spread.to(difference.device)
+    else:
+        difference = difference / spread.to(difference.device)[:, None, None]
+    return difference.square().flatten(1).mean(dim=1)

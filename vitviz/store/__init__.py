@@ -1,0 +1,1 @@
+"""Runs as data: requests, results, and the cache that serves each run once."""

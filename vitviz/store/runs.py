@@ -1,0 +1,249 @@
+"""Runs as data: a request with a canonical config, computed once and served from the cache after.
+
+The layers of the stack, bottom up: `optimise.optimise` (the loop, a generator of step records),
+`compute_result` (one request on a loaded model into a Result), `cached_result` (the cache in
+front of it), and the front ends: `api.visualise` (notebooks), the CLI, and the dashboard's
+`ui.execution.compute_live` (queue slot and live view).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from vitviz import __version__
+from vitviz.analysis.moving_target import PROBE_VERSION, MovingTargetProbe, split
+from vitviz.common.cpu_slot import cpu_slot
+from vitviz.common.hashing import config_key
+from vitviz.data.photo_sets import IndexMissing, configured_folder
+from vitviz.data.photos import photo_set_id
+from vitviz.errors import UserError
+from vitviz.models.loaded import RANDOM_ONLY, LoadedModel
+from vitviz.models.registry import load_model, model_weights, parse_model_name
+from vitviz.quality.metrics import has_quality_figures, result_metrics
+from vitviz.rendering import accentuate
+from vitviz.rendering.loop import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
+from vitviz.rendering.objectives import from_spec, normal_spec
+from vitviz.rendering.precision import key_entries, resolve_precision
+from vitviz.rendering.presets import DEFAULT_PRESET, Preset
+from vitviz.store.cache import ResultCache
+from vitviz.store.results import Result, to_uint8
+
+# Bounds of a request that the library enforces for every front end (a server may cap lower).
+MAX_ITEMS = 4096
+MAX_SEED = 2**31 - 1
+MAX_RANK = 64  # the deepest photo rank an accentuated run may start from
+
+def default_record_every(steps: int) -> int:
+    """Images kept about eight times per run: enough to watch it form, cheap to store. The
+    dashboard's pages and the atlas use it, so their runs share cache keys."""
+    return max(1, steps // 8)
+
+
+# Called after every step with (record, total steps), e.g. to draw a progress bar.
+Progress = Callable[[StepRecord, int], None]
+
+
+@dataclass
+class RunRequest:
+    """Everything that determines a run's result. Two equal requests give the same images."""
+
+    model: str
+    objective: dict  # Objective.spec()
+    seeds: tuple[int, ...] = (0,)
+    preset: str = DEFAULT_PRESET
+    overrides: dict = field(default_factory=dict)  # preset knobs, e.g. {"steps": 128, "lr": 0.1}
+    record_every: int = 16
+    moving_target: bool = False
+    frozen_context: bool = False  # optimise with attention held at the start (see optimise)
+    minimise: bool = False  # drive the objective down: what suppresses the unit
+    # Accentuated exemplars (vitviz.rendering.accentuate): start each picture from its unit's view of
+    # this rank (0: the strongest; the weakest for a minimising run), not from noise.
+    accentuate: int | None = None
+
+    def resolved_preset(self) -> Preset:
+        return resolve_preset(self.preset, **self.overrides)
+
+    def check(self) -> None:
+        """Raise a UserError for anything out of range, before any work or allocation."""
+        if not 1 <= len(self.seeds) <= MAX_ITEMS:
+            raise UserError(f"a run needs 1 to {MAX_ITEMS} seeds (got {len(self.seeds)})")
+        if not all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in self.seeds):
+            raise UserError(f"seeds must be whole numbers from 0 to {MAX_SEED}")
+        if not (isinstance(self.record_every, int) and self.record_every >= 0):
+            raise UserError(f"record_every cannot be negative (got {self.record_every!r})")
+        if self.accentuate is not None:
+            if not (isinstance(self.accentuate, int) and 0 <= self.accentuate < MAX_RANK):
+                raise UserError(f"accentuate is the rank of the photo to start from, 0 to "
+                                f"{MAX_RANK - 1} (got {self.accentuate!r})")
+            if self.objective.get("type") not in ("neuron", "channel"):
+                raise UserError("accentuated exemplars start from a unit's own photos: use a "
+                                "neuron or channel objective")
+        self.resolved_preset().check()
+
+    def config(self) -> dict:
+        """Canonical, JSON-ready config: stored with the result, hashed into the cache key.
+
+        Checks the request first: no key, no cache entry and no model for a request that
+        cannot run."""
+        self.check()
+        base, random_init = parse_model_name(self.model)
+        objective = normal_spec(self.objective)  # normalises, and rejects a bad spec early
+        folder = configured_folder()
+        preset = self.resolved_preset()
+        config = {
+            "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
+            "weights": model_weights(self.model),
+            "photos": photo_set_id(),
+            # An index of the user's folder sets the photo-relative figures.
+            **({"photo_folder": str(folder)} if folder else {}),
+            "objective": objective,
+            "seeds": [int(seed) for seed in self.seeds],
+            "preset": {"name": self.preset, **preset.knobs()},
+            **key_entries(preset.precision),
+            "record_every": self.record_every,
+            "moving_target": self.moving_target,
+            **({"moving_target_version": PROBE_VERSION} if self.moving_target else {}),
+            **({"frozen_context": True} if self.frozen_context else {}),
+            # Only when set: every maximising result made before it existed keeps its key.
+            **({"minimise": True} if self.minimise else {}),
+            **({"accentuate": {"rank": self.accentuate, "weight": accentuate.WEIGHT,
+                               "version": accentuate.VERSION}}
+               if self.accentuate is not None else {}),
+            "vitviz_version": __version__,
+            "algorithm_version": ALGORITHM_VERSION,
+        }
+        unit = objective.get("unit")
+        if isinstance(unit, (list, tuple)):
+            config["units"] = list(unit)
+        return config
+
+    def key(self) -> str:
+        return config_key(self.config())
+
+
+def compute_result(request: RunRequest, model: LoadedModel,
+                   progress: Progress | None = None) -> Result:
+    """Run the optimisation loop (`optimise`) and gather its records into a Result; no cache.
+
+    On the CPU it waits for the machine's CPU slot (`cpu_slot`): two runs at once would only
+    slow each other down.
+    """
+    config = request.config()
+    preset = request.resolved_preset()
+    objective = from_spec(config["objective"])
+    start, sources = None, None
+    if request.accentuate is not None:
+        start, sources = _start_views(request, model, objective, preset)
+    probe = None
+    if request.moving_target:
+        probe = MovingTargetProbe(model, objective, len(request.seeds), preset.steps,
+                                  block_every=request.record_every or preset.steps)
+    steps, activation, loss = [], [], []
+    checkpoints: dict[int, list] = {}
+    context: dict[str, list] = {}
+    final = None
+    with cpu_slot(model.device):
+        started = time.perf_counter()
+        for record in optimise(model, objective, request.seeds, preset,
+                               record_every=request.record_every, probe=probe,
+                               frozen_context=request.frozen_context,
+                               minimise=request.minimise, start=start):
+            steps.append(record.step)
+            activation.append(record.activation)
+            if record.loss is not None:
+                loss.append(record.loss)
+            if record.images is not None:
+                checkpoints[record.step] = list(to_uint8(record.images))
+                final = checkpoints[record.step]
+            for name, value in record.context.items():
+                context.setdefault(name, []).append(value)
+            if progress:
+                progress(record, preset.steps)
+    return Result(
+        config=config,
+        model=model.metadata(),
+        images=final,
+        checkpoints=checkpoints,
+        steps=steps,
+        activation=[list(curve) for curve in zip(*activation)],
+        loss=[list(curve) for curve in zip(*loss)],
+        context=context,
+        elapsed_s=time.perf_counter() - started,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        device=str(model.device),
+        precision=resolve_precision(preset.precision, model.device),
+        # The gain's split, content first and order-free, per item (vitviz.analysis.moving_target).
+        metrics={**({"moving_target": [split(context, item)
+                                       for item in range(len(request.seeds))]}
+                    if probe else {}),
+                 **({"accentuated_from": [dataclasses.asdict(s) for s in sources]}
+                    if sources else {})},
+    )
+
+
+def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Preset):
+    """The photos an accentuated run starts from, one per item, and where they came from."""
+    from vitviz.data.photo_sets import examples_for
+
+    unit = objective.unit
+    units = list(unit) if isinstance(unit, tuple) else [unit] * len(request.seeds)
+    examples = examples_for(model, objective.layer, getattr(objective, "tokens", "patch"))
+    return accentuate.start_views(examples, units, request.accentuate, request.minimise,
+                                  preset.canvas_size(model.preprocessing.size))
+
+
+def cached_result(
+    request: RunRequest,
+    cache: ResultCache | None = None,
+    loader: Callable[[str], LoadedModel] = load_model,
+    progress: Progress | None = None,
+    measure: bool = False,
+) -> tuple[Result, bool]:
+    """The result of `request` and whether it came from the cache: the cache in front of
+    `compute_result`.
+
+    A cache hit never calls `loader`: the model is not even loaded. Only finished runs are
+    stored; an exception leaves the cache as it was. With `measure`, the quality figures
+    (`metrics.result_metrics`) are computed before the result is stored, so it is written once,
+    and added to a cached result that lacks them.
+    """
+    loaded: list[LoadedModel] = []
+
+    def model() -> LoadedModel:
+        if not loaded:
+            loaded.append(loader(request.model))
+        return loaded[0]
+
+    def complete(result: Result) -> bool:
+        return not measure or has_quality_figures(result)
+
+    def finish(result: Result) -> Result:
+        if not complete(result):
+            try:
+                figures = result_metrics(model(), result)
+                result.metrics.pop("figures_unavailable", None)
+                result.metrics.update(figures)
+            except IndexMissing as error:
+                # The pictures are done and worth keeping; the figures come once the folder's
+                # index exists (the result lacks them, so it is measured again then).
+                result.metrics["figures_unavailable"] = str(error)
+        return result
+
+    if cache is None:
+        return finish(compute_result(request, model(), progress)), False
+    key = request.key()
+    cached = cache.get(key)
+    if cached is not None and complete(cached):
+        return cached, True
+    with cache.computing(key):
+        cached = cache.get(key)  # another session may have finished it while we waited
+        if cached is not None and complete(cached):
+            return cached, True
+        # Either computed now, or cached without the figures `measure` asks for.
+        result = finish(cached if cached is not None
+                        else compute_result(request, model(), progress))
+        cache.put(key, result)
+    return result, cached is not None

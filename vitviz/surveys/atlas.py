@@ -1,0 +1,137 @@
+"""A whole layer visualised: many units per batch, each stored as the run a page would ask for.
+
+    python -m vitviz atlas --model dinov2_vits14 --layer encoder.layers.encoder_layer_6.mlp.1 \\
+        --units 0-255 --steps 128
+
+Units are optimised several at a time (one batch item each, one seed). A batch item's result
+depends only on its unit and seed, not on the rest of the batch (tests/test_optimise.py), so
+each item is stored in the result cache under the key of the single-unit run that the
+dashboard's Optimise and Dataset examples pages request with the same settings: a unit opened
+later on any page is a cache hit. Finished units are skipped, so a rerun resumes; an
+interrupted batch stores nothing, and the cache writes each entry whole.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterator, Sequence
+
+from vitviz.errors import UserError
+from vitviz.models.layers import find_layer
+from vitviz.models.loaded import LoadedModel
+from vitviz.quality.metrics import result_metrics
+from vitviz.rendering import objectives
+from vitviz.rendering.batching import free_bytes, items_that_fit, saved_bytes_per_item
+from vitviz.rendering.loop import resolve_preset
+from vitviz.rendering.presets import DEFAULT_PRESET
+from vitviz.store.cache import ResultCache
+from vitviz.store.results import Result
+from vitviz.store.runs import RunRequest, compute_result, default_record_every
+
+# Called as progress(units done, units to do, seconds so far) after each batch.
+AtlasProgress = Callable[[int, int, float], None]
+
+
+def unit_request(model: str, layer: str, unit: int, seed: int = 0,
+                 preset: str = DEFAULT_PRESET, steps: int | None = None,
+                 tokens: str | int = "patch", minimise: bool = False) -> RunRequest:
+    """The single-unit run of the dashboard's pages for these settings (same cache key)."""
+    steps = resolve_preset(preset, **({"steps": steps} if steps else {})).steps
+    return RunRequest(model, objectives.neuron(layer, unit, tokens).spec(), (seed,), preset,
+                      {"steps": steps}, record_every=default_record_every(steps),
+                      minimise=minimise)
+
+
+def stored_figure(result: Result, name: str) -> float | None:
+    """A unit's stored figure `name` (its first item's), or None where it has none. A unit that
+    no photo drives above zero has no relative figure (NaN): None sorts it with the missing,
+    where NaN would scramble a sort (and is not JSON)."""
+    values = result.metrics.get(name)
+    if not (isinstance(values, list) and values):
+        return None
+    value = float(values[0])
+    return value if math.isfinite(value) else None
+
+
+def item_result(batch: Result, item: int, request: RunRequest) -> Result:
+    """Batch item `item` of `batch` as the result of the single run `request`."""
+    items = len(batch.images)
+    # Per-item figures are lists over the batch; per-layer ones (unit count, photos) are not.
+    metrics = {name: [value[item]] if isinstance(value, list) and len(value) == items else value
+               for name, value in batch.metrics.items()}
+    return Result(
+        config=request.config(), model=batch.model, images=[batch.images[item]],
+        checkpoints={step: [images[item]] for step, images in batch.checkpoints.items()},
+        steps=batch.steps, activation=[batch.activation[item]], loss=[batch.loss[item]],
+        metrics=metrics, elapsed_s=batch.elapsed_s / items, created=batch.created,
+        device=batch.device, precision=batch.precision)
+
+
+def compute_batch(model: LoadedModel, request: RunRequest) -> Result:
+    """One batch of units with the quality figures a unit's page shows (robust activation
+    against the photo set's maximum, robust rank), measured for the whole batch at once: they
+    make the atlas sortable by a figure noise cannot win. One seed per unit, so no specificity.
+    The work of one batch for both engines."""
+    result = compute_result(request, model)
+    result.metrics = result_metrics(model, result)
+    return result
+
+
+ENGINES = ("local", "ray")
+AUTO_CAP = 64  # the most units "auto" puts in one batch
+
+
+def auto_batch_units(model: LoadedModel, layer: str, unit: int, preset: str = DEFAULT_PRESET,
+                     steps: int | None = None, tokens: str | int = "patch",
+                     sharing: int = 1) -> int:
+    """Units per batch that fit in the memory free now on the model's device, shared by
+    `sharing` workers (vitviz.rendering.batching: one probe step counts the bytes per unit)."""
+    objective = objectives.neuron(layer, unit, tokens)
+    settings = resolve_preset(preset, **({"steps": steps} if steps else {}))
+    per_unit = saved_bytes_per_item(model, objective, settings)
+    return items_that_fit(per_unit, free_bytes(model.device) // max(sharing, 1), AUTO_CAP)
+
+
+def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
+              seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
+              tokens: str | int = "patch", batch_units: int | None = 8, engine: str = "local",
+              workers: int = 2, progress: AtlasProgress | None = None,
+              minimise: bool = False) -> Iterator[tuple[int, Result]]:
+    """Visualise `units` of `layer`, `batch_units` at a time; yields (unit, result) as each
+    batch finishes. Units already in the cache are skipped. With `minimise`, the pictures of
+    what suppresses each unit.
+
+    `batch_units=None` picks the batch size from the memory free now (`auto_batch_units`).
+    `engine="ray"` computes the batches on Ray actors (`workers`, vitviz.data.ray_engine); this
+    process stores them as they come, in order, exactly as the local engine does."""
+    if engine not in ENGINES:
+        raise UserError(f"engine '{engine}' is unknown: use one of {', '.join(ENGINES)}.")
+    # The objectives' own check (layer, units and token mode), before any key or batch.
+    objectives.neuron(layer, tuple(units), tokens).validate(lambda name: find_layer(model, name))
+    requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens,
+                                minimise) for u in units}
+    todo = [u for u in units if cache.get(requests[u].key()) is None]
+    if batch_units is None and todo:
+        batch_units = auto_batch_units(model, layer, todo[0], preset, steps, tokens,
+                                       workers if engine == "ray" else 1)
+    chunks = [todo[start:start + batch_units] for start in range(0, len(todo), batch_units)]
+    batches = [RunRequest(model.registry_name,
+                          objectives.neuron(layer, tuple(chunk), tokens).spec(),
+                          (seed,) * len(chunk), preset, requests[chunk[0]].overrides,
+                          record_every=requests[chunk[0]].record_every, minimise=minimise)
+               for chunk in chunks]
+    if engine == "ray":
+        from vitviz.data.ray_engine import map_in_order
+
+        results = map_in_order(model, "vitviz.surveys.atlas:compute_batch", batches, workers)
+    else:
+        results = (compute_batch(model, batch) for batch in batches)
+    started, done = time.perf_counter(), 0
+    for chunk, result in zip(chunks, results):
+        for item, unit in enumerate(chunk):
+            single = item_result(result, item, requests[unit])
+            cache.put(requests[unit].key(), single)
+            yield unit, single
+        done += len(chunk)
+        if progress:
+            progress(done, len(todo), time.perf_counter() - started)

@@ -1,0 +1,553 @@
+"""`python -m vitviz report`: presets compared on the same units, with figures noise cannot win.
+
+Units come from one or more layers (a range, or a fixed-seed random draw per layer). Every
+preset runs every unit with every seed at the same number of steps (in chunks of units, so
+memory stays bounded; items of a batch are independent, so chunking changes no image). Then,
+per preset (see vitviz.quality.metrics and vitviz.quality.judge):
+
+- alive: the fraction of units whose picture ends above the unit's maximum over the photos;
+- robust activation / photo max and robust rank, per image (medians);
+- specificity and identification across all units, in MobileNetV2's feature space;
+- the judge's score (vitviz.quality.judge: the Machine Interpretability Score's tasks, with the
+  unit's maximising and minimising pictures as references), its control (another unit's
+  pictures) and their margin, beside the same figures for natural exemplars, for the standard
+  and the photo-disjoint query sets. The judge is a network independent of the visualised one
+  unless `--judge` names another, which the report then labels an in-model diagnostic.
+
+Every unit runs twice per seed: maximised and minimised. Writes report.json, grid.png (rows:
+units; columns: the maximising seeds of each preset) and index.html.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import random
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from vitviz.common.paths import writable_folder
+from vitviz.errors import UserError
+from vitviz.models.layers import find_layer
+from vitviz.models.loaded import LoadedModel
+from vitviz.models.registry import default_model, load_model
+from vitviz.quality import judge, metrics
+from vitviz.rendering import objectives
+from vitviz.rendering.loop import resolve_preset
+from vitviz.rendering.precision import resolve_precision
+from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
+from vitviz.store.cache import ResultCache
+from vitviz.store.results import encode_png
+from vitviz.store.runs import RunRequest, cached_result
+
+UNITS_PER_RUN = 4
+
+
+def parse_units(text: str) -> list[int]:
+    """'0-31' or '3,7,9' or '0-3,8' -> unit indices."""
+    units: list[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            low, high = part.split("-")
+            units.extend(range(int(low), int(high) + 1))
+        elif part.strip():
+            units.append(int(part))
+    if not units:
+        raise UserError(f"no units in '{text}': use e.g. 0-31 or 3,7,9")
+    return units
+
+
+def choose_units(spec: str, layer_units: int, layer: str, seed: int) -> list[int]:
+    """A unit list ('0-7', '3,9') or 'random:N', N units drawn with a seed fixed per layer."""
+    if spec.startswith("random:"):
+        count = int(spec.split(":", 1)[1])
+        if not 0 < count <= layer_units:
+            raise UserError(f"random:{count} asks for more units than {layer} has ({layer_units})")
+        return sorted(random.Random(f"{seed}:{layer}").sample(range(layer_units), count))
+    units = parse_units(spec)
+    bad = [u for u in units if not 0 <= u < layer_units]
+    if bad:
+        raise UserError(f"units {bad} are out of range for {layer}: valid units are 0 to "
+                         f"{layer_units - 1}.")
+    return units
+
+
+def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequence[int],
+               preset: str, overrides: dict, cache: ResultCache | None,
+               label: str | None = None,
+               units_per_run: int = UNITS_PER_RUN,
+               minimise: bool = False) -> tuple[np.ndarray, list]:
+    """Final images [units, seeds, H, W, 3] for one preset (with knob `overrides`), and each
+    image's final activation. `label` names the variant on the progress bar; a GPU wants more
+    `units_per_run` than the default, which keeps a CPU's memory small. With `minimise`, the
+    pictures of what drives each unit down."""
+    images, reached = [], []
+    chunks = [units[i:i + units_per_run] for i in range(0, len(units), units_per_run)]
+    total = resolve_preset(preset, **overrides).steps * len(chunks)
+    desc = f"{label or preset}{' (min)' if minimise else ''} {layer}"
+    with tqdm(total=total, desc=desc, unit="step", file=sys.stderr) as bar:
+        for chunk in chunks:
+            batch_units = tuple(u for u in chunk for _ in seeds)
+            batch_seeds = tuple(s for _ in chunk for s in seeds)
+            request = RunRequest(model.registry_name,
+                                 objectives.neuron(layer, batch_units).spec(),
+                                 batch_seeds, preset, overrides, minimise=minimise)
+            result, _ = cached_result(request, cache, lambda _: model,
+                            lambda record, n: bar.update(1) if record.loss is not None else None)
+            images.extend(result.images)
+            reached.extend(curve[-1] for curve in result.activation)
+    stacked = np.stack(images).reshape(len(units), len(seeds), *images[0].shape)
+    return stacked, reached
+
+
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images.reshape(-1, *images.shape[-3:])).permute(0, 3, 1, 2).float() / 255
+
+
+def picture_references(images: np.ndarray, minimised: np.ndarray, judge_name: str) -> list:
+    """Per unit, the judge's (E+, E-) from its maximising and minimising pictures
+    [units, seeds, H, W, 3]."""
+    units, n_seeds = images.shape[:2]
+
+    def views(pictures: np.ndarray) -> torch.Tensor:
+        return judge.embed_pictures(_as_tensor(pictures), judge_name).reshape(
+            units, n_seeds, judge.PICTURE_VIEWS, -1)
+
+    high, low = views(images), views(minimised)
+    return [(judge.picture_references(high[i]), judge.picture_references(low[i]))
+            for i in range(units)]
+
+
+def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str, np.ndarray],
+                   minimised: dict[str, np.ndarray], reached: dict[str, list],
+                   judge_name: str) -> dict:
+    """Every figure of one preset over the units of every layer: the quality figures from
+    `metrics.quality_figures`, over all layers at once, and the judge's."""
+    pictures = []
+    verdicts: dict[str, list] = {query_set: [] for query_set in judge.QUERY_SETS}
+    for layer, info in layers.items():
+        units = info["units"]
+        n_seeds = images[layer].shape[1]
+        pictures.append(metrics.Pictures(layer, [u for u in units for _ in range(n_seeds)],
+                                         _as_tensor(images[layer]), info["examples"]))
+        references = picture_references(images[layer], minimised[layer], judge_name)
+        for query_set, found in verdicts.items():
+            found.append(judge.mis(info["pool"], units, references, query_set))
+    figures = metrics.quality_figures(model, pictures,
+                                      reached=[r for layer in layers for r in reached[layer]])
+    relative, ranks, alive = (figures["relative_robust_activation"], figures["robust_rank"],
+                              figures["alive"])
+    units_total = sum(len(info["units"]) for info in layers.values())
+    return {
+        "alive": sum(alive) / len(alive),
+        "relative_robust_activation_median": metrics.finite_median(relative),
+        "robust_rank_median": statistics.median(ranks),
+        "specificity": figures["specificity"],
+        "judge": {query_set: pool_verdicts(found, units_total, list(layers))
+                  for query_set, found in verdicts.items()},
+        "per_image": {"relative_robust_activation": relative, "robust_rank": ranks,
+                      "alive": alive},
+    }
+
+
+def pool_verdicts(verdicts: list[dict], units_total: int, layers: Sequence[str]) -> dict:
+    """Judge figures of several layers (`verdicts`, one per layer of `layers`), weighted by
+    their units, with each margin's standard error over the units, and each layer's margins:
+    where pictures explain their units less than exemplars do shows layer by layer."""
+    keys = [k for k, v in verdicts[0].items() if isinstance(v, float)]
+    pooled = {k: sum(v[k] * v["units"] for v in verdicts) / units_total for k in keys}
+    margins = {kind: [m for v in verdicts for m in v["unit_margins"][kind]]
+               for kind in verdicts[0]["unit_margins"]}
+    for kind, values in margins.items():
+        pooled[f"{kind}_margin_se"] = (statistics.stdev(values) / math.sqrt(len(values))
+                                       if len(values) > 1 else float("nan"))
+    by_layer = {layer: {**{f"{kind}_margin": v[f"{kind}_margin"] for kind in v["unit_margins"]},
+                        "units": v["units"]}
+                for layer, v in zip(layers, verdicts)}
+    return {**pooled, "unit_margins": margins, "units": units_total,
+            "tasks_per_unit": verdicts[0]["tasks_per_unit"],
+            "references": verdicts[0]["references"], "by_layer": by_layer}
+
+
+GRID_PHOTOS = 3  # the unit's strongest photo views beside its pictures
+
+
+def unit_photos(layers: dict[str, dict], count: int = GRID_PHOTOS) -> dict[tuple, list]:
+    """(layer, unit) -> the unit's `count` strongest photo views (whole or crop, by its drive),
+    as images."""
+    from vitviz.data.examples import crop_image
+
+    found = {}
+    for layer, info in layers.items():
+        examples = info["examples"]
+        for unit in info["units"]:
+            found[(layer, unit)] = [np.asarray(crop_image(examples.image(e.photo), e.box))
+                                    for e in examples.extreme_views(unit, count)]
+    return found
+
+
+def grid_image(per_preset: dict[str, dict[str, np.ndarray]], rows: list[tuple[str, int]],
+               tile: int = 160, minimised: dict[str, dict[str, np.ndarray]] | None = None,
+               photos: dict[tuple, list] | None = None) -> Image.Image:
+    """Rows: units (layer, unit). Columns: the unit's strongest photos (when given), then per
+    preset its maximising seeds and (when given) its first minimising seed, labelled."""
+    presets = list(per_preset)
+    first = next(iter(per_preset.values()))
+    n_seeds = next(iter(first.values())).shape[1]
+    per_block = n_seeds + (1 if minimised else 0)
+    blocks = [("photos", GRID_PHOTOS)] * bool(photos) + [(name, per_block) for name in presets]
+    gap, header, label = tile // 6, 22, 120
+    width = label + sum(count * tile + gap for _, count in blocks)
+    canvas = Image.new("RGB", (width, header + len(rows) * tile), "white")
+    draw = ImageDraw.Draw(canvas)
+    starts, x = {}, label
+    for name, count in blocks:
+        starts[name] = x
+        title = f"{name} (max x{n_seeds}, min)" if name in per_preset and minimised else name
+        draw.text((x + 4, 4), title, fill="black")
+        x += count * tile + gap
+
+    def paste(image: np.ndarray, left: int, row: int) -> None:
+        picture = Image.fromarray(image).resize((tile, tile), Image.Resampling.LANCZOS)
+        canvas.paste(picture, (left, header + row * tile))
+
+    index: dict[str, int] = {}
+    for r, (layer, unit) in enumerate(rows):
+        position = index[layer] = index.get(layer, -1) + 1
+        block = layer.split(".")[-3] if layer.count(".") >= 3 else layer
+        draw.text((4, header + r * tile + tile // 2 - 12), f"{block}\nunit {unit}", fill="black")
+        for i, image in enumerate((photos or {}).get((layer, unit), [])):
+            paste(image, starts["photos"] + i * tile, r)
+        for name in presets:
+            columns = list(per_preset[name][layer][position])
+            if minimised:
+                columns.append(minimised[name][layer][position, 0])
+            for s, image in enumerate(columns):
+                paste(image, starts[name] + s * tile, r)
+    return canvas
+
+
+def _judge_cells(judged: dict, kind: str, baseline: float | None) -> list[str]:
+    """Score, its ratio to the exemplars' score, control and margin of one query set."""
+    ratio = f"{judged[kind] / baseline:.2f}" if baseline else ""
+    return [f"{judged[kind]:.0%}", ratio, f"{judged[f'{kind}_control']:.0%}",
+            _margin(judged, kind)]
+
+
+def summary_rows(summary: dict) -> list[list[str]]:
+    """The report table: one row per preset, then the natural exemplars' judge figures."""
+    exemplars = summary["exemplars"]
+    rows = []
+    for name, f in summary["presets"].items():
+        s, j = f["specificity"], f["judge"]
+        cells = [name, f"{f['alive']:.0%}", f"{f['relative_robust_activation_median']:.2f}",
+                 f"{f['robust_rank_median']:.0f}", f"{s['specificity']:.3f}",
+                 f"{s['identification']:.0%}"]
+        for query_set in judge.QUERY_SETS:
+            cells += _judge_cells(j[query_set], "pictures", exemplars[query_set]["exemplars"])
+        rows.append(cells)
+    cells = ["natural exemplars", "", "", "", "", ""]
+    for query_set in judge.QUERY_SETS:
+        cells += _judge_cells(exemplars[query_set], "exemplars", None)
+    rows.append(cells)
+    if summary.get("accentuated"):
+        cells = ["accentuated exemplars", "", "", "", "", ""]
+        for query_set in judge.QUERY_SETS:
+            cells += _judge_cells(summary["accentuated"][query_set], "pictures",
+                                  exemplars[query_set]["exemplars"])
+        rows.append(cells)
+    return rows
+
+
+def _margin(judged: dict, kind: str) -> str:
+    se = judged.get(f"{kind}_margin_se", float("nan"))
+    return f"{judged[f'{kind}_margin']:+.0%}" + (f" ± {se:.0%}" if math.isfinite(se) else "")
+
+
+def layer_margin_rows(summary: dict, query_set: str = "standard") -> list[list[str]]:
+    """The judge's margin layer by layer for one query set: a header row (layer, each preset,
+    the exemplars), then one row per layer."""
+    presets, exemplars = summary["presets"], summary["exemplars"][query_set]["by_layer"]
+    rows = [[f"judge margin by layer ({query_set})", *presets, "natural exemplars"]]
+    for layer, found in exemplars.items():
+        cells = [f"{f['judge'][query_set]['by_layer'][layer]['pictures_margin']:+.0%}"
+                 for f in presets.values()]
+        rows.append([f"{layer} ({found['units']} units)", *cells,
+                     f"{found['exemplars_margin']:+.0%}"])
+    return rows
+
+
+HEADERS = ["preset", "alive", "robust act. / photo max", "robust rank", "specificity",
+           "identification"] + [
+    f"{title} ({short})" for short in ("std", "disjoint")
+    for title in ("judge", "÷ exemplars", "control", "margin ± s.e.")]
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def judge_note(summary: dict) -> str:
+    """What the judge is, and whether it may be read as a headline."""
+    j = summary["judge"]
+    kind = ("independent of the visualised model" if j["independent"] else
+            "IN-MODEL: it shares weights or training with the visualised model, a diagnostic "
+            "only")
+    return (f"judge: {j['label']} ({kind}); {j['tasks_per_unit']} tasks per unit, "
+            f"{j['references']} maximising and {j['references']} minimising references; "
+            f"std: exemplars may come from a query's photo, disjoint: never")
+
+
+def write_html(out: Path, summary: dict) -> None:
+    config = html.escape(json.dumps({k: v for k, v in summary.items()
+                                     if k not in ("presets", "exemplars")}, indent=1))
+    by_layer = "".join(
+        f"<h2>The judge's margin, layer by layer ({query_set})</h2>"
+        f"{_html_table(rows[0], rows[1:])}"
+        for query_set in judge.QUERY_SETS
+        for rows in [layer_margin_rows(summary, query_set)])
+    (out / "index.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>vitviz report</title>"
+        "<style>body{font-family:sans-serif;max-width:1400px;margin:2em auto}"
+        "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style>"
+        f"<h1>vitviz report: {html.escape(summary['model'])}</h1>"
+        f"{_html_table(HEADERS, summary_rows(summary))}"
+        f"<p>{html.escape(judge_note(summary))}</p>{by_layer}"
+        f"<p>Identification chance: {summary['presets'][next(iter(summary['presets']))]['specificity']['chance']:.1%}; "
+        f"judge chance: 50%. Photo max and the judge's photos: "
+        f"{html.escape(summary['photo_set'])}. Grid: one row per unit; columns are the "
+        f"maximising seeds of {html.escape(', '.join(summary['presets']))}, left to right.</p>"
+        "<img src='grid.png' style='max-width:100%'>"
+        f"<pre>{config}</pre>"
+    )
+
+
+def _print_rows(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+
+
+def target_lines(summary: dict) -> list[str]:
+    """Whether the default's pictures meet the targets against the natural exemplars, per query
+    set: at least 0.9 of their score, and a margin at least theirs; and whether accentuated
+    exemplars score above the plain ones."""
+    default = summary["presets"].get(summary.get("default_preset", DEFAULT_PRESET))
+    lines = []
+    for query_set in judge.QUERY_SETS:
+        natural = summary["exemplars"][query_set]
+        checks = []
+        if default is not None:
+            judged = default["judge"][query_set]
+            ratio = judged["pictures"] / natural["exemplars"] if natural["exemplars"] else 0.0
+            checks += [f"score {ratio:.2f} of the exemplars' (target 0.9): "
+                       f"{'met' if ratio >= 0.9 else 'not met'}",
+                       f"margin {judged['pictures_margin']:+.0%} against "
+                       f"{natural['exemplars_margin']:+.0%}: "
+                       f"{'met' if judged['pictures_margin'] >= natural['exemplars_margin'] else 'not met'}"]
+        if summary.get("accentuated"):
+            accented = summary["accentuated"][query_set]["pictures"]
+            checks.append(f"accentuated {accented:.0%} against {natural['exemplars']:.0%}: "
+                          f"{'above' if accented > natural['exemplars'] else 'not above'}")
+        if checks:  # a sweep without the default and without accentuation has none
+            lines.append(f"targets ({query_set}): " + "; ".join(checks))
+    return lines
+
+
+def print_table(summary: dict) -> None:
+    _print_rows([HEADERS] + summary_rows(summary))
+    for line in target_lines(summary):
+        print(line)
+    print(judge_note(summary))
+    print(f"photo max and the judge's photos: {summary['photo_set']}")
+    for query_set in judge.QUERY_SETS:
+        print()
+        _print_rows(layer_margin_rows(summary, query_set))
+
+
+@dataclass
+class Comparison:
+    """Variants of the optimisation compared on the same units: their pictures and figures."""
+
+    layers: dict[str, dict]  # layer -> units, the judge's pool, the photo set, unit maxima
+    pictures: dict[str, dict[str, np.ndarray]]  # variant -> layer -> [units, seeds, H, W, 3]
+    minimised: dict[str, dict[str, np.ndarray]]  # the same, of the minimising pictures
+    figures: dict[str, dict]  # variant -> preset_figures
+    exemplars: dict  # query set -> the judge's figures for natural exemplars
+    # query set -> the judge's figures with accentuated exemplars as references (when asked)
+    accentuated: dict | None = None
+
+
+def compare(model: LoadedModel, layer_units: dict[str, list[int]],
+            variants: dict[str, tuple[str, dict]], seeds: Sequence[int],
+            cache: ResultCache | None, judge_name: str,
+            units_per_run: int = UNITS_PER_RUN,
+            accentuated: tuple[str, dict] | None = None) -> Comparison:
+    """Run every variant (a preset name and knob overrides) on every unit, and measure each;
+    with `accentuated` (a preset and overrides), judge accentuated exemplars too."""
+    from vitviz.data.photo_sets import examples_for
+
+    layers: dict[str, dict] = {}
+    for layer, units in layer_units.items():
+        # The configured set (the built-in one, or the index of $VITVIZ_PHOTOS) gives the
+        # photo maximum and the judge's queries and exemplars.
+        examples = examples_for(model, layer)
+        layers[layer] = {"units": units, "pool": judge.pool_for(examples, judge_name),
+                         "photo_set": examples.label, "examples": examples,
+                         "unit_max": [examples.unit_max(u) for u in units]}
+    pictures, minimised, figures = {}, {}, {}
+    for label, (preset, overrides) in variants.items():
+        images, lowest, reached = {}, {}, {}
+        for layer, info in layers.items():
+            images[layer], reached[layer] = run_preset(model, layer, info["units"], seeds,
+                                                       preset, overrides, cache, label,
+                                                       units_per_run)
+            lowest[layer], _ = run_preset(model, layer, info["units"], seeds, preset,
+                                          overrides, cache, label, units_per_run, minimise=True)
+        pictures[label], minimised[label] = images, lowest
+        figures[label] = preset_figures(model, layers, images, lowest, reached, judge_name)
+    units_total = sum(len(units) for units in layer_units.values())
+    exemplars = {query_set: pool_verdicts([judge.mis(info["pool"], info["units"],
+                                                     query_set=query_set)
+                                           for info in layers.values()],
+                                          units_total, list(layers))
+                 for query_set in judge.QUERY_SETS}
+    judged = None
+    if accentuated:
+        references = {layer: accentuated_references(model, layer, info, len(seeds), cache,
+                                                    judge_name, accentuated)
+                      for layer, info in layers.items()}
+        judged = {query_set: pool_verdicts([judge.mis(info["pool"], info["units"],
+                                                      references[layer], query_set)
+                                            for layer, info in layers.items()],
+                                           units_total, list(layers))
+                  for query_set in judge.QUERY_SETS}
+    return Comparison(layers, pictures, minimised, figures, exemplars, judged)
+
+
+def accentuation_ranks(pool, unit: int, count: int) -> tuple[list[int], list[int]]:
+    """The ranks (in the unit's drive order, strongest and weakest first) of the views an
+    accentuated exemplar starts from: the unit's first natural exemplars of the photo-disjoint
+    query set, so that no accentuated picture comes from a query's photo, in either set."""
+    high, low = judge.natural_references(pool, unit, judge.tasks(pool, unit, "photo_disjoint"))
+    rank_high = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit))}
+    rank_low = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit, bottom=True))}
+    return [rank_high[key] for key in high[:count]], [rank_low[key] for key in low[:count]]
+
+
+def accentuated_references(model: LoadedModel, layer: str, info: dict, count: int,
+                           cache: ResultCache | None, judge_name: str,
+                           variant: tuple[str, dict]) -> list:
+    """Per unit, the judge's (E+, E-) from `count` accentuated exemplars a side, made with the
+    preset and overrides of `variant`, each seen whole and by its quarters."""
+    preset, overrides = variant
+    found = []
+    steps = resolve_preset(preset, **overrides).steps
+    with tqdm(total=steps * 2 * count * len(info["units"]), desc=f"accentuated {layer}",
+              unit="step", file=sys.stderr) as bar:
+        for unit in info["units"]:
+            sides = []
+            for minimise, ranks in zip((False, True),
+                                       accentuation_ranks(info["pool"], unit, count)):
+                images = []
+                for rank in ranks:
+                    request = RunRequest(model.registry_name, objectives.neuron(layer, unit).spec(),
+                                         (0,), preset, overrides, minimise=minimise,
+                                         accentuate=rank)
+                    result, _ = cached_result(request, cache, lambda _: model,
+                                              lambda record, n: bar.update(1)
+                                              if record.loss is not None else None)
+                    images.append(result.images[0])
+                views = judge.embed_pictures(_as_tensor(np.stack(images)), judge_name)
+                sides.append(judge.picture_references(views))
+            found.append(tuple(sides))
+    return found
+
+
+def check_settings(seeds: int, presets: Sequence[str], judge_name: str | None) -> None:
+    """The checks that need no model: made before anything is loaded."""
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        raise UserError(f"unknown presets {unknown}: use some of {', '.join(PRESETS)}")
+    if seeds < 2:
+        raise UserError("the report needs at least 2 seeds per unit (--seeds 2): "
+                         "specificity compares two seeds' pictures of each unit")
+    if judge_name is not None:
+        judge.get_judge(judge_name)
+
+
+def judge_summary(judge_name: str, model_name: str) -> dict:
+    """What report.json says of its judge: its network (`model`) and whether it is
+    independent of the visualised model (else an in-model diagnostic)."""
+    spec = judge.get_judge(judge_name)
+    return {"name": judge_name, "model": spec.model, "layer": spec.layer,
+            "label": spec.label, "independent": judge.is_independent(judge_name, model_name),
+            "tasks_per_unit": judge.TASKS, "references": judge.REFERENCES,
+            "query_sets": list(judge.QUERY_SETS)}
+
+
+def layer_units(model: LoadedModel, layers: Sequence[str], units: str,
+                unit_seed: int) -> dict[str, list[int]]:
+    """The units of each layer, checked against the model before any run."""
+    chosen = {layer: choose_units(units, find_layer(model, layer).units, layer, unit_seed)
+              for layer in dict.fromkeys(layers)}
+    if sum(len(v) for v in chosen.values()) < 2:
+        raise UserError("the report needs at least 2 units in all (specificity and the judge "
+                         "compare units with each other)")
+    return chosen
+
+
+def main(args) -> int:
+    presets = list(dict.fromkeys(args.presets))
+    check_settings(args.seeds, presets, args.judge)
+    model = load_model(args.model or default_model()[0], args.device, args.compile)
+    chosen = layer_units(model, args.layers, args.units, args.unit_seed)
+    out = writable_folder(Path(args.out))
+    overrides = {"steps": args.steps} if args.steps else {}
+    cache = ResultCache(args.cache) if args.cache else ResultCache()
+    seeds = list(range(args.seeds))
+    judge_name = args.judge or judge.independent_judge(model.registry_name)
+    judged = judge_summary(judge_name, model.registry_name)
+    if not judged["independent"]:
+        print(f"warning: the judge {judged['model']} shares weights or training with "
+              f"{model.registry_name}: its figures are an in-model diagnostic, not a measure "
+              "of what a viewer can read", file=sys.stderr)
+    found = compare(model, chosen, {p: (p, overrides) for p in presets}, seeds, cache,
+                    judge_name, accentuated=(DEFAULT_PRESET, overrides)
+                    if args.accentuated else None)
+    summary = {
+        "model": model.label, "model_metadata": model.metadata(),
+        "layers": chosen,
+        "seeds": seeds, "steps": args.steps or {p: PRESETS[p].steps for p in presets},
+        # The arithmetic of the runs made here ("auto" resolved on this device).
+        "device": str(model.device),
+        "precision": {p: resolve_precision(PRESETS[p].precision, model.device) for p in presets},
+        "judge": judged,
+        "specificity_model": metrics.FEATURE_MODEL,
+        "unit_max_over_photos": {layer: info["unit_max"] for layer, info in found.layers.items()},
+        "photo_set": next(iter(found.layers.values()))["photo_set"],
+        "default_preset": DEFAULT_PRESET,
+        "presets": found.figures,
+        "exemplars": found.exemplars,
+        **({"accentuated": found.accentuated} if found.accentuated else {}),
+    }
+    (out / "report.json").write_text(json.dumps(summary, indent=1))
+    rows = [(layer, unit) for layer, units in chosen.items() for unit in units]
+    grid = grid_image(found.pictures, rows, args.tile, found.minimised,
+                      unit_photos(found.layers))
+    (out / "grid.png").write_bytes(encode_png(np.asarray(grid)))
+    write_html(out, summary)
+    print_table(summary)
+    print(out / "index.html")
+    return 0
