@@ -5,12 +5,13 @@ through_app()  # first: the menu shows before the seconds of imports below
 
 import streamlit as st
 
-from ui import execution, widgets
+from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import PAGES, SETTINGS_GRID, reported, setup
 from ui.resources import result_cache
-from ui.settings import to_query
-from vitviz.rendering.presets import DEFAULT_PRESET, get_preset
+from ui.settings import accentuated_request, to_query
+from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS, get_preset
+from vitviz.store.runs import cached_result
 from vitviz.surveys.atlas import run_atlas, stored_figure, unit_request
 
 PAGE_UNITS = 48
@@ -20,17 +21,21 @@ ORDERS = {"unit": "unit", "activation": "activation",
 SHOW = {"all": "all units", "computed": "computed units", "missing": "units not computed"}
 
 
-def figure(result, order: str) -> float | None:
-    """The number a picture is sorted by and labelled with, or None where it has none."""
+def figure(result, order: str, minimise: bool = False) -> float | None:
+    """The number a picture is sorted by and labelled with, or None where it has none. A
+    minimising picture has no multiple of the photo maximum: its robust activation itself."""
     if result is None:
         return None
     if order == "robust":
-        return stored_figure(result, "relative_robust_activation")
+        return stored_figure(result, "robust_activation" if minimise
+                             else "relative_robust_activation")
     return result.activation[0][-1]
 
-state = setup("atlas", "Every unit of a layer with the default method, a page of units at a "
-                       "time. Each picture links to the unit's own page (its visualisation, "
-                       "dataset examples and figures). Units run several per batch and land in "
+state = setup("atlas", "Every unit of a layer with the default method, driven up (what "
+                       "excites it) or down (what suppresses it), a page of units at a time, "
+                       "each optionally beside its accentuated exemplar. Each picture links to "
+                       "the unit's own page (its visualisation, dataset examples and figures; "
+                       "driven down, its Optimise page). Units run several per batch and land in "
                        "the result cache as the runs the other pages ask for; `python -m vitviz "
                        "atlas` fills a whole layer from the command line.")
 
@@ -45,6 +50,7 @@ with reported():
     with columns[2]:
         seed = widgets.seed_picker(state)
         steps = widgets.steps_picker(state, limits)
+        minimise = widgets.direction_picker(state, "Drive the units") == "min"
     with columns[3]:
         key = state.seed("start", 0)
         start = state.keep("start", st.number_input(
@@ -54,18 +60,41 @@ with reported():
             "Order", list(ORDERS), key=state.seed("order", "unit"), format_func=ORDERS.get,
             help="Unit index; the final activation; or the robust activation (over shifted "
                  "and zoomed views, as a multiple of the unit's maximum over the photos: a "
-                 "figure adversarial noise cannot win). Strongest first; units without the "
-                 "figure go last."))
+                 "figure adversarial noise cannot win; driven down, the robust activation "
+                 "itself). Strongest first (driven down, the most suppressed first); units "
+                 "without the figure go last."))
         show = state.keep("show", st.selectbox(
             "Show", list(SHOW), key=state.seed("show", "all"), format_func=SHOW.get))
+        exemplars = state.keep("exemplars", st.toggle(
+            "Accentuated exemplars", key=state.seed("exemplars", False),
+            help="Beside each picture, the unit's strongest photo view (its weakest when "
+                 "driven down) changed only as much as it takes to drive the unit further: "
+                 "the run of the unit's Optimise and Dataset examples pages."))
     state.publish()
 
     units = list(range(start, min(start + PAGE_UNITS, layer.units)))
-    requests = {u: unit_request(name, layer.name, u, seed, DEFAULT_PRESET, steps) for u in units}
-    problems, found = widgets.look_up(state, name, card, list(requests.values()), limits)
+    size = get_preset(DEFAULT_PRESET).canvas_size(card.preprocessing.size)
+    # Each unit's settings on its own page: the Dataset examples page, or for pictures of what
+    # suppresses it, the Optimise page driving it down (the same cache key as the atlas's run).
+    settings = {u: {"model": name, "layer": layer.name, "unit": u, "tokens": "patch",
+                    "seed": seed, "steps": steps, "size": size} for u in units}
+    if minimise:
+        knobs = PRESETS[DEFAULT_PRESET]
+        for unit_settings in settings.values():
+            unit_settings.update(kind="neuron", preset=DEFAULT_PRESET, lr=knobs.lr,
+                                 ensemble=knobs.ensemble, tv=knobs.tv_weight, direction="min")
+    requests = {u: unit_request(name, layer.name, u, seed, DEFAULT_PRESET, steps,
+                                minimise=minimise) for u in units}
+    accents = ({u: accentuated_request({**settings[u], "kind": "neuron",
+                                        "direction": "min" if minimise else "max"},
+                                       card.preprocessing.size) for u in units}
+               if exemplars else {})
+    problems, found = widgets.look_up(state, name, card,
+                                      list(requests.values()) + list(accents.values()), limits)
     if problems:
         st.stop()
     results = dict(zip(units, found))
+    accented = dict(zip(accents, found[len(units):]))
     missing = [u for u in units if results[u] is None]
     if missing and widgets.run_button(f"Compute the {len(missing)} missing units of this page"):
         bar = st.progress(0.0, text="Starting…")
@@ -76,29 +105,51 @@ with reported():
 
         execution.use_model(name, lambda model: list(run_atlas(
             model, layer.name, missing, result_cache(), seed=seed, steps=steps,
-            batch_units=min(8, limits.max_batch), progress=progress)))
+            batch_units=min(8, limits.max_batch), progress=progress, minimise=minimise)))
+        st.rerun()
+    unaccented = [u for u in accents if accented[u] is None]
+    if unaccented and widgets.run_button(
+            f"Accentuate the {len(unaccented)} units of this page without an exemplar"):
+        bar = st.progress(0.0, text="Starting…")
+
+        def accentuate_all(model) -> None:
+            for done, unit in enumerate(unaccented):
+                bar.progress(done / len(unaccented),
+                             text=f"Accentuated exemplars: {done} of {len(unaccented)}")
+                cached_result(accents[unit], result_cache(), loader=lambda _: model,
+                              measure=True)
+
+        execution.use_model(name, accentuate_all)
         st.rerun()
 
     if order != "unit":
-        values = {u: figure(results[u], order) for u in units}
-        units.sort(key=lambda u: -values[u] if values[u] is not None else float("inf"))
+        values = {u: figure(results[u], order, minimise) for u in units}
+        # Strongest first: the highest driven up, the lowest (most suppressed) driven down.
+        units.sort(key=lambda u: (-values[u] if not minimise else values[u])
+                   if values[u] is not None else float("inf"))
     if show != "all":
         units = [u for u in units if (results[u] is None) == (show == "missing")]
-    size = get_preset(DEFAULT_PRESET).canvas_size(card.preprocessing.size)
     st.caption(f"Units {start} to {min(start + PAGE_UNITS, layer.units) - 1} of "
                f"{layer.name} · {len(results) - len(missing)} computed, {len(missing)} missing · "
-               f"{DEFAULT_PRESET}, {steps} steps, seed {seed}")
+               f"{DEFAULT_PRESET}, {steps} steps, seed {seed}"
+               + (" · driven down: what suppresses each unit" if minimise else ""))
+    unit_page = PAGES["optimise" if minimise else "examples"].path
     for row in range(0, len(units), COLUMNS):
         for column, unit in zip(st.columns(COLUMNS), units[row:row + COLUMNS]):
             with column:
                 result = results[unit]
                 if result is None:
                     st.caption(f"unit {unit} · not computed")
+                else:
+                    st.image(result.images[0], width="stretch")
+                exemplar = accented.get(unit)
+                if exemplar is not None:
+                    st.image(exemplar.images[0], width="stretch",
+                             caption=f"accentuated · {display.accentuated_caption(exemplar)}")
+                if result is None:
                     continue
-                st.image(result.images[0], width="stretch")
-                settings = {"model": name, "layer": layer.name, "unit": unit, "tokens": "patch",
-                            "seed": seed, "steps": steps, "size": size}
-                value = figure(result, order)
-                shown = "–" if value is None else f"{value:.2g}" + ("x" if order == "robust" else "")
-                st.page_link(PAGES["examples"].path, label=f"#{unit} · {shown}",
-                             query_params={k: to_query(v) for k, v in settings.items()})
+                value = figure(result, order, minimise)
+                shown = "–" if value is None else f"{value:.2g}" + (
+                    "x" if order == "robust" and not minimise else "")
+                st.page_link(unit_page, label=f"#{unit} · {shown}",
+                             query_params={k: to_query(v) for k, v in settings[unit].items()})

@@ -8,8 +8,25 @@ import streamlit as st
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
-from ui.settings import optimise_request
+from ui.resources import result_cache
+from ui.settings import accentuated_request, optimise_request
+from vitviz.quality import metrics
 from vitviz.rendering.presets import PRESETS
+
+# The objectives whose units have photo views to start an accentuated exemplar from.
+ACCENTUATED_KINDS = ("neuron", "channel")
+ACCENTUATED_HELP = ("The unit's strongest photo view (its weakest when driven down), changed "
+                    "only as much as it takes to drive the unit further: held to the photo's "
+                    "first-block features, so what changes is what the unit responds to. The "
+                    "default method, this page's seed, steps and image size; the same run as "
+                    "the Dataset examples and Atlas pages'.")
+
+
+def measure(request, result) -> None:
+    """Store the exemplar's quality figures with it (`metrics.result_metrics`)."""
+    result.metrics.update(execution.use_model(
+        request.model, lambda m: metrics.result_metrics(m, result)))
+    result_cache().put(request.key(), result)
 
 state = setup("optimise", "Optimise an image to drive one unit of one layer as hard as possible, "
                           "and watch it form. Runs are cached: the same settings, or a link to "
@@ -36,7 +53,11 @@ with reported():
     state.publish()
 
     request = optimise_request(state.values, model.preprocessing.size)
-    problems, (result,) = widgets.look_up(state, target.name, target.model, [request], limits)
+    accent_request = (accentuated_request(state.values, model.preprocessing.size)
+                      if target.kind in ACCENTUATED_KINDS else None)
+    requests = [request] if accent_request is None else [request, accent_request]
+    problems, (result, *accented) = widgets.look_up(state, target.name, target.model, requests,
+                                                    limits)
     from_cache = result is not None
     if result is None and widgets.run_button("Run", disabled=bool(problems)):
         view = execution.LiveView([f"seed {state.values['seed']}"], key="optimise.live")
@@ -44,3 +65,28 @@ with reported():
     if result is not None:
         display.run_view(result, from_cache, key="optimise.result",
                          stem=f"vitviz_{model.name}_unit{unit}")
+
+    if accent_request is not None:
+        # Its own explanation kind, computed on request only: a link shows a cached one at once.
+        (accented,) = accented
+        st.subheader("Accentuated exemplar", anchor=False, help=ACCENTUATED_HELP)
+        which = "weakest" if accent_request.minimise else "strongest"
+        if accented is None and widgets.run_button(f"Accentuate its {which} photo",
+                                                   disabled=bool(problems)):
+            view = execution.LiveView([f"from its {which} photo"], side_by_side=False,
+                                      key="optimise.accent")
+            accented, _ = execution.compute_live(accent_request, view)
+            if not metrics.has_quality_figures(accented):
+                measure(accent_request, accented)
+        if accented is not None:
+            picture, figures = st.columns([1, 2], gap="large")
+            picture.image(display.enlarge(accented.images[0]), width="stretch",
+                          caption=display.accentuated_caption(accented))
+            with figures:
+                if metrics.has_quality_figures(accented):
+                    display.accentuated_figure(accented)
+                elif st.button("Measure its quality figure", key="optimise.accent.measure",
+                               icon=":material/straighten:"):
+                    measure(accent_request, accented)
+                    display.accentuated_figure(accented)
+                st.caption(display.run_facts(accented))

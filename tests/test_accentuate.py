@@ -6,7 +6,9 @@ from vitviz.data.examples import crop_image
 from vitviz.data.photo_sets import photo_statistics
 from vitviz.errors import UserError
 from vitviz.rendering import objectives as O
+from vitviz.store.cache import ResultCache
 from vitviz.store.runs import RunRequest, compute_result
+from vitviz.surveys import report
 
 from conftest import VIT_HIDDEN
 
@@ -57,3 +59,28 @@ def test_a_bad_accentuation_is_refused_before_any_work():
         RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 1).spec(), accentuate=-1).check()
     with pytest.raises(UserError, match="neuron or channel"):
         RunRequest("tiny_vit", O.logit("heads.head", 1).spec(), accentuate=0).check()
+    with pytest.raises(UserError, match="one rank per seed"):
+        RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 1).spec(), (0,), accentuate=(0, 1)).check()
+
+
+def test_a_units_exemplars_accentuated_in_one_batch_are_each_its_single_run(tiny_vit, tmp_path,
+                                                                           monkeypatch):
+    cache = ResultCache(tmp_path / "cache")
+    overrides = {"steps": 4, "precision": "fp32"}
+    ranks = [0, 3, 1]
+    batched = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, ranks, True, "robust",
+                                       overrides, cache)
+    stats = photo_statistics(tiny_vit, VIT_HIDDEN)
+    for rank, image in zip(ranks, batched):
+        single = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0,), "robust",
+                            overrides, minimise=True, accentuate=rank)
+        stored = cache.get(single.key())
+        assert stored is not None and stored.config == single.config()
+        view = stats.extreme_views(5, rank + 1, bottom=True)[rank]
+        assert stored.metrics["accentuated_from"][0]["photo"] == view.photo
+        alone = compute_result(single, tiny_vit).images[0]
+        assert np.abs(alone.astype(int) - image.astype(int)).max() <= 2  # batch = solo
+    monkeypatch.setattr(report, "compute_result", lambda *a, **k: pytest.fail("recomputed"))
+    again = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, ranks, True, "robust", overrides,
+                                     cache)
+    assert all((a == b).all() for a, b in zip(again, batched))

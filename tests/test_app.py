@@ -609,3 +609,84 @@ def test_only_the_operator_lets_the_dashboard_download_weights(downloads, monkey
     at = open_page(OPTIMISE, model="vit_b_16", layer=VIT_B_16_HIDDEN, unit=3, steps=4)
     assert "could not be downloaded" in errors(at)
     assert downloads and all(url.endswith("/vit_b_16-c867db91.pth") for url in downloads)
+
+
+ATLAS, EXAMPLES = "pages/Atlas.py", "pages/Dataset_examples.py"
+
+
+def exemplar_captions(at: AppTest) -> list[str]:
+    """The captions of the accentuated exemplars shown ('from <photo> (...) · now ...')."""
+    return [str(image.proto) for image in at.image if "from " in str(image.proto)]
+
+
+def test_the_optimise_page_accentuates_the_units_photo_and_its_link_reopens_it(tiny_vit, calls):
+    from vitviz.data.photo_sets import examples_for
+
+    params = {"layer": VIT_HIDDEN, "unit": 7, "steps": 4, "direction": "min"}
+    at = open_page(OPTIMISE, **params)
+    assert errors(at) == "" and not at.image and calls["requests"] == []  # nothing on load
+    button(at, "Accentuate its weakest photo").click().run()
+    assert errors(at) == ""
+    (request,) = calls["requests"]
+    assert request.accentuate == 0 and request.minimise and request.preset == DEFAULT_PRESET
+    # Driven down, it starts from the unit's weakest photo view, named in the caption.
+    weakest = examples_for(tiny_vit, VIT_HIDDEN, "patch").extreme_views(7, 1, True)[0]
+    (caption,) = exemplar_captions(at)
+    assert f"from {weakest.photo.split('/')[-1]} ({weakest.activation:.3g})" in caption
+    figure = {m.label: m.value for m in at.metric}["Robust act. · photo min"]
+    calls["forwards"] = 0
+    again = open_page(OPTIMISE, **at.query_params)
+    assert errors(again) == "" and len(calls["requests"]) == 1 and calls["forwards"] == 0
+    assert exemplar_captions(again) == [caption]
+    assert {m.label: m.value for m in again.metric}["Robust act. · photo min"] == figure
+    assert not [b for b in again.button if b.label.startswith("Accentuate")]
+
+
+def test_the_atlas_driven_down_stores_the_optimise_pages_runs_and_links_to_them(calls):
+    at = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, start=56, direction="min")
+    assert errors(at) == "" and at.query_params["direction"] == "min"
+    button(at, "Compute the 8 missing units").click().run()
+    assert errors(at) == "" and len(at.image) == 8
+    (batch,) = calls["requests"]
+    assert batch.minimise and batch.config()["units"] == list(range(56, 64))
+    # The Optimise page driving a unit down, on its own defaults, asks for the atlas's run...
+    calls["forwards"] = 0
+    optimise = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=59, steps=4, direction="min")
+    assert errors(optimise) == "" and "Served from the result cache" in texts(optimise)
+    # ...and so does the unit's link, which goes there.
+    link = next(p for p in at.page_link if p.value.startswith("#60 ·"))
+    assert link.proto.page == "Optimise"
+    params = dict(parse_qsl(link.proto.query_string))
+    assert params["direction"] == "min" and params["unit"] == "60"
+    linked = open_page(OPTIMISE, **params)
+    assert errors(linked) == "" and "Served from the result cache" in texts(linked)
+    assert len(calls["requests"]) == 1 and calls["forwards"] == 0
+
+
+def test_the_atlas_shows_each_units_accentuated_exemplar_beside_its_picture(calls):
+    examples = open_page(EXAMPLES, layer=VIT_HIDDEN, unit=61, steps=4)
+    button(examples, "Accentuate its strongest photo").click().run()
+    assert errors(examples) == "" and len(calls["requests"]) == 1
+    calls["forwards"] = 0
+    at = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, start=60)
+    assert errors(at) == "" and not exemplar_captions(at)  # off unless asked for
+    at = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, start=60, exemplars=True)
+    assert errors(at) == "" and at.query_params["exemplars"] == "True"
+    assert len(exemplar_captions(at)) == 1, "the cached exemplar of unit 61 is not shown"
+    assert len(calls["requests"]) == 1 and calls["forwards"] == 0
+    button(at, "Accentuate the 3 units").click().run()
+    assert errors(at) == "" and len(exemplar_captions(at)) == 4
+    computed = calls["requests"][1:]
+    assert sorted(r.objective["unit"] for r in computed) == [60, 62, 63]
+    assert all(r.accentuate == 0 and not r.minimise for r in computed)
+
+
+def test_an_atlas_link_keeps_its_order_filter_drive_and_exemplars(calls):
+    at = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, order="robust", show="missing",
+                   direction="min", exemplars=True)
+    assert errors(at) == ""
+    assert next(s for s in at.selectbox if s.label == "Order").value == "robust"
+    assert next(s for s in at.selectbox if s.label == "Show").value == "missing"
+    assert at.radio(key="atlas.direction").value == "min"
+    assert at.toggle(key="atlas.exemplars").value is True
+    assert "is not one of" not in errors(open_page(ATLAS, order="robust"))

@@ -205,6 +205,29 @@ def final_caption(result: Result, item: int) -> str:
     return f"{label} · {times(relative[item])} photo max, shifted & zoomed"
 
 
+def accentuated_caption(result: Result) -> str:
+    """Where an accentuated exemplar started and where the unit now stands: 'from 12.jpg
+    (1.5) · now 3.2'."""
+    source = result.metrics["accentuated_from"][0]
+    return (f"from {source['photo'].split('/')[-1]} ({source['activation']:.3g}) · now "
+            f"{result.activation[0][-1]:.3g}")
+
+
+def accentuated_figure(result: Result) -> None:
+    """An accentuated exemplar's quality figure, once measured (`metrics.result_metrics`):
+    against the photos' maximum, or for a minimising one their minimum."""
+    figures = result.metrics
+    if "relative_robust_activation" in figures:
+        st.metric("Robust act. / photo max", times(figures["relative_robust_activation"][0]),
+                  help="The exemplar's mean activation over shifted and zoomed views, as a "
+                       "multiple of the unit's largest activation on the photos.")
+    elif "unit_min_over_photos" in figures:
+        st.metric("Robust act. · photo min", f"{figures['robust_activation'][0]:.3g} · "
+                  f"{figures['unit_min_over_photos'][0]:.3g}",
+                  help="The exemplar's mean activation over shifted and zoomed views, and the "
+                       "unit's smallest activation on the photos.")
+
+
 def run_view(result: Result, from_cache: bool, key: str, stem: str) -> None:
     """A run's images (with the checkpoint slider), curves and exports."""
     left, right = st.columns([2, 3], gap="large")

@@ -69,6 +69,12 @@ def tokens(raw: str) -> str | int:
         raise ValueError(f"is neither one of {', '.join(TOKEN_MODES)} nor a token index") from None
 
 
+def flag(raw: str) -> bool:
+    if raw not in ("True", "False"):
+        raise ValueError("is neither True nor False")
+    return raw == "True"
+
+
 def choice(options) -> Parser:
     def parse(raw: str) -> str:
         if raw not in options:
@@ -91,7 +97,9 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
     "examples": {**_TARGET, **_RUN},
     "runs": {"run": text},
     "atlas": {"model": text, "layer": text, "seed": integer, "steps": integer, "start": integer,
-              "order": choice(("unit", "activation"))},
+              "order": choice(("unit", "activation", "robust")),
+              "show": choice(("all", "computed", "missing")), "direction": choice(DIRECTIONS),
+              "exemplars": flag},
 }
 
 

@@ -237,9 +237,9 @@ def look_up(state: PageState, name: str, card: ModelCard, requests: list, limits
     return found, [None if found else execution.cached(request) for request in requests]
 
 
-def direction_picker(state: PageState) -> str:
+def direction_picker(state: PageState, label: str = "Drive the unit") -> str:
     key = state.seed("direction", "max")
-    chosen = st.radio("Drive the unit", list(DIRECTIONS), key=key, horizontal=True,
+    chosen = st.radio(label, list(DIRECTIONS), key=key, horizontal=True,
                       format_func=DIRECTIONS.get,
                       help="Down: the same method with the objective negated, the pictures of "
                            "what suppresses the unit (its minimising references).")

@@ -62,14 +62,15 @@ class PhotoImage(ImageParam):
         return torch.sigmoid(self.base + recorrelate(residual / 4))
 
 
-def start_views(examples, units: Sequence[int], rank: int, bottom: bool,
+def start_views(examples, units: Sequence[int], ranks: Sequence[int], bottom: bool,
                 size: int) -> tuple[torch.Tensor, list[Source]]:
-    """Each unit's `rank`-th strongest (weakest: `bottom`) view as an image [N, 3, size, size],
-    and where each came from. `examples`: a layer's dataset examples (`photo_sets.examples_for`)."""
+    """Item i's start: unit i's `ranks[i]`-th strongest (weakest: `bottom`) view as an image
+    [N, 3, size, size], and where each came from. `examples`: a layer's dataset examples
+    (`photo_sets.examples_for`)."""
     from vitviz.data.examples import crop_image
 
     images, sources = [], []
-    for unit in units:
+    for unit, rank in zip(units, ranks):
         chosen = examples.extreme_views(unit, rank + 1, bottom)[rank]
         picture = crop_image(examples.image(chosen.photo), chosen.box, size)
         images.append(torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1)

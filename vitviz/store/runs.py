@@ -60,8 +60,9 @@ class RunRequest:
     frozen_context: bool = False  # optimise with attention held at the start (see optimise)
     minimise: bool = False  # drive the objective down: what suppresses the unit
     # Accentuated exemplars (vitviz.rendering.accentuate): start each picture from its unit's view of
-    # this rank (0: the strongest; the weakest for a minimising run), not from noise.
-    accentuate: int | None = None
+    # this rank (0: the strongest; the weakest for a minimising run), not from noise. A tuple
+    # gives each item its own rank: several exemplars of a unit in one batch.
+    accentuate: int | tuple[int, ...] | None = None
 
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
@@ -75,9 +76,13 @@ class RunRequest:
         if not (isinstance(self.record_every, int) and self.record_every >= 0):
             raise UserError(f"record_every cannot be negative (got {self.record_every!r})")
         if self.accentuate is not None:
-            if not (isinstance(self.accentuate, int) and 0 <= self.accentuate < MAX_RANK):
+            ranks = self.accentuate if isinstance(self.accentuate, tuple) else (self.accentuate,)
+            if not all(isinstance(r, int) and 0 <= r < MAX_RANK for r in ranks):
                 raise UserError(f"accentuate is the rank of the photo to start from, 0 to "
                                 f"{MAX_RANK - 1} (got {self.accentuate!r})")
+            if isinstance(self.accentuate, tuple) and len(ranks) != len(self.seeds):
+                raise UserError(f"one rank per seed: {len(ranks)} ranks for "
+                                f"{len(self.seeds)} seeds")
             if self.objective.get("type") not in ("neuron", "channel"):
                 raise UserError("accentuated exemplars start from a unit's own photos: use a "
                                 "neuron or channel objective")
@@ -109,7 +114,8 @@ class RunRequest:
             **({"frozen_context": True} if self.frozen_context else {}),
             # Only when set: every maximising result made before it existed keeps its key.
             **({"minimise": True} if self.minimise else {}),
-            **({"accentuate": {"rank": self.accentuate, "weight": accentuate.WEIGHT,
+            **({"accentuate": {"rank": list(self.accentuate) if isinstance(self.accentuate, tuple)
+                               else self.accentuate, "weight": accentuate.WEIGHT,
                                "version": accentuate.VERSION}}
                if self.accentuate is not None else {}),
             "vitviz_version": __version__,
@@ -191,7 +197,9 @@ def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Pre
     unit = objective.unit
     units = list(unit) if isinstance(unit, tuple) else [unit] * len(request.seeds)
     examples = examples_for(model, objective.layer, getattr(objective, "tokens", "patch"))
-    return accentuate.start_views(examples, units, request.accentuate, request.minimise,
+    ranks = (list(request.accentuate) if isinstance(request.accentuate, tuple)
+             else [request.accentuate] * len(units))
+    return accentuate.start_views(examples, units, ranks, request.minimise,
                                   preset.canvas_size(model.preprocessing.size))
 
 

@@ -46,7 +46,8 @@ from vitviz.rendering.precision import resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import encode_png
-from vitviz.store.runs import RunRequest, cached_result
+from vitviz.store.runs import RunRequest, cached_result, compute_result
+from vitviz.surveys.atlas import item_result
 
 UNITS_PER_RUN = 4
 
@@ -425,7 +426,7 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
                  for query_set in judge.QUERY_SETS}
     judged = None
     if accentuated:
-        references = {layer: accentuated_references(model, layer, info, len(seeds), cache,
+        references = {layer: accentuated_references(model, layer, info, cache,
                                                     judge_name, accentuated)
                       for layer, info in layers.items()}
         judged = {query_set: pool_verdicts([judge.mis(info["pool"], info["units"],
@@ -446,33 +447,55 @@ def accentuation_ranks(pool, unit: int, count: int) -> tuple[list[int], list[int
     return [rank_high[key] for key in high[:count]], [rank_low[key] for key in low[:count]]
 
 
-def accentuated_references(model: LoadedModel, layer: str, info: dict, count: int,
+def accentuated_references(model: LoadedModel, layer: str, info: dict,
                            cache: ResultCache | None, judge_name: str,
                            variant: tuple[str, dict]) -> list:
-    """Per unit, the judge's (E+, E-) from `count` accentuated exemplars a side, made with the
-    preset and overrides of `variant`, each seen whole and by its quarters."""
+    """Per unit, the judge's (E+, E-): each of the natural exemplars' references accentuated
+    (`judge.REFERENCES` a side), made with the preset and overrides of `variant`. Like for like:
+    the same photos as the natural exemplars' references, each changed only as much as it takes
+    to drive the unit harder (or, on the E- side, lower)."""
     preset, overrides = variant
-    found = []
     steps = resolve_preset(preset, **overrides).steps
-    with tqdm(total=steps * 2 * count * len(info["units"]), desc=f"accentuated {layer}",
+    with tqdm(total=steps * 2 * len(info["units"]), desc=f"accentuated {layer}",
               unit="step", file=sys.stderr) as bar:
+        found = []
         for unit in info["units"]:
             sides = []
-            for minimise, ranks in zip((False, True),
-                                       accentuation_ranks(info["pool"], unit, count)):
-                images = []
-                for rank in ranks:
-                    request = RunRequest(model.registry_name, objectives.neuron(layer, unit).spec(),
-                                         (0,), preset, overrides, minimise=minimise,
-                                         accentuate=rank)
-                    result, _ = cached_result(request, cache, lambda _: model,
-                                              lambda record, n: bar.update(1)
-                                              if record.loss is not None else None)
-                    images.append(result.images[0])
-                views = judge.embed_pictures(_as_tensor(np.stack(images)), judge_name)
-                sides.append(judge.picture_references(views))
+            for minimise, ranks in zip((False, True), accentuation_ranks(
+                    info["pool"], unit, judge.REFERENCES)):
+                images = accentuated_batch(model, layer, unit, ranks, minimise, preset,
+                                           overrides, cache, bar)
+                sides.append(judge.picture_references(
+                    judge.embed_pictures(_as_tensor(np.stack(images)), judge_name)))
             found.append(tuple(sides))
     return found
+
+
+def accentuated_batch(model: LoadedModel, layer: str, unit: int, ranks: Sequence[int],
+                      minimise: bool, preset: str, overrides: dict, cache: ResultCache | None,
+                      bar=None) -> list[np.ndarray]:
+    """The accentuated exemplars of `unit` from its views of `ranks`, one picture each: the
+    missing ones computed in one batch (items are independent, so each is stored under the key
+    of its own single run, as a page or `run --accentuate` would ask for it)."""
+    objective = objectives.neuron(layer, unit).spec()
+    singles = [RunRequest(model.registry_name, objective, (0,), preset, overrides,
+                          minimise=minimise, accentuate=rank) for rank in ranks]
+    found = {i: cache.get(request.key()) if cache else None for i, request in enumerate(singles)}
+    missing = [i for i, result in found.items() if result is None]
+    if missing:
+        batch = RunRequest(model.registry_name, objective, (0,) * len(missing), preset,
+                           overrides, minimise=minimise,
+                           accentuate=tuple(ranks[i] for i in missing))
+        computed = compute_result(batch, model, lambda record, n: bar.update(1)
+                                  if bar is not None and record.loss is not None else None)
+        computed.metrics = {**computed.metrics, **metrics.result_metrics(model, computed)}
+        for item, i in enumerate(missing):
+            found[i] = item_result(computed, item, singles[i])
+            if cache:
+                cache.put(singles[i].key(), found[i])
+    elif bar is not None:
+        bar.update(resolve_preset(preset, **overrides).steps)
+    return [found[i].images[0] for i in range(len(singles))]
 
 
 def check_settings(seeds: int, presets: Sequence[str], judge_name: str | None) -> None:
