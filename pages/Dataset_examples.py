@@ -97,11 +97,8 @@ with reported():
                                       key="examples.accent")
             accented, _ = execution.compute_live(accent_request, view)
         if accented is not None:
-            source = accented.metrics["accentuated_from"][0]
             st.image(display.enlarge(accented.images[0]), width="stretch",
-                     caption=f"from {source['photo'].split('/')[-1]} "
-                             f"({source['activation']:.3g}) · now "
-                             f"{accented.activation[0][-1]:.3g}")
+                     caption=display.accentuated_caption(accented))
         if stats is not None:
             st.metric("Max over the photo set", f"{stats.unit_max(unit):.3g}",
                       help=f"The unit's largest activation on {stats.label}.")

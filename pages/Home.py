@@ -9,7 +9,7 @@ import torch
 from ui import widgets
 from ui.limits import FIELDS, load_limits
 from ui.page import PAGES, reported, setup
-from ui.resources import result_cache, run_queue
+from ui.resources import result_cache, run_queue, served_models
 from vitviz.models.registry import MODELS, default_model, pick_device
 from vitviz.rendering.precision import resolve_precision
 
@@ -50,10 +50,10 @@ with reported():
         widgets.random_init_warning(name)
     widgets.problems(state.problems)
     state.publish()
-    with st.expander("All models"):
-        st.dataframe([{"model": n, "architecture": s.architecture,
-                       "weights": "available" if s.available() else "not installed",
-                       "description": s.description} for n, s in MODELS.items()],
+    with st.expander("All models served here"):
+        st.dataframe([{"model": widgets.served_name(n), "architecture": MODELS[n].architecture,
+                       "weights": "available" if MODELS[n].available() else "not installed",
+                       "description": MODELS[n].description} for n in served_models()],
                      hide_index=True)
 
     st.subheader("Pages", anchor=False)

@@ -77,9 +77,10 @@ def open_page(page: str, **params) -> AppTest:
 
 
 def errors(at: AppTest) -> str:
-    """The error boxes' text as a visitor reads it (markdown escapes removed)."""
+    """The error boxes' text as a visitor reads it (markdown escapes and the invisible word
+    joiners that keep links inert removed)."""
     assert not at.exception, [e.value for e in at.exception]
-    return re.sub(r"\\(.)", r"\1", "\n".join(e.value for e in at.error))
+    return re.sub(r"\\(.)", r"\1", "\n".join(e.value for e in at.error)).replace("\u2060", "")
 
 
 def texts(at: AppTest) -> str:
@@ -690,3 +691,117 @@ def test_an_atlas_link_keeps_its_order_filter_drive_and_exemplars(calls):
     assert at.radio(key="atlas.direction").value == "min"
     assert at.toggle(key="atlas.exemplars").value is True
     assert "is not one of" not in errors(open_page(ATLAS, order="robust"))
+
+
+HOSTILE_MODEL = "vit_l_16:random"  # 1.2 GB of random weights, 11 s to build: never on a link
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2**20
+
+
+@pytest.mark.parametrize("page", ["pages/Home.py", OPTIMISE, COMPARE, MOVING, EXAMPLES, ATLAS])
+def test_a_link_to_a_model_the_server_does_not_serve_loads_nothing(page, monkeypatch, calls):
+    """A hosted demo's operator lists its models; a link naming another one (here with every
+    size a link can reach far above the limits) gets the list, and no model, card or memory."""
+    import ui.resources
+
+    monkeypatch.setenv("VITVIZ_MODELS_ALLOWED", "tiny_vit, tiny_cnn")
+    open_page(page)  # imports and the served model's card: what any visitor costs
+    loads, cards = [], []
+    monkeypatch.setattr(ui.resources, "load_model",
+                        lambda name, *a, **k: loads.append(name))
+    monkeypatch.setattr(ui.resources, "model_weights", lambda name: cards.append(name))
+    before = rss_mb()
+    at = open_page(page, model=HOSTILE_MODEL, layer=VIT_B_16_HIDDEN, unit=3, steps=10**9,
+                   size=10**6, seeds=10**9, start=10**9)
+    grown = rss_mb() - before
+    message = errors(at)
+    assert f"This server does not serve the model '{HOSTILE_MODEL}'" in message
+    assert "It serves tiny_vit, tiny_cnn (set by VITVIZ_MODELS_ALLOWED)" in message
+    assert loads == [] and cards == [] and calls["requests"] == [] and calls["forwards"] == 0
+    assert grown < 100, f"a refused link grew the server by {grown:.0f} MB"
+    assert not [b for b in at.button if b.label.startswith(("Run", "Compute", "Accentuate"))]
+    # The picker offers the served models only, and the visitor goes on with one of them.
+    offered = [o.split(" · ")[0] for o in at.selectbox[0].options]
+    assert offered == (["tiny_vit"] if page == MOVING else ["tiny_vit", "tiny_cnn"])
+
+
+def test_the_visitor_goes_on_with_a_served_model_after_a_refused_link(monkeypatch, calls):
+    monkeypatch.setenv("VITVIZ_MODELS_ALLOWED", "tiny_vit")
+    at = open_page(OPTIMISE, model=HOSTILE_MODEL, layer=VIT_HIDDEN, unit=3, steps=4)
+    assert "does not serve the model" in errors(at)
+    at.selectbox(key="optimise.model").set_value("tiny_vit").run()
+    assert errors(at) == "" and at.query_params["model"] == "tiny_vit"
+    button(at, "Run").click().run()
+    assert errors(at) == "" and len(calls["requests"]) == 1
+
+
+def test_an_untrained_copy_is_served_only_when_listed(tmp_path, monkeypatch):
+    assert load_limits({}).serves(HOSTILE_MODEL)  # nothing set: a local install serves all
+    limits = load_limits({"VITVIZ_MODELS_ALLOWED": "vit_b_16,tiny_vit:random"})
+    assert limits.serves("vit_b_16") and not limits.serves("vit_b_16:random")
+    assert limits.serves("tiny_vit") and not limits.serves("vit_l_16")
+    with pytest.raises(LimitError, match="It serves vit_b_16, tiny_vit"):
+        limits.check_model("vit_b_16:random")
+    file = tmp_path / "limits.toml"
+    file.write_text('models_allowed = ["vit_b_16:random"]\nmax_steps = 64\n')
+    from_file = load_limits({"VITVIZ_LIMITS_FILE": str(file)})
+    assert from_file.serves("vit_b_16:random") and not from_file.serves("vit_b_16")
+    assert from_file.max_steps == 64 and from_file.sources["models_allowed"] == str(file)
+    for bad, says in (('models_allowed = []', "at least one model"),
+                      ('models_allowed = "vit_b_16"', "at least one model"),
+                      ('models_allowed = ["vit_b16"]', "Did you mean vit_b_16")):
+        file.write_text(bad)
+        with pytest.raises(LimitError, match=says):
+            load_limits({"VITVIZ_LIMITS_FILE": str(file)})
+    # Only the untrained copy served: the picker shows it, with the toggle fixed on.
+    monkeypatch.setenv("VITVIZ_MODELS_ALLOWED", "resnet50:random tiny_vit")
+    at = open_page(OPTIMISE, model="resnet50:random", steps=4)
+    assert errors(at) == "" and at.query_params["model"] == "resnet50:random"
+    toggle = at.toggle(key="optimise.random")
+    assert toggle.value and toggle.disabled
+
+
+def test_a_run_waiting_for_the_machines_cpu_says_so(monkeypatch, calls):
+    """Another process's run holds the machine-wide CPU slot: the visitor reads why nothing
+    moves, and the run starts once the slot is free."""
+    import filelock
+
+    from vitviz.common.cpu_slot import lock_path
+
+    said, seen_wait = [], threading.Event()
+    say = execution.LiveView._say
+
+    def spy(view, text):
+        said.append(text)
+        if text == execution.CPU_WAIT:
+            seen_wait.set()
+        say(view, text)
+
+    monkeypatch.setattr(execution.LiveView, "_say", spy)
+    holding = threading.Event()
+
+    def hold() -> None:  # a thread opens the lock file itself: another process, to the lock
+        with filelock.FileLock(lock_path(), thread_local=True):
+            holding.set()
+            seen_wait.wait(30)  # released once the page said so (or the test fails below)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=2, steps=4)
+    button(at, "Run").click().run()
+    holder.join(60)
+    assert errors(at) == "" and len(calls["requests"]) == 1 and at.image
+    assert "Waiting for another run on this machine's CPU to finish" in execution.CPU_WAIT
+    assert execution.CPU_WAIT in said, said
+    assert said.index(execution.CPU_WAIT) < said.index("Starting: the first step…", 1)
+
+
+def test_waiting_messages_name_what_is_awaited():
+    assert execution.queue_text(2) == ("Waiting: queued behind 1 run for the device "
+                                       "(2nd in line)…")
+    assert "queued behind 3 runs" in execution.queue_text(4)
+    assert execution.loading_text("vit_b_16").startswith("Loading vit_b_16")

@@ -71,7 +71,7 @@ def test_the_cli_runs_an_atlas_and_checks_the_unit_range(tmp_path):
     assert "0 computed, 6 already in the cache" in again.stdout
     wrong = subprocess.run(args + ["--units", "60-70"], capture_output=True, text=True,
                            timeout=300)
-    assert wrong.returncode == 2 and "valid values are 0 to 63" in wrong.stderr
+    assert wrong.returncode == 2 and "valid units are 0 to 63" in wrong.stderr
 
 
 def test_the_exported_site_has_a_page_per_computed_unit_and_lists_the_missing(tiny_vit,

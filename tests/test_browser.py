@@ -269,3 +269,52 @@ def test_an_exported_atlas_opens_from_disk_sorts_and_links_to_unit_pages(tmp_pat
         assert "/unit/" in page.url and page.locator("h1").inner_text().startswith("unit ")
         assert page.locator("img").first.evaluate("i => i.naturalWidth") > 0
         assert errors == []
+
+
+# What a visitor can put in a link: bare URLs, `www.` names and e-mail addresses (which Streamlit's
+# markdown links even when escaped), icon and image shortcodes (`:material/home:`, `:streamlit:`,
+# also drawn when escaped), and markdown or HTML links, images and directives.
+INERT_PAYLOADS = [
+    "see http://host/x now", "http://evil.example/login", "https://evil.example/a?b=c&d=e",
+    "HTTPS://EVIL.EXAMPLE/X", "(http://evil.example)", "see http://127.0.0.1:8501/x now",
+    "http://[::1]/x", "x:http://evil.example", "<http://evil.example>", "<https://evil.example>",
+    "http:\\/\\/evil.example", "www.evil.example", "see www.evil.example/login now",
+    "WWW.EVIL.EXAMPLE", "(www.evil.example)", "someone@evil.example",
+    "see first.last+tag@evil.example now", "<someone@evil.example>",
+    "mailto:someone@evil.example", "xmpp:someone@evil.example/home",
+    "[Log in again](http://evil.example/login)", "![x](http://evil.example/p.png)",
+    "[x][1] [1]: http://evil.example", "[x](javascript:alert(1))", "[www.evil.example]()",
+    '<a href="http://evil.example">click</a>', "<img src=x onerror=alert(1)>",
+    "`x` **bold** <b>html</b> :red[alarm]", ":material/link: http://evil.example",
+    ":streamlit: :material/home: :smile: :rainbow[x]",
+    "$x$ https://evil.example", "h&#116;tp://evil.example &lt;b&gt;",
+]
+
+
+@pytest.mark.browser
+def test_values_from_a_link_are_inert_text_in_the_error_box(tmp_path):
+    """Issue 33: `?layer=see http://host/x now` showed a clickable URL in the error box (also
+    `www.` names and e-mail addresses), though every markdown character was escaped."""
+    missing = browser_missing()
+    if missing:
+        pytest.skip(missing)
+    env = {"VITVIZ_MODEL": "tiny_vit", "VITVIZ_CACHE_DIR": str(tmp_path / "cache")}
+    linked, altered = [], []
+    with streamlit_server(env, tmp_path / "streamlit.log") as base, chromium_page() as page:
+        for payload in INERT_PAYLOADS:
+            page.goto(page_url(base, "Optimise", {"model": "tiny_vit", "layer": payload}))
+            box = page.locator("[data-testid='stMain'] [data-testid='stAlert']").filter(
+                has_text="is not a module")
+            box.first.wait_for(timeout=60_000)
+            wait_until_idle(page)
+            # No link, image or markup of any kind inside the box...
+            found = {tag: box.locator(tag).count() for tag in ("a", "img", "svg", "iframe", "b",
+                                                               "code", "span[role='img']")}
+            if any(found.values()):
+                linked.append((payload, {tag: n for tag, n in found.items() if n}))
+            # ...and the visitor reads the value as typed (the word joiners are invisible).
+            if payload not in box.first.inner_text().replace("\u2060", ""):
+                altered.append((payload, box.first.inner_text()))
+        assert page.locator("[data-testid='stException']").count() == 0
+    assert linked == [] and altered == [], f"{len(linked)} of {len(INERT_PAYLOADS)} payloads " \
+        f"rendered markup: {linked}; shown altered: {altered}"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vitviz.common.hashing import config_key
 from vitviz.rendering import objectives as O
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import Result
@@ -67,9 +68,11 @@ def test_a_crafted_pickle_never_runs_and_the_store_is_moved_aside(tmp_path, monk
                    "size, mode, filename, value) VALUES (?, 1, 0, 0, 0, NULL, 0, 4, NULL, ?)",
                    ("summary/evil", pickle.dumps(Payload())))
     cache = ResultCache(store)
-    assert cache.summaries() == {} and not mark.exists()
+    # The good result (small: inside the database) is carried over; the pickle never runs.
+    assert list(cache.summaries()) == [config_key(result().config)] and not mark.exists()
     notices = cache.take_notices()
     assert len(notices) == 1 and "pickled" in notices[0]
+    assert "1 finished result that could still be read was carried" in notices[0]
     assert cache.take_notices() == []  # reported once
     assert len(list(tmp_path.glob("cache.corrupt-*"))) == 1
 
@@ -97,11 +100,52 @@ def test_a_damaged_store_is_moved_aside_and_a_fresh_one_started(tmp_path, damage
     db = store / "cache.db"
     db.write_bytes(b"this is not a database" * 100 if damage == "garbage" else b"")
     cache = ResultCache(store)
-    assert cache.summaries() == {} and len(cache.take_notices()) == 1
+    # Its result file is intact: carried into the fresh store under its config's key.
+    assert list(cache.summaries()) == [config_key(result().config)]
+    assert len(cache.take_notices()) == 1
     aside = list(tmp_path.glob("cache.corrupt-*"))
     assert len(aside) == 1 and value_files(aside[0])  # the old files are kept for inspection
-    cache.put("k", result())
-    assert list(ResultCache(store).summaries()) == ["k"]
+    cache.put("k", result(1))
+    assert sorted(ResultCache(store).summaries()) == sorted(["k", config_key(result().config)])
+
+
+def test_a_damaged_index_loses_no_result_that_can_still_be_read(tmp_path):
+    """Issue 33: the finished results of a store moved aside came back in no fresh store."""
+    store = tmp_path / "cache"
+    requests = [RunRequest(model="tiny_vit", objective=O.neuron(VIT_HIDDEN, unit).spec(),
+                           seeds=(seed,), preset="naive", overrides={"steps": 3})
+                for unit, seed in [(0, 0), (1, 0), (2, 5), (3, 7), (4, 1)]]
+    stored = {}
+    cache = ResultCache(store)
+    for i, request in enumerate(requests):
+        run = result(i, size=256)  # large enough to live in its own file
+        run.config = request.config()  # as compute_result stores it
+        cache.put(request.key(), run)
+        stored[request.key()] = run
+    cache.close()
+    files = value_files(store)
+    assert len(files) == len(requests)
+    damaged = files[0].read_bytes()
+    files[0].write_bytes(damaged[: len(damaged) // 2])  # one result file damaged too
+    db = store / "cache.db"
+    with open(db, "r+b") as handle:  # the index overwritten in place: SQLite cannot read it
+        handle.write(b"\xde\xad\xbe\xef" * (db.stat().st_size // 4))
+
+    fresh = ResultCache(store)
+    notices = fresh.take_notices()
+    assert len(notices) == 1 and "moved to cache.corrupt-" in notices[0]
+    assert "4 finished results that could still be read were carried" in notices[0]
+    assert "1 entry that could not be read" in notices[0]
+    found = {key for key in stored if fresh.get(key) is not None}
+    assert len(found) == 4 and set(fresh.summaries()) == found
+    for key in found:
+        again = fresh.get(key)
+        assert np.array_equal(again.images[0], stored[key].images[0])
+        assert np.array_equal(again.checkpoints[2][0], stored[key].checkpoints[2][0])
+        assert again.config == stored[key].config
+    assert fresh.take_notices() == []
+    # The next session reads the carried results from the fresh store, with no notice.
+    assert set(ResultCache(store).summaries()) == found
 
 
 def test_eviction_keeps_the_newest_and_the_recently_used(tmp_path):

@@ -78,6 +78,103 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path):
     assert done.returncode == 2 and "Did you mean" in done.stderr
 
 
+# Bad input to every subcommand: (arguments, with {file} a plain file, {tmp} a fresh folder and
+# {cache} an empty result cache; words the one line must hold). None of them may run, allocate, write or leave a folder.
+_ATLAS = ["--model", "tiny_vit", "--layer", VIT_HIDDEN]
+BAD_INPUTS = {
+    "run unit beyond the layer": (["run", *_ATLAS[:2], "--layer", VIT_HIDDEN, "--unit", "64",
+                                   "--out", "{tmp}/out", "--no-cache"], "valid values are 0 to 63"),
+    "run --cache a file": (["run", *_ATLAS, "--steps", "2", "--out", "{tmp}/out",
+                            "--cache", "{file}"], "cannot write to"),
+    "run --cache below a file": (["run", *_ATLAS, "--steps", "2", "--out", "{tmp}/out",
+                                  "--cache", "{file}/cache"], "cannot write to"),
+    "run units x seeds": (["run", *_ATLAS, "--unit", *map(str, range(64)), "--seeds",
+                           *map(str, range(100)), "--out", "{tmp}/out"], "at most 4096"),
+    "layers unknown model": (["layers", "--model", "vit_b_17"], "Did you mean"),
+    "layers a huge layer name": (["run", "--model", "tiny_vit", "--layer", "x" * 100_000,
+                                  "--out", "{tmp}/out"], "at most 512 characters"),
+    "atlas units 0-99999999": (["atlas", *_ATLAS, "--units", "0-99999999", "--cache",
+                                "{tmp}/cache"], "valid units are 0 to 63"),
+    "atlas units 5-x": (["atlas", *_ATLAS, "--units", "5-x", "--cache", "{tmp}/cache"],
+                        "is not a unit"),
+    "atlas units -3": (["atlas", *_ATLAS, "--units", "-3", "--cache", "{tmp}/cache"],
+                       "is not a unit"),
+    "atlas units backwards": (["atlas", *_ATLAS, "--units", "9-3", "--cache", "{tmp}/cache"],
+                              "runs backwards"),
+    "atlas steps 0": (["atlas", *_ATLAS, "--units", "0-3", "--steps", "0", "--cache",
+                       "{tmp}/cache"], "steps must be"),
+    "atlas --cache a file": (["atlas", *_ATLAS, "--units", "0-3", "--cache", "{file}"],
+                             "cannot write to"),
+    "atlas batch units 0": (["atlas", *_ATLAS, "--units", "0-3", "--batch-units", "0",
+                             "--cache", "{tmp}/cache"], "--batch-units"),
+    "atlas unknown layer": (["atlas", "--model", "tiny_vit", "--layer", "encoder.nope",
+                             "--cache", "{tmp}/cache"], "is not a module"),
+    "export-atlas unknown layer": (["export-atlas", "--model", "tiny_vit", "--layer",
+                                    "encoder.nope", "--out", "{tmp}/site"], "is not a module"),
+    "export-atlas units beyond the layer": (["export-atlas", *_ATLAS, "--units", "60-70",
+                                             "--out", "{tmp}/site"], "valid units are 0 to 63"),
+    "export-atlas units 0-99999999": (["export-atlas", *_ATLAS, "--units", "0-99999999",
+                                       "--out", "{tmp}/site"], "valid units are 0 to 63"),
+    "export-atlas missing cache": (["export-atlas", *_ATLAS, "--cache", "{tmp}/nowhere",
+                                    "--out", "{tmp}/site"], "no result cache"),
+    "export-atlas steps 0": (["export-atlas", *_ATLAS, "--steps", "0", "--out", "{tmp}/site"],
+                             "steps must be"),
+    "export-atlas nothing computed": (["export-atlas", *_ATLAS, "--units", "0-3", "--cache",
+                                       "{cache}", "--out", "{tmp}/site"], "nothing was written"),
+    "index --index-dir a file": (["index", "--model", "tiny_vit", "--layers", VIT_HIDDEN,
+                                  "--photos", "{tmp}", "--index-dir", "{file}"],
+                                 "cannot write to"),
+    "index no folder": (["index", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--photos",
+                         "{tmp}/nowhere", "--index-dir", "{tmp}/idx"], "is not a folder"),
+    "index batch size": (["index", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--photos",
+                          "{tmp}", "--batch-size", "1000000000", "--index-dir", "{tmp}/idx"],
+                         "the batch 1 to 4096"),
+    "report units 5-x": (["report", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--units",
+                          "5-x", "--out", "{tmp}/r"], "is not a unit"),
+    "report units 0-99999999": (["report", "--model", "tiny_vit", "--layers", VIT_HIDDEN,
+                                 "--units", "0-99999999", "--out", "{tmp}/r"],
+                                "valid units are 0 to 63"),
+    "report random:x": (["report", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--units",
+                         "random:x", "--out", "{tmp}/r"], "random:N"),
+    "report steps 0": (["report", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--steps",
+                        "0", "--out", "{tmp}/r"], "steps must be"),
+    "report tile": (["report", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--tile",
+                     "100000", "--out", "{tmp}/r"], "--tile"),
+    "report seeds": (["report", "--model", "tiny_vit", "--layers", VIT_HIDDEN, "--seeds",
+                      "1000000000", "--out", "{tmp}/r"], "at most 64 seeds"),
+    "report --cache a file": (["report", "--model", "tiny_vit", "--layers", VIT_HIDDEN,
+                               "--units", "0-1", "--cache", "{file}", "--out", "{tmp}/r"],
+                              "cannot write to"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_to_every_subcommand_is_one_line_and_exit_2(tmp_path, capsys, case):
+    from vitviz.cli import main
+
+    arguments, words = BAD_INPUTS[case]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "cache").mkdir()  # an empty result cache
+    argv = [a.replace("{file}", str(blocker)).replace("{tmp}", str(work))
+            .replace("{cache}", str(tmp_path / "cache")) for a in arguments]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+    assert list(work.iterdir()) == [], "bad input left a file or folder behind"
+    assert blocker.read_text() == "not a folder"
+
+
+def test_every_subcommand_has_a_bad_input_case():
+    from vitviz.cli import parser
+
+    commands = parser()._subparsers._group_actions[0].choices
+    covered = {arguments[0] for arguments, _ in BAD_INPUTS.values()}
+    assert set(commands) - covered == {"models"}, "a subcommand takes input no case tries"
+
+
 @pytest.mark.parametrize("option", [["--steps", "0"], ["--steps", "-5"], ["--ensemble", "0"],
                                     ["--image-size", "-8"], ["--image-size", "100000"],
                                     ["--lr", "-1"], ["--seeds", "-3"], ["--keep-tokens", "0"]])
@@ -87,6 +184,19 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, option):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_run_stopped_before_it_writes_leaves_no_out_folder(tmp_path, monkeypatch):
+    import vitviz.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # as Ctrl-C or a kill arrives mid-run
+
+    monkeypatch.setattr(vitviz.cli, "cached_result", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        vitviz.cli.main(["run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--steps", "2",
+                         "--out", str(tmp_path / "new" / "out"), "--no-cache"])
+    assert not (tmp_path / "new").exists(), "the out folder was made before anything was in it"
 
 
 def test_an_unwritable_out_fails_before_the_run(tmp_path):

@@ -85,6 +85,62 @@ def test_the_index_equals_a_brute_force_pass_and_grows_with_new_files_only(tiny_
     check_against(ActivationIndex.load(grown.path), tiny_vit, folder)
 
 
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` px: a decompression bomb's shape."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 4096, 9)) + chunk(b"IEND", b""))
+
+
+def write_unreadable(folder):
+    """A bomb, a truncated JPEG, a zero-byte file and text named .jpg: 4 files no one reads."""
+    import io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bomb.png").write_bytes(bomb_png(50_000, 50_000))
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+                    ).save(jpeg, format="JPEG")
+    (folder / "truncated.jpg").write_bytes(jpeg.getvalue()[:len(jpeg.getvalue()) // 2])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.jpg").write_text("not an image, whatever its name says")
+
+
+def test_unreadable_files_are_skipped_counted_and_a_rerun_finishes(tiny_vit, tmp_path):
+    folder = tmp_path / "photos"
+    write_images(folder, 0, 4)
+    write_unreadable(folder)
+    assert len((folder / "bomb.png").read_bytes()) < 1000
+    index, added = build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "idx", k=K,
+                               sample=8, batch_size=3)
+    assert added == 4 and index.count == 4
+    assert sorted(entry.split("|")[0] for entry in index.skipped) == [
+        "bomb.png", "empty.png", "text.jpg", "truncated.jpg"]
+    again, added = build_index(tiny_vit, [VIT_HIDDEN], folder, tmp_path / "idx", k=K,
+                               sample=8, batch_size=3)
+    assert added == 0 and again.count == 4 and len(again.skipped) == 4
+
+
+def test_every_read_caps_the_pixels_whatever_pils_global_says(tmp_path, monkeypatch):
+    from vitviz.data.photos import UnreadableImage, readable_photos
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # PIL's own check turned off
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(UnreadableImage, match="100 x 100 px"):
+        read_rgb(tmp_path / "big.png", max_pixels=5_000)
+    assert read_rgb(tmp_path / "big.png").size == (100, 100)
+    write_unreadable(tmp_path / "bad")
+    found, skipped = readable_photos(sorted((tmp_path / "bad").iterdir()))
+    assert found == [] and len(skipped) == 4
+
+
 def test_an_interrupted_index_resumes_without_losing_or_repeating_images(tiny_vit, tmp_path):
     folder = tmp_path / "photos"
     write_images(folder, 0, 12)
@@ -116,6 +172,14 @@ def test_the_cli_indexes_a_folder(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "6 images (6 added this run, 0 unreadable" in done.stdout
+    (folder / "bomb.png").write_bytes(bomb_png(50_000, 50_000))
+    again = subprocess.run([sys.executable, "-m", "vitviz", "index", "--model", "tiny_vit",
+                            "--layers", VIT_HIDDEN, "--photos", str(folder), "--k", "2",
+                            "--index-dir", str(tmp_path / "idx")],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert "6 images (0 added this run, 1 unreadable files skipped)" in again.stdout
+    assert "skipped (" in again.stderr and "bomb.png" in again.stderr
     missing = subprocess.run([sys.executable, "-m", "vitviz", "index", "--model", "tiny_vit",
                               "--layers", VIT_HIDDEN, "--photos", str(tmp_path / "nowhere")],
                              capture_output=True, text=True, timeout=300)

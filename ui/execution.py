@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from typing import Callable, Protocol, TypeVar
 
 import streamlit as st
 
 from ui.display import SEED_COLOURS, curves_figure, enlarge
 from ui.limits import Limits, load_limits
 from ui.queue import ordinal
-from ui.resources import get_model, result_cache, run_queue
+from ui.resources import get_model, loaded_model, result_cache, run_queue
+from vitviz.common.cpu_slot import reporting_waits
 from vitviz.errors import UserError
 from vitviz.models.layers import ModelCard, find_layer
 from vitviz.models.loaded import LoadedModel
@@ -20,6 +21,51 @@ from vitviz.store.runs import RunRequest, cached_result
 
 T = TypeVar("T")
 REDRAW_S = 1.0  # the curve is redrawn at most this often; images whenever the run records them
+CPU_WAIT = ("Waiting for another run on this machine's CPU to finish (one optimisation at a "
+            "time on a CPU; it may be another visitor's, the command line's or a notebook's)…")
+
+
+def queue_text(position: int) -> str:
+    ahead = position - 1
+    return (f"Waiting: queued behind {ahead} run{'s' if ahead != 1 else ''} for the device "
+            f"({ordinal(position)} in line)…")
+
+
+def loading_text(name: str) -> str:
+    return f"Loading {name} (once per server; the next runs on it start at once)…"
+
+
+class Waits(Protocol):
+    """Where a run says what it waits for, before its first step."""
+
+    def waiting(self, position: int) -> None: ...  # its place in the device queue
+    def loading(self, name: str) -> None: ...  # the model loads
+    def cpu(self, waiting: bool) -> None: ...  # the machine's CPU slot is taken (True), or got
+
+
+class Notice:
+    """What a run without a live view waits for, in an info box that goes when it starts."""
+
+    def __init__(self):
+        self._box = st.empty()
+
+    def _say(self, text: str) -> None:
+        self._box.info(text, icon=":material/hourglass_top:")
+
+    def waiting(self, position: int) -> None:
+        self._say(queue_text(position))
+
+    def loading(self, name: str) -> None:
+        self._say(loading_text(name))
+
+    def cpu(self, waiting: bool) -> None:
+        if waiting:
+            self._say(CPU_WAIT)
+        else:
+            self.clear()
+
+    def clear(self) -> None:
+        self._box.empty()
 
 
 def request_problems(request: RunRequest, model: ModelCard, limits: Limits) -> list[str]:
@@ -55,12 +101,24 @@ class LiveView:
         self._drawn = 0.0
         self._draws = 0
 
+    def _say(self, text: str) -> None:
+        self._bar.progress(0.0, text=text)
+
     def waiting(self, position: int) -> None:
-        self._bar.progress(0.0, text=f"Waiting: {ordinal(position)} in queue for the device…")
+        self._say(queue_text(position))
+
+    def loading(self, name: str) -> None:
+        self._say(loading_text(name))
+
+    def cpu(self, waiting: bool) -> None:
+        if waiting:
+            self._say(CPU_WAIT)
+        else:
+            self.begin()  # the time a run took counts from its slot
 
     def begin(self) -> None:
         self._started = time.perf_counter()
-        self._bar.progress(0.0, text="Loading the model and starting…")
+        self._say("Starting: the first step…")
 
     def update(self, record: StepRecord, total: int) -> None:
         now = time.perf_counter()
@@ -88,22 +146,23 @@ class LiveView:
         self._root.empty()
 
 
-def use_model(name: str, work: Callable[[LoadedModel], T],
-              on_wait: Callable[[int], None] | None = None) -> T:
-    """Run `work(model)` while holding the device queue's slot for `name`."""
+def use_model(name: str, work: Callable[[LoadedModel], T], view: Waits | None = None) -> T:
+    """Run `work(model)` while holding the device queue's slot for `name`. `view` (else an
+    info box) is told what the run waits for: its place in the queue, the model loading, the
+    machine's CPU slot (`vitviz.common.cpu_slot`)."""
     queue = run_queue(load_limits().max_concurrent_runs)
-    notice = None
-    if on_wait is None:
-        notice = st.empty()
-
-        def on_wait(position: int) -> None:
-            notice.info(f"Waiting: {ordinal(position)} in queue for the device…")
+    notice = Notice() if view is None else None
+    view = view or notice
     try:
-        with queue.slot(name, on_wait):
-            return work(get_model(name))
+        with queue.slot(name, view.waiting):
+            if loaded_model(name) is None:
+                view.loading(name)
+            model = get_model(name)
+            with reporting_waits(view.cpu):
+                return work(model)
     finally:
         if notice is not None:
-            notice.empty()
+            notice.clear()
 
 
 def cached(request: RunRequest) -> Result | None:
@@ -130,6 +189,6 @@ def compute_live(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
         return cached_result(request, result_cache(), loader=lambda _: model, progress=progress)
 
     try:
-        return use_model(request.model, work, view.waiting)
+        return use_model(request.model, work, view)
     finally:
         view.clear()

@@ -34,16 +34,25 @@ def setup(page: str, caption: str) -> PageState:
     return PageState(page)
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+# Streamlit's markdown finds some patterns in the text after parsing, so escaping does not stop
+# them: bare URLs, `www.` names and e-mail addresses become links (GFM), `:material/home:` an
+# icon and `:streamlit:` an image. An invisible word joiner inside each pattern breaks it:
+# "http:<WJ>//host", "www<WJ>.host", "name@<WJ>host", ":<WJ>streamlit:<WJ>". The visitor reads
+# the same text.
+_AUTOLINK = re.compile(r"(?<=:)(?=//|[\w/+-]+:)|(?<=www)(?=\.)|(?<=@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 
 
 def as_text(message: str) -> str:
-    """`message` for st.error and friends, with every markdown character escaped.
+    """`message` for st.error and friends, shown as inert text: every markdown character
+    escaped (`&` too: no HTML entity), and no URL, `www.` name, e-mail address or `:shortcode:`
+    left for the renderer to link or draw.
 
     Messages quote values from links (`?layer=...`): unescaped, a crafted link would render a
     link or an image inside the error box, or break out of a code span.
     """
-    return _MARKDOWN.sub(r"\\\1", message)
+    return _MARKDOWN.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, message))
 
 
 def show_error(message: str) -> None:

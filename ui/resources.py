@@ -11,6 +11,7 @@ import streamlit as st
 import torch
 import torchvision
 
+from ui.limits import load_limits
 from ui.queue import RunQueue
 from vitviz import __version__
 from vitviz.common.hashing import config_key
@@ -21,6 +22,20 @@ from vitviz.models.user_models import USER_MODELS_ENV, load_user_models
 from vitviz.store.cache import ResultCache, default_cache_dir
 
 ALLOW_DOWNLOAD_ENV = "VITVIZ_ALLOW_DOWNLOAD"
+
+
+def check_served(name: str) -> None:
+    """What a link may make this server load: a model the operator serves (`Limits.serves`),
+    whose weights are here. Checked before anything of the model is read or loaded."""
+    load_limits().check_model(name)
+    check_weights_present(name)
+
+
+def served_models() -> list[str]:
+    """The registered models (base names) this server serves, trained or untrained."""
+    limits = load_limits()
+    return [base for base, spec in MODELS.items()
+            if limits.serves(base) or (spec.allows_random and limits.serves(base + RANDOM_SUFFIX))]
 
 
 def check_weights_present(name: str) -> None:
@@ -50,9 +65,15 @@ def user_models() -> list[str]:
 _LOADED: "weakref.WeakValueDictionary[str, LoadedModel]" = weakref.WeakValueDictionary()
 
 
-@st.cache_resource(show_spinner="Loading the model (once per server)…", max_entries=4)
 def get_model(name: str) -> LoadedModel:
-    check_weights_present(name)
+    """The model, loaded once per server; only one this server serves (checked every time: the
+    operator may change the list while the model is held)."""
+    check_served(name)
+    return _get_model(name)
+
+
+@st.cache_resource(show_spinner="Loading the model (once per server)…", max_entries=4)
+def _get_model(name: str) -> LoadedModel:
     model = load_model(name)
     # The layer table comes from a dry forward pass with hooks on every module. Made here, once,
     # it can never run while another session optimises on the same network.
@@ -94,7 +115,7 @@ def model_card(name: str) -> ModelCard:
     From memory, else from the card stored beside the result cache, else from the model (loaded
     once, then shared): a link to a cached run on a fresh server renders without loading it.
     """
-    check_weights_present(name)
+    check_served(name)
     return _card(name, str(_card_path(name)))
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import streamlit as st
 
 from ui import execution
-from ui.limits import Limits
+from ui.limits import LimitError, Limits, load_limits
 from ui.page import SETTINGS_GRID, show_error
-from ui.resources import model_card
+from ui.resources import model_card, served_models
 from ui.settings import DIRECTIONS, KINDS, NO_PRESET
 from ui.state import PageState
 from vitviz.models.layers import (
@@ -30,11 +30,32 @@ MODEL_CHOICE = "vitviz.model"
 TOKEN_LABELS = {"patch": "patches", "cls": "class token", "all": "all tokens", "index": "one token"}
 
 
+def picker_models(vit_only: bool = False) -> list[str]:
+    """The base names a picker offers: the models this server serves (all, unless the operator
+    lists them), the ViTs only where a page needs one."""
+    names = [n for n in served_models() if not vit_only or MODELS[n].architecture == "vit"]
+    if not names:
+        raise LimitError("This page needs a Vision Transformer, and this server serves none "
+                         f"(it serves {', '.join(served_models())}).")
+    return names
+
+
+def served_name(base: str) -> str:
+    """`base` as this server serves it: trained where it may, else its untrained copy."""
+    return base if load_limits().serves(base) else base + RANDOM_SUFFIX
+
+
 def preferred_model(vit_only: bool = False) -> str:
+    names = picker_models(vit_only)
     name = st.session_state.get(MODEL_CHOICE) or default_model()[0]
+    if parse_model_name(name)[0] in names and load_limits().serves(name):
+        return name
     if vit_only and MODELS[parse_model_name(name)[0]].architecture != "vit":
-        return "dinov2_vits14" if MODELS["dinov2_vits14"].available() else "tiny_vit"
-    return name
+        fallback = "dinov2_vits14" if MODELS["dinov2_vits14"].available() else "tiny_vit"
+        if fallback in names:
+            return served_name(fallback)
+    base = parse_model_name(name)[0]
+    return served_name(base if base in names else names[0])
 
 
 def model_label(name: str) -> str:
@@ -44,29 +65,53 @@ def model_label(name: str) -> str:
 
 
 def model_picker(state: PageState, vit_only: bool = False) -> str:
-    """Model selectbox plus an 'untrained copy' toggle; returns a registry name."""
-    names = [n for n, spec in MODELS.items() if not vit_only or spec.architecture == "vit"]
+    """Model selectbox plus an 'untrained copy' toggle, offering only the models this server
+    serves; returns a registry name.
+
+    A link naming a model the server does not serve ends the page with a message naming the
+    ones it serves, before anything of a model is read or loaded; the picker is left showing
+    a served model for the visitor to go on with.
+    """
+    limits = load_limits()
+    names = picker_models(vit_only)
     base_key, random_key = state.key("model"), state.key("random")
+    refused = None
     if base_key not in st.session_state:
         wanted = state.wanted("model")
         try:
             base, random_init = parse_model_name(wanted or preferred_model(vit_only))
+            limits.check_model(wanted or base + (RANDOM_SUFFIX if random_init else ""))
             if base not in names:
                 raise ModelError(f"This page needs a Vision Transformer; {base} is a CNN. "
                                  f"ViTs: {', '.join(names)}.")
+        except LimitError as error:
+            refused = error
+            base, random_init = parse_model_name(preferred_model(vit_only))
         except ModelError as error:
             state.problems.append(str(error))
             base, random_init = parse_model_name(preferred_model(vit_only))
         st.session_state[base_key] = base
         st.session_state[random_key] = random_init and base not in RANDOM_ONLY
+    elif st.session_state[base_key] not in names:  # the operator changed the list
+        st.session_state[base_key] = parse_model_name(preferred_model(vit_only))[0]
+    base = st.session_state[base_key]
+    # Where the server serves one variant of `base` only, the toggle shows it and is fixed.
+    trained, untrained_too = limits.serves(base), limits.serves(base + RANDOM_SUFFIX)
+    fixed = base in RANDOM_ONLY or not (trained and untrained_too)
+    if fixed and base not in RANDOM_ONLY:
+        st.session_state[random_key] = not trained
     base = st.selectbox("Model", names, key=base_key, format_func=model_label,
                         help="A model marked 'weights not installed' cannot load here; picking "
                              "it shows how to install its weights.")
-    untrained = st.toggle("Untrained", key=random_key, disabled=base in RANDOM_ONLY,
+    untrained = st.toggle("Untrained", key=random_key, disabled=fixed,
                           help="Random weights: a baseline that shows what the method alone "
                                "produces, without anything learned.")
     name = base + (RANDOM_SUFFIX if untrained and base not in RANDOM_ONLY else "")
+    if not limits.serves(name):  # `base` changed in this run: its one served variant
+        name = served_name(base)
     st.session_state[MODEL_CHOICE] = name
+    if refused is not None:
+        raise refused
     return state.keep("model", name)
 
 

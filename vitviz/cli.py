@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from vitviz import __version__
 from vitviz.common.paths import home, writable_folder
+from vitviz.data.photos import MAX_PIXELS
 from vitviz.errors import UserError
 from vitviz.models.exported import is_model_file, load_exported
 from vitviz.models.layers import ROLE_LABELS, default_layer, layer_table
@@ -18,7 +19,7 @@ from vitviz.quality.judge import JUDGES
 from vitviz.rendering import objectives
 from vitviz.rendering.presets import DEFAULT_PRESET, PRECISIONS, PRESETS
 from vitviz.store.cache import ResultCache
-from vitviz.store.runs import RunRequest, cached_result
+from vitviz.store.runs import MAX_ITEMS, RunRequest, cached_result, parse_units
 
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
@@ -45,16 +46,20 @@ def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the pictures of what drives each unit down (suppresses it)")
 
 
-def _atlas_units(args, model=None) -> list[int]:
-    """--units of an atlas: a range or list, or all, which needs the layer's size (from
-    `model`, else loaded)."""
+def _atlas_units(args, model) -> list[int]:
+    """--units of an atlas: a range or list, or all; checked against the layer's size before
+    any list is built (`parse_units`)."""
     from vitviz.models.layers import find_layer
-    from vitviz.surveys.report import parse_units
 
-    if args.units != "all":
-        return parse_units(args.units)
-    model = model or load_model(_resolve_model_name(args), args.device, args.compile)
-    return list(range(find_layer(model, args.layer).units))
+    units = find_layer(model, args.layer).units
+    if args.units.strip() == "all":
+        return list(range(units))
+    return parse_units(args.units, units, args.layer)
+
+
+def _cache_folder(args) -> Path | None:
+    """--cache, checked before any work: a folder that is or can be written."""
+    return writable_folder(args.cache) if args.cache is not None else None
 
 
 def _engine_arguments(parser: argparse.ArgumentParser, work: str, product: str) -> None:
@@ -96,6 +101,9 @@ def cmd_run(args) -> int:
         print(f"layer: {args.layer} (default: MLP hidden layer of the middle block)", file=sys.stderr)
     units = args.unit
     seeds = args.seeds
+    if len(units) * len(seeds) > MAX_ITEMS:  # checked before the lists are multiplied out
+        raise UserError(f"a run holds at most {MAX_ITEMS} pictures: {len(units)} units x "
+                        f"{len(seeds)} seeds is {len(units) * len(seeds)}")
     if len(units) > 1:
         # Several units: each unit runs with each seed, all in one batch.
         units, seeds = [u for u in units for _ in seeds], [s for _ in units for s in seeds]
@@ -109,18 +117,25 @@ def cmd_run(args) -> int:
                          frozen_context=args.frozen_context, minimise=args.minimise,
                          accentuate=args.accentuate)
     request.check()
-    writable_folder(args.out)
+    writable_folder(args.out)  # checked, not made: a run stopped early leaves no empty folder
     total = request.resolved_preset().steps
-    cache = None if args.no_cache else ResultCache(args.cache)
-    with tqdm(total=total, desc=f"{args.preset} x{len(seeds)}", unit="step") as bar:
-        def progress(record, steps):
-            extreme = min if args.minimise else max
-            bar.set_postfix(act=f"{extreme(record.activation):.3g}", refresh=False)
-            bar.update(record.step - bar.n)
+    cache = None if args.no_cache else ResultCache(_cache_folder(args))
+    bars = []  # made at the first step: a request the model refuses shows no bar
 
+    def progress(record, steps):
+        if not bars:
+            bars.append(tqdm(total=total, desc=f"{args.preset} x{len(seeds)}", unit="step"))
+        extreme = min if args.minimise else max
+        bars[0].set_postfix(act=f"{extreme(record.activation):.3g}", refresh=False)
+        bars[0].update(record.step - bars[0].n)
+
+    try:
         result, cached = cached_result(request, cache,
                                        lambda n: model or load_model(n, args.device, args.compile),
                                        progress, measure=not args.no_metrics)
+    finally:
+        for bar in bars:
+            bar.close()
     if cached:
         print("served from the result cache (nothing recomputed)", file=sys.stderr)
     for label, parts in zip(result.item_labels(), result.metrics.get("moving_target", [])):
@@ -158,44 +173,57 @@ def cmd_models(args) -> int:
 def cmd_index(args) -> int:
     from vitviz.data.index import build_index
 
+    writable_folder(args.index_dir or home() / "indexes")
     model = load_model(_resolve_model_name(args), args.device, args.compile)
-    bar = tqdm(desc="indexing", unit="image")
+    bars = []  # made at the first batch: a refused request shows no bar
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(tqdm(total=total, desc="indexing", unit="image"))
+        bars[0].update(done - bars[0].n)
 
-    index, added = build_index(model, args.layers, args.photos,
-                               args.index_dir or home() / "indexes",
-                               tokens=token_mode(args.tokens), k=args.k,
-                               batch_size=args.batch_size, engine=args.engine,
-                               workers=args.workers, progress=progress)
-    bar.close()
+    try:
+        index, added = build_index(model, args.layers, args.photos,
+                                   args.index_dir or home() / "indexes",
+                                   tokens=token_mode(args.tokens), k=args.k,
+                                   batch_size=args.batch_size, engine=args.engine,
+                                   workers=args.workers, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     print(f"{index.path}: {index.count} images ({added} added this run, {len(index.skipped)} "
           f"unreadable files skipped), {len(index.layers)} layer(s)")
+    if index.skipped:
+        shown = ", ".join(entry.split("|")[0] for entry in index.skipped[:5])
+        more = f" and {len(index.skipped) - 5} more" if len(index.skipped) > 5 else ""
+        print(f"skipped (not an image, truncated, empty, or over {MAX_PIXELS:,} px; not tried "
+              f"again until changed): {shown}{more}", file=sys.stderr)
     return 0
 
 
 def cmd_atlas(args) -> int:
-    from vitviz.models.layers import find_layer
-    from vitviz.surveys.atlas import run_atlas
+    from vitviz.surveys.atlas import check_atlas, run_atlas
 
+    if args.batch_units.strip().isdigit() and int(args.batch_units) >= 1:
+        batch_units = int(args.batch_units)
+    elif args.batch_units.strip() != "auto":
+        raise UserError(f"--batch-units must be a whole number from 1, or auto "
+                        f"(got {args.batch_units[:40]!r})")
+    else:
+        batch_units = None
+    cache_folder = _cache_folder(args)
     model = load_model(_resolve_model_name(args), args.device, args.compile)
     units = _atlas_units(args, model)
     # Checked before the probe step that sizes the batch: nothing runs for a bad request.
-    objectives.neuron(args.layer, tuple(units)).validate(lambda name: find_layer(model, name))
-    if args.batch_units == "auto":
+    check_atlas(model, args.layer, units, args.seed, args.preset, args.steps,
+                engine=args.engine, workers=args.workers, batch_units=batch_units)
+    if batch_units is None:
         from vitviz.surveys.atlas import auto_batch_units
 
         batch_units = auto_batch_units(model, args.layer, units[0], args.preset, args.steps,
                                        sharing=args.workers if args.engine == "ray" else 1)
         print(f"{batch_units} units per batch (auto: fits the memory free now)", file=sys.stderr)
-    elif args.batch_units.isdigit() and int(args.batch_units) >= 1:
-        batch_units = int(args.batch_units)
-    else:
-        raise UserError(f"--batch-units must be a whole number from 1, or auto "
-                        f"(got {args.batch_units!r})")
-    cache = ResultCache(args.cache)
+    cache = ResultCache(cache_folder)
     bar = tqdm(total=len(units), desc=f"atlas {args.layer}", unit="unit")
 
     def progress(done: int, total: int, seconds: float) -> None:
@@ -215,12 +243,19 @@ def cmd_atlas(args) -> int:
 
 
 def cmd_export_atlas(args) -> int:
+    from vitviz.surveys.atlas import check_atlas
     from vitviz.surveys.atlas_site import export_atlas
 
-    name = _resolve_model_name(args)
-    units = _atlas_units(args)
+    if args.cache is not None and not args.cache.is_dir():
+        raise UserError(f"there is no result cache at {args.cache}: point --cache at the "
+                        "folder `python -m vitviz atlas --cache` wrote")
     writable_folder(args.out)
-    counts = export_atlas(name, args.layer, units, ResultCache(args.cache), args.out,
+    # The model tells the layer and its units: an unknown layer or a unit beyond it is
+    # refused, never exported as an empty site.
+    model = load_model(_resolve_model_name(args), args.device, args.compile)
+    units = _atlas_units(args, model)
+    check_atlas(model, args.layer, units, args.seed, args.preset, args.steps)
+    counts = export_atlas(model.registry_name, args.layer, units, ResultCache(args.cache), args.out,
                           seed=args.seed, preset=args.preset, steps=args.steps,
                           minimise=args.minimise)
     print(f"{args.out / 'index.html'}: {counts['computed']} of {counts['units']} units "
@@ -350,6 +385,14 @@ def main(argv: list[str] | None = None) -> int:
         load_user_models()
         return args.func(args)
     except UserError as error:  # its message says what to do: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:  # a folder or file the command was pointed at: one line too
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 

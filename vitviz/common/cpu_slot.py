@@ -5,13 +5,18 @@ CPU (a dashboard and a CLI run, two dashboards, a notebook) oversubscribe the co
 a step took more than ten times as long. So a run on the CPU holds an OS file lock in vitviz's
 home folder; others wait their turn (the kernel frees the lock if its holder dies). GPU runs do
 not take it. VITVIZ_CPU_SLOT=0 turns it off, for a machine with cores to spare.
+
+A front end that wants to say why a run has not started wraps it in `reporting_waits(callback)`:
+the slot calls `callback(True)` when it finds the slot taken and `callback(False)` once it holds
+it (a context variable, so the run's own code between them needs no extra argument).
 """
 from __future__ import annotations
 
 import logging
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
 import filelock
 import torch
@@ -22,11 +27,25 @@ ENV = "VITVIZ_CPU_SLOT"
 NOTICE_AFTER_S = 1.0
 log = logging.getLogger("vitviz")
 
+# Told True when the slot is taken and this run waits, False once it holds the slot.
+WaitReport = Callable[[bool], None]
+_on_wait: ContextVar[WaitReport | None] = ContextVar("vitviz_cpu_slot_on_wait", default=None)
+
 
 def lock_path():
     folder = home() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / "cpu.lock"
+
+
+@contextmanager
+def reporting_waits(callback: WaitReport) -> Iterator[None]:
+    """Within the block, a wait for the CPU slot is reported to `callback` (see the module)."""
+    token = _on_wait.set(callback)
+    try:
+        yield
+    finally:
+        _on_wait.reset(token)
 
 
 @contextmanager
@@ -38,11 +57,19 @@ def cpu_slot(device: torch.device) -> Iterator[None]:
     # thread_local: each thread opens the file itself, so threads of one process queue too.
     lock = filelock.FileLock(lock_path(), thread_local=True)
     try:
-        lock.acquire(timeout=NOTICE_AFTER_S)
+        lock.acquire(blocking=False)
     except filelock.Timeout:
-        log.warning("waiting for another vitviz run to leave this machine's CPU (%s; set %s=0 "
-                    "to run side by side)", lock.lock_file, ENV)
-        lock.acquire()
+        report = _on_wait.get()
+        if report is not None:
+            report(True)
+        try:
+            lock.acquire(timeout=NOTICE_AFTER_S)
+        except filelock.Timeout:
+            log.warning("waiting for another vitviz run to leave this machine's CPU (%s; set "
+                        "%s=0 to run side by side)", lock.lock_file, ENV)
+            lock.acquire()
+        if report is not None:
+            report(False)
     try:
         yield
     finally:

@@ -29,9 +29,29 @@ def models_dir() -> Path:
 
 
 def writable_folder(path: Path) -> Path:
-    """Create `path` now, so that a bad output folder fails before the work, not after it."""
+    """Check now that `path` can be a folder written to, so that a bad output folder fails
+    before the work, not after it: an existing folder must be writable, and a missing one is
+    created and removed again (with any parents made for it), so that a run stopped before it
+    writes leaves no empty folder behind. The writer creates it when it has something to put
+    in it."""
+    path = Path(path)
+    made = []
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+            return path
+        for folder in (path, *path.parents):  # the folders mkdir would make, deepest first
+            if folder.exists() or folder.is_symlink():
+                break
+            made.append(folder)
+        path.mkdir(parents=True)
     except OSError as error:
         raise UserError(f"cannot write to {path}: {error.strerror or error}") from None
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     return path

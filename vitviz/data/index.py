@@ -34,10 +34,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import UnidentifiedImageError
 
 from vitviz.common.hashing import config_key
-from vitviz.data.photos import centre_square, read_rgb
+from vitviz.data.photos import UnreadableImage, centre_square, read_rgb
 from vitviz.errors import UserError
 from vitviz.models.drive import capture_drives
 from vitviz.models.forward import activations
@@ -65,7 +64,10 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def _file_id(folder: Path, path: Path) -> str:
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError:  # gone since the folder was listed: skipped, and tried again when back
+        return f"{path.relative_to(folder).as_posix()}|-1|-1"
     return f"{path.relative_to(folder).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
@@ -252,7 +254,12 @@ def index_path(model: LoadedModel, layers: Sequence[str], folder: Path, tokens: 
     key = config_key({"model": model.registry_name, "weights": model.weights_id,
                       "layers": list(layers), "folder": str(folder), "tokens": tokens, "k": k,
                       "sample": sample, "format": FORMAT_VERSION})
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise IndexProblem(f"cannot keep indexes in {root}: {error.strerror or error}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise IndexProblem(f"cannot keep indexes in {root}: it is not writable")
     return root / f"{model.registry_name.replace(':', '_')}-{key[:16]}.npz"
 
 
@@ -305,7 +312,7 @@ def measure_batch(model: LoadedModel, layers: Sequence[str], tokens: str | int,
         try:
             tensors.append(centre_square(read_rgb(path), size))
             kept.append(position)
-        except (UnidentifiedImageError, OSError, ValueError):
+        except (UnreadableImage, OSError):  # a bomb, truncated, empty, not an image, gone
             continue
     if not tensors:
         return kept, {}, {}, {}
@@ -345,10 +352,15 @@ def build_index(model: LoadedModel, layers: Sequence[str], folder: str | Path, r
     this process folds them in, in file order, so both engines give the same index."""
     folder = Path(folder).expanduser().resolve()
     infos = [find_layer(model, layer) for layer in layers]  # unknown layers fail first
-    if not 1 <= k <= 1024 or not 1 <= sample <= 100_000 or batch_size < 1:
-        raise IndexProblem("k must be 1 to 1024, the sample 1 to 100000 and the batch at least 1.")
+    if not 1 <= k <= 1024 or not 1 <= sample <= 100_000 or not 1 <= batch_size <= 4096:
+        raise IndexProblem("k must be 1 to 1024, the sample 1 to 100000 and the batch 1 to "
+                           "4096 images.")
+    if not 1 <= workers <= 64:
+        raise IndexProblem(f"workers must be 1 to 64 (got {workers}).")
     if engine not in ENGINES:
         raise IndexProblem(f"engine '{engine}' is unknown: use one of {', '.join(ENGINES)}.")
+    if not folder.is_dir():  # before the index's folder is made
+        raise IndexProblem(f"{folder} is not a folder of images.")
     path = index_path(model, layers, folder, tokens, k, sample, root)
     if path.is_file():
         index = ActivationIndex.load(path)

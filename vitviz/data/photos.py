@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
+import struct
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -132,20 +133,61 @@ def photo_set_id() -> str:
     return ",".join(f"{name}:{count}" for name, count in sorted(available_sources().items()))
 
 
-def read_rgb(path: Path) -> Image.Image:
-    # convert() decodes the whole file, so the handle can close; grey photos get three equal
-    # channels and chicky_512's partial alpha is dropped, keeping the photo's own colours.
-    with Image.open(path) as image:
-        return image.convert("RGB")
+# The most pixels one image may have: PIL's own default bound (about 89.5 million pixels,
+# 268 MB as RGB), checked by every read here whatever PIL's global setting is, so that a
+# crafted header (a 661-byte PNG claiming 50,000 x 50,000 px) is refused before it is decoded.
+MAX_PIXELS = 89_478_485
+
+# What PIL raises for a file it cannot read: not an image, truncated, empty, damaged, a bomb.
+_UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error,
+               Image.DecompressionBombError)
+
+
+class UnreadableImage(UserError):
+    """A file that is not an image this library reads: not an image at all, truncated, empty,
+    damaged, or larger than MAX_PIXELS. Readers of many files skip and count it."""
+
+
+def read_rgb(path: Path, max_pixels: int | None = None) -> Image.Image:
+    """The image at `path` as RGB; UnreadableImage for anything that cannot be read, and for an
+    image of more than `max_pixels` (default MAX_PIXELS), refused from its header alone."""
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    try:
+        # convert() decodes the whole file, so the handle can close; grey photos get three
+        # equal channels and chicky_512's partial alpha is dropped, keeping its own colours.
+        with Image.open(path) as image:
+            width, height = image.size
+            if not 0 < width * height <= limit:
+                raise UnreadableImage(f"{path}: {width} x {height} px is not 1 to the "
+                                      f"{limit:,} pixels an image may have")
+            return image.convert("RGB")
+    except UnreadableImage:
+        raise
+    except _UNREADABLE as error:
+        raise UnreadableImage(f"{path} is not a readable image ({type(error).__name__}: "
+                              f"{error})") from None
+
+
+def readable_photos(paths: Iterable[Path]) -> tuple[list[tuple[Path, Image.Image]], list[str]]:
+    """The images of `paths` that can be read, and a line for each one skipped."""
+    found, skipped = [], []
+    for path in paths:
+        try:
+            found.append((path, read_rgb(path)))
+        except UnreadableImage as error:
+            skipped.append(str(error))
+    return found, skipped
 
 
 @functools.lru_cache(maxsize=8)
 def _load(names: tuple[str, ...]) -> tuple[Photo, ...]:
-    photos = [
-        Photo(f"{name}/{path.stem}", _provenance(_SOURCES[name]), read_rgb(path))
-        for name in names
-        for path in _present_files(name)
-    ]
+    photos = []
+    for name in names:
+        found, skipped = readable_photos(_present_files(name))
+        for problem in skipped:  # a damaged package file is left out, not fatal
+            warnings.warn(f"photo source {name!r}: {problem}", stacklevel=2)
+        photos += [Photo(f"{name}/{path.stem}", _provenance(_SOURCES[name]), image)
+                   for path, image in found]
     return tuple(sorted(photos, key=lambda photo: photo.name))
 
 

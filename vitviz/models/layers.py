@@ -143,11 +143,18 @@ def layer_table(model: LoadedModel | ModelCard) -> list[LayerInfo]:
     return table
 
 
+MAX_LAYER_NAME = 512  # characters: the longest module name of any registered model is < 100
+
+
 def find_layer(model: LoadedModel | ModelCard, name: str) -> LayerInfo:
     """The layer called `name`; an unknown name fails with the closest real names."""
     table = {info.name: info for info in layer_table(model)}
-    if name in table:
+    if isinstance(name, str) and name in table:
         return table[name]
+    if not isinstance(name, str) or len(name) > MAX_LAYER_NAME:
+        # Checked before the close-match search, whose cost grows with the name's length.
+        raise UnknownLayer(f"a layer is named by at most {MAX_LAYER_NAME} characters: list "
+                           f"them with `python -m vitviz layers --model {model.name}`.")
     close = difflib.get_close_matches(name, table, n=5, cutoff=0.5)
     hint = f" Closest matches: {', '.join(close)}." if close else ""
     raise UnknownLayer(

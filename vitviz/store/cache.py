@@ -8,7 +8,8 @@ What a public demo needs from it, and how it gets it:
   values, so a crafted entry cannot run code.
 - One bad file costs one entry: an unreadable entry is removed when found and reported once
   through `take_notices()`. A store SQLite cannot read, or one holding pickles (an older vitviz
-  or a crafted file), is moved aside whole and a fresh one started, with a notice.
+  or a crafted file), is moved aside whole and a fresh one started, with a notice; every result
+  in it that still opens as an archive is carried into the fresh one under its key (`salvage`).
 - The lock that makes a second session wait for a run being computed is an OS file lock: the
   kernel releases it when its process dies, however it dies.
 - Eviction is ours (diskcache's own culls a batch of rows at once, locks and the newest result
@@ -32,6 +33,7 @@ from typing import Callable, Iterator, TypeVar
 import diskcache
 import filelock
 
+from vitviz.common.hashing import config_key
 from vitviz.common.paths import home
 from vitviz.store.results import Result, UnreadableResult
 
@@ -113,6 +115,63 @@ def store_problem(path: Path) -> str | None:
     return None
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def _salvageable(aside: Path) -> Iterator[tuple[bytes | None, float]]:
+    """(bytes, time stored) of every value in the moved-aside store `aside` that may be a
+    result: its value files, then the byte values inside its index as far as SQLite can still
+    read it. None for a file that cannot be read. Bytes only: nothing here is unpickled."""
+    for file in sorted(aside.rglob("*.val")):
+        try:
+            yield file.read_bytes(), file.stat().st_mtime
+        except OSError:
+            yield None, 0.0
+    db = aside / "cache.db"
+    if not db.is_file() or db.stat().st_size == 0:
+        return
+    try:
+        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            # diskcache keeps small byte values in the row itself (raw mode); the rest are files.
+            for value, stored in connection.execute(
+                    "SELECT value, store_time FROM Cache WHERE raw = 1 AND mode = 1 "
+                    "AND typeof(value) = 'blob'"):
+                yield value, stored if isinstance(stored, (int, float)) else 0.0
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:  # the rows read so far are kept
+        log.warning("result cache: the index of %s stops being readable: %s", aside.name, error)
+
+
+def salvage(aside: Path, store: diskcache.Cache) -> tuple[int, int]:
+    """Put every result of the moved-aside store `aside` that still opens as a result archive
+    into `store`, under its key (the hash of its config, as `RunRequest.key`), with its summary.
+
+    Returns (results carried, values that could not be read as results).
+    """
+    carried: set[str] = set()
+    unreadable = 0
+    for data, stored in _salvageable(aside):
+        try:
+            if data is None:
+                raise UnreadableResult("unreadable file")
+            result = Result.from_archive(data)
+            key, summary = config_key(result.config), json.dumps(result.summary())
+        except Exception:  # a damaged archive, or one whose config is not a run's
+            unreadable += 1
+            continue
+        if key in carried:
+            continue
+        with store.transact():
+            store.set(_RESULT + key, data)
+            store.set(_SUMMARY + key, summary)
+            store.set(_USED + key, stored)
+        carried.add(key)
+    return len(carried), unreadable
+
+
 class ResultCache:
     def __init__(self, path: str | Path | None = None, size_limit: int | None = None):
         self.size_limit = size_limit or int(
@@ -130,19 +189,37 @@ class ResultCache:
         # store, so it is never deleted by path.
         with filelock.FileLock(locks / "open.lock", preserve_lock_file=True):
             problem = store_problem(self.path)
-            if problem is not None:
-                self._move_aside(problem)
-                (self.path / "locks").mkdir(parents=True)
-            # Eviction is done by `_evict`; diskcache's would also drop the result just stored.
-            return diskcache.Cache(str(self.path), disk=SafeDisk, eviction_policy="none",
-                                   size_limit=2**62, cull_limit=0)
+            if problem is None:
+                return self._diskcache()
+            aside = self._move_aside()
+            locks.mkdir(parents=True, exist_ok=True)
+        # The lock held so far moved aside with the store: openers of the fresh one wait on its
+        # own lock until what could be saved is in it.
+        with filelock.FileLock(locks / "open.lock", preserve_lock_file=True):
+            store = self._diskcache()
+            try:
+                carried, unreadable = salvage(aside, store)
+            except Exception:  # a full disk, say: the fresh store opens all the same
+                log.exception("result cache: carrying results out of %s failed", aside)
+                carried, unreadable = 0, 0
+        left = (f" ({plural(unreadable, 'entry', 'entries')} that could not be read as a "
+                "result stay there)" if unreadable else "")
+        self._notice(f"The result cache was unreadable ({problem}): it was moved to "
+                     f"{aside.name} and a fresh cache started; "
+                     f"{plural(carried, 'finished result')} that could still be read "
+                     f"{'was' if carried == 1 else 'were'} carried into it{left}.")
+        return store
 
-    def _move_aside(self, problem: str) -> None:
+    def _diskcache(self) -> diskcache.Cache:
+        # Eviction is done by `_evict`; diskcache's would also drop the result just stored.
+        return diskcache.Cache(str(self.path), disk=SafeDisk, eviction_policy="none",
+                               size_limit=2**62, cull_limit=0)
+
+    def _move_aside(self) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         self.path.rename(aside)
-        self._notice(f"The result cache was unreadable ({problem}): it was moved to "
-                     f"{aside.name} and a fresh, empty cache started.")
+        return aside
 
     def _recover(self, error: sqlite3.DatabaseError) -> None:
         """After an SQLite error on an open store: reopen it, moving it aside if it is damaged.

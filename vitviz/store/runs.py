@@ -8,6 +8,7 @@ front of it), and the front ends: `api.visualise` (notebooks), the CLI, and the 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,7 +35,50 @@ from vitviz.store.results import Result, to_uint8
 # Bounds of a request that the library enforces for every front end (a server may cap lower).
 MAX_ITEMS = 4096
 MAX_SEED = 2**31 - 1
-MAX_RANK = 64  # the deepest photo rank an accentuated run may start from
+# The deepest photo view an accentuated run may start from: the judge's photo-disjoint
+# references can sit a few hundred views down the built-in set's drive order.
+MAX_RANK = 1024
+MAX_UNITS = 65_536  # the most units one list may name (an atlas, a report, a link)
+MAX_UNITS_TEXT = 4096  # characters of a unit list
+_UNIT_SPAN = re.compile(r"(\d{1,12})(?:\s*-\s*(\d{1,12}))?")
+
+
+def parse_units(text: str, layer_units: int | None = None, layer: str = "the layer",
+                limit: int = MAX_UNITS) -> list[int]:
+    """'0-31', '3,7,9' or '0-3,8' -> unit indices, for every front end (CLI, report, a link).
+
+    Everything is checked before a list is built: the text's length, each part's form, every
+    bound against the layer's size (when given) and the count against `limit`, so that
+    '0-99999999' costs nothing but its one-line refusal."""
+    if not isinstance(text, str) or len(text) > MAX_UNITS_TEXT:
+        raise UserError(f"a unit list is text of at most {MAX_UNITS_TEXT} characters, "
+                        f"e.g. 0-31 or 3,7,9")
+    spans = []
+    for part in (part.strip() for part in text.split(",")):
+        if not part:
+            continue
+        match = _UNIT_SPAN.fullmatch(part)
+        if match is None:
+            raise UserError(f"'{part[:40]}' is not a unit or a range of units: use e.g. 0-31 "
+                            f"or 3,7,9 (units are whole numbers from 0)")
+        low = int(match[1])
+        high = int(match[2]) if match[2] is not None else low
+        if high < low:
+            raise UserError(f"the range {low}-{high} runs backwards: write it as {high}-{low}")
+        spans.append((low, high))
+    if not spans:
+        raise UserError(f"no units in '{text[:40]}': use e.g. 0-31 or 3,7,9")
+    if layer_units is not None:
+        bad = [str(low) if low == high else f"{low}-{high}" for low, high in spans
+               if high >= layer_units]
+        if bad:
+            raise UserError(f"units {', '.join(bad[:5])} are out of range for {layer}: valid "
+                            f"units are 0 to {layer_units - 1}.")
+    count = sum(high - low + 1 for low, high in spans)
+    if count > limit:
+        raise UserError(f"'{text[:40]}' names {count:,} units: at most {limit:,} at once")
+    return [unit for low, high in spans for unit in range(low, high + 1)]
+
 
 def default_record_every(steps: int) -> int:
     """Images kept about eight times per run: enough to watch it form, cheap to store. The

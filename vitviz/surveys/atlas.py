@@ -26,7 +26,7 @@ from vitviz.rendering.loop import resolve_preset
 from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import Result
-from vitviz.store.runs import RunRequest, compute_result, default_record_every
+from vitviz.store.runs import MAX_ITEMS, RunRequest, compute_result, default_record_every
 
 # Called as progress(units done, units to do, seconds so far) after each batch.
 AtlasProgress = Callable[[int, int, float], None]
@@ -35,8 +35,11 @@ AtlasProgress = Callable[[int, int, float], None]
 def unit_request(model: str, layer: str, unit: int, seed: int = 0,
                  preset: str = DEFAULT_PRESET, steps: int | None = None,
                  tokens: str | int = "patch", minimise: bool = False) -> RunRequest:
-    """The single-unit run of the dashboard's pages for these settings (same cache key)."""
-    steps = resolve_preset(preset, **({"steps": steps} if steps else {})).steps
+    """The single-unit run of the dashboard's pages for these settings (same cache key),
+    checked: steps 0 is refused, never replaced by the preset's own."""
+    settings = resolve_preset(preset, **({"steps": steps} if steps is not None else {}))
+    settings.check()
+    steps = settings.steps
     return RunRequest(model, objectives.neuron(layer, unit, tokens).spec(), (seed,), preset,
                       {"steps": steps}, record_every=default_record_every(steps),
                       minimise=minimise)
@@ -87,9 +90,34 @@ def auto_batch_units(model: LoadedModel, layer: str, unit: int, preset: str = DE
     """Units per batch that fit in the memory free now on the model's device, shared by
     `sharing` workers (vitviz.rendering.batching: one probe step counts the bytes per unit)."""
     objective = objectives.neuron(layer, unit, tokens)
-    settings = resolve_preset(preset, **({"steps": steps} if steps else {}))
+    settings = resolve_preset(preset, **({"steps": steps} if steps is not None else {}))
+    settings.check()
     per_unit = saved_bytes_per_item(model, objective, settings)
     return items_that_fit(per_unit, free_bytes(model.device) // max(sharing, 1), AUTO_CAP)
+
+
+MAX_WORKERS = 64
+
+
+def check_atlas(model, layer: str, units: Sequence[int], seed: int = 0,
+                preset: str = DEFAULT_PRESET, steps: int | None = None,
+                tokens: str | int = "patch", engine: str = "local", workers: int = 2,
+                batch_units: int | None = 8) -> None:
+    """Everything an atlas is asked for, checked before any key, batch or probe step: the
+    layer, units and token mode (the objectives' own check), the run settings (steps 0 is
+    refused), the engine and its workers, the batch size. `model`: a LoadedModel or its card."""
+    if engine not in ENGINES:
+        raise UserError(f"engine '{engine}' is unknown: use one of {', '.join(ENGINES)}.")
+    if not (isinstance(workers, int) and 1 <= workers <= MAX_WORKERS):
+        raise UserError(f"workers must be 1 to {MAX_WORKERS} (got {workers!r})")
+    if batch_units is not None and not (isinstance(batch_units, int)
+                                        and 1 <= batch_units <= MAX_ITEMS):
+        raise UserError(f"units per batch must be 1 to {MAX_ITEMS}, or auto "
+                        f"(got {batch_units!r})")
+    if not units:
+        raise UserError("an atlas needs at least one unit")
+    objectives.neuron(layer, tuple(units), tokens).validate(lambda name: find_layer(model, name))
+    unit_request(model.registry_name, layer, units[0], seed, preset, steps, tokens).check()
 
 
 def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
@@ -104,10 +132,7 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
     `batch_units=None` picks the batch size from the memory free now (`auto_batch_units`).
     `engine="ray"` computes the batches on Ray actors (`workers`, vitviz.data.ray_engine); this
     process stores them as they come, in order, exactly as the local engine does."""
-    if engine not in ENGINES:
-        raise UserError(f"engine '{engine}' is unknown: use one of {', '.join(ENGINES)}.")
-    # The objectives' own check (layer, units and token mode), before any key or batch.
-    objectives.neuron(layer, tuple(units), tokens).validate(lambda name: find_layer(model, name))
+    check_atlas(model, layer, units, seed, preset, steps, tokens, engine, workers, batch_units)
     requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens,
                                 minimise) for u in units}
     todo = [u for u in units if cache.get(requests[u].key()) is None]

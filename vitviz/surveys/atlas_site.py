@@ -29,12 +29,18 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from vitviz.errors import UserError
 from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import Result
 from vitviz.surveys.atlas import stored_figure, unit_request
 
 THUMB = 160
+
+
+class AtlasNotComputed(UserError):
+    """No unit of the atlas asked for is in the cache: an empty site is never written."""
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}
 a{color:#1f5fbf}
@@ -166,10 +172,13 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
                  steps: int | None = None, tokens: str | int = "patch",
                  minimise: bool = False) -> dict:
     """Write the site for `units` of `layer` into `out`; returns counts of units written and
-    missing. Units not in the cache are listed as not computed. With `minimise`, the site of
-    the atlas of what suppresses each unit."""
+    missing. Units not in the cache are listed as not computed; when none is there, nothing
+    is written (AtlasNotComputed). With `minimise`, the site of the atlas of what suppresses
+    each unit."""
     out = Path(out)
     units = list(units)
+    if not units:
+        raise UserError("an atlas site needs at least one unit")
     title = f"{model_name} · {layer}"
     rows, found = [], {}
     for unit in units:
@@ -181,6 +190,11 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
             row.update(activation=float(result.activation[0][-1]),
                        robust=stored_figure(result, "relative_robust_activation"))
         rows.append(row)
+    if not found:
+        raise AtlasNotComputed(
+            f"none of the {len(units)} units of {layer} asked for is in the result cache "
+            f"{cache.path} with these settings: `python -m vitviz atlas` with the same model, "
+            f"layer, units, preset, steps and seed computes them (nothing was written)")
     computed = list(found)
     for at, (unit, result) in enumerate(found.items()):
         _write(out / "img" / f"{unit}.png", result.png(0))

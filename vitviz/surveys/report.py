@@ -46,39 +46,22 @@ from vitviz.rendering.precision import resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import encode_png
-from vitviz.store.runs import RunRequest, cached_result, compute_result
+from vitviz.store.runs import RunRequest, cached_result, compute_result, parse_units
 from vitviz.surveys.atlas import item_result
 
 UNITS_PER_RUN = 4
 
 
-def parse_units(text: str) -> list[int]:
-    """'0-31' or '3,7,9' or '0-3,8' -> unit indices."""
-    units: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            low, high = part.split("-")
-            units.extend(range(int(low), int(high) + 1))
-        elif part.strip():
-            units.append(int(part))
-    if not units:
-        raise UserError(f"no units in '{text}': use e.g. 0-31 or 3,7,9")
-    return units
-
-
 def choose_units(spec: str, layer_units: int, layer: str, seed: int) -> list[int]:
-    """A unit list ('0-7', '3,9') or 'random:N', N units drawn with a seed fixed per layer."""
+    """A unit list ('0-7', '3,9') or 'random:N', N units drawn with a seed fixed per layer;
+    checked against the layer before any list is built (`parse_units`)."""
     if spec.startswith("random:"):
-        count = int(spec.split(":", 1)[1])
-        if not 0 < count <= layer_units:
-            raise UserError(f"random:{count} asks for more units than {layer} has ({layer_units})")
-        return sorted(random.Random(f"{seed}:{layer}").sample(range(layer_units), count))
-    units = parse_units(spec)
-    bad = [u for u in units if not 0 <= u < layer_units]
-    if bad:
-        raise UserError(f"units {bad} are out of range for {layer}: valid units are 0 to "
-                         f"{layer_units - 1}.")
-    return units
+        count = spec.split(":", 1)[1].strip()
+        if not (count.isdigit() and 0 < int(count) <= layer_units):
+            raise UserError(f"random:N draws N units, 1 to the {layer_units} that {layer} has "
+                            f"(got random:{count[:20]})")
+        return sorted(random.Random(f"{seed}:{layer}").sample(range(layer_units), int(count)))
+    return parse_units(spec, layer_units, layer)
 
 
 def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequence[int],
@@ -498,14 +481,25 @@ def accentuated_batch(model: LoadedModel, layer: str, unit: int, ranks: Sequence
     return [found[i].images[0] for i in range(len(singles))]
 
 
-def check_settings(seeds: int, presets: Sequence[str], judge_name: str | None) -> None:
-    """The checks that need no model: made before anything is loaded."""
+MAX_SEEDS = 64  # seeds per unit
+TILES = (16, 1024)  # pixels per picture in grid.png
+
+
+def check_settings(seeds: int, presets: Sequence[str], judge_name: str | None,
+                   steps: int | None = None, tile: int | None = None) -> None:
+    """The checks that need no model: made before anything is loaded or allocated."""
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise UserError(f"unknown presets {unknown}: use some of {', '.join(PRESETS)}")
     if seeds < 2:
         raise UserError("the report needs at least 2 seeds per unit (--seeds 2): "
                          "specificity compares two seeds' pictures of each unit")
+    if seeds > MAX_SEEDS:
+        raise UserError(f"the report takes at most {MAX_SEEDS} seeds per unit (got {seeds})")
+    if tile is not None and not TILES[0] <= tile <= TILES[1]:
+        raise UserError(f"--tile must be {TILES[0]} to {TILES[1]} px (got {tile})")
+    for preset in presets:  # steps 0 is refused, never replaced by the preset's own
+        resolve_preset(preset, **({"steps": steps} if steps is not None else {})).check()
     if judge_name is not None:
         judge.get_judge(judge_name)
 
@@ -533,12 +527,12 @@ def layer_units(model: LoadedModel, layers: Sequence[str], units: str,
 
 def main(args) -> int:
     presets = list(dict.fromkeys(args.presets))
-    check_settings(args.seeds, presets, args.judge)
+    check_settings(args.seeds, presets, args.judge, args.steps, args.tile)
     model = load_model(args.model or default_model()[0], args.device, args.compile)
     chosen = layer_units(model, args.layers, args.units, args.unit_seed)
-    out = writable_folder(Path(args.out))
-    overrides = {"steps": args.steps} if args.steps else {}
-    cache = ResultCache(args.cache) if args.cache else ResultCache()
+    out = writable_folder(Path(args.out))  # checked now, made when there is a report to write
+    overrides = {"steps": args.steps} if args.steps is not None else {}
+    cache = ResultCache(writable_folder(args.cache)) if args.cache else ResultCache()
     seeds = list(range(args.seeds))
     judge_name = args.judge or judge.independent_judge(model.registry_name)
     judged = judge_summary(judge_name, model.registry_name)
@@ -565,6 +559,7 @@ def main(args) -> int:
         "exemplars": found.exemplars,
         **({"accentuated": found.accentuated} if found.accentuated else {}),
     }
+    out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     rows = [(layer, unit) for layer, units in chosen.items() for unit in units]
     grid = grid_image(found.pictures, rows, args.tile, found.minimised,
