@@ -8,7 +8,6 @@ import streamlit as st
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
-from ui.resources import result_cache
 from ui.settings import compare_presets, compare_requests, compare_seeds
 from vitviz.quality import metrics
 from vitviz.rendering.presets import PRESETS
@@ -79,10 +78,7 @@ with reported():
         if not all(measured) and st.button("Measure against the photo set",
                                            icon=":material/straighten:"):
             for request, result in zip(requests, results):
-                if not metrics.has_quality_figures(result):
-                    result.metrics.update(execution.use_model(
-                        request.model, lambda m, r=result: metrics.result_metrics(m, r)))
-                    result_cache().put(request.key(), result)
+                execution.store_figures(request, result)
         if all(metrics.has_quality_figures(result) for result in results):
             for column, preset, result in zip(st.columns(len(presets)), presets, results):
                 column.metric(

@@ -8,12 +8,11 @@ import streamlit as st
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
-from ui.resources import loaded_model, result_cache
+from ui.resources import loaded_model
 from ui.settings import accentuated_request, examples_request
 from vitviz.data import photo_sets
 from vitviz.data.examples import crop_image
 from vitviz.data.photos import load_photos
-from vitviz.quality import metrics
 
 KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
          "patch": "Patches (one token, shown with its neighbourhood)"}
@@ -78,10 +77,7 @@ with reported():
             if stats is not None:
                 # Raw activation rewards adversarial noise: only what survives shifts and zooms
                 # counts. Measured once against the photo set shown here, stored with the run.
-                if not metrics.has_quality_figures(result):
-                    result.metrics.update(execution.use_model(
-                        request.model, lambda m: metrics.result_metrics(m, result, photos=stats)))
-                    result_cache().put(request.key(), result)
+                execution.store_figures(request, result, photos=stats)
                 st.metric("Robust act. / photo max",
                           display.times(result.metrics["relative_robust_activation"][0]),
                           help="The visualisation's mean activation over shifted and zoomed "

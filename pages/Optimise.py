@@ -8,7 +8,6 @@ import streamlit as st
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.page import reported, setup
-from ui.resources import result_cache
 from ui.settings import accentuated_request, optimise_request
 from vitviz.quality import metrics
 from vitviz.rendering.presets import PRESETS
@@ -20,13 +19,6 @@ ACCENTUATED_HELP = ("The unit's strongest photo view (its weakest when driven do
                     "first-block features, so what changes is what the unit responds to. The "
                     "default method, this page's seed, steps and image size; the same run as "
                     "the Dataset examples and Atlas pages'.")
-
-
-def measure(request, result) -> None:
-    """Store the exemplar's quality figures with it (`metrics.result_metrics`)."""
-    result.metrics.update(execution.use_model(
-        request.model, lambda m: metrics.result_metrics(m, result)))
-    result_cache().put(request.key(), result)
 
 state = setup("optimise", "Optimise an image to drive one unit of one layer as hard as possible, "
                           "and watch it form. Runs are cached: the same settings, or a link to "
@@ -76,8 +68,7 @@ with reported():
             view = execution.LiveView([f"from its {which} photo"], side_by_side=False,
                                       key="optimise.accent")
             accented, _ = execution.compute_live(accent_request, view)
-            if not metrics.has_quality_figures(accented):
-                measure(accent_request, accented)
+            execution.store_figures(accent_request, accented)
         if accented is not None:
             picture, figures = st.columns([1, 2], gap="large")
             picture.image(display.enlarge(accented.images[0]), width="stretch",
@@ -87,6 +78,6 @@ with reported():
                     display.accentuated_figure(accented)
                 elif st.button("Measure its quality figure", key="optimise.accent.measure",
                                icon=":material/straighten:"):
-                    measure(accent_request, accented)
+                    execution.store_figures(accent_request, accented)
                     display.accentuated_figure(accented)
                 st.caption(display.run_facts(accented))

@@ -80,7 +80,7 @@ def test_a_units_exemplars_accentuated_in_one_batch_are_each_its_single_run(tiny
         assert stored.metrics["accentuated_from"][0]["photo"] == view.photo
         alone = compute_result(single, tiny_vit).images[0]
         assert np.abs(alone.astype(int) - image.astype(int)).max() <= 2  # batch = solo
-    monkeypatch.setattr(report, "compute_result", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(report, "compute_batch", lambda *a, **k: pytest.fail("recomputed"))
     again = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, ranks, True, "robust", overrides,
                                      cache)
     assert all((a == b).all() for a, b in zip(again, batched))

@@ -54,7 +54,8 @@ def test_a_rerun_resumes_where_an_interrupted_atlas_stopped(tiny_vit, tmp_path, 
     batches = []
     real = vitviz.surveys.atlas.compute_result
     monkeypatch.setattr(vitviz.surveys.atlas, "compute_result",
-                        lambda request, model: batches.append(request) or real(request, model))
+                        lambda request, model, *rest: batches.append(request)
+                        or real(request, model, *rest))
     resumed = [unit for unit, _ in run_atlas(tiny_vit, VIT_HIDDEN, range(5), cache, steps=STEPS,
                                               batch_units=2)]
     assert resumed == [2, 3, 4] and len(batches) == 2

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol, TypeVar
+from typing import Callable, TypeVar
 
 import streamlit as st
 
@@ -14,6 +14,7 @@ from vitviz.common.cpu_slot import reporting_waits
 from vitviz.errors import UserError
 from vitviz.models.layers import ModelCard, find_layer
 from vitviz.models.loaded import LoadedModel
+from vitviz.quality import metrics
 from vitviz.rendering.loop import StepRecord
 from vitviz.rendering.objectives import from_spec
 from vitviz.store.results import Result, to_uint8
@@ -35,15 +36,32 @@ def loading_text(name: str) -> str:
     return f"Loading {name} (once per server; the next runs on it start at once)…"
 
 
-class Waits(Protocol):
-    """Where a run says what it waits for, before its first step."""
+class Waits:
+    """Where a run says what it waits for, before its first step: `_say` shows a line, and
+    `_slot_held` runs once the machine's CPU slot is the run's."""
 
-    def waiting(self, position: int) -> None: ...  # its place in the device queue
-    def loading(self, name: str) -> None: ...  # the model loads
-    def cpu(self, waiting: bool) -> None: ...  # the machine's CPU slot is taken (True), or got
+    def _say(self, text: str) -> None:
+        raise NotImplementedError
+
+    def _slot_held(self) -> None:
+        raise NotImplementedError
+
+    def waiting(self, position: int) -> None:
+        """Its place in the device queue."""
+        self._say(queue_text(position))
+
+    def loading(self, name: str) -> None:
+        self._say(loading_text(name))
+
+    def cpu(self, waiting: bool) -> None:
+        """The machine's CPU slot is taken (True), or now held (False)."""
+        if waiting:
+            self._say(CPU_WAIT)
+        else:
+            self._slot_held()
 
 
-class Notice:
+class Notice(Waits):
     """What a run without a live view waits for, in an info box that goes when it starts."""
 
     def __init__(self):
@@ -52,17 +70,8 @@ class Notice:
     def _say(self, text: str) -> None:
         self._box.info(text, icon=":material/hourglass_top:")
 
-    def waiting(self, position: int) -> None:
-        self._say(queue_text(position))
-
-    def loading(self, name: str) -> None:
-        self._say(loading_text(name))
-
-    def cpu(self, waiting: bool) -> None:
-        if waiting:
-            self._say(CPU_WAIT)
-        else:
-            self.clear()
+    def _slot_held(self) -> None:
+        self.clear()
 
     def clear(self) -> None:
         self._box.empty()
@@ -84,7 +93,7 @@ def request_problems(request: RunRequest, model: ModelCard, limits: Limits) -> l
     return found
 
 
-class LiveView:
+class LiveView(Waits):
     """Progress bar with elapsed time and ETA, the latest images and the curve of a running run."""
 
     def __init__(self, labels: list[str], side_by_side: bool = True, key: str = "live"):
@@ -104,17 +113,8 @@ class LiveView:
     def _say(self, text: str) -> None:
         self._bar.progress(0.0, text=text)
 
-    def waiting(self, position: int) -> None:
-        self._say(queue_text(position))
-
-    def loading(self, name: str) -> None:
-        self._say(loading_text(name))
-
-    def cpu(self, waiting: bool) -> None:
-        if waiting:
-            self._say(CPU_WAIT)
-        else:
-            self.begin()  # the time a run took counts from its slot
+    def _slot_held(self) -> None:
+        self.begin()  # the time a run took counts from its slot
 
     def begin(self) -> None:
         self._started = time.perf_counter()
@@ -163,6 +163,16 @@ def use_model(name: str, work: Callable[[LoadedModel], T], view: Waits | None = 
     finally:
         if notice is not None:
             notice.clear()
+
+
+def store_figures(request: RunRequest, result: Result, photos=None) -> None:
+    """Measure a finished run's quality figures (`metrics.result_metrics`; against `photos`
+    when the page already holds them) and store them with it in the cache, once."""
+    if metrics.has_quality_figures(result):
+        return
+    result.metrics.update(use_model(
+        request.model, lambda model: metrics.result_metrics(model, result, photos=photos)))
+    result_cache().put(request.key(), result)
 
 
 def cached(request: RunRequest) -> Result | None:

@@ -26,7 +26,7 @@ from vitviz.rendering.loop import resolve_preset
 from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import Result
-from vitviz.store.runs import MAX_ITEMS, RunRequest, compute_result, default_record_every
+from vitviz.store.runs import MAX_ITEMS, Progress, RunRequest, compute_result, default_record_every
 
 # Called as progress(units done, units to do, seconds so far) after each batch.
 AtlasProgress = Callable[[int, int, float], None]
@@ -70,13 +70,15 @@ def item_result(batch: Result, item: int, request: RunRequest) -> Result:
         device=batch.device, precision=batch.precision)
 
 
-def compute_batch(model: LoadedModel, request: RunRequest) -> Result:
+def compute_batch(model: LoadedModel, request: RunRequest,
+                  progress: Progress | None = None) -> Result:
     """One batch of units with the quality figures a unit's page shows (robust activation
     against the photo set's maximum, robust rank), measured for the whole batch at once: they
     make the atlas sortable by a figure noise cannot win. One seed per unit, so no specificity.
-    The work of one batch for both engines."""
-    result = compute_result(request, model)
-    result.metrics = result_metrics(model, result)
+    The work of one batch for both engines, and of the report's accentuated exemplars (whose
+    `accentuated_from` the figures join)."""
+    result = compute_result(request, model, progress)
+    result.metrics = {**result.metrics, **result_metrics(model, result)}
     return result
 
 

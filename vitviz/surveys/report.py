@@ -46,8 +46,8 @@ from vitviz.rendering.precision import resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import encode_png
-from vitviz.store.runs import RunRequest, cached_result, compute_result, parse_units
-from vitviz.surveys.atlas import item_result
+from vitviz.store.runs import RunRequest, cached_result, parse_units
+from vitviz.surveys.atlas import compute_batch, item_result
 
 UNITS_PER_RUN = 4
 
@@ -469,9 +469,8 @@ def accentuated_batch(model: LoadedModel, layer: str, unit: int, ranks: Sequence
         batch = RunRequest(model.registry_name, objective, (0,) * len(missing), preset,
                            overrides, minimise=minimise,
                            accentuate=tuple(ranks[i] for i in missing))
-        computed = compute_result(batch, model, lambda record, n: bar.update(1)
-                                  if bar is not None and record.loss is not None else None)
-        computed.metrics = {**computed.metrics, **metrics.result_metrics(model, computed)}
+        computed = compute_batch(model, batch, lambda record, n: bar.update(1)
+                                 if bar is not None and record.loss is not None else None)
         for item, i in enumerate(missing):
             found[i] = item_result(computed, item, singles[i])
             if cache:
