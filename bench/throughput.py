@@ -4,6 +4,8 @@ the index's size, with the local engine and with Ray on the same work.
     python bench/throughput.py --model tiny_vit --units 16 --images 512
     python bench/throughput.py --model dinov2_vits14 --units 4 --batch-units 4 --images 256 \\
         --engines local ray
+    python bench/throughput.py --model tiny_vit --units 64 --steps 1 --batch-units 1 \\
+        --images 64 --engines local ray      # Ray's coordination per unit
 
 The atlas part visualises `--units` units of the default layer with the default preset (its
 own steps unless --steps) into a fresh cache; the index part indexes `--images` synthetic
@@ -92,6 +94,13 @@ def main() -> None:
             ratio = figures[part]["ray"][key] / figures[part]["local"][key]
             print(f"{part}: Ray with {args.workers} workers does {ratio:.2f} x the local "
                   "engine's work per second")
+        # With next to no work per unit (--steps 1 --batch-units 1 on the tiny model), what
+        # Ray adds to each unit is its coordination: scheduling, moving payloads and results.
+        ray, local = figures["atlas"]["ray"], figures["atlas"]["local"]
+        per_unit = (ray["seconds"] - ray["ray_start_s"] - local["seconds"]) / ray["units"]
+        figures["atlas"]["ray_overhead_per_unit_s"] = per_unit
+        print(f"atlas: Ray adds {per_unit * 1000:.0f} ms per unit after its start "
+              f"({ray['ray_start_s']:.1f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
 

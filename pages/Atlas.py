@@ -10,6 +10,7 @@ from ui.limits import load_limits
 from ui.page import PAGES, SETTINGS_GRID, reported, setup
 from ui.resources import result_cache
 from ui.settings import accentuated_request, to_query
+from vitviz.models.layers import recommended_layers
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS, get_preset
 from vitviz.store.runs import cached_result
 from vitviz.surveys.atlas import run_atlas, stored_figure, unit_request
@@ -41,6 +42,7 @@ state = setup("atlas", "Every unit of a layer with the default method, driven up
 
 with reported():
     limits = load_limits()
+    state.hold_to(limits)
     columns = st.container(border=True).columns(SETTINGS_GRID, gap="medium")
     with columns[0]:
         name = widgets.model_picker(state)
@@ -133,6 +135,17 @@ with reported():
                f"{layer.name} · {len(results) - len(missing)} computed, {len(missing)} missing · "
                f"{DEFAULT_PRESET}, {steps} steps, seed {seed}"
                + (" · driven down: what suppresses each unit" if minimise else ""))
+    others = [info.name for info in recommended_layers(card)]
+    if len(others) > 1:
+        with st.expander(f"The atlas of every layer ({len(others)} recommended)"):
+            st.caption("`python -m vitviz atlas --layer mlp_hidden` fills them all from the "
+                       "command line, resumable; `export-atlas` makes a site of them.")
+            for row in range(0, len(others), 4):
+                for column, other in zip(st.columns(4), others[row:row + 4]):
+                    column.page_link(PAGES["atlas"].path, label=other,
+                                     disabled=other == layer.name,
+                                     query_params={k: to_query(v) for k, v in {
+                                         **state.values, "layer": other, "start": 0}.items()})
     unit_page = PAGES["optimise" if minimise else "examples"].path
     for row in range(0, len(units), COLUMNS):
         for column, unit in zip(st.columns(COLUMNS), units[row:row + COLUMNS]):

@@ -17,8 +17,9 @@ state = setup("compare", "Do different random starts find the same picture? Seve
                          "contrast.")
 
 with reported():
-    target = widgets.target_panel(state)
     limits = load_limits()
+    state.hold_to(limits)
+    target = widgets.target_panel(state)
     method = target.row()
     with method[0]:
         widgets.preset_picker(state)

@@ -27,6 +27,7 @@ state = setup("examples", "A visualisation is only a hypothesis about a unit. Ch
 
 with reported():
     limits = load_limits()
+    state.hold_to(limits)
     target = widgets.target_panel(state, objectives=False)
     name, model, layer = target.name, target.model, target.layer
     unit, tokens = target.unit, target.tokens

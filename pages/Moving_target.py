@@ -21,6 +21,7 @@ state = setup("moving_target", "A ViT unit sees its own token and, through atten
 
 with reported():
     limits = load_limits()
+    state.hold_to(limits)
     target = widgets.target_panel(state, objectives=False, vit_only=True,
                                   tokens_only=True)
     model, layer, unit = target.model, target.layer, target.unit

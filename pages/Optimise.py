@@ -26,6 +26,7 @@ state = setup("optimise", "Optimise an image to drive one unit of one layer as h
 
 with reported():
     limits = load_limits()
+    state.hold_to(limits)
     target = widgets.target_panel(state)
     model, unit = target.model, target.unit
     method = target.row()

@@ -218,14 +218,18 @@ def test_compare_runs_each_preset_as_one_batch_with_curves_and_no_similarity_sco
 def test_compare_refuses_a_billion_seeds_before_building_them(calls):
     # Before the fix the page built the list of 10^9 seeds first (tens of GB).
     at = open_page(COMPARE, seeds=10**9, steps=8)
-    assert "number of seeds must be from 1 to 4096" in errors(at) and calls["requests"] == []
+    assert f"`seeds={10**9}`: {10**9} images in one run is above this server's limit" in errors(at)
+    assert at.number_input(key="compare.seeds").value == 3 and calls["requests"] == []
 
 
 def test_compare_refuses_a_batch_above_the_limit(monkeypatch, calls):
     monkeypatch.setenv("VITVIZ_MAX_BATCH", "2")
     at = open_page(COMPARE, seeds=3, steps=8)
     assert "3 images in one run is above this server's limit of 2" in errors(at)
-    assert "VITVIZ_MAX_BATCH" in errors(at) and button(at, "Run").disabled
+    assert "VITVIZ_MAX_BATCH" in errors(at) and "the default is used" in errors(at)
+    at.number_input(key="compare.seeds").set_value(3).run()
+    assert "3 images in one run is above this server's limit of 2" in errors(at)
+    assert button(at, "Run").disabled and calls["requests"] == []
 
 
 def test_moving_target_shows_content_and_context_for_naive_and_robust(calls):
@@ -395,7 +399,7 @@ def test_out_of_range_numbers_in_a_link_are_one_message_each(page, calls):
     assert "Unexpected error" not in message
     assert f"`unit={huge}` is out of range" in message
     assert f"`tokens={huge}` is out of range" in message  # found by bench/reliability.py's soak
-    assert "image size (canvas) must be from 8 to 4096 px (got 0)" in message  # not another size
+    assert "`size=0`: Image size must be at least 16 px (got 0)" in message  # not another size
     assert calls["requests"] == []
 
 
@@ -444,7 +448,8 @@ def test_a_damaged_entry_is_reported_once_and_the_runs_page_carries_on(tiny_vit)
     request = optimise_request(settings, 32)
     cached_result(request, cache, loader=lambda _: tiny_vit)
     with sqlite3.connect(cache.path / "cache.db") as db:
-        db.execute("UPDATE Cache SET value = ? WHERE key LIKE 'result/%'", (b"PK\x03\x04",))
+        (stored,), = db.execute("SELECT filename FROM Cache WHERE key LIKE 'result/%'")
+    (cache.path / stored).write_bytes(b"PK\x03\x04")  # a result's file, cut after its magic
     at = open_page(RUNS, run=request.key())
     assert errors(at) == "" and "was unreadable" in "\n".join(w.value for w in at.warning)
     again = open_page(RUNS)
@@ -693,6 +698,20 @@ def test_an_atlas_link_keeps_its_order_filter_drive_and_exemplars(calls):
     assert "is not one of" not in errors(open_page(ATLAS, order="robust"))
 
 
+
+def test_the_atlas_page_links_to_the_atlas_of_every_other_layer(calls):
+    at = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, order="robust", direction="min")
+    links = {p.label: p for p in at.page_link if p.proto.page == "Atlas"}
+    other = "encoder.layers.encoder_layer_0.mlp.1"
+    assert set(links) == {other, VIT_HIDDEN} and links[VIT_HIDDEN].proto.disabled
+    params = dict(parse_qsl(links[other].proto.query_string))
+    assert params["layer"] == other and params["start"] == "0"
+    assert params["steps"] == "4" and params["order"] == "robust" and params["direction"] == "min"
+    there = open_page(ATLAS, **params)
+    assert errors(there) == "" and there.selectbox(key="atlas.layer").value == other
+
+PAGE_SCHEMAS = {OPTIMISE: "optimise", COMPARE: "compare", MOVING: "moving_target",
+                EXAMPLES: "examples", ATLAS: "atlas"}
 HOSTILE_MODEL = "vit_l_16:random"  # 1.2 GB of random weights, 11 s to build: never on a link
 
 
@@ -726,6 +745,35 @@ def test_a_link_to_a_model_the_server_does_not_serve_loads_nothing(page, monkeyp
     # The picker offers the served models only, and the visitor goes on with one of them.
     offered = [o.split(" · ")[0] for o in at.selectbox[0].options]
     assert offered == (["tiny_vit"] if page == MOVING else ["tiny_vit", "tiny_cnn"])
+
+
+@pytest.mark.parametrize("page", [OPTIMISE, COMPARE, MOVING, EXAMPLES, ATLAS])
+def test_a_link_asking_too_much_of_a_served_model_is_cut_before_it_loads(page, monkeypatch,
+                                                                         calls):
+    """Every size a link reaches is held to the limits before the page loads the model (here a
+    served one whose card is not on disk yet): the model loads once, as for any visitor, and
+    the page goes on with the defaults in place of the sizes asked for."""
+    import streamlit as st
+
+    import ui.resources
+    from ui.settings import SCHEMAS
+
+    st.cache_resource.clear()
+    asked = {"steps": 10**9, "size": 10**6, "seeds": 10**9}
+    real, loads = ui.resources.load_model, []
+    monkeypatch.setattr(ui.resources, "load_model",
+                        lambda name, *a, **k: loads.append(name) or real(name, *a, **k))
+    before = rss_mb()
+    at = open_page(page, model="tiny_vit", layer=VIT_HIDDEN, unit=3, **asked)
+    message, prefix = errors(at), PAGE_SCHEMAS[page]
+    held = [name for name in asked if name in SCHEMAS[prefix]]
+    assert held and message.count("the default is used") == len(held), message
+    for name in held:
+        assert f"`{name}={asked[name]}`: {asked[name]} " in message.replace("Image size ", "")
+        key = f"{prefix}.{name}" + (".tiny_vit" if name == "size" else "")
+        assert at.number_input(key=key).value < 10**4
+    assert loads == ["tiny_vit"] and calls["requests"] == []
+    assert rss_mb() - before < 100
 
 
 def test_the_visitor_goes_on_with_a_served_model_after_a_refused_link(monkeypatch, calls):

@@ -9,7 +9,7 @@ import vitviz.surveys.atlas
 from ui.settings import examples_request
 from vitviz.quality.metrics import result_metrics
 from vitviz.store.cache import ResultCache
-from vitviz.store.runs import compute_result
+from vitviz.store.runs import compute_result, default_record_every
 from vitviz.surveys.atlas import run_atlas, unit_request
 
 from conftest import VIT_HIDDEN
@@ -40,6 +40,31 @@ def test_each_unit_is_cached_as_the_single_run_a_page_asks_for(tiny_vit, tmp_pat
             assert stored.metrics[name] == value, name
         else:
             assert np.allclose(stored.metrics[name], value, rtol=1e-2, atol=1e-2), name
+
+
+def test_a_unit_the_atlas_made_is_served_to_run_and_visualise_without_computing(tiny_vit,
+                                                                               tmp_path,
+                                                                               monkeypatch,
+                                                                               capsys):
+    """One recording default for every entry point: the CLI used to keep images every 16 steps
+    and the atlas every steps // 8, so `vitviz run` computed the atlas's unit again."""
+    import vitviz
+    import vitviz.store.runs
+    from vitviz.cli import main
+
+    cache = ResultCache(tmp_path / "cache")
+    assert [unit for unit, _ in run_atlas(tiny_vit, VIT_HIDDEN, [5], cache, steps=STEPS)] == [5]
+
+    def computed(*_args, **_kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(vitviz.store.runs, "compute_result", computed)
+    result = vitviz.visualise("tiny_vit", VIT_HIDDEN, unit=5, steps=STEPS, cache=cache)
+    assert result.config["record_every"] == default_record_every(STEPS)
+    assert main(["run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "5", "--steps",
+                 str(STEPS), "--cache", str(tmp_path / "cache"), "--out",
+                 str(tmp_path / "out")]) == 0
+    assert "served from the result cache" in capsys.readouterr().err
 
 
 def test_a_rerun_resumes_where_an_interrupted_atlas_stopped(tiny_vit, tmp_path, monkeypatch):
@@ -113,7 +138,7 @@ def test_the_cli_exports_a_site_of_a_range_of_units(tmp_path):
                                   str(tmp_path / "site")], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "4 of 6 units (2 not in the cache" in done.stdout
+    assert "4 of 6 units of 1 layer (2 not in the cache" in done.stdout
     assert (tmp_path / "site" / "unit" / "3.html").is_file()
 
 
@@ -184,3 +209,72 @@ def test_a_unit_without_a_relative_figure_is_listed_without_one(tiny_vit, tmp_pa
     page = (tmp_path / "site" / "index.html").read_text()
     rows = json.loads(page.split("const DATA = ")[1].split(";")[0])
     assert [row["robust"] is None for row in rows] == [False, True]
+
+
+HIDDEN_LAYERS = ["encoder.layers.encoder_layer_0.mlp.1", VIT_HIDDEN]
+
+
+def test_layers_are_named_by_role_pattern_or_name_in_forward_order(tiny_vit):
+    from vitviz.models.layers import UnknownLayer, match_layers
+
+    assert match_layers(tiny_vit, ["mlp_hidden"]) == HIDDEN_LAYERS
+    assert match_layers(tiny_vit, ["encoder.layers.*.mlp.1"]) == HIDDEN_LAYERS
+    assert match_layers(tiny_vit, [VIT_HIDDEN, "mlp_hidden"]) == HIDDEN_LAYERS  # each once
+    blocks = match_layers(tiny_vit, ["block_output"])
+    assert blocks == ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"]
+    with pytest.raises(UnknownLayer, match="matches no layer of tiny_vit.*Closest names"):
+        match_layers(tiny_vit, ["encoder.layers.*.mlp.9"])
+    with pytest.raises(UnknownLayer, match="Closest matches"):
+        match_layers(tiny_vit, ["encoder.layers.encoder_layer_1.mlp1"])
+
+
+def test_a_model_wide_atlas_resumes_after_a_kill_with_one_progress_for_the_job(tiny_vit,
+                                                                               tmp_path):
+    from vitviz.surveys.atlas import run_layers
+
+    cache = ResultCache(tmp_path / "cache")
+    plan = {layer: [0, 1, 2] for layer in HIDDEN_LAYERS}
+    seen = []
+
+    def killed_in_the_second_layer(done, total, seconds):
+        seen.append((done, total))
+        if done == 5:  # the first batch of the second layer stored
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        list(run_layers(tiny_vit, plan, cache, steps=STEPS, batch_units=2,
+                        progress=killed_in_the_second_layer))
+    assert seen == [(2, 6), (3, 6), (5, 6)]  # one count over both layers
+    seen.clear()
+    rest = [(layer, unit) for layer, unit, _ in run_layers(
+        tiny_vit, plan, cache, steps=STEPS, batch_units=2,
+        progress=lambda done, total, _: seen.append((done, total)))]
+    assert rest == [(VIT_HIDDEN, 2)] and seen == [(1, 1)]
+    for layer in HIDDEN_LAYERS:
+        for unit in plan[layer]:
+            assert unit_request("tiny_vit", layer, unit, steps=STEPS).key() in cache
+
+
+def test_the_cli_runs_and_exports_every_mlp_hidden_layer_with_links_between_them(tmp_path,
+                                                                                capsys):
+    from vitviz.cli import main
+
+    common = ["--model", "tiny_vit", "--layer", "mlp_hidden", "--steps", "3", "--units", "0-1",
+              "--cache", str(tmp_path / "cache")]
+    assert main(["atlas", *common, "--batch-units", "4"]) == 0
+    out = capsys.readouterr().out
+    for layer in HIDDEN_LAYERS:
+        assert f"2 units of {layer}: 2 computed, 0 already in the cache" in out
+    site = tmp_path / "site"
+    assert main(["export-atlas", *common, "--out", str(site)]) == 0
+    assert "4 of 4 units of 2 layers" in capsys.readouterr().out
+    index = (site / "index.html").read_text()
+    for layer in HIDDEN_LAYERS:
+        assert f"href='layers/{layer}/index.html'" in index
+        assert (site / "layers" / layer / "unit" / "1.html").is_file()
+    first = (site / "layers" / HIDDEN_LAYERS[0] / "index.html").read_text()
+    assert f"href='../../layers/{HIDDEN_LAYERS[1]}/index.html'" in first
+    assert "href='../../index.html'" in first
+    assert main(["atlas", "--model", "tiny_vit", "--layer", "encoder.*.mlp.7", "--cache",
+                 str(tmp_path / "cache")]) == 2
+    assert "matches no layer" in capsys.readouterr().err

@@ -147,3 +147,23 @@ def test_a_device_bundle_gives_the_report_the_same_photos_and_weights(tmp_path, 
         if value.is_floating_point():
             assert torch.allclose(carried[key], value, rtol=2e-3, atol=1e-4), key
     assert "carried" in models.load_model("dinov2_vits14", "cpu").provenance["file"]
+
+
+def test_the_atlas_overhead_benchmark_times_both_and_the_atlas_parts(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "overhead.json"
+    done = subprocess.run([sys.executable, str(BENCH / "atlas_overhead.py"), "--model",
+                           "tiny_vit", "--units", "4", "--steps", "3", "--batch-units", "2",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    seconds = figures["seconds"]
+    assert seconds["loop alone"] > 0 and seconds["atlas"] > 0
+    # Every part of the atlas was timed, and the parts fit inside its whole.
+    parts = [value for label, value in seconds.items() if label.startswith("atlas: ")]
+    assert len(parts) == 3 and all(v > 0 for v in parts) and sum(parts) <= seconds["atlas"]
+    assert figures["ratio"] == figures["units_per_hour"]["atlas"] / figures["units_per_hour"][
+        "loop alone"]

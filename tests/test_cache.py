@@ -15,7 +15,7 @@ import pytest
 
 from vitviz.common.hashing import config_key
 from vitviz.rendering import objectives as O
-from vitviz.store.cache import ResultCache
+from vitviz.store.cache import ZIP_MAGIC, ResultCache
 from vitviz.store.results import Result
 from vitviz.store.runs import RunRequest, cached_result
 
@@ -33,7 +33,8 @@ def result(seed: int = 0, size: int = 64) -> Result:
 
 
 def value_files(path: Path) -> list[Path]:
-    return [p for p in path.rglob("*.val")]
+    """The store's result archives (summaries have files of their own too)."""
+    return [p for p in path.rglob("*.val") if p.read_bytes().startswith(ZIP_MAGIC)]
 
 
 def test_round_trip_keeps_pixels_curves_and_checkpoints(tmp_path):
@@ -68,7 +69,7 @@ def test_a_crafted_pickle_never_runs_and_the_store_is_moved_aside(tmp_path, monk
                    "size, mode, filename, value) VALUES (?, 1, 0, 0, 0, NULL, 0, 4, NULL, ?)",
                    ("summary/evil", pickle.dumps(Payload())))
     cache = ResultCache(store)
-    # The good result (small: inside the database) is carried over; the pickle never runs.
+    # The good result is carried over; the pickle never runs.
     assert list(cache.summaries()) == [config_key(result().config)] and not mark.exists()
     notices = cache.take_notices()
     assert len(notices) == 1 and "pickled" in notices[0]
@@ -80,7 +81,7 @@ def test_a_crafted_pickle_never_runs_and_the_store_is_moved_aside(tmp_path, monk
 def test_truncated_and_missing_value_files_cost_one_entry(tmp_path):
     cache = ResultCache(tmp_path)
     for seed in range(3):
-        cache.put(f"k{seed}", result(seed, size=256))  # large enough to live in its own file
+        cache.put(f"k{seed}", result(seed))
     files = sorted(value_files(tmp_path), key=lambda p: p.stat().st_mtime)
     assert len(files) == 3
     data = files[0].read_bytes()
@@ -96,7 +97,7 @@ def test_truncated_and_missing_value_files_cost_one_entry(tmp_path):
 @pytest.mark.parametrize("damage", ["garbage", "empty"])
 def test_a_damaged_store_is_moved_aside_and_a_fresh_one_started(tmp_path, damage):
     store = tmp_path / "cache"
-    ResultCache(store).put("k", result(size=256))
+    ResultCache(store).put("k", result())
     db = store / "cache.db"
     db.write_bytes(b"this is not a database" * 100 if damage == "garbage" else b"")
     cache = ResultCache(store)
@@ -118,7 +119,7 @@ def test_a_damaged_index_loses_no_result_that_can_still_be_read(tmp_path):
     stored = {}
     cache = ResultCache(store)
     for i, request in enumerate(requests):
-        run = result(i, size=256)  # large enough to live in its own file
+        run = result(i, size=8 if i % 2 else 256)  # small ones too: every result is a file
         run.config = request.config()  # as compute_result stores it
         cache.put(request.key(), run)
         stored[request.key()] = run
@@ -215,10 +216,49 @@ def test_a_damaged_entry_is_recomputed_by_the_next_run(tmp_path, tiny_vit):
                          preset="naive", overrides={"steps": 3})
     cache = ResultCache(tmp_path)
     cached_result(request, cache, loader=lambda name: tiny_vit)
-    with sqlite3.connect(tmp_path / "cache.db") as db:  # small archives live inside the database
-        db.execute("UPDATE Cache SET value = ? WHERE key LIKE 'result/%'", (b"PK\x03\x04 cut",))
-    for path in value_files(tmp_path):
+    files = value_files(tmp_path)
+    assert len(files) == 1  # a small archive too has its own file
+    for path in files:
         path.write_bytes(b"PK\x03\x04 cut")
     again, hit = cached_result(request, ResultCache(tmp_path), loader=lambda name: tiny_vit)
     assert not hit and again.images[0].shape[-1] == 3
     assert ResultCache(tmp_path).get(request.key()) is not None
+
+
+def test_carrying_results_out_of_a_damaged_store_goes_on_after_a_kill(tmp_path, monkeypatch):
+    """The soak found it: a server stopped while it carried a damaged store's results left the
+    rest in the moved-aside store, and the next start never looked there."""
+    import vitviz.store.cache
+
+    store = tmp_path / "cache"
+    cache = ResultCache(store)
+    for i in range(6):
+        run = result(i)
+        cache.put(config_key(run.config), run)
+    cache.close()
+    (store / "cache.db").write_bytes(b"this is not a database" * 100)
+    real = vitviz.store.cache.salvage
+
+    def killed_after_two(aside, fresh):
+        carried = [0]
+
+        def put_then_maybe_die(*args, **kwargs):
+            fresh.__class__.set(fresh, *args, **kwargs)
+            if args[0].startswith("summary/"):
+                carried[0] += 1
+                if carried[0] == 2:
+                    raise KeyboardInterrupt  # what SIGTERM does mid-carry
+        monkeypatch.setattr(fresh, "set", put_then_maybe_die)
+        return real(aside, fresh)
+
+    monkeypatch.setattr(vitviz.store.cache, "salvage", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        ResultCache(store)
+    monkeypatch.setattr(vitviz.store.cache, "salvage", real)
+    again = ResultCache(store)
+    assert len(again.summaries()) == 6
+    notices = again.take_notices()
+    assert len(notices) == 1 and "had stopped" in notices[0], notices
+    assert "6 finished results that could still be read were carried" in notices[0]
+    assert not (store / "locks" / "carrying").exists()
+    assert ResultCache(store).take_notices() == []  # carried once

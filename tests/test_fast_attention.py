@@ -34,7 +34,7 @@ def test_calls_it_does_not_cover_run_the_modules_own_forward(tiny_vit):
 
 def test_the_moving_target_probes_attention_is_left_in_place(tiny_vit):
     images = tiny_vit.normalise(torch.rand(2, 3, 32, 32))
-    with explicit_attention_mode(tiny_vit.module) as maps:
+    with explicit_attention_mode(tiny_vit) as maps:
         activations(tiny_vit, images, [VIT_HIDDEN])
     assert set(maps) == {"encoder.layers.encoder_layer_0.self_attention",
                          "encoder.layers.encoder_layer_1.self_attention"}

@@ -5,7 +5,7 @@ import torch
 
 from vitviz.analysis.moving_target import block_parts, split
 from vitviz.errors import UserError
-from vitviz.models.attention import attention_modules, explicit_attention, explicit_attention_mode
+from vitviz.models.attention import attention_modules, explicit_attention_mode
 from vitviz.models.hooks import run_and_capture
 from vitviz.rendering import objectives as O
 from vitviz.store.runs import RunRequest, compute_result
@@ -14,13 +14,16 @@ from conftest import VIT_HIDDEN
 
 
 def test_explicit_attention_matches_torch_and_returns_per_head_maps(tiny_vit):
-    mha = attention_modules(tiny_vit.module)["encoder.layers.encoder_layer_0.self_attention"]
+    name = "encoder.layers.encoder_layer_0.self_attention"
+    mha = attention_modules(tiny_vit)[name]
     x = torch.randn(3, 17, 32)
-    expected, _ = mha(x, x, x, need_weights=False)
-    output, maps = explicit_attention(mha, x)
+    expected, weights = mha(x, x, x, need_weights=True)
+    with explicit_attention_mode(tiny_vit) as maps:
+        output, _ = mha(x, x, x, need_weights=False)
     assert torch.allclose(output, expected, atol=1e-5)
-    assert maps.shape == (3, 2, 17, 17)
-    assert torch.allclose(maps.sum(dim=-1), torch.ones(3, 2, 17))
+    assert maps[name].shape == (3, 2, 17, 17)
+    assert torch.allclose(maps[name].sum(dim=-1), torch.ones(3, 2, 17))
+    assert torch.allclose(maps[name].mean(dim=1), weights, atol=1e-6)  # torch's, head-averaged
 
 
 def test_frozen_maps_change_the_output_and_modules_are_restored(tiny_vit):
@@ -31,14 +34,14 @@ def test_frozen_maps_change_the_output_and_modules_are_restored(tiny_vit):
         return run_and_capture(tiny_vit.module, images, block)[block[0]]
 
     plain = output()
-    with explicit_attention_mode(tiny_vit.module) as maps:
+    with explicit_attention_mode(tiny_vit) as maps:
         live = output()
     uniform = {name: torch.full_like(m, 1 / m.shape[-1]) for name, m in maps.items()}
-    with explicit_attention_mode(tiny_vit.module, uniform):
+    with explicit_attention_mode(tiny_vit, uniform):
         frozen = output()
     assert torch.allclose(live, plain, atol=1e-5)
     assert not torch.allclose(live, frozen, atol=1e-3)
-    assert all("forward" not in vars(m) for m in attention_modules(tiny_vit.module).values())
+    assert all("forward" not in vars(m) for m in attention_modules(tiny_vit).values())
     assert torch.allclose(output(), plain)
 
 
@@ -82,7 +85,7 @@ def test_the_orders_agree_when_attention_does_not_depend_on_the_image(tiny_vit):
     """Zero query and key projections: every attention map is uniform whatever the image, so
     the whole gain is content, in either order."""
     flat = copy.deepcopy(tiny_vit)
-    for mha in attention_modules(flat.module).values():
+    for mha in attention_modules(flat).values():
         width = mha.embed_dim
         mha.in_proj_weight.data[:2 * width] = 0
         mha.in_proj_bias.data[:2 * width] = 0
@@ -98,7 +101,7 @@ def test_block_parts_locate_the_context_and_are_recorded_every_few_steps(tiny_vi
     """Block 0's attention made image-independent (zero query and key projections) cannot move
     the target: its part is zero, while block 1's is not."""
     blind = copy.deepcopy(tiny_vit)
-    mha = attention_modules(blind.module)["encoder.layers.encoder_layer_0.self_attention"]
+    mha = attention_modules(blind)["encoder.layers.encoder_layer_0.self_attention"]
     mha.in_proj_weight.data[:2 * mha.embed_dim] = 0
     mha.in_proj_bias.data[:2 * mha.embed_dim] = 0
     request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0, 1), "naive",
@@ -120,7 +123,7 @@ def test_block_parts_locate_the_context_and_are_recorded_every_few_steps(tiny_vi
 def _blind(tiny_vit):
     """tiny_vit with attention that ignores the image: zero query and key projections."""
     blind = copy.deepcopy(tiny_vit)
-    for mha in attention_modules(blind.module).values():
+    for mha in attention_modules(blind).values():
         mha.in_proj_weight.data[:2 * mha.embed_dim] = 0
         mha.in_proj_bias.data[:2 * mha.embed_dim] = 0
     return blind

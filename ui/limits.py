@@ -73,22 +73,33 @@ class Limits:
     def check(self, request: RunRequest, model_size: int) -> None:
         """Raise LimitError if `request` asks for more than this server allows."""
         knobs = request.resolved_preset()
-        steps, size, batch = knobs.steps, knobs.canvas_size(model_size), len(request.seeds)
-        if steps < 1:
-            raise LimitError(f"Steps must be at least 1 (got {steps}).")
-        if steps > self.max_steps:
-            raise LimitError(f"{steps} steps is above this server's limit of {self.max_steps} "
-                             f"({self.where('max_steps')}).")
-        if size < MIN_IMAGE_SIZE:
-            raise LimitError(f"Image size must be at least {MIN_IMAGE_SIZE} px (got {size}).")
-        if size > self.max_image_size:
-            raise LimitError(f"Image size {size} px is above this server's limit of "
-                             f"{self.max_image_size} px ({self.where('max_image_size')}).")
-        if batch < 1:
-            raise LimitError("A run needs at least one seed.")
-        if batch > self.max_batch:
-            raise LimitError(f"{batch} images in one run is above this server's limit of "
-                             f"{self.max_batch} ({self.where('max_batch')}).")
+        for size, value in (("steps", knobs.steps), ("size", knobs.canvas_size(model_size)),
+                            ("batch", len(request.seeds))):
+            problem = self.problem(size, value)
+            if problem:
+                raise LimitError(problem)
+
+    def problem(self, size: str, value: int) -> str | None:
+        """What is wrong with `value` for one size a visitor controls ("steps", "size" of the
+        image, "batch" of images), or None: the one home of these limits' messages."""
+        if size == "steps":
+            if value < 1:
+                return f"Steps must be at least 1 (got {value})."
+            if value > self.max_steps:
+                return (f"{value} steps is above this server's limit of {self.max_steps} "
+                        f"({self.where('max_steps')}).")
+        elif size == "size":
+            if value < MIN_IMAGE_SIZE:
+                return f"Image size must be at least {MIN_IMAGE_SIZE} px (got {value})."
+            if value > self.max_image_size:
+                return (f"Image size {value} px is above this server's limit of "
+                        f"{self.max_image_size} px ({self.where('max_image_size')}).")
+        elif value < 1:
+            return "A run needs at least one seed."
+        elif value > self.max_batch:
+            return (f"{value} images in one run is above this server's limit of "
+                    f"{self.max_batch} ({self.where('max_batch')}).")
+        return None
 
 
 def limits_file(environ: Mapping[str, str]) -> Path:

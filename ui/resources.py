@@ -16,12 +16,16 @@ from ui.queue import RunQueue
 from vitviz import __version__
 from vitviz.common.hashing import config_key
 from vitviz.models.layers import ModelCard, layer_table
-from vitviz.models.loaded import RANDOM_SUFFIX, LoadedModel, WeightsUnavailable
+from vitviz.models.loaded import (
+    ALLOW_DOWNLOAD_ENV,
+    RANDOM_SUFFIX,
+    LoadedModel,
+    WeightsUnavailable,
+    downloads_allowed,
+)
 from vitviz.models.registry import MODELS, load_model, model_weights, parse_model_name
 from vitviz.models.user_models import USER_MODELS_ENV, load_user_models
 from vitviz.store.cache import ResultCache, default_cache_dir
-
-ALLOW_DOWNLOAD_ENV = "VITVIZ_ALLOW_DOWNLOAD"
 
 
 def check_served(name: str) -> None:
@@ -42,8 +46,11 @@ def check_weights_present(name: str) -> None:
     """A link must not make the server download weights: only models whose weights are already
     here load, unless the operator sets VITVIZ_ALLOW_DOWNLOAD=1."""
     base, random_init = parse_model_name(name)
-    if random_init or MODELS[base].available() or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
+    spec = MODELS[base]
+    if random_init or spec.available() or downloads_allowed():
         return
+    if spec.missing is not None:  # a library's cache: the spec says where, and the way out
+        raise WeightsUnavailable(spec.missing())
     raise WeightsUnavailable(
         f"The weights of '{base}' are not on this server, and the dashboard does not download "
         f"weights on a visitor's request. Run `python -m vitviz layers --model {base}` once "

@@ -14,7 +14,7 @@ from vitviz.models.tokens import TOKEN_MODES
 from vitviz.rendering import objectives
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS, from_knobs, get_preset
 from vitviz.store.results import Result
-from vitviz.store.runs import MAX_ITEMS, RunRequest, default_record_every
+from vitviz.store.runs import MAX_ITEMS, RunRequest
 
 Parser = Callable[[str], Any]
 
@@ -127,8 +127,8 @@ def _request(settings: dict, model_size: int, preset: str, seeds, extra=None,
     return RunRequest(
         model=settings["model"], objective=objective_spec(settings), seeds=tuple(seeds),
         preset=preset, overrides={**_overrides(settings, model_size, preset), **(extra or {})},
-        record_every=default_record_every(settings["steps"]), moving_target=moving_target,
-        frozen_context=frozen_context, minimise=settings.get("direction") == "min",
+        moving_target=moving_target, frozen_context=frozen_context,
+        minimise=settings.get("direction") == "min",
         accentuate=accentuate,
     )
 

@@ -11,11 +11,17 @@ URL, so a link would depend on the defaults of whichever server opens it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from ui.settings import SCHEMAS, to_query
+
+if TYPE_CHECKING:
+    from ui.limits import Limits
+
+# The link's parameters that size a run, and the limit (ui.limits.Limits.problem) each meets.
+LINK_SIZES = {"steps": "steps", "size": "size", "seeds": "batch"}
 
 
 class PageState:
@@ -44,6 +50,22 @@ class PageState:
         except ValueError as error:
             self.problems.append(f"Link parameter `{name}={raw}` {error}; the default is used.")
             return None
+
+    def hold_to(self, limits: "Limits") -> None:
+        """Check the link's sizes against the server's limits before anything is loaded: a link
+        asking for too much gets the default for it, and a message, without the page loading a
+        model first to find out."""
+        for name, size in LINK_SIZES.items():
+            if name not in self.schema or name not in self.incoming:
+                continue
+            try:
+                problem = limits.problem(size, self.schema[name](self.incoming[name]))
+            except ValueError:  # malformed: said once, where the widget reads it (`wanted`)
+                continue
+            if problem:
+                self.problems.append(f"Link parameter `{name}={self.incoming[name]}`: {problem[:-1]}; "
+                                     "the default is used.")
+                self.incoming = {k: v for k, v in self.incoming.items() if k != name}
 
     def seed(self, name: str, default: Any, scope: str | None = None,
              from_url: bool = True) -> str:

@@ -81,6 +81,7 @@ def model_picker(state: PageState, vit_only: bool = False) -> str:
         try:
             base, random_init = parse_model_name(wanted or preferred_model(vit_only))
             limits.check_model(wanted or base + (RANDOM_SUFFIX if random_init else ""))
+            names = picker_models(vit_only)  # with a library's model the link named ('timm:...')
             if base not in names:
                 raise ModelError(f"This page needs a Vision Transformer; {base} is a CNN. "
                                  f"ViTs: {', '.join(names)}.")

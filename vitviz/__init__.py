@@ -1,8 +1,9 @@
 """vitviz: feature visualisation for Vision Transformers (and CNNs) that works.
 
-The public face (`visualise`, `load_model`, `wrap`, `load_exported`, `save_exported`) resolves
-on first use, so that importing one module of the library (the dashboard's settings read the
-preset names) does not load every network's code. docs/design.md maps the sub-packages.
+The public face (`visualise`, `load_model`, `wrap`, `from_timm`, `from_huggingface`,
+`from_open_clip`, `load_exported`, `save_exported`) resolves on first use, so that importing one
+module of the library (the dashboard's settings read the preset names) does not load every
+network's code, nor timm, transformers or OpenCLIP. docs/design.md maps the sub-packages.
 """
 import importlib
 
@@ -12,6 +13,9 @@ _FACE = {
     "visualise": "vitviz.api",
     "load_model": "vitviz.models.registry",
     "wrap": "vitviz.models.registry",
+    "from_timm": "vitviz.models.registry",
+    "from_huggingface": "vitviz.models.registry",
+    "from_open_clip": "vitviz.models.registry",
     "load_exported": "vitviz.models.exported",
     "save_exported": "vitviz.models.exported",
 }

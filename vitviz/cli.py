@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
@@ -24,9 +25,11 @@ from vitviz.store.runs import MAX_ITEMS, RunRequest, cached_result, parse_units
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (default: vit_b_16 if its weights are cached, "
-                        "else dinov2_vits14; `python -m vitviz models` lists them), or "
-                        "path/to/file.py:factory where factory() returns vitviz.wrap(...), or a "
-                        "model.pt2 written by vitviz.save_exported(...)")
+                        "else dinov2_vits14; `python -m vitviz models` lists them), a library's "
+                        "model from its local cache (timm:NAME, hf:ORG/NAME, open_clip:ARCH/TAG; "
+                        "':random' for an untrained copy), or path/to/file.py:factory where "
+                        "factory() returns vitviz.wrap(...), or a model.pt2 written by "
+                        "vitviz.save_exported(...)")
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA when available)")
     parser.add_argument("--compile", action="store_const", const=True, default=None,
                         help="run the blocks before the target through torch.compile: faster "
@@ -37,8 +40,12 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
 def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
     """What names an atlas's runs: model, layer, units and the run settings."""
     _model_argument(parser)
-    parser.add_argument("--layer", required=True)
-    parser.add_argument("--units", default="all", help="all, a range such as 0-63, or 3,7,9")
+    parser.add_argument("--layer", "--layers", nargs="+", required=True, dest="layer",
+                        help="layer names, roles (mlp_hidden: every MLP hidden layer, "
+                             "block_output, attention_output) or shell patterns such as "
+                             "'encoder.layers.*.mlp.1'; each layer's units in turn")
+    parser.add_argument("--units", default="all", help="all, a range such as 0-63, or 3,7,9 "
+                        "(of each layer)")
     parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     parser.add_argument("--steps", type=int, help="default: the preset's own")
     parser.add_argument("--seed", type=int, default=0)
@@ -46,15 +53,18 @@ def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the pictures of what drives each unit down (suppresses it)")
 
 
-def _atlas_units(args, model) -> list[int]:
-    """--units of an atlas: a range or list, or all; checked against the layer's size before
-    any list is built (`parse_units`)."""
-    from vitviz.models.layers import find_layer
+def _atlas_plan(args, model) -> dict[str, list[int]]:
+    """The layers of an atlas (--layer names, roles or patterns) and each one's --units: a
+    range or list, or all; checked against each layer's size before any list is built
+    (`parse_units`)."""
+    from vitviz.models.layers import find_layer, match_layers
 
-    units = find_layer(model, args.layer).units
-    if args.units.strip() == "all":
-        return list(range(units))
-    return parse_units(args.units, units, args.layer)
+    plan = {}
+    for layer in match_layers(model, args.layer):
+        units = find_layer(model, layer).units
+        plan[layer] = (list(range(units)) if args.units.strip() == "all"
+                       else parse_units(args.units, units, layer))
+    return plan
 
 
 def _cache_folder(args) -> Path | None:
@@ -167,6 +177,8 @@ def cmd_models(args) -> int:
         status = "available" if spec.available() else "weights missing"
         print(f"{name:15} {spec.architecture:4} {status:16} {spec.description}")
     print(f"# default: {default} ({reason})")
+    print("# and a library's ViTs from its local cache: timm:NAME, hf:ORG/NAME, "
+          "open_clip:ARCH/TAG (':random' for an untrained copy)")
     return 0
 
 
@@ -202,7 +214,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_atlas(args) -> int:
-    from vitviz.surveys.atlas import check_atlas, run_atlas
+    from vitviz.surveys.atlas import check_plan, run_layers
 
     if args.batch_units.strip().isdigit() and int(args.batch_units) >= 1:
         batch_units = int(args.batch_units)
@@ -213,54 +225,49 @@ def cmd_atlas(args) -> int:
         batch_units = None
     cache_folder = _cache_folder(args)
     model = load_model(_resolve_model_name(args), args.device, args.compile)
-    units = _atlas_units(args, model)
-    # Checked before the probe step that sizes the batch: nothing runs for a bad request.
-    check_atlas(model, args.layer, units, args.seed, args.preset, args.steps,
-                engine=args.engine, workers=args.workers, batch_units=batch_units)
-    if batch_units is None:
-        from vitviz.surveys.atlas import auto_batch_units
-
-        batch_units = auto_batch_units(model, args.layer, units[0], args.preset, args.steps,
-                                       sharing=args.workers if args.engine == "ray" else 1)
-        print(f"{batch_units} units per batch (auto: fits the memory free now)", file=sys.stderr)
+    plan = _atlas_plan(args, model)
+    check_plan(model, plan, args.seed, args.preset, args.steps, "patch", args.engine,
+               args.workers, batch_units)  # before the cache folder is made
     cache = ResultCache(cache_folder)
-    bar = tqdm(total=len(units), desc=f"atlas {args.layer}", unit="unit")
+    bar = tqdm(desc=f"atlas of {len(plan)} layer{'s' if len(plan) > 1 else ''}", unit="unit")
 
     def progress(done: int, total: int, seconds: float) -> None:
         bar.total = total
         bar.set_postfix(units_per_hour=f"{done / max(seconds, 1e-9) * 3600:.0f}", refresh=False)
         bar.update(done - bar.n)
 
-    computed = sum(1 for _ in run_atlas(model, args.layer, units, cache, seed=args.seed,
-                                         preset=args.preset, steps=args.steps,
-                                         batch_units=batch_units, engine=args.engine,
-                                         workers=args.workers, progress=progress,
-                                         minimise=args.minimise))
+    computed = Counter(layer for layer, _, _ in run_layers(
+        model, plan, cache, seed=args.seed, preset=args.preset, steps=args.steps,
+        batch_units=batch_units, engine=args.engine, workers=args.workers, progress=progress,
+        minimise=args.minimise))
     bar.close()
-    print(f"{len(units)} units of {args.layer}: {computed} computed, {len(units) - computed} "
-          f"already in the cache ({cache.path})")
+    for layer, units in plan.items():
+        print(f"{len(units)} units of {layer}: {computed[layer]} computed, "
+              f"{len(units) - computed[layer]} already in the cache ({cache.path})")
     return 0
 
 
 def cmd_export_atlas(args) -> int:
-    from vitviz.surveys.atlas import check_atlas
-    from vitviz.surveys.atlas_site import export_atlas
+    from vitviz.surveys.atlas import check_plan
+    from vitviz.surveys.atlas_site import export_layers
 
     if args.cache is not None and not args.cache.is_dir():
         raise UserError(f"there is no result cache at {args.cache}: point --cache at the "
                         "folder `python -m vitviz atlas --cache` wrote")
     writable_folder(args.out)
-    # The model tells the layer and its units: an unknown layer or a unit beyond it is
+    # The model tells the layers and their units: an unknown layer or a unit beyond one is
     # refused, never exported as an empty site.
     model = load_model(_resolve_model_name(args), args.device, args.compile)
-    units = _atlas_units(args, model)
-    check_atlas(model, args.layer, units, args.seed, args.preset, args.steps)
-    counts = export_atlas(model.registry_name, args.layer, units, ResultCache(args.cache), args.out,
-                          seed=args.seed, preset=args.preset, steps=args.steps,
-                          minimise=args.minimise)
-    print(f"{args.out / 'index.html'}: {counts['computed']} of {counts['units']} units "
-          f"({counts['missing']} not in the cache: `python -m vitviz atlas` with the same "
-          "settings computes them)")
+    plan = _atlas_plan(args, model)
+    check_plan(model, plan, args.seed, args.preset, args.steps)
+    counts = export_layers(model.registry_name, plan, ResultCache(args.cache), args.out,
+                           seed=args.seed, preset=args.preset, steps=args.steps,
+                           minimise=args.minimise)
+    computed = sum(count["computed"] for count in counts.values())
+    units = sum(count["units"] for count in counts.values())
+    print(f"{args.out / 'index.html'}: {computed} of {units} units of {len(plan)} "
+          f"layer{'s' if len(plan) > 1 else ''} ({units - computed} not in the cache: "
+          "`python -m vitviz atlas` with the same settings computes them)")
     return 0
 
 
@@ -299,7 +306,8 @@ def parser() -> argparse.ArgumentParser:
                    help="fraction of its patch tokens each augmented copy feeds a ViT's blocks "
                         "(token dropout: about that fraction of the work; default: the "
                         "preset's; 1 keeps every token)")
-    p.add_argument("--record-every", type=int, default=16, help="keep images every N steps")
+    p.add_argument("--record-every", type=int, help="keep images every N steps (default: "
+                   "steps // 8, as the pages, the atlas and visualise(): their runs are shared)")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")
     p.add_argument("--frozen-context", action="store_true",
                    help="optimise with every attention map held at its value for the starting "
@@ -328,7 +336,7 @@ def parser() -> argparse.ArgumentParser:
                             "each cached as the single run the dashboard asks for")
     _atlas_arguments(p)
     p.add_argument("--batch-units", default="auto", help="units optimised together, or auto: "
-                   "as many as fit in half the memory free now (at most 64)")
+                   "as many as fit in half the memory free now (at most 64), per layer")
     _engine_arguments(p, "batches", "pictures")
     p.add_argument("--cache", type=Path, help="result cache directory (default: "
                    "$VITVIZ_CACHE_DIR, else vitviz's home folder; point it at the dashboard's "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from vitviz.errors import UserError
-from vitviz.models.attention import explicit_attention_mode
+from vitviz.models.attention import check_attention, explicit_attention_mode
 from vitviz.models.forward import activations
 from vitviz.models.loaded import LoadedModel
 from vitviz.rendering.objectives import Objective
@@ -99,6 +99,7 @@ class MovingTargetProbe:
 
     def __init__(self, model: LoadedModel, objective: Objective, n_items: int,
                  steps: int, block_every: int = 16):
+        check_attention(model, "The moving-target probe")
         self.model = model
         self.target = objective.target
         self.n_items = n_items
@@ -108,7 +109,7 @@ class MovingTargetProbe:
         self.previous_maps: dict[str, torch.Tensor] | None = None
 
     def _activation(self, inputs: torch.Tensor, frozen=None) -> tuple[torch.Tensor, dict]:
-        with explicit_attention_mode(self.model.module, frozen, self.model.attention) as maps:
+        with explicit_attention_mode(self.model, frozen) as maps:
             acts = activations(self.model, inputs, self.target.layers)
         return self.target(acts, self.n_items), dict(maps)
 

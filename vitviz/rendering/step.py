@@ -79,8 +79,7 @@ class ForwardStep:
             levers.enter_context(at_input_size(self.net, size))
             levers.enter_context(kept_tokens(self.net, self.keep, rngs, copies))
             if frozen is not None:
-                levers.enter_context(
-                    explicit_attention_mode(module, frozen, self.model.attention))
+                levers.enter_context(explicit_attention_mode(self.net, frozen))
             return self._run(augmented, size, self.layers)
 
     @torch.no_grad()
@@ -95,8 +94,7 @@ class ForwardStep:
         """Every attention map of `held` (the start under this step's augmentation) at this
         step's size: what a frozen-context step mixes the values with."""
         size = self.size(step)
-        with at_input_size(self.net, size), explicit_attention_mode(
-                self.net.module, kind=self.model.attention) as maps:
+        with at_input_size(self.net, size), explicit_attention_mode(self.net) as maps:
             self._run(held, size, self.layers)
         return dict(maps)
 

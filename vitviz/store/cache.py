@@ -90,7 +90,7 @@ def store_problem(path: Path) -> str | None:
     if not db.exists():
         return None
     if db.stat().st_size == 0:
-        # diskcache keeps values over 32 KB in *.val files; with an empty index they are lost.
+        # Results are *.val files (`_diskcache`); diskcache would forget them with the index.
         orphans = next(path.rglob("*.val"), None)
         return "cache.db is empty while result files exist" if orphans else None
     try:
@@ -134,7 +134,8 @@ def _salvageable(aside: Path) -> Iterator[tuple[bytes | None, float]]:
     try:
         connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
         try:
-            # diskcache keeps small byte values in the row itself (raw mode); the rest are files.
+            # A store written before every value had its own file keeps small byte values in
+            # the row itself (raw mode).
             for value, stored in connection.execute(
                     "SELECT value, store_time FROM Cache WHERE raw = 1 AND mode = 1 "
                     "AND typeof(value) = 'blob'"):
@@ -143,6 +144,10 @@ def _salvageable(aside: Path) -> Iterator[tuple[bytes | None, float]]:
             connection.close()
     except sqlite3.DatabaseError as error:  # the rows read so far are kept
         log.warning("result cache: the index of %s stops being readable: %s", aside.name, error)
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # how every result archive starts
+CARRYING = "carrying"  # in a fresh store's locks/: the moved-aside store being carried into it
 
 
 def salvage(aside: Path, store: diskcache.Cache) -> tuple[int, int]:
@@ -154,6 +159,8 @@ def salvage(aside: Path, store: diskcache.Cache) -> tuple[int, int]:
     carried: set[str] = set()
     unreadable = 0
     for data, stored in _salvageable(aside):
+        if data is not None and not data.startswith(ZIP_MAGIC):
+            continue  # a summary or a time stamp: made again from the result it belongs to
         try:
             if data is None:
                 raise UnreadableResult("unreadable file")
@@ -190,30 +197,57 @@ class ResultCache:
         with filelock.FileLock(locks / "open.lock", preserve_lock_file=True):
             problem = store_problem(self.path)
             if problem is None:
-                return self._diskcache()
+                store = self._diskcache()
+                stopped = self._unfinished_carry()
+                if stopped is None:
+                    return store
+                return self._carry(stopped, store, f"Carrying the results of {stopped.name} "
+                                   "into the result cache had stopped (a killed server?)")
             aside = self._move_aside()
             locks.mkdir(parents=True, exist_ok=True)
+            # Said before anything is carried: a process killed while carrying leaves it, and
+            # the next opener carries on.
+            (locks / CARRYING).write_text(aside.name)
         # The lock held so far moved aside with the store: openers of the fresh one wait on its
         # own lock until what could be saved is in it.
         with filelock.FileLock(locks / "open.lock", preserve_lock_file=True):
-            store = self._diskcache()
-            try:
-                carried, unreadable = salvage(aside, store)
-            except Exception:  # a full disk, say: the fresh store opens all the same
-                log.exception("result cache: carrying results out of %s failed", aside)
-                carried, unreadable = 0, 0
+            return self._carry(aside, self._diskcache(),
+                               f"The result cache was unreadable ({problem}): it was moved to "
+                               f"{aside.name} and a fresh cache started")
+
+    def _unfinished_carry(self) -> Path | None:
+        """The moved-aside store whose results were still being carried when its carrier
+        stopped, if any."""
+        marker = self.path / "locks" / CARRYING
+        try:
+            aside = self.path.with_name(marker.read_text().strip())
+        except OSError:
+            return None
+        if aside.name.startswith(f"{self.path.name}.corrupt-") and aside.is_dir():
+            return aside
+        marker.unlink(missing_ok=True)
+        return None
+
+    def _carry(self, aside: Path, store: diskcache.Cache, said: str) -> diskcache.Cache:
+        """Carry the results of `aside` into `store` (`salvage`), and say so."""
+        try:
+            carried, unreadable = salvage(aside, store)
+        except Exception:  # a full disk, say: the fresh store opens all the same
+            log.exception("result cache: carrying results out of %s failed", aside)
+            carried, unreadable = 0, 0
+        (self.path / "locks" / CARRYING).unlink(missing_ok=True)
         left = (f" ({plural(unreadable, 'entry', 'entries')} that could not be read as a "
                 "result stay there)" if unreadable else "")
-        self._notice(f"The result cache was unreadable ({problem}): it was moved to "
-                     f"{aside.name} and a fresh cache started; "
-                     f"{plural(carried, 'finished result')} that could still be read "
+        self._notice(f"{said}; {plural(carried, 'finished result')} that could still be read "
                      f"{'was' if carried == 1 else 'were'} carried into it{left}.")
         return store
 
     def _diskcache(self) -> diskcache.Cache:
         # Eviction is done by `_evict`; diskcache's would also drop the result just stored.
+        # Every text and byte value in a file of its own, however small (diskcache keeps those
+        # under 32 KB inside the index): a result then outlives a damaged index (`salvage`).
         return diskcache.Cache(str(self.path), disk=SafeDisk, eviction_policy="none",
-                               size_limit=2**62, cull_limit=0)
+                               size_limit=2**62, cull_limit=0, disk_min_file_size=0)
 
     def _move_aside(self) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")

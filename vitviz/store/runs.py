@@ -81,8 +81,9 @@ def parse_units(text: str, layer_units: int | None = None, layer: str = "the lay
 
 
 def default_record_every(steps: int) -> int:
-    """Images kept about eight times per run: enough to watch it form, cheap to store. The
-    dashboard's pages and the atlas use it, so their runs share cache keys."""
+    """Images kept about eight times per run: enough to watch it form, cheap to store. What a
+    request that does not say (`RunRequest.record_every` None) records, whichever entry point
+    made it, so that the pages, the atlas, `vitviz run` and `visualise` share cache keys."""
     return max(1, steps // 8)
 
 
@@ -99,7 +100,7 @@ class RunRequest:
     seeds: tuple[int, ...] = (0,)
     preset: str = DEFAULT_PRESET
     overrides: dict = field(default_factory=dict)  # preset knobs, e.g. {"steps": 128, "lr": 0.1}
-    record_every: int = 16
+    record_every: int | None = None  # images kept every N steps; None: default_record_every
     moving_target: bool = False
     frozen_context: bool = False  # optimise with attention held at the start (see optimise)
     minimise: bool = False  # drive the objective down: what suppresses the unit
@@ -111,13 +112,20 @@ class RunRequest:
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
 
+    def recording(self) -> int:
+        """Every how many steps the images are kept (0: only the last)."""
+        if self.record_every is None:
+            return default_record_every(self.resolved_preset().steps)
+        return self.record_every
+
     def check(self) -> None:
         """Raise a UserError for anything out of range, before any work or allocation."""
         if not 1 <= len(self.seeds) <= MAX_ITEMS:
             raise UserError(f"a run needs 1 to {MAX_ITEMS} seeds (got {len(self.seeds)})")
         if not all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in self.seeds):
             raise UserError(f"seeds must be whole numbers from 0 to {MAX_SEED}")
-        if not (isinstance(self.record_every, int) and self.record_every >= 0):
+        if not (self.record_every is None
+                or isinstance(self.record_every, int) and self.record_every >= 0):
             raise UserError(f"record_every cannot be negative (got {self.record_every!r})")
         if self.accentuate is not None:
             ranks = self.accentuate if isinstance(self.accentuate, tuple) else (self.accentuate,)
@@ -152,7 +160,7 @@ class RunRequest:
             "seeds": [int(seed) for seed in self.seeds],
             "preset": {"name": self.preset, **preset.knobs()},
             **key_entries(preset.precision),
-            "record_every": self.record_every,
+            "record_every": self.recording(),
             "moving_target": self.moving_target,
             **({"moving_target_version": PROBE_VERSION} if self.moving_target else {}),
             **({"frozen_context": True} if self.frozen_context else {}),
@@ -190,7 +198,7 @@ def compute_result(request: RunRequest, model: LoadedModel,
     probe = None
     if request.moving_target:
         probe = MovingTargetProbe(model, objective, len(request.seeds), preset.steps,
-                                  block_every=request.record_every or preset.steps)
+                                  block_every=request.recording() or preset.steps)
     steps, activation, loss = [], [], []
     checkpoints: dict[int, list] = {}
     context: dict[str, list] = {}
@@ -198,7 +206,7 @@ def compute_result(request: RunRequest, model: LoadedModel,
     with cpu_slot(model.device):
         started = time.perf_counter()
         for record in optimise(model, objective, request.seeds, preset,
-                               record_every=request.record_every, probe=probe,
+                               record_every=request.recording(), probe=probe,
                                frozen_context=request.frozen_context,
                                minimise=request.minimise, start=start):
             steps.append(record.step)

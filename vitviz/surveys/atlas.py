@@ -26,7 +26,7 @@ from vitviz.rendering.loop import resolve_preset
 from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import Result
-from vitviz.store.runs import MAX_ITEMS, Progress, RunRequest, compute_result, default_record_every
+from vitviz.store.runs import MAX_ITEMS, Progress, RunRequest, compute_result
 
 # Called as progress(units done, units to do, seconds so far) after each batch.
 AtlasProgress = Callable[[int, int, float], None]
@@ -41,8 +41,7 @@ def unit_request(model: str, layer: str, unit: int, seed: int = 0,
     settings.check()
     steps = settings.steps
     return RunRequest(model, objectives.neuron(layer, unit, tokens).spec(), (seed,), preset,
-                      {"steps": steps}, record_every=default_record_every(steps),
-                      minimise=minimise)
+                      {"steps": steps}, minimise=minimise)
 
 
 def stored_figure(result: Result, name: str) -> float | None:
@@ -122,43 +121,82 @@ def check_atlas(model, layer: str, units: Sequence[int], seed: int = 0,
     unit_request(model.registry_name, layer, units[0], seed, preset, steps, tokens).check()
 
 
-def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
-              seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
-              tokens: str | int = "patch", batch_units: int | None = 8, engine: str = "local",
-              workers: int = 2, progress: AtlasProgress | None = None,
-              minimise: bool = False) -> Iterator[tuple[int, Result]]:
-    """Visualise `units` of `layer`, `batch_units` at a time; yields (unit, result) as each
-    batch finishes. Units already in the cache are skipped. With `minimise`, the pictures of
-    what suppresses each unit.
+def check_plan(model, plan: dict[str, Sequence[int]], *settings) -> None:
+    """`check_atlas` for every layer of `plan`: a job is refused whole, before anything runs
+    or is written. `settings`: check_atlas's, after the units."""
+    if not plan:
+        raise UserError("an atlas needs at least one layer")
+    for layer, units in plan.items():
+        check_atlas(model, layer, units, *settings)
 
-    `batch_units=None` picks the batch size from the memory free now (`auto_batch_units`).
-    `engine="ray"` computes the batches on Ray actors (`workers`, vitviz.data.ray_engine); this
-    process stores them as they come, in order, exactly as the local engine does."""
-    check_atlas(model, layer, units, seed, preset, steps, tokens, engine, workers, batch_units)
-    requests = {u: unit_request(model.registry_name, layer, u, seed, preset, steps, tokens,
-                                minimise) for u in units}
-    todo = [u for u in units if cache.get(requests[u].key()) is None]
-    if batch_units is None and todo:
-        batch_units = auto_batch_units(model, layer, todo[0], preset, steps, tokens,
-                                       workers if engine == "ray" else 1)
-    chunks = [todo[start:start + batch_units] for start in range(0, len(todo), batch_units)]
-    batches = [RunRequest(model.registry_name,
-                          objectives.neuron(layer, tuple(chunk), tokens).spec(),
-                          (seed,) * len(chunk), preset, requests[chunk[0]].overrides,
-                          record_every=requests[chunk[0]].record_every, minimise=minimise)
-               for chunk in chunks]
+
+def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
+              progress: AtlasProgress | None = None, **settings) -> Iterator[tuple[int, Result]]:
+    """Visualise `units` of `layer`; yields (unit, result) as each batch finishes. Units
+    already in the cache are skipped. The atlas of one layer: `run_layers`, which takes the
+    settings (seed, preset, steps, tokens, batch_units, engine, workers, minimise)."""
+    for _, unit, result in run_layers(model, {layer: units}, cache, progress=progress,
+                                      **settings):
+        yield unit, result
+
+
+def units_to_do(model: LoadedModel, plan: dict[str, Sequence[int]], cache: ResultCache, *,
+                seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
+                tokens: str | int = "patch", minimise: bool = False) -> dict[str, list[int]]:
+    """Of each layer's units in `plan`, those not in the cache yet."""
+    return {layer: [u for u in units
+                    if unit_request(model.registry_name, layer, u, seed, preset, steps, tokens,
+                                    minimise).key() not in cache]
+            for layer, units in plan.items()}
+
+
+def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: ResultCache, *,
+               seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
+               tokens: str | int = "patch", batch_units: int | None = 8,
+               engine: str = "local", workers: int = 2, progress: AtlasProgress | None = None,
+               minimise: bool = False) -> Iterator[tuple[str, int, Result]]:
+    """The atlas of the layers in `plan` (layer -> units, e.g. from `match_layers`) as one
+    job: the units not in the cache, `batch_units` at a time, one layer after the other;
+    yields (layer, unit, result) as each batch finishes and tells `progress` the units done
+    and to do over the whole job. With `minimise`, the pictures of what suppresses each unit.
+
+    Every layer is checked before anything runs. A rerun after a kill at any point resumes:
+    finished units are in the cache, an interrupted batch stored nothing.
+    `batch_units=None` sizes each layer's batches to the memory free now (`auto_batch_units`).
+    `engine="ray"` computes the batches of every layer on one pool of Ray actors (`workers`,
+    vitviz.data.ray_engine); this process stores them as they come, in order, exactly as the
+    local engine does."""
+    check_plan(model, plan, seed, preset, steps, tokens, engine, workers, batch_units)
+    todo = units_to_do(model, plan, cache, seed=seed, preset=preset, steps=steps,
+                       tokens=tokens, minimise=minimise)
+    chunks: list[tuple[str, list[int]]] = []
+    for layer, units in todo.items():
+        size = batch_units
+        if size is None and units:
+            size = auto_batch_units(model, layer, units[0], preset, steps, tokens,
+                                    workers if engine == "ray" else 1)
+        chunks += [(layer, units[i:i + size]) for i in range(0, len(units), size or 1)]
+    batches = [RunRequest(model.registry_name, objectives.neuron(layer, tuple(chunk), tokens
+                                                                 ).spec(),
+                          (seed,) * len(chunk), preset,
+                          unit_request(model.registry_name, layer, chunk[0], seed, preset,
+                                       steps, tokens).overrides, minimise=minimise)
+               for layer, chunk in chunks]
     if engine == "ray":
         from vitviz.data.ray_engine import map_in_order
 
         results = map_in_order(model, "vitviz.surveys.atlas:compute_batch", batches, workers)
     else:
         results = (compute_batch(model, batch) for batch in batches)
+    total = sum(len(chunk) for _, chunk in chunks)
     started, done = time.perf_counter(), 0
-    for chunk, result in zip(chunks, results):
+    for (layer, chunk), result in zip(chunks, results):
         for item, unit in enumerate(chunk):
-            single = item_result(result, item, requests[unit])
-            cache.put(requests[unit].key(), single)
-            yield unit, single
+            request = unit_request(model.registry_name, layer, unit, seed, preset, steps,
+                                   tokens, minimise)
+            single = item_result(result, item, request)
+            cache.put(request.key(), single)
+            yield layer, unit, single
         done += len(chunk)
         if progress:
-            progress(done, len(todo), time.perf_counter() - started)
+            progress(done, total, time.perf_counter() - started)

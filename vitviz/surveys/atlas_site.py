@@ -15,6 +15,9 @@ inlined, so the site also works opened from disk.
     unit/<unit>.json        the run's config, curves and figures (Result.to_json)
     img/<unit>.png          the picture with its config embedded; thumb/<unit>.png a
                             thumbnail; steps/<unit>_<step>.png the picture as it formed
+
+Several layers (`export_layers`): index.html lists the layers, each layer's site as above in
+layers/<layer>/, whose index links to the other layers.
 """
 from __future__ import annotations
 
@@ -170,11 +173,11 @@ draw();
 def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: ResultCache,
                  out: str | Path, *, seed: int = 0, preset: str = DEFAULT_PRESET,
                  steps: int | None = None, tokens: str | int = "patch",
-                 minimise: bool = False) -> dict:
+                 minimise: bool = False, nav: str = "") -> dict:
     """Write the site for `units` of `layer` into `out`; returns counts of units written and
     missing. Units not in the cache are listed as not computed; when none is there, nothing
     is written (AtlasNotComputed). With `minimise`, the site of the atlas of what suppresses
-    each unit."""
+    each unit. `nav`: HTML put under the title (links to the other layers)."""
     out = Path(out)
     units = list(units)
     if not units:
@@ -214,7 +217,7 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
         "<span id=count></span>")
     data = json.dumps(rows).replace("</", "<\\/")  # no early end of the script element
     _write(out / "index.html", _page(f"Atlas: {title}", (
-        f"<h1>Atlas: {html.escape(title)}</h1>"
+        f"<h1>Atlas: {html.escape(title)}</h1>{nav}"
         f"<p>{len(computed)} of {len(units)} units visualised with vitviz's "
         f"<code>{html.escape(preset)}</code> preset, {steps_used} steps, seed {seed}. "
         "Robust activation is the unit's activation over shifted and zoomed views of the "
@@ -223,3 +226,49 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
         f"<p>{controls}</p><div id=grid class=grid></div>"
         f"<script>const DATA = {data};{_INDEX_SCRIPT}</script>")))
     return {"units": len(units), "computed": len(computed), "missing": len(units) - len(computed)}
+
+
+def layer_folder(layer: str) -> str:
+    """A layer's folder in a site of several layers (module names are safe file names)."""
+    return f"layers/{layer}"
+
+
+def export_layers(model_name: str, plan: dict[str, Sequence[int]], cache: ResultCache,
+                  out: str | Path, **settings) -> dict[str, dict]:
+    """The site of an atlas of several layers (`plan`: layer -> units): each layer's site in
+    its own folder, an index of the layers at the top, and on each layer's index links to the
+    others. One layer: `export_atlas`'s site as it is. A layer with no unit computed is listed
+    as such; when no layer has one, nothing is written (AtlasNotComputed). Returns each
+    layer's counts."""
+    out = Path(out)
+    if len(plan) == 1:
+        (layer, units), = plan.items()
+        return {layer: export_atlas(model_name, layer, units, cache, out, **settings)}
+    counts: dict[str, dict] = {}
+    for layer, units in plan.items():
+        others = " · ".join(
+            html.escape(other) if other == layer else
+            f"<a href='../../{layer_folder(other)}/index.html'>{html.escape(other)}</a>"
+            for other in plan)
+        nav = f"<p><a href='../../index.html'>All layers</a>: {others}</p>"
+        try:
+            counts[layer] = export_atlas(model_name, layer, units, cache,
+                                         out / layer_folder(layer), nav=nav, **settings)
+        except AtlasNotComputed:
+            counts[layer] = {"units": len(units), "computed": 0, "missing": len(units)}
+    if not any(count["computed"] for count in counts.values()):
+        raise AtlasNotComputed(
+            f"none of the units of the {len(plan)} layers asked for is in the result cache "
+            f"{cache.path} with these settings: `python -m vitviz atlas` with the same model, "
+            "layers, units, preset, steps and seed computes them (nothing was written)")
+    def row(layer: str, count: dict) -> str:
+        name = html.escape(layer)
+        if count["computed"]:
+            name = f"<a href='{layer_folder(layer)}/index.html'>{name}</a>"
+        return f"<tr><td>{name}</td><td>{count['computed']} of {count['units']}</td></tr>"
+
+    rows = "".join(row(layer, count) for layer, count in counts.items())
+    _write(out / "index.html", _page(f"Atlas: {model_name}", (
+        f"<h1>Atlas: {html.escape(model_name)}</h1><p>{len(plan)} layers; each links to its "
+        f"units.</p><table><tr><th>layer</th><th>units visualised</th></tr>{rows}</table>")))
+    return counts
