@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# docs/performance.md's GPU figures (issue 10): vit_b_16 and dinov2_vits14, the default preset at batch 1
+# docs/performance.md's GPU figures (issues 10, 34): vit_b_16 and dinov2_vits14, the default preset at batch 1
 # to 64, fp32, bf16 and bf16 with compiled blocks, plus where the time goes (top kernels).
 # Runs with the machine's own python3 and torch. Random weights: a GPU machine here has no
 # network, and a step's work does not depend on the weights' values.
@@ -26,3 +26,8 @@ figures dinov2_vits14 "${DINO_SECONDS:-200}"
 timeout "${THROUGHPUT_SECONDS:-150}" python3 bench/throughput.py --model vit_b_16:random \
   --units 64 --images 2048 --json "$out/throughput.json" > "$out/throughput.log" 2>&1
 echo "throughput: exit $?"; grep -e "^atlas" -e "^index" "$out/throughput.log"
+# The atlas end to end against the loop alone on the same units (issue 34): the ratio, and
+# where the rest goes.
+timeout "${OVERHEAD_SECONDS:-240}" python3 bench/atlas_overhead.py --model vit_b_16:random \
+  --units 256 --batch-units 64 --json "$out/atlas_overhead.json" > "$out/atlas_overhead.log" 2>&1
+echo "atlas overhead: exit $?"; grep -v -e Warning -e warn "$out/atlas_overhead.log" | tail -12

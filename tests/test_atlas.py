@@ -83,7 +83,9 @@ def test_a_rerun_resumes_where_an_interrupted_atlas_stopped(tiny_vit, tmp_path, 
                         or real(request, model, *rest))
     resumed = [unit for unit, _ in run_atlas(tiny_vit, VIT_HIDDEN, range(5), cache, steps=STEPS,
                                               batch_units=2)]
-    assert resumed == [2, 3, 4] and len(batches) == 2
+    # The first batch is reported once the second has optimised, and the second, being
+    # written when the stop came, is kept: a stop loses at most what was still optimising.
+    assert resumed == [4] and len(batches) == 1
     assert list(run_atlas(tiny_vit, VIT_HIDDEN, range(5), cache, steps=STEPS)) == []
 
 
@@ -238,13 +240,13 @@ def test_a_model_wide_atlas_resumes_after_a_kill_with_one_progress_for_the_job(t
 
     def killed_in_the_second_layer(done, total, seconds):
         seen.append((done, total))
-        if done == 5:  # the first batch of the second layer stored
+        if done == 3:  # the first layer stored, the second layer's first batch written
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         list(run_layers(tiny_vit, plan, cache, steps=STEPS, batch_units=2,
                         progress=killed_in_the_second_layer))
-    assert seen == [(2, 6), (3, 6), (5, 6)]  # one count over both layers
+    assert seen == [(2, 6), (3, 6)]  # one count over both layers
     seen.clear()
     rest = [(layer, unit) for layer, unit, _ in run_layers(
         tiny_vit, plan, cache, steps=STEPS, batch_units=2,

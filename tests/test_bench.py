@@ -162,8 +162,8 @@ def test_the_atlas_overhead_benchmark_times_both_and_the_atlas_parts(tmp_path):
     figures = json.loads(out.read_text())
     seconds = figures["seconds"]
     assert seconds["loop alone"] > 0 and seconds["atlas"] > 0
-    # Every part of the atlas was timed, and the parts fit inside its whole.
+    # Every part of the atlas was timed, each inside its whole (the writes overlap the steps).
     parts = [value for label, value in seconds.items() if label.startswith("atlas: ")]
-    assert len(parts) == 3 and all(v > 0 for v in parts) and sum(parts) <= seconds["atlas"]
+    assert len(parts) == 3 and all(0 < v <= seconds["atlas"] for v in parts)
     assert figures["ratio"] == figures["units_per_hour"]["atlas"] / figures["units_per_hour"][
         "loop alone"]

@@ -13,7 +13,10 @@ interrupted batch stores nothing, and the cache writes each entry whole.
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
 from vitviz.errors import UserError
@@ -82,6 +85,8 @@ def compute_batch(model: LoadedModel, request: RunRequest,
 
 
 ENGINES = ("local", "ray")
+# Threads that encode and write finished units, beside the one that optimises.
+WRITERS = max(1, min(8, (os.cpu_count() or 2) // 2))
 AUTO_CAP = 64  # the most units "auto" puts in one batch
 
 
@@ -190,13 +195,32 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
         results = (compute_batch(model, batch) for batch in batches)
     total = sum(len(chunk) for _, chunk in chunks)
     started, done = time.perf_counter(), 0
-    for (layer, chunk), result in zip(chunks, results):
-        for item, unit in enumerate(chunk):
-            request = unit_request(model.registry_name, layer, unit, seed, preset, steps,
-                                   tokens, minimise)
-            single = item_result(result, item, request)
-            cache.put(request.key(), single)
-            yield layer, unit, single
+
+    def store(layer: str, unit: int, item: int, batch: Result) -> Result:
+        request = unit_request(model.registry_name, layer, unit, seed, preset, steps, tokens,
+                               minimise)
+        single = item_result(batch, item, request)
+        cache.put(request.key(), single)
+        return single
+
+    def reported(layer: str, chunk: list[int], writes: list) -> Iterator:
+        nonlocal done
+        for unit, write in zip(chunk, writes):
+            yield layer, unit, write.result()
         done += len(chunk)
         if progress:
             progress(done, total, time.perf_counter() - started)
+
+    # A batch's pictures are encoded and written while the next batch optimises (PNG and zlib
+    # let go of the GIL): on a fast GPU they can take longer than the steps. A batch is
+    # reported once all of it is stored; a kill loses at most the batch still optimising.
+    with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="vitviz-atlas-write"
+                            ) as writers:
+        stored: deque = deque()
+        for (layer, chunk), result in zip(chunks, results):
+            stored.append((layer, chunk, [writers.submit(store, layer, unit, item, result)
+                                          for item, unit in enumerate(chunk)]))
+            if len(stored) == 2:
+                yield from reported(*stored.popleft())
+        while stored:
+            yield from reported(*stored.popleft())
