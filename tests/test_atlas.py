@@ -280,3 +280,21 @@ def test_the_cli_runs_and_exports_every_mlp_hidden_layer_with_links_between_them
     assert main(["atlas", "--model", "tiny_vit", "--layer", "encoder.*.mlp.7", "--cache",
                  str(tmp_path / "cache")]) == 2
     assert "matches no layer" in capsys.readouterr().err
+
+
+def test_a_ray_cluster_nobody_answers_at_is_one_line_within_seconds(tmp_path, monkeypatch,
+                                                                     capsys):
+    pytest.importorskip("ray.data", reason="Ray is an optional extra (pip install 'ray[data]')")
+    import socket
+
+    from vitviz.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    assert main(["atlas", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--units", "0-1",
+                 "--steps", "2", "--engine", "ray", "--cache", str(tmp_path / "cache")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in lines[0]
+    assert "ray start --head" in lines[0]

@@ -63,8 +63,8 @@ class PageState:
             except ValueError:  # malformed: said once, where the widget reads it (`wanted`)
                 continue
             if problem:
-                self.problems.append(f"Link parameter `{name}={self.incoming[name]}`: {problem[:-1]}; "
-                                     "the default is used.")
+                self.problems.append(f"Link parameter `{name}={self.incoming[name]}`: "
+                                     f"{problem[:-1]}; the default is used.")
                 self.incoming = {k: v for k, v in self.incoming.items() if k != name}
 
     def seed(self, name: str, default: Any, scope: str | None = None,

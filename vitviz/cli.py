@@ -214,7 +214,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_atlas(args) -> int:
-    from vitviz.surveys.atlas import check_plan, run_layers
+    from vitviz.surveys.atlas import check_plan, run_layers, start_engine
 
     if args.batch_units.strip().isdigit() and int(args.batch_units) >= 1:
         batch_units = int(args.batch_units)
@@ -228,6 +228,7 @@ def cmd_atlas(args) -> int:
     plan = _atlas_plan(args, model)
     check_plan(model, plan, args.seed, args.preset, args.steps, "patch", args.engine,
                args.workers, batch_units)  # before the cache folder is made
+    start_engine(args.engine, args.workers)
     cache = ResultCache(cache_folder)
     bar = tqdm(desc=f"atlas of {len(plan)} layer{'s' if len(plan) > 1 else ''}", unit="unit")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -29,6 +30,30 @@ from vitviz.models.loaded import LoadedModel
 
 class RayMissing(UserError):
     pass
+
+
+class RayUnreachable(UserError):
+    pass
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _unreachable(address: str, why) -> str:
+    return (f"cannot reach the Ray cluster at {address} ({why}): start it (`ray start "
+            "--head` on its head node), or unset RAY_ADDRESS for a local Ray on this machine.")
+
+
+def check_reachable(address: str) -> None:
+    """Refuse, within seconds, a cluster address nothing answers at ('host:port' or
+    'ray://host:port'; 'auto' is Ray's to find): Ray itself retries for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise RayUnreachable(_unreachable(address, error)) from error
 
 
 def require_ray():
@@ -55,7 +80,12 @@ def start(workers: int, address: str | None = None) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ray.data.DataContext.get_current().enable_progress_bars = False
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        check_reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, TimeoutError, RuntimeError, SystemExit) as error:
+            # Ray ends a failed connection with SystemExit, after minutes of retries.
+            raise RayUnreachable(_unreachable(address, error)) from error
     else:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)

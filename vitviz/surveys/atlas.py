@@ -135,6 +135,15 @@ def check_plan(model, plan: dict[str, Sequence[int]], *settings) -> None:
         check_atlas(model, layer, units, *settings)
 
 
+def start_engine(engine: str, workers: int = 2) -> None:
+    """Join or start Ray for `engine="ray"` (nothing for the local engine): a missing or
+    unreachable Ray is said before any work, bar or cache."""
+    if engine == "ray":
+        from vitviz.data.ray_engine import start
+
+        start(workers)
+
+
 def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
               progress: AtlasProgress | None = None, **settings) -> Iterator[tuple[int, Result]]:
     """Visualise `units` of `layer`; yields (unit, result) as each batch finishes. Units
@@ -172,6 +181,7 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
     vitviz.data.ray_engine); this process stores them as they come, in order, exactly as the
     local engine does."""
     check_plan(model, plan, seed, preset, steps, tokens, engine, workers, batch_units)
+    start_engine(engine, workers)
     todo = units_to_do(model, plan, cache, seed=seed, preset=preset, steps=steps,
                        tokens=tokens, minimise=minimise)
     chunks: list[tuple[str, list[int]]] = []
