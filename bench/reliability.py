@@ -175,12 +175,13 @@ def press_run(page, base: str, unit: int, steps: int) -> None:
     page.get_by_role("button", name="Run", exact=True).click()
 
 
-def held_cpu_slot(base: str, home: Path) -> dict:
+def held_cpu_slot(base: str) -> dict:
     """Another process holds the machine's CPU slot while a visitor presses Run."""
     import filelock
 
-    (home / "locks").mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(home / "locks" / "cpu.lock")
+    from vitviz.common.cpu_slot import lock_path
+
+    lock = filelock.FileLock(lock_path())  # under $VITVIZ_HOME, the server's home (main)
     lock.acquire()
     try:
         with chromium_page() as page:
@@ -302,7 +303,7 @@ def main() -> int:
             print(json.dumps(figures["sessions"]), flush=True)
             figures["soak"] = soak(base, args.soak_minutes, processes[0].pid, args.seed)
             print(json.dumps(figures["soak"]), flush=True)
-            figures["faults"] = [held_cpu_slot(base, home)]
+            figures["faults"] = [held_cpu_slot(base)]
             print(json.dumps(figures["faults"][-1]), flush=True)
         for inject in (lambda: killed_mid_run(env, folder, cache_dir),
                        lambda: damaged_index(env, folder, cache_dir),

@@ -21,10 +21,11 @@ import torch
 import torchvision
 from torch import nn
 
-from vitviz.common.hashing import file_sha256, package_file_provenance
+from vitviz.common.hashing import package_file_provenance
 from vitviz.models.attention_kinds import MULTIHEAD, AttentionKind
 from vitviz.models.declared import declared_model, frozen
 from vitviz.models.families import huggingface, open_clip, timm
+from vitviz.models.families.common import file_weights
 from vitviz.models.loaded import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -100,14 +101,14 @@ def _torchvision_weights(name: str, random_init: bool) -> str:
     path = local if local is not None else hub_checkpoint_path(weights)
     # Not downloaded yet: the enum names the file torchvision will fetch, and its hash is checked
     # against the name (torch hub's check_hash) once it is.
-    return f"sha256:{file_sha256(path)}" if path.is_file() else f"torchvision:{weights}"
+    return file_weights(path) if path.is_file() else f"torchvision:{weights}"
 
 
 def _file_weights(find: Callable[[], Path | None], random_init: bool) -> str:
     if random_init:
         return "random-init"
     path = find()
-    return f"sha256:{file_sha256(path)}" if path is not None else "missing"
+    return file_weights(path) if path is not None else "missing"
 
 
 def _load_torchvision(name: str, random_init: bool) -> LoadedModel:

@@ -154,16 +154,6 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
         yield unit, result
 
 
-def units_to_do(model: LoadedModel, plan: dict[str, Sequence[int]], cache: ResultCache, *,
-                seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
-                tokens: str | int = "patch", minimise: bool = False) -> dict[str, list[int]]:
-    """Of each layer's units in `plan`, those not in the cache yet."""
-    return {layer: [u for u in units
-                    if unit_request(model.registry_name, layer, u, seed, preset, steps, tokens,
-                                    minimise).key() not in cache]
-            for layer, units in plan.items()}
-
-
 def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: ResultCache, *,
                seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
                tokens: str | int = "patch", batch_units: int | None = 8,
@@ -182,20 +172,23 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
     local engine does."""
     check_plan(model, plan, seed, preset, steps, tokens, engine, workers, batch_units)
     start_engine(engine, workers)
-    todo = units_to_do(model, plan, cache, seed=seed, preset=preset, steps=steps,
-                       tokens=tokens, minimise=minimise)
+    # Each unit's single run and its key, made once: a whole model is tens of thousands.
+    requests = {(layer, u): unit_request(model.registry_name, layer, u, seed, preset, steps,
+                                         tokens, minimise)
+                for layer, units in plan.items() for u in units}
+    keys = {where: request.key() for where, request in requests.items()}
     chunks: list[tuple[str, list[int]]] = []
-    for layer, units in todo.items():
+    for layer, units in plan.items():
+        todo = [u for u in units if keys[layer, u] not in cache]
         size = batch_units
-        if size is None and units:
-            size = auto_batch_units(model, layer, units[0], preset, steps, tokens,
+        if size is None and todo:
+            size = auto_batch_units(model, layer, todo[0], preset, steps, tokens,
                                     workers if engine == "ray" else 1)
-        chunks += [(layer, units[i:i + size]) for i in range(0, len(units), size or 1)]
+        chunks += [(layer, todo[i:i + size]) for i in range(0, len(todo), size or 1)]
     batches = [RunRequest(model.registry_name, objectives.neuron(layer, tuple(chunk), tokens
                                                                  ).spec(),
-                          (seed,) * len(chunk), preset,
-                          unit_request(model.registry_name, layer, chunk[0], seed, preset,
-                                       steps, tokens).overrides, minimise=minimise)
+                          (seed,) * len(chunk), preset, requests[layer, chunk[0]].overrides,
+                          minimise=minimise)
                for layer, chunk in chunks]
     if engine == "ray":
         from vitviz.data.ray_engine import map_in_order
@@ -207,10 +200,8 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
     started, done = time.perf_counter(), 0
 
     def store(layer: str, unit: int, item: int, batch: Result) -> Result:
-        request = unit_request(model.registry_name, layer, unit, seed, preset, steps, tokens,
-                               minimise)
-        single = item_result(batch, item, request)
-        cache.put(request.key(), single)
+        single = item_result(batch, item, requests[layer, unit])
+        cache.put(keys[layer, unit], single)
         return single
 
     def reported(layer: str, chunk: list[int], writes: list) -> Iterator:
