@@ -75,6 +75,10 @@ VARIANTS: dict[str, dict] = {
     # held near the photos'.
     "natural statistics 0.3": {"natural_stats": 0.3},
     "natural statistics 1": {"natural_stats": 1.0},
+    # The exemplar-statistics prior (vitviz.rendering.exemplar_stats): first-block features held to
+    # their distribution on the unit's photo-disjoint natural exemplars.
+    "exemplar statistics 1": {"exemplar_stats": 1.0},
+    "exemplar statistics 5": {"exemplar_stats": 5.0},
     "phase only, lr 0.3": {**_PHASE, "lr": 0.3},
     "phase only, copies 8": {**_PHASE, "ensemble": 8},
     "phase only, canvas 1x": {**_PHASE, "canvas_scale": 1.0},

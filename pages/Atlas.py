@@ -12,7 +12,6 @@ from ui.resources import result_cache
 from ui.settings import accentuated_request, to_query
 from vitviz.models.layers import recommended_layers
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS, get_preset
-from vitviz.store.runs import cached_result
 from vitviz.surveys.atlas import run_atlas, stored_figure, unit_request
 
 PAGE_UNITS = 48
@@ -98,31 +97,27 @@ with reported():
     results = dict(zip(units, found))
     accented = dict(zip(accents, found[len(units):]))
     missing = [u for u in units if results[u] is None]
-    if missing and widgets.run_button(f"Compute the {len(missing)} missing units of this page"):
+
+    def compute(todo: list[int], what: str, accentuate: int | None = None) -> None:
+        """`todo`'s atlas runs (or accentuated exemplars), several units a batch, with a bar."""
         bar = st.progress(0.0, text="Starting…")
 
         def progress(done: int, total: int, seconds: float) -> None:
-            bar.progress(done / total, text=f"{done} of {total} units · "
+            bar.progress(done / total, text=f"{what}{done} of {total} units · "
                                             f"{done / max(seconds, 1e-9) * 3600:.0f} units/hour")
 
         execution.use_model(name, lambda model: list(run_atlas(
-            model, layer.name, missing, result_cache(), seed=seed, steps=steps,
-            batch_units=min(8, limits.max_batch), progress=progress, minimise=minimise)))
+            model, layer.name, todo, result_cache(), seed=seed, steps=steps,
+            batch_units=min(8, limits.max_batch), progress=progress, minimise=minimise,
+            accentuate=accentuate)))
         st.rerun()
+
+    if missing and widgets.run_button(f"Compute the {len(missing)} missing units of this page"):
+        compute(missing, "")
     unaccented = [u for u in accents if accented[u] is None]
     if unaccented and widgets.run_button(
             f"Accentuate the {len(unaccented)} units of this page without an exemplar"):
-        bar = st.progress(0.0, text="Starting…")
-
-        def accentuate_all(model) -> None:
-            for done, unit in enumerate(unaccented):
-                bar.progress(done / len(unaccented),
-                             text=f"Accentuated exemplars: {done} of {len(unaccented)}")
-                cached_result(accents[unit], result_cache(), loader=lambda _: model,
-                              measure=True)
-
-        execution.use_model(name, accentuate_all)
-        st.rerun()
+        compute(unaccented, "Accentuated exemplars: ", accentuate=0)
 
     if order != "unit":
         values = {u: figure(results[u], order, minimise) for u in units}

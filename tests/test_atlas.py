@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import vitviz.surveys.atlas
-from ui.settings import examples_request
+from ui.settings import accentuated_request, examples_request
 from vitviz.quality.metrics import result_metrics
 from vitviz.store.cache import ResultCache
 from vitviz.store.runs import compute_result, default_record_every
@@ -40,6 +40,32 @@ def test_each_unit_is_cached_as_the_single_run_a_page_asks_for(tiny_vit, tmp_pat
             assert stored.metrics[name] == value, name
         else:
             assert np.allclose(stored.metrics[name], value, rtol=1e-2, atol=1e-2), name
+
+
+@pytest.mark.parametrize("direction", ["max", "min"])
+def test_accentuated_exemplars_run_several_units_a_batch_as_the_pages_ask_for_them(
+        tiny_vit, tmp_path, direction):
+    """The Atlas page's accentuated exemplars: each unit's from its own extreme photo view,
+    stored under the key the Optimise and Dataset examples pages look up."""
+    from vitviz.data.photo_sets import photo_statistics
+
+    cache = ResultCache(tmp_path / "cache")
+    units, minimise = [4, 21, 50], direction == "min"
+    done = dict(run_atlas(tiny_vit, VIT_HIDDEN, units, cache, steps=STEPS, batch_units=3,
+                          minimise=minimise, accentuate=0))
+    stats = photo_statistics(tiny_vit, VIT_HIDDEN)
+    for unit in units:
+        page = accentuated_request({"model": "tiny_vit", "layer": VIT_HIDDEN, "kind": "neuron",
+                                    "unit": unit, "tokens": "patch", "seed": 0, "steps": STEPS,
+                                    "size": tiny_vit.preprocessing.size * 2,
+                                    "direction": direction}, tiny_vit.preprocessing.size)
+        stored = cache.get(page.key())
+        assert stored is not None and stored.config == done[unit].config == page.config()
+        source, view = (stored.metrics["accentuated_from"][0],
+                        stats.extreme_views(unit, 1, bottom=minimise)[0])
+        assert (source["photo"], tuple(source["box"])) == (view.photo, tuple(view.box))
+        alone = compute_result(page, tiny_vit)
+        assert np.abs(stored.images[0].astype(int) - alone.images[0].astype(int)).max() <= 2
 
 
 def test_a_unit_the_atlas_made_is_served_to_run_and_visualise_without_computing(tiny_vit,

@@ -121,7 +121,9 @@ def cmd_run(args) -> int:
     overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr, "canvas": args.image_size,
                                    "ensemble": args.ensemble, "precision": args.precision,
                                    "coarse_steps": args.coarse_steps,
-                                   "keep_tokens": args.keep_tokens}.items() if v is not None}
+                                   "keep_tokens": args.keep_tokens,
+                                   "exemplar_stats": args.exemplar_stats}.items()
+                 if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target,
                          frozen_context=args.frozen_context, minimise=args.minimise,
@@ -307,6 +309,10 @@ def parser() -> argparse.ArgumentParser:
                    help="fraction of its patch tokens each augmented copy feeds a ViT's blocks "
                         "(token dropout: about that fraction of the work; default: the "
                         "preset's; 1 keeps every token)")
+    p.add_argument("--exemplar-stats", type=float, metavar="WEIGHT",
+                   help="hold the picture's first-block features to their distribution on the "
+                        "unit's strongest photo views (its weakest with --minimise): the "
+                        "exemplar-statistics prior; 0 turns it off (default: the preset's)")
     p.add_argument("--record-every", type=int, help="keep images every N steps (default: "
                    "steps // 8, as the pages, the atlas and visualise(): their runs are shared)")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")

@@ -11,7 +11,7 @@ from vitviz.errors import UserError
 from vitviz.models.attention import check_attention
 from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
-from vitviz.rendering import accentuate, natural
+from vitviz.rendering import accentuate, exemplar_stats, natural
 from vitviz.rendering.objectives import Objective
 from vitviz.rendering.params import ImageParam, build_param, total_variation
 from vitviz.rendering.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
@@ -107,12 +107,16 @@ def optimise(
     frozen_context: bool = False,
     minimise: bool = False,
     start: torch.Tensor | None = None,
+    held_to: Sequence[torch.Tensor] | None = None,
 ) -> Iterator[StepRecord]:
     """Maximise `objective` for one image per seed, all in one batch; yields a record per step.
     With `minimise`, drive it down instead: what suppresses a unit (the records still hold the
     objective's own value, which then falls). With `start` ([n_items, 3, H, W] in [0, 1]),
     each picture starts as that image and is held to its first-block features
-    (vitviz.rendering.accentuate: accentuated exemplars).
+    (vitviz.rendering.accentuate: accentuated exemplars). With the preset's `exemplar_stats`,
+    `held_to` (per item [k, 3, H, W] in [0, 1]) holds each item's reference views: its unit's
+    photos, whose first-block feature distribution the picture is held to
+    (vitviz.rendering.exemplar_stats; `RunRequest` picks them).
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
@@ -125,6 +129,10 @@ def optimise(
     prepare(model, objective, frozen_context)
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble
+    if preset.exemplar_stats and (held_to is None or len(held_to) != n_items):
+        raise UserError("the exemplar-statistics prior holds each picture to its unit's photo "
+                        "views: pass them as held_to (one set per seed), or run through "
+                        "vitviz.visualise or RunRequest, which pick them")
     device = model.device
     model_size = model.preprocessing.size
     canvas = preset.canvas_size(model_size)
@@ -146,8 +154,10 @@ def optimise(
         optimiser, lambda step: _learning_rate_factor(preset, step, preset.steps)
     )
     target = objective.target
-    needs_first = preset.natural_stats or start is not None
+    needs_first = preset.natural_stats or preset.exemplar_stats or start is not None
     prior = natural.photo_statistics(model) if needs_first else None
+    reference = (exemplar_stats.reference(model, prior["layer"], held_to)
+                 if preset.exemplar_stats else None)
     passes = ForwardStep.for_run(model, objective, preset, (prior["layer"],) if prior else (),
                                  frozen_context)
 
@@ -175,6 +185,10 @@ def optimise(
             away = accentuate.feature_distance(acts[prior["layer"]], photo_features,
                                                prior["spread"], acts.prefix_tokens)
             loss = loss + accentuate.WEIGHT * away.view(n_items, copies).mean(dim=1)
+        if reference is not None:
+            unlike = exemplar_stats.distance(acts[prior["layer"]], reference, copies,
+                                             prior["spread"], acts.prefix_tokens)
+            loss = loss + preset.exemplar_stats * unlike.view(n_items, copies).mean(dim=1)
         if preset.natural_stats:
             off = natural.penalty(acts[prior["layer"]], acts.prefix_tokens, prior)
             loss = loss + preset.natural_stats * (off.view(n_items, copies).mean(dim=1)

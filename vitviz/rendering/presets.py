@@ -46,6 +46,10 @@ class Preset:
     # The natural-statistics prior's weight (vitviz.rendering.natural): each copy's first-block feature
     # statistics and the picture's saturation held near the photos'. 0: off.
     natural_stats: float = 0.0
+    # The exemplar-statistics prior's weight (vitviz.rendering.exemplar_stats): each copy's
+    # first-block features held to the distribution they take on the unit's own photo views
+    # (its strongest; its weakest when minimising). 0: off.
+    exemplar_stats: float = 0.0
 
     def canvas_size(self, model_size: int) -> int:
         """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
@@ -91,6 +95,9 @@ class Preset:
         require(isinstance(self.natural_stats, (int, float)) and math.isfinite(self.natural_stats)
                 and 0 <= self.natural_stats <= 100,
                 f"natural_stats is a weight from 0 to 100 (got {self.natural_stats!r})")
+        require(isinstance(self.exemplar_stats, (int, float))
+                and math.isfinite(self.exemplar_stats) and 0 <= self.exemplar_stats <= 100,
+                f"exemplar_stats is a weight from 0 to 100 (got {self.exemplar_stats!r})")
         require(self.schedule in SCHEDULES,
                 f"schedule '{self.schedule}' is unknown: use one of {', '.join(SCHEDULES)}")
         problems += param_problems(self.param, self.param_kwargs)
@@ -111,6 +118,8 @@ class Preset:
             del values["keep_tokens"]
         if not self.natural_stats:
             del values["natural_stats"]
+        if not self.exemplar_stats:
+            del values["exemplar_stats"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -131,7 +140,7 @@ SCHEDULES = ("constant", "cosine")
 
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
-         "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats")
+         "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -238,7 +247,8 @@ def from_knobs(knobs: dict) -> Preset:
     """The preset a stored result ran with (`Preset.knobs()` plus its name)."""
     base = PRESETS.get(knobs.get("name", ""), PRESETS[DEFAULT_PRESET])
     # Left out of the knobs when off.
-    knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0, **knobs}
+    knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
+             "exemplar_stats": 0.0, **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+import torch
+
 from vitviz import __version__
 from vitviz.analysis.moving_target import PROBE_VERSION, MovingTargetProbe, split
 from vitviz.common.cpu_slot import cpu_slot
@@ -24,7 +26,7 @@ from vitviz.errors import UserError
 from vitviz.models.loaded import RANDOM_ONLY, LoadedModel
 from vitviz.models.registry import load_model, model_weights, parse_model_name
 from vitviz.quality.metrics import has_quality_figures, result_metrics
-from vitviz.rendering import accentuate
+from vitviz.rendering import accentuate, exemplar_stats
 from vitviz.rendering.loop import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
 from vitviz.rendering.objectives import from_spec, normal_spec
 from vitviz.rendering.precision import key_entries, resolve_precision
@@ -108,6 +110,10 @@ class RunRequest:
     # this rank (0: the strongest; the weakest for a minimising run), not from noise. A tuple
     # gives each item its own rank: several exemplars of a unit in one batch.
     accentuate: int | tuple[int, ...] | None = None
+    # With the preset's exemplar_stats (vitviz.rendering.exemplar_stats): per item, the ranks of
+    # the photo views of its unit (weakest first for a minimising run) whose features the
+    # picture is held to. None: each unit's exemplar_stats.VIEWS strongest.
+    statistics_views: tuple[tuple[int, ...], ...] | None = None
 
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
@@ -138,7 +144,23 @@ class RunRequest:
             if self.objective.get("type") not in ("neuron", "channel"):
                 raise UserError("accentuated exemplars start from a unit's own photos: use a "
                                 "neuron or channel objective")
-        self.resolved_preset().check()
+        preset = self.resolved_preset()
+        preset.check()
+        if self.statistics_views is not None:
+            if not preset.exemplar_stats:
+                raise UserError("statistics_views are the exemplar-statistics prior's photo "
+                                "views: set the preset's exemplar_stats weight too")
+            if len(self.statistics_views) != len(self.seeds):
+                raise UserError(f"statistics_views: one set of views per seed "
+                                f"({len(self.statistics_views)} for {len(self.seeds)} seeds)")
+            if not all(1 <= len(views) <= exemplar_stats.MAX_VIEWS and all(
+                    isinstance(r, int) and 0 <= r < MAX_RANK for r in views)
+                       for views in self.statistics_views):
+                raise UserError(f"statistics_views: 1 to {exemplar_stats.MAX_VIEWS} ranks per "
+                                f"seed, each 0 to {MAX_RANK - 1}")
+        if preset.exemplar_stats and self.objective.get("type") not in ("neuron", "channel"):
+            raise UserError("the exemplar-statistics prior reads a unit's own photos: use a "
+                            "neuron or channel objective, or set exemplar_stats to 0")
 
     def config(self) -> dict:
         """Canonical, JSON-ready config: stored with the result, hashed into the cache key.
@@ -170,6 +192,11 @@ class RunRequest:
                                else self.accentuate, "weight": accentuate.WEIGHT,
                                "version": accentuate.VERSION}}
                if self.accentuate is not None else {}),
+            **({"statistics_views": {"ranks": [list(v) for v in self.statistics_views]
+                                     if self.statistics_views is not None
+                                     else list(range(exemplar_stats.VIEWS)),
+                                     "version": exemplar_stats.VERSION}}
+               if preset.exemplar_stats else {}),
             "vitviz_version": __version__,
             "algorithm_version": ALGORITHM_VERSION,
         }
@@ -195,6 +222,7 @@ def compute_result(request: RunRequest, model: LoadedModel,
     start, sources = None, None
     if request.accentuate is not None:
         start, sources = _start_views(request, model, objective, preset)
+    held_to = _statistics_views(request, model, objective) if preset.exemplar_stats else None
     probe = None
     if request.moving_target:
         probe = MovingTargetProbe(model, objective, len(request.seeds), preset.steps,
@@ -208,7 +236,7 @@ def compute_result(request: RunRequest, model: LoadedModel,
         for record in optimise(model, objective, request.seeds, preset,
                                record_every=request.recording(), probe=probe,
                                frozen_context=request.frozen_context,
-                               minimise=request.minimise, start=start):
+                               minimise=request.minimise, start=start, held_to=held_to):
             steps.append(record.step)
             activation.append(record.activation)
             if record.loss is not None:
@@ -253,6 +281,19 @@ def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Pre
              else [request.accentuate] * len(units))
     return accentuate.start_views(examples, units, ranks, request.minimise,
                                   preset.canvas_size(model.preprocessing.size))
+
+
+def _statistics_views(request: RunRequest, model: LoadedModel, objective) -> list[torch.Tensor]:
+    """The exemplar-statistics prior's reference views of each item, at the model's size."""
+    from vitviz.data.photo_sets import examples_for
+
+    unit = objective.unit
+    units = list(unit) if isinstance(unit, tuple) else [unit] * len(request.seeds)
+    examples = examples_for(model, objective.layer, getattr(objective, "tokens", "patch"))
+    ranks = (request.statistics_views if request.statistics_views is not None
+             else [tuple(range(exemplar_stats.VIEWS))] * len(units))
+    return exemplar_stats.reference_views(examples, units, ranks, request.minimise,
+                                          model.preprocessing.size)
 
 
 def cached_result(

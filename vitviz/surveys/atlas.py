@@ -37,14 +37,16 @@ AtlasProgress = Callable[[int, int, float], None]
 
 def unit_request(model: str, layer: str, unit: int, seed: int = 0,
                  preset: str = DEFAULT_PRESET, steps: int | None = None,
-                 tokens: str | int = "patch", minimise: bool = False) -> RunRequest:
+                 tokens: str | int = "patch", minimise: bool = False,
+                 accentuate: int | None = None) -> RunRequest:
     """The single-unit run of the dashboard's pages for these settings (same cache key),
-    checked: steps 0 is refused, never replaced by the preset's own."""
+    checked: steps 0 is refused, never replaced by the preset's own. With `accentuate` (a
+    rank), the unit's accentuated exemplar from its photo view of that rank."""
     settings = resolve_preset(preset, **({"steps": steps} if steps is not None else {}))
     settings.check()
     steps = settings.steps
     return RunRequest(model, objectives.neuron(layer, unit, tokens).spec(), (seed,), preset,
-                      {"steps": steps}, minimise=minimise)
+                      {"steps": steps}, minimise=minimise, accentuate=accentuate)
 
 
 def stored_figure(result: Result, name: str) -> float | None:
@@ -108,10 +110,11 @@ MAX_WORKERS = 64
 def check_atlas(model, layer: str, units: Sequence[int], seed: int = 0,
                 preset: str = DEFAULT_PRESET, steps: int | None = None,
                 tokens: str | int = "patch", engine: str = "local", workers: int = 2,
-                batch_units: int | None = 8) -> None:
+                batch_units: int | None = 8, accentuate: int | None = None) -> None:
     """Everything an atlas is asked for, checked before any key, batch or probe step: the
     layer, units and token mode (the objectives' own check), the run settings (steps 0 is
-    refused), the engine and its workers, the batch size. `model`: a LoadedModel or its card."""
+    refused, and so is a photo rank out of range), the engine and its workers, the batch
+    size. `model`: a LoadedModel or its card."""
     if engine not in ENGINES:
         raise UserError(f"engine '{engine}' is unknown: use one of {', '.join(ENGINES)}.")
     if not (isinstance(workers, int) and 1 <= workers <= MAX_WORKERS):
@@ -123,7 +126,8 @@ def check_atlas(model, layer: str, units: Sequence[int], seed: int = 0,
     if not units:
         raise UserError("an atlas needs at least one unit")
     objectives.neuron(layer, tuple(units), tokens).validate(lambda name: find_layer(model, name))
-    unit_request(model.registry_name, layer, units[0], seed, preset, steps, tokens).check()
+    unit_request(model.registry_name, layer, units[0], seed, preset, steps, tokens,
+                 accentuate=accentuate).check()
 
 
 def check_plan(model, plan: dict[str, Sequence[int]], *settings) -> None:
@@ -148,7 +152,8 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
               progress: AtlasProgress | None = None, **settings) -> Iterator[tuple[int, Result]]:
     """Visualise `units` of `layer`; yields (unit, result) as each batch finishes. Units
     already in the cache are skipped. The atlas of one layer: `run_layers`, which takes the
-    settings (seed, preset, steps, tokens, batch_units, engine, workers, minimise)."""
+    settings (seed, preset, steps, tokens, batch_units, engine, workers, minimise,
+    accentuate)."""
     for _, unit, result in run_layers(model, {layer: units}, cache, progress=progress,
                                       **settings):
         yield unit, result
@@ -158,11 +163,14 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
                seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
                tokens: str | int = "patch", batch_units: int | None = 8,
                engine: str = "local", workers: int = 2, progress: AtlasProgress | None = None,
-               minimise: bool = False) -> Iterator[tuple[str, int, Result]]:
+               minimise: bool = False, accentuate: int | None = None
+               ) -> Iterator[tuple[str, int, Result]]:
     """The atlas of the layers in `plan` (layer -> units, e.g. from `match_layers`) as one
     job: the units not in the cache, `batch_units` at a time, one layer after the other;
     yields (layer, unit, result) as each batch finishes and tells `progress` the units done
-    and to do over the whole job. With `minimise`, the pictures of what suppresses each unit.
+    and to do over the whole job. With `minimise`, the pictures of what suppresses each unit;
+    with `accentuate` (a rank), each unit's accentuated exemplar from its photo view of that
+    rank (its weakest views with `minimise`), as the unit's pages ask for it.
 
     Every layer is checked before anything runs. A rerun after a kill at any point resumes:
     finished units are in the cache, an interrupted batch stored nothing.
@@ -170,11 +178,12 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
     `engine="ray"` computes the batches of every layer on one pool of Ray actors (`workers`,
     vitviz.data.ray_engine); this process stores them as they come, in order, exactly as the
     local engine does."""
-    check_plan(model, plan, seed, preset, steps, tokens, engine, workers, batch_units)
+    check_plan(model, plan, seed, preset, steps, tokens, engine, workers, batch_units,
+               accentuate)
     start_engine(engine, workers)
     # Each unit's single run and its key, made once: a whole model is tens of thousands.
     requests = {(layer, u): unit_request(model.registry_name, layer, u, seed, preset, steps,
-                                         tokens, minimise)
+                                         tokens, minimise, accentuate)
                 for layer, units in plan.items() for u in units}
     keys = {where: request.key() for where, request in requests.items()}
     chunks: list[tuple[str, list[int]]] = []
@@ -188,7 +197,7 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
     batches = [RunRequest(model.registry_name, objectives.neuron(layer, tuple(chunk), tokens
                                                                  ).spec(),
                           (seed,) * len(chunk), preset, requests[layer, chunk[0]].overrides,
-                          minimise=minimise)
+                          minimise=minimise, accentuate=accentuate)
                for layer, chunk in chunks]
     if engine == "ray":
         from vitviz.data.ray_engine import map_in_order

@@ -40,7 +40,7 @@ from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
 from vitviz.models.registry import default_model, load_model
 from vitviz.quality import judge, metrics
-from vitviz.rendering import objectives
+from vitviz.rendering import exemplar_stats, objectives
 from vitviz.rendering.loop import resolve_preset
 from vitviz.rendering.precision import resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
@@ -68,11 +68,14 @@ def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequ
                preset: str, overrides: dict, cache: ResultCache | None,
                label: str | None = None,
                units_per_run: int = UNITS_PER_RUN,
-               minimise: bool = False) -> tuple[np.ndarray, list]:
+               minimise: bool = False,
+               statistics_views: dict[int, tuple[int, ...]] | None = None
+               ) -> tuple[np.ndarray, list]:
     """Final images [units, seeds, H, W, 3] for one preset (with knob `overrides`), and each
     image's final activation. `label` names the variant on the progress bar; a GPU wants more
     `units_per_run` than the default, which keeps a CPU's memory small. With `minimise`, the
-    pictures of what drives each unit down."""
+    pictures of what drives each unit down; `statistics_views` (unit -> ranks) gives the
+    exemplar-statistics prior each unit's photo views."""
     images, reached = [], []
     chunks = [units[i:i + units_per_run] for i in range(0, len(units), units_per_run)]
     total = resolve_preset(preset, **overrides).steps * len(chunks)
@@ -83,7 +86,9 @@ def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequ
             batch_seeds = tuple(s for _ in chunk for s in seeds)
             request = RunRequest(model.registry_name,
                                  objectives.neuron(layer, batch_units).spec(),
-                                 batch_seeds, preset, overrides, minimise=minimise)
+                                 batch_seeds, preset, overrides, minimise=minimise,
+                                 statistics_views=tuple(statistics_views[u] for u in batch_units)
+                                 if statistics_views else None)
             result, _ = cached_result(request, cache, lambda _: model,
                             lambda record, n: bar.update(1) if record.loss is not None else None)
             images.extend(result.images)
@@ -393,12 +398,17 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
     pictures, minimised, figures = {}, {}, {}
     for label, (preset, overrides) in variants.items():
         images, lowest, reached = {}, {}, {}
+        borrows = bool(resolve_preset(preset, **overrides).exemplar_stats)
         for layer, info in layers.items():
+            # The exemplar-statistics prior reads the judge's photo-disjoint natural exemplars,
+            # never a photo the judge queries.
+            up, down = statistics_views(info["pool"], info["units"]) if borrows else (None, None)
             images[layer], reached[layer] = run_preset(model, layer, info["units"], seeds,
                                                        preset, overrides, cache, label,
-                                                       units_per_run)
+                                                       units_per_run, statistics_views=up)
             lowest[layer], _ = run_preset(model, layer, info["units"], seeds, preset,
-                                          overrides, cache, label, units_per_run, minimise=True)
+                                          overrides, cache, label, units_per_run, minimise=True,
+                                          statistics_views=down)
         pictures[label], minimised[label] = images, lowest
         figures[label] = preset_figures(model, layers, images, lowest, reached, judge_name)
     units_total = sum(len(units) for units in layer_units.values())
@@ -428,6 +438,14 @@ def accentuation_ranks(pool, unit: int, count: int) -> tuple[list[int], list[int
     rank_high = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit))}
     rank_low = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit, bottom=True))}
     return [rank_high[key] for key in high[:count]], [rank_low[key] for key in low[:count]]
+
+
+def statistics_views(pool, units: Sequence[int]) -> tuple[dict, dict]:
+    """Per unit, the ranks of the views the exemplar-statistics prior holds its maximising and
+    its minimising pictures to: the photo-disjoint natural exemplars (`accentuation_ranks`)."""
+    found = {unit: accentuation_ranks(pool, unit, exemplar_stats.VIEWS) for unit in units}
+    return ({u: tuple(high) for u, (high, _) in found.items()},
+            {u: tuple(low) for u, (_, low) in found.items()})
 
 
 def accentuated_references(model: LoadedModel, layer: str, info: dict,

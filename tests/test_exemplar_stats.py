@@ -1,0 +1,101 @@
+"""The exemplar-statistics prior: pictures made of the kinds of patches the unit's photos hold."""
+import pytest
+import torch
+
+from vitviz.data.photo_sets import examples_for
+from vitviz.errors import UserError
+from vitviz.models.forward import activations
+from vitviz.quality import judge
+from vitviz.rendering import exemplar_stats, natural
+from vitviz.rendering import objectives as O
+from vitviz.rendering.loop import optimise, resolve_preset
+from vitviz.store.runs import RunRequest
+from vitviz.surveys import report
+
+from conftest import VIT_HIDDEN
+
+
+def test_the_distance_ignores_where_a_patch_sits_and_counts_what_kind_it_is():
+    reference = torch.randn(1, 50, 4)
+    sorted_reference = reference[0].sort(dim=0).values[None]
+    spread = torch.ones(4)
+    shuffled = reference[:, torch.randperm(50)]
+    assert exemplar_stats.distance(shuffled, sorted_reference, 1, spread, 0).item() < 1e-10
+    brighter = shuffled + 0.5
+    assert exemplar_stats.distance(brighter, sorted_reference, 1, spread, 0).item() == \
+        pytest.approx(0.25)
+    # A crop with fewer tokens is compared with as many of the reference's quantiles: the
+    # reference's deciles, in any order, are at distance 0; its lowest tenth is not.
+    deciles = sorted_reference[:, 2::5][:, torch.randperm(10)]
+    assert exemplar_stats.distance(deciles.repeat(2, 1, 1), sorted_reference, 2, spread,
+                                   0).tolist() == [0.0, 0.0]
+    lowest = sorted_reference[:, :10]
+    assert exemplar_stats.distance(lowest, sorted_reference, 1, spread, 0).item() > 0.5
+
+
+def test_the_prior_brings_pictures_nearer_their_units_photos_and_the_units_still_rise(tiny_vit):
+    units = tuple(range(0, 64, 8))
+    layer = natural.first_block(tiny_vit)
+    examples = examples_for(tiny_vit, VIT_HIDDEN)
+    views = exemplar_stats.reference_views(examples, units, [range(exemplar_stats.VIEWS)] * 8,
+                                           False, tiny_vit.preprocessing.size)
+    reference = exemplar_stats.reference(tiny_vit, layer, views)
+    spread = natural.photo_statistics(tiny_vit)["spread"]
+    found = {}
+    for weight in (0.0, 1.0):
+        preset = resolve_preset("robust", exemplar_stats=weight, precision="fp32")
+        records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, units), [0] * 8, preset,
+                                steps=40, record_every=0, held_to=views if weight else None))
+        with torch.no_grad():
+            act = activations(tiny_vit, tiny_vit.to_input(records[-1].images), [layer])[layer]
+        unlike = exemplar_stats.distance(act, reference, 1, spread, tiny_vit.prefix_tokens)
+        rise = torch.tensor(records[-1].activation) > torch.tensor(records[0].activation)
+        found[weight] = unlike, rise
+    assert (found[1.0][0] < found[0.0][0]).float().mean() >= 7 / 8, found
+    assert found[1.0][1].float().mean() >= 7 / 8, "the prior may slow a unit, not stop it"
+
+
+def test_a_request_picks_each_units_own_views_and_keys_them(tiny_vit):
+    spec = O.neuron(VIT_HIDDEN, (3, 5)).spec()
+    plain = RunRequest("tiny_vit", spec, (0, 0))
+    held = RunRequest("tiny_vit", spec, (0, 0), overrides={"exemplar_stats": 1.0})
+    chosen = RunRequest("tiny_vit", spec, (0, 0), overrides={"exemplar_stats": 1.0},
+                        statistics_views=((0, 2), (1, 4, 6)))
+    assert "statistics_views" not in plain.config()
+    assert held.config()["statistics_views"]["ranks"] == list(range(exemplar_stats.VIEWS))
+    assert len({plain.key(), held.key(), chosen.key()}) == 3
+    for request in (held, chosen):
+        request.check()
+
+
+@pytest.mark.parametrize("request_args, match", [
+    ({"statistics_views": ((0,),)}, "exemplar_stats weight"),
+    ({"overrides": {"exemplar_stats": 1.0}, "statistics_views": ((0,), (1,))}, "one set"),
+    ({"overrides": {"exemplar_stats": 1.0}, "statistics_views": ((5000,),)}, "0 to"),
+    ({"overrides": {"exemplar_stats": -1.0}}, "weight from 0 to 100"),
+])
+def test_a_bad_prior_is_refused_before_any_work(request_args, match):
+    with pytest.raises(UserError, match=match):
+        RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 1).spec(), (0,), **request_args).check()
+    with pytest.raises(UserError, match="neuron or channel"):
+        RunRequest("tiny_vit", O.logit("heads.head", 1).spec(),
+                   overrides={"exemplar_stats": 1.0}).check()
+
+
+def test_the_loop_asks_for_the_views_it_holds_pictures_to(tiny_vit):
+    with pytest.raises(UserError, match="held_to"):
+        next(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 1), [0],
+                      resolve_preset("robust", exemplar_stats=1.0), steps=2))
+
+
+def test_the_report_never_holds_a_picture_to_a_photo_its_judge_queries(tiny_vit):
+    pool = judge.pool_for(examples_for(tiny_vit, VIT_HIDDEN), judge.DEFAULT_JUDGE)
+    units = [2, 11, 30]
+    up, down = report.statistics_views(pool, units)
+    for unit in units:
+        queried = judge.tasks(pool, unit, "photo_disjoint").excluded_photos
+        assert queried
+        for ranks, bottom in ((up[unit], False), (down[unit], True)):
+            assert len(ranks) == exemplar_stats.VIEWS
+            photos = dict(enumerate(photo for _, photo in pool.ranked(unit, bottom)))
+            assert not {photos[rank] for rank in ranks} & queried

@@ -1,0 +1,86 @@
+"""An exemplar-statistics prior: a picture made of the kinds of patches the unit's own photos hold.
+
+The natural-statistics prior (vitviz.rendering.natural) holds a picture to what photos look
+like on average; this one holds it to what the photos that drive *this* unit look like. After
+VITAL (Gorgun, Schiele and Fischer, ICCV 2025), who match a picture's intermediate feature
+distributions to those of real images of its target: each augmented copy's first-block
+features are held, channel by channel, to the quantiles of the same channel over the patch
+tokens of the unit's reference views (its strongest photo views; its weakest for a minimising
+picture), in units of the channel's spread within a photo. Sorting makes the match blind to
+where a patch sits: the picture keeps the kinds of patches the references hold (their colours,
+edges and textures, and how much of each), and the unit's objective decides where they go.
+
+The views are the unit's `VIEWS` strongest in the configured photo set; the quality report
+passes the judge's photo-disjoint natural exemplars instead, so that no picture borrows from a
+photo its judge queries.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vitviz.models.forward import activations
+from vitviz.models.loaded import LoadedModel
+
+VIEWS = 9  # reference views per picture: the judge's references a side
+MAX_VIEWS = 64
+VERSION = 1
+
+
+def reference_views(examples, units: Sequence[int], ranks: Sequence[Sequence[int]],
+                    bottom: bool, size: int) -> list[torch.Tensor]:
+    """Item i's reference views [k, 3, size, size] in [0, 1]: unit i's views of `ranks[i]` in
+    its drive order (weakest first with `bottom`). `examples`: a layer's dataset examples
+    (`photo_sets.examples_for`)."""
+    from vitviz.data.examples import crop_image
+
+    items = []
+    for unit, item_ranks in zip(units, ranks):
+        found = examples.extreme_views(unit, max(item_ranks) + 1, bottom)
+        pictures = [crop_image(examples.image(found[rank].photo), found[rank].box, size)
+                    for rank in item_ranks]
+        items.append(torch.from_numpy(np.stack([np.asarray(p.convert("RGB")) for p in pictures]))
+                     .permute(0, 3, 1, 2).float() / 255)
+    return items
+
+
+def tokens(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor:
+    """[R, T, C]: a ViT block's patch tokens, or a CNN feature map's positions."""
+    act = act.float()
+    return act[:, prefix_tokens:] if act.dim() == 3 else act.flatten(2).transpose(1, 2)
+
+
+def quantiles(sorted_values: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` evenly spaced quantiles along dim -2 of values sorted along it."""
+    pool = sorted_values.shape[-2]
+    points = ((torch.arange(count, device=sorted_values.device) + 0.5) * pool / count).long()
+    return sorted_values[..., points, :]
+
+
+@torch.no_grad()
+def reference(model: LoadedModel, layer: str,
+              views: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[N, P, C]: each item's `layer` features over all the tokens of its views
+    ([k, 3, H, W]; k may differ between items), sorted along the tokens for each channel, at
+    as many quantiles P as the item with the most tokens has."""
+    found = []
+    for item in views:
+        act = activations(model, model.to_input(item.to(model.device)), [layer])[layer]
+        values = tokens(act, model.prefix_tokens)
+        found.append(values.reshape(-1, values.shape[-1]).sort(dim=0).values)
+    pool = max(len(values) for values in found)
+    return torch.stack([quantiles(values, pool) for values in found])
+
+
+def distance(act: torch.Tensor, sorted_reference: torch.Tensor, copies: int,
+             spread: torch.Tensor, prefix_tokens: int) -> torch.Tensor:
+    """Per row [R] (`copies` rows per item): the mean squared distance, channel by channel,
+    between the row's sorted token values and its item's reference quantiles at as many
+    points (a crop at another scale, or with tokens dropped, has fewer tokens), each channel
+    in units of its spread within a photo."""
+    values = tokens(act, prefix_tokens).sort(dim=1).values
+    target = quantiles(sorted_reference.to(values.device), values.shape[1])
+    difference = (values - target.repeat_interleave(copies, dim=0)) / spread.to(values.device)
+    return difference.square().mean(dim=(1, 2))
