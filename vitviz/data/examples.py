@@ -195,3 +195,9 @@ def crop_image(photo_image: Image.Image, box: tuple[float, float, float, float],
     region = square.crop((round(left * side), round(top * side), round(right * side), round(bottom * side)))
     return region.resize((size, size), Image.Resampling.BICUBIC)
 
+
+def view_tensor(examples, view, size: int) -> torch.Tensor:
+    """A view (whole photo or crop) of `examples`' photos as an image [3, size, size] in [0, 1]."""
+    picture = crop_image(examples.image(view.photo), view.box, size)
+    return torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1).float() / 255
+

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -67,14 +66,12 @@ def start_views(examples, units: Sequence[int], ranks: Sequence[int], bottom: bo
     """Item i's start: unit i's `ranks[i]`-th strongest (weakest: `bottom`) view as an image
     [N, 3, size, size], and where each came from. `examples`: a layer's dataset examples
     (`photo_sets.examples_for`)."""
-    from vitviz.data.examples import crop_image
+    from vitviz.data.examples import view_tensor
 
     images, sources = [], []
     for unit, rank in zip(units, ranks):
         chosen = examples.extreme_views(unit, rank + 1, bottom)[rank]
-        picture = crop_image(examples.image(chosen.photo), chosen.box, size)
-        images.append(torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1)
-                      .float() / 255)
+        images.append(view_tensor(examples, chosen, size))
         sources.append(Source(chosen.photo, tuple(chosen.box), chosen.activation))
     return torch.stack(images), sources
 

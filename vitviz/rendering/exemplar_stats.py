@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from vitviz.models.forward import activations
@@ -34,15 +33,13 @@ def reference_views(examples, units: Sequence[int], ranks: Sequence[Sequence[int
     """Item i's reference views [k, 3, size, size] in [0, 1]: unit i's views of `ranks[i]` in
     its drive order (weakest first with `bottom`). `examples`: a layer's dataset examples
     (`photo_sets.examples_for`)."""
-    from vitviz.data.examples import crop_image
+    from vitviz.data.examples import view_tensor
 
     items = []
     for unit, item_ranks in zip(units, ranks):
         found = examples.extreme_views(unit, max(item_ranks) + 1, bottom)
-        pictures = [crop_image(examples.image(found[rank].photo), found[rank].box, size)
-                    for rank in item_ranks]
-        items.append(torch.from_numpy(np.stack([np.asarray(p.convert("RGB")) for p in pictures]))
-                     .permute(0, 3, 1, 2).float() / 255)
+        items.append(torch.stack([view_tensor(examples, found[rank], size)
+                                  for rank in item_ranks]))
     return items
 
 

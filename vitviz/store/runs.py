@@ -270,13 +270,18 @@ def compute_result(request: RunRequest, model: LoadedModel,
     )
 
 
-def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Preset):
-    """The photos an accentuated run starts from, one per item, and where they came from."""
+def _item_units(request: RunRequest, model: LoadedModel, objective) -> tuple:
+    """The photo set's examples of the objective's layer, and each item's unit."""
     from vitviz.data.photo_sets import examples_for
 
     unit = objective.unit
     units = list(unit) if isinstance(unit, tuple) else [unit] * len(request.seeds)
-    examples = examples_for(model, objective.layer, getattr(objective, "tokens", "patch"))
+    return examples_for(model, objective.layer, getattr(objective, "tokens", "patch")), units
+
+
+def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Preset):
+    """The photos an accentuated run starts from, one per item, and where they came from."""
+    examples, units = _item_units(request, model, objective)
     ranks = (list(request.accentuate) if isinstance(request.accentuate, tuple)
              else [request.accentuate] * len(units))
     return accentuate.start_views(examples, units, ranks, request.minimise,
@@ -285,11 +290,7 @@ def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Pre
 
 def _statistics_views(request: RunRequest, model: LoadedModel, objective) -> list[torch.Tensor]:
     """The exemplar-statistics prior's reference views of each item, at the model's size."""
-    from vitviz.data.photo_sets import examples_for
-
-    unit = objective.unit
-    units = list(unit) if isinstance(unit, tuple) else [unit] * len(request.seeds)
-    examples = examples_for(model, objective.layer, getattr(objective, "tokens", "patch"))
+    examples, units = _item_units(request, model, objective)
     ranks = (request.statistics_views if request.statistics_views is not None
              else [tuple(range(exemplar_stats.VIEWS))] * len(units))
     return exemplar_stats.reference_views(examples, units, ranks, request.minimise,
