@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from vitviz.rendering.natural import positions
 from vitviz.rendering.params import ImageParam, _frequencies, recorrelate
 
 # How hard the picture is held to its photo's first-block features; part of the result's key.
@@ -80,9 +81,5 @@ def feature_distance(picture: torch.Tensor, start: torch.Tensor, spread: torch.T
                      prefix_tokens: int) -> torch.Tensor:
     """Per row [R]: the mean squared distance of two first-block outputs, each channel in units
     of its spread over photos."""
-    difference = (picture.float() - start.float())
-    if difference.dim() == 3:
-        difference = difference[:, prefix_tokens:] / spread.to(difference.device)
-    else:
-        difference = difference / spread.to(difference.device)[:, None, None]
-    return difference.square().flatten(1).mean(dim=1)
+    difference = positions(picture.float() - start.float(), prefix_tokens)
+    return (difference / spread.to(difference.device)).square().mean(dim=(1, 2))

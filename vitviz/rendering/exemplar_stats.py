@@ -22,6 +22,7 @@ import torch
 
 from vitviz.models.forward import activations
 from vitviz.models.loaded import LoadedModel
+from vitviz.rendering.natural import positions
 
 VIEWS = 9  # reference views per picture: the judge's references a side
 MAX_VIEWS = 64
@@ -43,12 +44,6 @@ def reference_views(examples, units: Sequence[int], ranks: Sequence[Sequence[int
     return items
 
 
-def tokens(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor:
-    """[R, T, C]: a ViT block's patch tokens, or a CNN feature map's positions."""
-    act = act.float()
-    return act[:, prefix_tokens:] if act.dim() == 3 else act.flatten(2).transpose(1, 2)
-
-
 def quantiles(sorted_values: torch.Tensor, count: int) -> torch.Tensor:
     """`count` evenly spaced quantiles along dim -2 of values sorted along it."""
     pool = sorted_values.shape[-2]
@@ -65,7 +60,7 @@ def reference(model: LoadedModel, layer: str,
     found = []
     for item in views:
         act = activations(model, model.to_input(item.to(model.device)), [layer])[layer]
-        values = tokens(act, model.prefix_tokens)
+        values = positions(act, model.prefix_tokens)
         found.append(values.reshape(-1, values.shape[-1]).sort(dim=0).values)
     pool = max(len(values) for values in found)
     return torch.stack([quantiles(values, pool) for values in found])
@@ -77,7 +72,7 @@ def distance(act: torch.Tensor, sorted_reference: torch.Tensor, copies: int,
     between the row's sorted token values and its item's reference quantiles at as many
     points (a crop at another scale, or with tokens dropped, has fewer tokens), each channel
     in units of its spread within a photo."""
-    values = tokens(act, prefix_tokens).sort(dim=1).values
+    values = positions(act, prefix_tokens).sort(dim=1).values
     target = quantiles(sorted_reference.to(values.device), values.shape[1])
     difference = (values - target.repeat_interleave(copies, dim=0)) / spread.to(values.device)
     return difference.square().mean(dim=(1, 2))

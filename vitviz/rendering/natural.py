@@ -38,10 +38,15 @@ def first_block(model: LoadedModel) -> str:
                     "prior reads: set natural_stats to 0")
 
 
+def positions(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor:
+    """[R, T, C] in fp32: a ViT block's patch tokens, or a CNN feature map's positions."""
+    act = act.float()
+    return act[:, prefix_tokens:] if act.dim() == 3 else act.flatten(2).transpose(1, 2)
+
+
 def channel_statistics(act: torch.Tensor, prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's per-channel mean and spread [R, C] over its patch tokens or positions."""
-    act = act.float()
-    values = act[:, prefix_tokens:] if act.dim() == 3 else act.flatten(2).transpose(1, 2)
+    values = positions(act, prefix_tokens)
     return values.mean(dim=1), values.std(dim=1)
 
 
