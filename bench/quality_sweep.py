@@ -79,6 +79,10 @@ VARIANTS: dict[str, dict] = {
     # their distribution on the unit's photo-disjoint natural exemplars.
     "exemplar statistics 1": {"exemplar_stats": 1.0},
     "exemplar statistics 5": {"exemplar_stats": 5.0},
+    # The drive cap (vitviz.rendering.drive_cap): the objective stops pushing at this multiple of
+    # the unit's strongest photo-disjoint natural exemplar, and the priors have the rest.
+    "exemplar statistics 5, capped at 2x": {"exemplar_stats": 5.0, "drive_cap": 2.0},
+    "natural statistics 1, capped at 2x": {"natural_stats": 1.0, "drive_cap": 2.0},
     "phase only, lr 0.3": {**_PHASE, "lr": 0.3},
     "phase only, copies 8": {**_PHASE, "ensemble": 8},
     "phase only, canvas 1x": {**_PHASE, "canvas_scale": 1.0},

@@ -69,7 +69,7 @@ def test_a_request_picks_each_units_own_views_and_keys_them(tiny_vit):
 
 
 @pytest.mark.parametrize("request_args, match", [
-    ({"statistics_views": ((0,),)}, "exemplar_stats weight"),
+    ({"statistics_views": ((0,),)}, "exemplar_stats or drive_cap"),
     ({"overrides": {"exemplar_stats": 1.0}, "statistics_views": ((0,), (1,))}, "one set"),
     ({"overrides": {"exemplar_stats": 1.0}, "statistics_views": ((5000,),)}, "0 to"),
     ({"overrides": {"exemplar_stats": -1.0}}, "weight from 0 to 100"),

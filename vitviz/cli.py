@@ -122,7 +122,8 @@ def cmd_run(args) -> int:
                                    "ensemble": args.ensemble, "precision": args.precision,
                                    "coarse_steps": args.coarse_steps,
                                    "keep_tokens": args.keep_tokens,
-                                   "exemplar_stats": args.exemplar_stats}.items()
+                                   "exemplar_stats": args.exemplar_stats,
+                                   "drive_cap": args.drive_cap}.items()
                  if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target,
@@ -313,6 +314,10 @@ def parser() -> argparse.ArgumentParser:
                    help="hold the picture's first-block features to their distribution on the "
                         "unit's strongest photo views (its weakest with --minimise): the "
                         "exemplar-statistics prior; 0 turns it off (default: the preset's)")
+    p.add_argument("--drive-cap", type=float, metavar="FACTOR",
+                   help="stop pushing the unit past FACTOR times its strongest photo view (its "
+                        "weakest with --minimise), leaving the rest of the steps to the priors; "
+                        "0 turns it off (default: the preset's)")
     p.add_argument("--record-every", type=int, help="keep images every N steps (default: "
                    "steps // 8, as the pages, the atlas and visualise(): their runs are shared)")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")

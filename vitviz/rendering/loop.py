@@ -11,7 +11,7 @@ from vitviz.errors import UserError
 from vitviz.models.attention import check_attention
 from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
-from vitviz.rendering import accentuate, exemplar_stats, natural
+from vitviz.rendering import accentuate, drive_cap, exemplar_stats, natural
 from vitviz.rendering.objectives import Objective
 from vitviz.rendering.params import ImageParam, build_param, total_variation
 from vitviz.rendering.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
@@ -113,10 +113,11 @@ def optimise(
     With `minimise`, drive it down instead: what suppresses a unit (the records still hold the
     objective's own value, which then falls). With `start` ([n_items, 3, H, W] in [0, 1]),
     each picture starts as that image and is held to its first-block features
-    (vitviz.rendering.accentuate: accentuated exemplars). With the preset's `exemplar_stats`,
-    `held_to` (per item [k, 3, H, W] in [0, 1]) holds each item's reference views: its unit's
-    photos, whose first-block feature distribution the picture is held to
-    (vitviz.rendering.exemplar_stats; `RunRequest` picks them).
+    (vitviz.rendering.accentuate: accentuated exemplars). With the preset's `exemplar_stats`
+    or `drive_cap`, `held_to` (per item [k, 3, H, W] in [0, 1]) holds each item's reference
+    views: its unit's photos, whose first-block feature distribution the picture is held to
+    (vitviz.rendering.exemplar_stats) and whose strongest value sets where the objective stops
+    pushing (vitviz.rendering.drive_cap). `RunRequest` picks them.
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
@@ -129,9 +130,9 @@ def optimise(
     prepare(model, objective, frozen_context)
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble
-    if preset.exemplar_stats and (held_to is None or len(held_to) != n_items):
-        raise UserError("the exemplar-statistics prior holds each picture to its unit's photo "
-                        "views: pass them as held_to (one set per seed), or run through "
+    if preset.reads_reference_views and (held_to is None or len(held_to) != n_items):
+        raise UserError("the exemplar-statistics prior and the drive cap read each unit's "
+                        "photo views: pass them as held_to (one set per seed), or run through "
                         "vitviz.visualise or RunRequest, which pick them")
     device = model.device
     model_size = model.preprocessing.size
@@ -161,6 +162,9 @@ def optimise(
     passes = ForwardStep.for_run(model, objective, preset, (prior["layer"],) if prior else (),
                                  frozen_context)
 
+    item_caps = (drive_cap.caps(target, passes.clean, [v.to(device) for v in held_to],
+                                preset.drive_cap, minimise) if preset.drive_cap else None)
+
     start_images = param().detach() if frozen_context else None
     for step in range(preset.steps):
         images = param()
@@ -179,6 +183,10 @@ def optimise(
         acts = passes.optimised(augmented, step, rngs, copies, frozen)
         # Built-in objectives return fp32 already; a user's may return the pass's bf16.
         values = objective(acts, n_items).float()
+        if item_caps is not None:
+            # Only the unit's own term stops pushing; a regulariser (diversity) still acts.
+            reached = values if target is objective else target(acts, n_items).float()
+            values = values - reached + drive_cap.capped(reached, item_caps, copies, minimise)
         per_item = values.view(n_items, copies).mean(dim=1)
         loss = (per_item if minimise else -per_item) + preset.tv_weight * total_variation(images)
         if start is not None:

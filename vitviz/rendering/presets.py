@@ -50,6 +50,15 @@ class Preset:
     # first-block features held to the distribution they take on the unit's own photo views
     # (its strongest; its weakest when minimising). 0: off.
     exemplar_stats: float = 0.0
+    # The drive cap (vitviz.rendering.drive_cap): a copy past this many times its unit's value on
+    # its reference views (the strongest photo views; the weakest when minimising) gets no
+    # gradient from the objective, only from the priors. 0: off; else at least 1.
+    drive_cap: float = 0.0
+
+    @property
+    def reads_reference_views(self) -> bool:
+        """Whether a run needs each unit's reference views (`optimise(held_to=...)`)."""
+        return bool(self.exemplar_stats or self.drive_cap)
 
     def canvas_size(self, model_size: int) -> int:
         """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
@@ -98,6 +107,10 @@ class Preset:
         require(isinstance(self.exemplar_stats, (int, float))
                 and math.isfinite(self.exemplar_stats) and 0 <= self.exemplar_stats <= 100,
                 f"exemplar_stats is a weight from 0 to 100 (got {self.exemplar_stats!r})")
+        require(isinstance(self.drive_cap, (int, float)) and math.isfinite(self.drive_cap)
+                and (self.drive_cap == 0 or 1 <= self.drive_cap <= 1000),
+                f"drive_cap is 0 (off) or a multiple of the unit's photo value from 1 to 1000 "
+                f"(got {self.drive_cap!r})")
         require(self.schedule in SCHEDULES,
                 f"schedule '{self.schedule}' is unknown: use one of {', '.join(SCHEDULES)}")
         problems += param_problems(self.param, self.param_kwargs)
@@ -120,6 +133,8 @@ class Preset:
             del values["natural_stats"]
         if not self.exemplar_stats:
             del values["exemplar_stats"]
+        if not self.drive_cap:
+            del values["drive_cap"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -140,7 +155,8 @@ SCHEDULES = ("constant", "cosine")
 
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
-         "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats")
+         "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats",
+         "drive_cap")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -248,7 +264,7 @@ def from_knobs(knobs: dict) -> Preset:
     base = PRESETS.get(knobs.get("name", ""), PRESETS[DEFAULT_PRESET])
     # Left out of the knobs when off.
     knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
-             "exemplar_stats": 0.0, **knobs}
+             "exemplar_stats": 0.0, "drive_cap": 0.0, **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 

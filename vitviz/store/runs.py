@@ -110,9 +110,10 @@ class RunRequest:
     # this rank (0: the strongest; the weakest for a minimising run), not from noise. A tuple
     # gives each item its own rank: several exemplars of a unit in one batch.
     accentuate: int | tuple[int, ...] | None = None
-    # With the preset's exemplar_stats (vitviz.rendering.exemplar_stats): per item, the ranks of
-    # the photo views of its unit (weakest first for a minimising run) whose features the
-    # picture is held to. None: each unit's exemplar_stats.VIEWS strongest.
+    # With the preset's exemplar_stats or drive_cap: per item, the ranks of the photo views of
+    # its unit (weakest first for a minimising run) whose features the picture is held to
+    # (vitviz.rendering.exemplar_stats) and whose strongest value sets the cap
+    # (vitviz.rendering.drive_cap). None: each unit's exemplar_stats.VIEWS strongest.
     statistics_views: tuple[tuple[int, ...], ...] | None = None
 
     def resolved_preset(self) -> Preset:
@@ -147,9 +148,10 @@ class RunRequest:
         preset = self.resolved_preset()
         preset.check()
         if self.statistics_views is not None:
-            if not preset.exemplar_stats:
-                raise UserError("statistics_views are the exemplar-statistics prior's photo "
-                                "views: set the preset's exemplar_stats weight too")
+            if not preset.reads_reference_views:
+                raise UserError("statistics_views are the unit's reference photo views, which "
+                                "only the exemplar-statistics prior and the drive cap read: set "
+                                "the preset's exemplar_stats or drive_cap too")
             if len(self.statistics_views) != len(self.seeds):
                 raise UserError(f"statistics_views: one set of views per seed "
                                 f"({len(self.statistics_views)} for {len(self.seeds)} seeds)")
@@ -158,9 +160,11 @@ class RunRequest:
                        for views in self.statistics_views):
                 raise UserError(f"statistics_views: 1 to {exemplar_stats.MAX_VIEWS} ranks per "
                                 f"seed, each 0 to {MAX_RANK - 1}")
-        if preset.exemplar_stats and self.objective.get("type") not in ("neuron", "channel"):
-            raise UserError("the exemplar-statistics prior reads a unit's own photos: use a "
-                            "neuron or channel objective, or set exemplar_stats to 0")
+        if preset.reads_reference_views and self.objective.get("type") not in ("neuron",
+                                                                                "channel"):
+            raise UserError("the exemplar-statistics prior and the drive cap read a unit's own "
+                            "photos: use a neuron or channel objective, or set exemplar_stats "
+                            "and drive_cap to 0")
 
     def config(self) -> dict:
         """Canonical, JSON-ready config: stored with the result, hashed into the cache key.
@@ -196,7 +200,7 @@ class RunRequest:
                                      if self.statistics_views is not None
                                      else list(range(exemplar_stats.VIEWS)),
                                      "version": exemplar_stats.VERSION}}
-               if preset.exemplar_stats else {}),
+               if preset.reads_reference_views else {}),
             "vitviz_version": __version__,
             "algorithm_version": ALGORITHM_VERSION,
         }
@@ -222,7 +226,8 @@ def compute_result(request: RunRequest, model: LoadedModel,
     start, sources = None, None
     if request.accentuate is not None:
         start, sources = _start_views(request, model, objective, preset)
-    held_to = _statistics_views(request, model, objective) if preset.exemplar_stats else None
+    held_to = (_statistics_views(request, model, objective) if preset.reads_reference_views
+               else None)
     probe = None
     if request.moving_target:
         probe = MovingTargetProbe(model, objective, len(request.seeds), preset.steps,
@@ -289,7 +294,8 @@ def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Pre
 
 
 def _statistics_views(request: RunRequest, model: LoadedModel, objective) -> list[torch.Tensor]:
-    """The exemplar-statistics prior's reference views of each item, at the model's size."""
+    """Each item's reference views (the exemplar-statistics prior's and the drive cap's), at
+    the model's size."""
     examples, units = _item_units(request, model, objective)
     ranks = (request.statistics_views if request.statistics_views is not None
              else [tuple(range(exemplar_stats.VIEWS))] * len(units))

@@ -398,10 +398,10 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
     pictures, minimised, figures = {}, {}, {}
     for label, (preset, overrides) in variants.items():
         images, lowest, reached = {}, {}, {}
-        borrows = bool(resolve_preset(preset, **overrides).exemplar_stats)
+        borrows = resolve_preset(preset, **overrides).reads_reference_views
         for layer, info in layers.items():
-            # The exemplar-statistics prior reads the judge's photo-disjoint natural exemplars,
-            # never a photo the judge queries.
+            # The exemplar-statistics prior and the drive cap read the judge's photo-disjoint
+            # natural exemplars, never a photo the judge queries.
             up, down = statistics_views(info["pool"], info["units"]) if borrows else (None, None)
             images[layer], reached[layer] = run_preset(model, layer, info["units"], seeds,
                                                        preset, overrides, cache, label,
