@@ -42,6 +42,7 @@ from vitviz.models.drive import capture_drives
 from vitviz.models.forward import activations
 from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
+from vitviz.models.tokens import positions as token_positions
 from vitviz.models.tokens import unit_values
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -276,11 +277,8 @@ BatchValues = tuple[list[int], dict[str, np.ndarray], dict[str, np.ndarray], dic
 def positions(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor | None:
     """[batch, positions, units] of a token layer (patch tokens) or a feature map (its cells);
     None for a layer without positions or whose positions do not form a square grid."""
-    if act.dim() == 3:
-        grid = act[:, prefix_tokens:]
-    elif act.dim() == 4:
-        grid = act.flatten(2).transpose(1, 2)
-    else:
+    grid = token_positions(act, prefix_tokens)
+    if grid is None:
         return None
     side = int(round(grid.shape[1] ** 0.5))
     return grid if side * side == grid.shape[1] and side > 0 else None

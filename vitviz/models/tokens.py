@@ -39,3 +39,13 @@ def unit_values(act: torch.Tensor, tokens: str | int = "patch",
     if act.dim() == 4:
         return act.mean(dim=(2, 3))
     return act
+
+
+def positions(act: torch.Tensor, prefix: int = PREFIX_TOKENS) -> torch.Tensor | None:
+    """[R, positions, channels] of a layer output: a token layer's patch tokens, a feature
+    map's cells; None for a layer without positions (a classifier's logits)."""
+    if act.dim() == 3:
+        return act[:, prefix:]
+    if act.dim() == 4:
+        return act.flatten(2).transpose(1, 2)
+    return None

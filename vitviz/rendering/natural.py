@@ -24,6 +24,7 @@ from vitviz.errors import UserError
 from vitviz.models.forward import activations
 from vitviz.models.layers import layer_table
 from vitviz.models.loaded import LoadedModel
+from vitviz.models.tokens import positions as token_positions
 
 _STATS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
@@ -39,9 +40,9 @@ def first_block(model: LoadedModel) -> str:
 
 
 def positions(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor:
-    """[R, T, C] in fp32: a ViT block's patch tokens, or a CNN feature map's positions."""
-    act = act.float()
-    return act[:, prefix_tokens:] if act.dim() == 3 else act.flatten(2).transpose(1, 2)
+    """[R, T, C] in fp32: a ViT block's patch tokens, or a CNN feature map's positions (the
+    priors' first-block outputs, which always have them)."""
+    return token_positions(act.float(), prefix_tokens)
 
 
 def channel_statistics(act: torch.Tensor, prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
