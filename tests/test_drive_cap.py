@@ -67,6 +67,7 @@ def test_capped_pictures_stop_near_their_photos_and_still_reach_them(tiny_vit):
     reached = final[1.0] >= 0.8 * torch.minimum(final[0.0], caps)
     assert reached.float().mean() >= 7 / 8, (final, caps)
 
+
 def test_a_capped_request_keys_its_views_and_a_bad_cap_is_refused(tiny_vit):
     spec = O.neuron(VIT_HIDDEN, 3).spec()
     capped = RunRequest("tiny_vit", spec, overrides={"drive_cap": 2.0})
