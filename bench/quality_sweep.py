@@ -79,6 +79,9 @@ VARIANTS: dict[str, dict] = {
     # their distribution on the unit's photo-disjoint natural exemplars.
     "exemplar statistics 1": {"exemplar_stats": 1.0},
     "exemplar statistics 5": {"exemplar_stats": 5.0},
+    # The same prior at depth: the stream into the unit's block (exemplar_stats.feeding_block).
+    "deep exemplar statistics 1": {"exemplar_deep": 1.0},
+    "deep exemplar statistics 5": {"exemplar_deep": 5.0},
     # The drive cap (vitviz.rendering.drive_cap): the objective stops pushing at this multiple of
     # the unit's strongest photo-disjoint natural exemplar, and the priors have the rest.
     "exemplar statistics 5, capped at 2x": {"exemplar_stats": 5.0, "drive_cap": 2.0},

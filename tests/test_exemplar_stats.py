@@ -33,17 +33,24 @@ def test_the_distance_ignores_where_a_patch_sits_and_counts_what_kind_it_is():
     assert exemplar_stats.distance(lowest, sorted_reference, 1, spread, 0).item() > 0.5
 
 
-def test_the_prior_brings_pictures_nearer_their_units_photos_and_the_units_still_rise(tiny_vit):
+@pytest.mark.parametrize("knob", ["exemplar_stats", "exemplar_deep"])
+def test_the_prior_brings_pictures_nearer_their_units_photos_and_the_units_still_rise(
+        tiny_vit, knob, monkeypatch):
     units = tuple(range(0, 64, 8))
     layer = natural.first_block(tiny_vit)
+    if knob == "exemplar_deep":
+        # tiny_vit's unit layer is fed by its first block, where the first prior acts too: held
+        # at another layer, the deep prior shows it acts where feeding_block says.
+        layer = "encoder.layers.encoder_layer_1"
+        monkeypatch.setattr(exemplar_stats, "feeding_block", lambda model, target: layer)
     examples = examples_for(tiny_vit, VIT_HIDDEN)
     views = exemplar_stats.reference_views(examples, units, [range(exemplar_stats.VIEWS)] * 8,
                                            False, tiny_vit.preprocessing.size)
     reference = exemplar_stats.reference(tiny_vit, layer, views)
-    spread = natural.photo_statistics(tiny_vit)["spread"]
+    spread = natural.photo_statistics(tiny_vit, layer)["spread"]
     found = {}
     for weight in (0.0, 1.0):
-        preset = resolve_preset("robust", exemplar_stats=weight, precision="fp32")
+        preset = resolve_preset("robust", **{knob: weight}, precision="fp32")
         records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, units), [0] * 8, preset,
                                 steps=40, record_every=0, held_to=views if weight else None))
         with torch.no_grad():
@@ -53,6 +60,17 @@ def test_the_prior_brings_pictures_nearer_their_units_photos_and_the_units_still
         found[weight] = unlike, rise
     assert (found[1.0][0] < found[0.0][0]).float().mean() >= 7 / 8, found
     assert found[1.0][1].float().mean() >= 7 / 8, "the prior may slow a unit, not stop it"
+
+
+def test_the_deep_prior_reads_the_stream_into_the_units_block(tiny_vit):
+    first, second = "encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"
+    assert exemplar_stats.feeding_block(tiny_vit, VIT_HIDDEN) == first
+    assert exemplar_stats.feeding_block(tiny_vit, second) == first
+    assert exemplar_stats.feeding_block(tiny_vit, "heads.head") == second
+    # The first block reads the patch embedding, which declares no role: its output stands in.
+    assert exemplar_stats.feeding_block(tiny_vit, "encoder.layers.encoder_layer_0.mlp.1") == first
+    with pytest.raises(UserError, match="not a layer"):
+        exemplar_stats.feeding_block(tiny_vit, "encoder.layers.encoder_layer_7.mlp.1")
 
 
 def test_a_request_picks_each_units_own_views_and_keys_them(tiny_vit):
@@ -69,10 +87,11 @@ def test_a_request_picks_each_units_own_views_and_keys_them(tiny_vit):
 
 
 @pytest.mark.parametrize("request_args, match", [
-    ({"statistics_views": ((0,),)}, "exemplar_stats or drive_cap"),
+    ({"statistics_views": ((0,),)}, "exemplar_deep or drive_cap"),
     ({"overrides": {"exemplar_stats": 1.0}, "statistics_views": ((0,), (1,))}, "one set"),
     ({"overrides": {"exemplar_stats": 1.0}, "statistics_views": ((5000,),)}, "0 to"),
     ({"overrides": {"exemplar_stats": -1.0}}, "weight from 0 to 100"),
+    ({"overrides": {"exemplar_deep": 101.0}}, "exemplar_deep is a weight from 0 to 100"),
 ])
 def test_a_bad_prior_is_refused_before_any_work(request_args, match):
     with pytest.raises(UserError, match=match):

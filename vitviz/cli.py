@@ -123,6 +123,7 @@ def cmd_run(args) -> int:
                                    "coarse_steps": args.coarse_steps,
                                    "keep_tokens": args.keep_tokens,
                                    "exemplar_stats": args.exemplar_stats,
+                                   "exemplar_deep": args.exemplar_deep,
                                    "drive_cap": args.drive_cap}.items()
                  if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
@@ -314,6 +315,10 @@ def parser() -> argparse.ArgumentParser:
                    help="hold the picture's first-block features to their distribution on the "
                         "unit's strongest photo views (its weakest with --minimise): the "
                         "exemplar-statistics prior; 0 turns it off (default: the preset's)")
+    p.add_argument("--exemplar-deep", type=float, metavar="WEIGHT",
+                   help="the same at depth: hold the features of the block output that feeds "
+                        "the unit's block to their distribution on those photo views; 0 turns "
+                        "it off (default: the preset's)")
     p.add_argument("--drive-cap", type=float, metavar="FACTOR",
                    help="stop pushing the unit past FACTOR times its strongest photo view (its "
                         "weakest with --minimise), leaving the rest of the steps to the priors; "

@@ -10,6 +10,12 @@ picture), in units of the channel's spread within a photo. Sorting makes the mat
 where a patch sits: the picture keeps the kinds of patches the references hold (their colours,
 edges and textures, and how much of each), and the unit's objective decides where they go.
 
+The same match can be made deeper (the preset knob `exemplar_deep`): at the block output that
+feeds the unit's own block (`feeding_block`), the residual stream the unit reads. First-block
+features describe colours and edges, which every unit's photos share; the stream into the
+unit's block describes what the unit's photos hold at the depth the unit sees them (for a deep
+unit, parts and objects), so this prior is as specific to the unit as its photos are.
+
 The views are the unit's `VIEWS` strongest in the configured photo set; the quality report
 passes the judge's photo-disjoint natural exemplars instead, so that no picture borrows from a
 photo its judge queries.
@@ -20,13 +26,37 @@ from typing import Sequence
 
 import torch
 
+from vitviz.errors import UserError
 from vitviz.models.forward import activations
+from vitviz.models.layers import layer_table
 from vitviz.models.loaded import LoadedModel
 from vitviz.rendering.natural import positions
 
 VIEWS = 9  # reference views per picture: the judge's references a side
 MAX_VIEWS = 64
 VERSION = 1
+
+
+def feeding_block(model: LoadedModel, layer: str) -> str:
+    """The block output that feeds the block holding `layer`: the last block output that runs
+    before `layer` (a block's output runs after every layer inside it). A layer of the first
+    block reads the patch embedding, which declares no role: the first block's output stands
+    in."""
+    blocks = []
+    for info in layer_table(model):
+        if info.name == layer:
+            break
+        if info.role == "block_output":
+            blocks.append(info.name)
+    else:
+        raise UserError(f"{layer} is not a layer of {model.name}")
+    if blocks:
+        return blocks[-1]
+    first = [info.name for info in layer_table(model) if info.role == "block_output"]
+    if not first:
+        raise UserError(f"{model.name} declares no block outputs, which the deep "
+                        "exemplar-statistics prior reads: set exemplar_deep to 0")
+    return first[0]
 
 
 def reference_views(examples, units: Sequence[int], ranks: Sequence[Sequence[int]],

@@ -113,11 +113,12 @@ def optimise(
     With `minimise`, drive it down instead: what suppresses a unit (the records still hold the
     objective's own value, which then falls). With `start` ([n_items, 3, H, W] in [0, 1]),
     each picture starts as that image and is held to its first-block features
-    (vitviz.rendering.accentuate: accentuated exemplars). With the preset's `exemplar_stats`
-    or `drive_cap`, `held_to` (per item [k, 3, H, W] in [0, 1]) holds each item's reference
-    views: its unit's photos, whose first-block feature distribution the picture is held to
-    (vitviz.rendering.exemplar_stats) and whose strongest value sets where the objective stops
-    pushing (vitviz.rendering.drive_cap). `RunRequest` picks them.
+    (vitviz.rendering.accentuate: accentuated exemplars). With the preset's `exemplar_stats`,
+    `exemplar_deep` or `drive_cap`, `held_to` (per item [k, 3, H, W] in [0, 1]) holds each
+    item's reference views: its unit's photos, whose feature distribution (first-block; at the
+    unit's block input) the picture is held to (vitviz.rendering.exemplar_stats) and whose
+    strongest value sets where the objective stops pushing (vitviz.rendering.drive_cap).
+    `RunRequest` picks them.
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
@@ -131,7 +132,7 @@ def optimise(
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble
     if preset.reads_reference_views and (held_to is None or len(held_to) != n_items):
-        raise UserError("the exemplar-statistics prior and the drive cap read each unit's "
+        raise UserError("the exemplar-statistics priors and the drive cap read each unit's "
                         "photo views: pass them as held_to (one set per seed), or run through "
                         "vitviz.visualise or RunRequest, which pick them")
     device = model.device
@@ -159,8 +160,13 @@ def optimise(
     prior = natural.photo_statistics(model) if needs_first else None
     reference = (exemplar_stats.reference(model, prior["layer"], held_to)
                  if preset.exemplar_stats else None)
-    passes = ForwardStep.for_run(model, objective, preset, (prior["layer"],) if prior else (),
-                                 frozen_context)
+    # The deep prior's layer, its photos' spread there and its references there.
+    deep = (natural.photo_statistics(model, exemplar_stats.feeding_block(model, target.layers[0]))
+            if preset.exemplar_deep else None)
+    deep_reference = (exemplar_stats.reference(model, deep["layer"], held_to)
+                      if deep else None)
+    extra = tuple(dict.fromkeys(found["layer"] for found in (prior, deep) if found))
+    passes = ForwardStep.for_run(model, objective, preset, extra, frozen_context)
 
     item_caps = (drive_cap.caps(target, passes.clean, [v.to(device) for v in held_to],
                                 preset.drive_cap, minimise) if preset.drive_cap else None)
@@ -197,6 +203,10 @@ def optimise(
             unlike = exemplar_stats.distance(acts[prior["layer"]], reference, copies,
                                              prior["spread"], acts.prefix_tokens)
             loss = loss + preset.exemplar_stats * unlike.view(n_items, copies).mean(dim=1)
+        if deep is not None:
+            unlike = exemplar_stats.distance(acts[deep["layer"]], deep_reference, copies,
+                                             deep["spread"], acts.prefix_tokens)
+            loss = loss + preset.exemplar_deep * unlike.view(n_items, copies).mean(dim=1)
         if preset.natural_stats:
             off = natural.penalty(acts[prior["layer"]], acts.prefix_tokens, prior)
             loss = loss + preset.natural_stats * (off.view(n_items, copies).mean(dim=1)

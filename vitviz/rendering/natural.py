@@ -57,15 +57,16 @@ def saturation(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def photo_statistics(model: LoadedModel) -> dict:
-    """The built-in photos' first-block statistics and saturation, once per network."""
+def photo_statistics(model: LoadedModel, layer: str | None = None) -> dict:
+    """The built-in photos' statistics at `layer` (the first block when None) and their
+    saturation, once per network and layer."""
+    layer = layer or first_block(model)
     with _LOCK:
-        found = _STATS.get(model.module)
+        found = _STATS.get(model.module, {}).get(layer)
     if found is not None:
         return found
     from vitviz.data.photos import load_photos, photo_tensor
 
-    layer = first_block(model)
     photos = photo_tensor(load_photos(), model.preprocessing.size)
     means, spreads = [], []
     for batch in photos.split(16):
@@ -79,7 +80,7 @@ def photo_statistics(model: LoadedModel) -> dict:
              "scale": mean.std(dim=0).clamp(min=1e-3), "spread_scale": spread.std(dim=0).clamp(min=1e-3),
              "saturation": float(saturation(photos).mean())}
     with _LOCK:
-        _STATS[model.module] = found
+        _STATS.setdefault(model.module, {})[layer] = found
     return found
 
 

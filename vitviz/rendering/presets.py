@@ -50,6 +50,10 @@ class Preset:
     # first-block features held to the distribution they take on the unit's own photo views
     # (its strongest; its weakest when minimising). 0: off.
     exemplar_stats: float = 0.0
+    # The same prior at depth (vitviz.rendering.exemplar_stats.feeding_block): the features of
+    # the block output that feeds the unit's block held to their distribution on its photo
+    # views. 0: off.
+    exemplar_deep: float = 0.0
     # The drive cap (vitviz.rendering.drive_cap): a copy past this many times its unit's value on
     # its reference views (the strongest photo views; the weakest when minimising) gets no
     # gradient from the objective, only from the priors. 0: off; else at least 1.
@@ -58,7 +62,7 @@ class Preset:
     @property
     def reads_reference_views(self) -> bool:
         """Whether a run needs each unit's reference views (`optimise(held_to=...)`)."""
-        return bool(self.exemplar_stats or self.drive_cap)
+        return bool(self.exemplar_stats or self.exemplar_deep or self.drive_cap)
 
     def canvas_size(self, model_size: int) -> int:
         """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
@@ -107,6 +111,9 @@ class Preset:
         require(isinstance(self.exemplar_stats, (int, float))
                 and math.isfinite(self.exemplar_stats) and 0 <= self.exemplar_stats <= 100,
                 f"exemplar_stats is a weight from 0 to 100 (got {self.exemplar_stats!r})")
+        require(isinstance(self.exemplar_deep, (int, float))
+                and math.isfinite(self.exemplar_deep) and 0 <= self.exemplar_deep <= 100,
+                f"exemplar_deep is a weight from 0 to 100 (got {self.exemplar_deep!r})")
         require(isinstance(self.drive_cap, (int, float)) and math.isfinite(self.drive_cap)
                 and (self.drive_cap == 0 or 1 <= self.drive_cap <= 1000),
                 f"drive_cap is 0 (off) or a multiple of the unit's photo value from 1 to 1000 "
@@ -133,6 +140,8 @@ class Preset:
             del values["natural_stats"]
         if not self.exemplar_stats:
             del values["exemplar_stats"]
+        if not self.exemplar_deep:
+            del values["exemplar_deep"]
         if not self.drive_cap:
             del values["drive_cap"]
         return values
@@ -156,7 +165,7 @@ SCHEDULES = ("constant", "cosine")
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
          "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats",
-         "drive_cap")
+         "exemplar_deep", "drive_cap")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -264,7 +273,7 @@ def from_knobs(knobs: dict) -> Preset:
     base = PRESETS.get(knobs.get("name", ""), PRESETS[DEFAULT_PRESET])
     # Left out of the knobs when off.
     knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
-             "exemplar_stats": 0.0, "drive_cap": 0.0, **knobs}
+             "exemplar_stats": 0.0, "exemplar_deep": 0.0, "drive_cap": 0.0, **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 

@@ -110,9 +110,9 @@ class RunRequest:
     # this rank (0: the strongest; the weakest for a minimising run), not from noise. A tuple
     # gives each item its own rank: several exemplars of a unit in one batch.
     accentuate: int | tuple[int, ...] | None = None
-    # With the preset's exemplar_stats or drive_cap: per item, the ranks of the photo views of
-    # its unit (weakest first for a minimising run) whose features the picture is held to
-    # (vitviz.rendering.exemplar_stats) and whose strongest value sets the cap
+    # With the preset's exemplar_stats, exemplar_deep or drive_cap: per item, the ranks of the
+    # photo views of its unit (weakest first for a minimising run) whose features the picture
+    # is held to (vitviz.rendering.exemplar_stats) and whose strongest value sets the cap
     # (vitviz.rendering.drive_cap). None: each unit's exemplar_stats.VIEWS strongest.
     statistics_views: tuple[tuple[int, ...], ...] | None = None
 
@@ -150,8 +150,8 @@ class RunRequest:
         if self.statistics_views is not None:
             if not preset.reads_reference_views:
                 raise UserError("statistics_views are the unit's reference photo views, which "
-                                "only the exemplar-statistics prior and the drive cap read: set "
-                                "the preset's exemplar_stats or drive_cap too")
+                                "only the exemplar-statistics priors and the drive cap read: set "
+                                "the preset's exemplar_stats, exemplar_deep or drive_cap too")
             if len(self.statistics_views) != len(self.seeds):
                 raise UserError(f"statistics_views: one set of views per seed "
                                 f"({len(self.statistics_views)} for {len(self.seeds)} seeds)")
@@ -162,9 +162,9 @@ class RunRequest:
                                 f"seed, each 0 to {MAX_RANK - 1}")
         if preset.reads_reference_views and self.objective.get("type") not in ("neuron",
                                                                                 "channel"):
-            raise UserError("the exemplar-statistics prior and the drive cap read a unit's own "
-                            "photos: use a neuron or channel objective, or set exemplar_stats "
-                            "and drive_cap to 0")
+            raise UserError("the exemplar-statistics priors and the drive cap read a unit's "
+                            "own photos: use a neuron or channel objective, or set "
+                            "exemplar_stats, exemplar_deep and drive_cap to 0")
 
     def config(self) -> dict:
         """Canonical, JSON-ready config: stored with the result, hashed into the cache key.
