@@ -14,7 +14,9 @@ The same match can be made deeper (the preset knob `exemplar_deep`): at the bloc
 feeds the unit's own block (`feeding_block`), the residual stream the unit reads. First-block
 features describe colours and edges, which every unit's photos share; the stream into the
 unit's block describes what the unit's photos hold at the depth the unit sees them (for a deep
-unit, parts and objects), so this prior is as specific to the unit as its photos are.
+unit, parts and objects). Measured with the independent judge, neither is more specific than
+the other, and both cost drive (docs/quality.md): late blocks' streams are much alike over
+any photos.
 
 The views are the unit's `VIEWS` strongest in the configured photo set; the quality report
 passes the judge's photo-disjoint natural exemplars instead, so that no picture borrows from a

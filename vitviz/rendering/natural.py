@@ -11,7 +11,8 @@ such a picture lie far from their statistics on photos. The prior (the preset kn
   in units of its spread over the photos;
 - the picture's mean saturation (max - min over R, G, B) above the photos' mean saturation.
 
-The photos are the built-in set, measured once per network.
+The photos are the built-in set, measured once per network and layer (the deep
+exemplar-statistics prior reads their spread at other layers).
 """
 from __future__ import annotations
 
