@@ -158,13 +158,15 @@ def optimise(
     target = objective.target
     needs_first = preset.natural_stats or preset.exemplar_stats or start is not None
     prior = natural.photo_statistics(model) if needs_first else None
-    reference = (exemplar_stats.reference(model, prior["layer"], held_to)
-                 if preset.exemplar_stats else None)
-    # The deep prior's layer, its photos' spread there and its references there.
     deep = (natural.photo_statistics(model, exemplar_stats.feeding_block(model, target.layers[0]))
             if preset.exemplar_deep else None)
-    deep_reference = (exemplar_stats.reference(model, deep["layer"], held_to)
-                      if deep else None)
+    # The exemplar-statistics priors, first-block and deep: (weight, the photos' statistics at
+    # the prior's layer, the references' sorted features there).
+    exemplar_priors = [
+        (weight, stats, exemplar_stats.reference(model, stats["layer"], held_to))
+        for weight, stats in ((preset.exemplar_stats, prior), (preset.exemplar_deep, deep))
+        if weight
+    ]
     extra = tuple(dict.fromkeys(found["layer"] for found in (prior, deep) if found))
     passes = ForwardStep.for_run(model, objective, preset, extra, frozen_context)
 
@@ -199,14 +201,10 @@ def optimise(
             away = accentuate.feature_distance(acts[prior["layer"]], photo_features,
                                                prior["spread"], acts.prefix_tokens)
             loss = loss + accentuate.WEIGHT * away.view(n_items, copies).mean(dim=1)
-        if reference is not None:
-            unlike = exemplar_stats.distance(acts[prior["layer"]], reference, copies,
-                                             prior["spread"], acts.prefix_tokens)
-            loss = loss + preset.exemplar_stats * unlike.view(n_items, copies).mean(dim=1)
-        if deep is not None:
-            unlike = exemplar_stats.distance(acts[deep["layer"]], deep_reference, copies,
-                                             deep["spread"], acts.prefix_tokens)
-            loss = loss + preset.exemplar_deep * unlike.view(n_items, copies).mean(dim=1)
+        for weight, stats, reference in exemplar_priors:
+            unlike = exemplar_stats.distance(acts[stats["layer"]], reference, copies,
+                                             stats["spread"], acts.prefix_tokens)
+            loss = loss + weight * unlike.view(n_items, copies).mean(dim=1)
         if preset.natural_stats:
             off = natural.penalty(acts[prior["layer"]], acts.prefix_tokens, prior)
             loss = loss + preset.natural_stats * (off.view(n_items, copies).mean(dim=1)
