@@ -32,7 +32,7 @@ from vitviz.errors import UserError
 from vitviz.models.forward import activations
 from vitviz.models.layers import layer_table
 from vitviz.models.loaded import LoadedModel
-from vitviz.rendering.natural import positions
+from vitviz.rendering.natural import first_block, positions
 
 VIEWS = 9  # reference views per picture: the judge's references a side
 MAX_VIEWS = 64
@@ -52,13 +52,7 @@ def feeding_block(model: LoadedModel, layer: str) -> str:
             blocks.append(info.name)
     else:
         raise UserError(f"{layer} is not a layer of {model.name}")
-    if blocks:
-        return blocks[-1]
-    first = [info.name for info in layer_table(model) if info.role == "block_output"]
-    if not first:
-        raise UserError(f"{model.name} declares no block outputs, which the deep "
-                        "exemplar-statistics prior reads: set exemplar_deep to 0")
-    return first[0]
+    return blocks[-1] if blocks else first_block(model)
 
 
 def reference_views(examples, units: Sequence[int], ranks: Sequence[Sequence[int]],

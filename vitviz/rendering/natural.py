@@ -36,8 +36,9 @@ def first_block(model: LoadedModel) -> str:
     for info in layer_table(model):
         if info.role == "block_output":
             return info.name
-    raise UserError(f"{model.name} declares no block outputs, which the natural-statistics "
-                    "prior reads: set natural_stats to 0")
+    raise UserError(f"{model.name} declares no block outputs, which the image priors read: "
+                    "set natural_stats, exemplar_stats and exemplar_deep to 0, and start from "
+                    "noise rather than an exemplar")
 
 
 def positions(act: torch.Tensor, prefix_tokens: int) -> torch.Tensor:
