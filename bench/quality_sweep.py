@@ -120,6 +120,9 @@ def main() -> int:
     parser.add_argument("--accentuated", type=int, nargs="?", const=0, metavar="STEPS",
                         help="judge accentuated exemplars too: the default preset started from "
                              "the units' photos, at STEPS steps (default: --steps)")
+    parser.add_argument("--accentuated-knobs", type=json.loads, default={}, metavar="JSON",
+                        help='knobs the accentuated exemplars change in the default preset, '
+                             'e.g. \'{"drive_cap": 1.5}\'')
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--units-per-run", type=int, default=UNITS_PER_RUN,
@@ -139,13 +142,15 @@ def main() -> int:
     judge_name = args.judge or independent_judge(model.registry_name)
     found = compare(model, chosen, variants, list(range(args.seeds)), cache, judge_name,
                     args.units_per_run,
-                    accentuated=(DEFAULT_PRESET, {"steps": args.accentuated or args.steps})
+                    accentuated=(DEFAULT_PRESET, {**args.accentuated_knobs,
+                                                  "steps": args.accentuated or args.steps})
                     if args.accentuated is not None else None)
     summary = {"model": model.label, "judge": judge_summary(judge_name, model.registry_name), "layers": chosen, "seeds": args.seeds, "steps": args.steps,
                "variants": {name: VARIANTS[name] for name in args.variants},
                "photo_set": next(iter(found.layers.values()))["photo_set"],
                "presets": found.figures, "exemplars": found.exemplars,
-               **({"accentuated": found.accentuated} if found.accentuated else {})}
+               **({"accentuated": found.accentuated,
+                   "accentuated_knobs": args.accentuated_knobs} if found.accentuated else {})}
     print_table(summary)
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))

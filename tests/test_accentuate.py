@@ -1,5 +1,6 @@
 """Accentuated exemplars: a unit's own photos, changed only as much as it takes to drive it."""
 import numpy as np
+import torch
 import pytest
 
 from vitviz.data.examples import crop_image
@@ -84,3 +85,70 @@ def test_a_units_exemplars_accentuated_in_one_batch_are_each_its_single_run(tiny
     again = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, ranks, True, "robust", overrides,
                                      cache)
     assert all((a == b).all() for a, b in zip(again, batched))
+
+
+def test_a_capped_accentuation_reads_the_views_it_is_given_and_changes_its_photo_less(
+        tiny_vit, tmp_path):
+    # With a drive cap, the objective stops pushing at the strongest of the reference views, so
+    # a photo that already drives the unit to that level is left to the regulariser.
+    overrides = {"steps": 16, "precision": "fp32"}
+    cap = {**overrides, "drive_cap": 1.0}
+    views = (1, 2)
+    cache = ResultCache(tmp_path / "cache")
+    capped = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, [0, 1, 2], False, "robust",
+                                      cap, cache, views=views)
+    free = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, [0, 1, 2], False, "robust",
+                                    overrides, None)
+    stored = cache.get(RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0,), "robust",
+                                  cap, accentuate=2, statistics_views=(views,)).key())
+    assert stored is not None
+    stats = photo_statistics(tiny_vit, VIT_HIDDEN)
+    size = capped[0].shape[0]
+    for rank, held, pushed in zip([0, 1, 2], capped, free):
+        view = stats.extreme_views(5, rank + 1)[rank]
+        photo = np.asarray(crop_image(stats.image(view.photo), view.box, size), dtype=float)
+        assert np.abs(held - photo).mean() < np.abs(pushed - photo).mean()
+
+
+def test_the_accentuation_weight_sets_how_far_the_picture_leaves_its_photo(tiny_vit):
+    units = (5, 9, 13)
+
+    def accentuated(weight):
+        request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, units).spec(), (0,) * len(units),
+                             overrides={"steps": 12, "precision": "fp32",
+                                        "accentuate_weight": weight},
+                             record_every=12, accentuate=0)
+        result = compute_result(request, tiny_vit)
+        start = np.array(result.checkpoints[0], dtype=float)
+        return request, np.abs(np.array(result.images, dtype=float) - start).mean(axis=(1, 2, 3))
+
+    default, held = accentuated(10.0)
+    # The default weight leaves the key as it was before the weight was a knob.
+    assert "accentuate_weight" not in default.config()["preset"]
+    assert default.config()["accentuate"]["weight"] == 10.0
+    loose, freer = accentuated(0.5)
+    assert loose.config()["accentuate"]["weight"] == 0.5
+    assert (freer > held).all()
+    with pytest.raises(UserError, match="accentuate_weight"):
+        RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 1).spec(),
+                   overrides={"accentuate_weight": 2.0}).check()
+    with pytest.raises(UserError, match="accentuate_weight"):
+        RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 1).spec(), accentuate=0,
+                   overrides={"accentuate_weight": 0.0}).check()
+
+
+def test_a_change_packed_into_a_few_patches_is_held_harder_than_the_same_change_spread_out():
+    from vitviz.rendering.accentuate import feature_distance
+
+    start = torch.zeros(1, 1 + 256, 8)  # one prefix token, 256 patches
+    spread, even, packed = torch.ones(8), start.clone(), start.clone()
+    even[:, 1:] = 0.5  # every patch a little
+    packed[:, 1:5] = 4.0  # 4 patches a lot: the same summed squared change
+    assert even.square().sum() == packed.square().sum()
+    at_even = feature_distance(even, start, spread, 1)
+    at_packed = feature_distance(packed, start, spread, 1)
+    assert torch.allclose(at_even, torch.tensor([0.25]))  # an even change: its mean square
+    assert at_packed > 7 * at_even
+    picture = start.clone().requires_grad_(True)
+    feature_distance(picture, start, spread, 1).sum().backward()
+    assert torch.isfinite(picture.grad).all()  # the picture still its photo

@@ -17,7 +17,7 @@ from vitviz.models.layers import ROLE_LABELS, default_layer, layer_table
 from vitviz.models.registry import MODELS, default_model, load_model
 from vitviz.models.user_models import load_user_models, model_from_factory
 from vitviz.quality.judge import JUDGES
-from vitviz.rendering import objectives
+from vitviz.rendering import accentuate, objectives
 from vitviz.rendering.presets import DEFAULT_PRESET, PRECISIONS, PRESETS
 from vitviz.store.cache import ResultCache
 from vitviz.store.runs import MAX_ITEMS, RunRequest, cached_result, parse_units
@@ -124,7 +124,8 @@ def cmd_run(args) -> int:
                                    "keep_tokens": args.keep_tokens,
                                    "exemplar_stats": args.exemplar_stats,
                                    "exemplar_deep": args.exemplar_deep,
-                                   "drive_cap": args.drive_cap}.items()
+                                   "drive_cap": args.drive_cap,
+                                   "accentuate_weight": args.accentuate_weight}.items()
                  if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target,
@@ -334,6 +335,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accentuate", type=int, metavar="RANK",
                    help="accentuated exemplar: start from the unit's photo view of this rank "
                         "(0: its strongest; its weakest with --minimise) instead of noise")
+    p.add_argument("--accentuate-weight", type=float, metavar="WEIGHT",
+                   help="with --accentuate, how hard the picture is held to its photo's "
+                        "first-block features: lower changes the photo more (default: "
+                        f"{accentuate.WEIGHT:g})")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--cache", type=Path, help="result cache directory (default: $VITVIZ_CACHE_DIR, else ~/.cache/vitviz/results)")
     p.add_argument("--no-cache", action="store_true")

@@ -200,7 +200,7 @@ def optimise(
         if start is not None:
             away = accentuate.feature_distance(acts[prior["layer"]], photo_features,
                                                prior["spread"], acts.prefix_tokens)
-            loss = loss + accentuate.WEIGHT * away.view(n_items, copies).mean(dim=1)
+            loss = loss + preset.accentuate_weight * away.view(n_items, copies).mean(dim=1)
         for weight, stats, reference in exemplar_priors:
             unlike = exemplar_stats.distance(acts[stats["layer"]], reference, copies,
                                              stats["spread"], acts.prefix_tokens)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from vitviz.errors import UserError
+from vitviz.rendering.accentuate import WEIGHT as ACCENTUATE_WEIGHT
 from vitviz.rendering.params import param_problems
 from vitviz.rendering.precision import SETTINGS as PRECISIONS
 
@@ -58,6 +59,9 @@ class Preset:
     # its reference views (the strongest photo views; the weakest when minimising) gets no
     # gradient from the objective, only from the priors. 0: off; else at least 1.
     drive_cap: float = 0.0
+    # How hard an accentuated exemplar (a run that starts from a photo) is held to its photo's
+    # first-block features (vitviz.rendering.accentuate). Other runs refuse another value.
+    accentuate_weight: float = ACCENTUATE_WEIGHT
 
     @property
     def reads_reference_views(self) -> bool:
@@ -118,6 +122,10 @@ class Preset:
                 and (self.drive_cap == 0 or 1 <= self.drive_cap <= 1000),
                 f"drive_cap is 0 (off) or a multiple of the unit's photo value from 1 to 1000 "
                 f"(got {self.drive_cap!r})")
+        require(isinstance(self.accentuate_weight, (int, float))
+                and math.isfinite(self.accentuate_weight) and 0 < self.accentuate_weight <= 1000,
+                f"accentuate_weight is a weight above 0, up to 1000 "
+                f"(got {self.accentuate_weight!r})")
         require(self.schedule in SCHEDULES,
                 f"schedule '{self.schedule}' is unknown: use one of {', '.join(SCHEDULES)}")
         problems += param_problems(self.param, self.param_kwargs)
@@ -138,6 +146,8 @@ class Preset:
             del values["keep_tokens"]
         if not self.natural_stats:
             del values["natural_stats"]
+        if self.accentuate_weight == ACCENTUATE_WEIGHT:
+            del values["accentuate_weight"]
         if not self.exemplar_stats:
             del values["exemplar_stats"]
         if not self.exemplar_deep:

@@ -147,6 +147,9 @@ class RunRequest:
                                 "neuron or channel objective")
         preset = self.resolved_preset()
         preset.check()
+        if self.accentuate is None and preset.accentuate_weight != accentuate.WEIGHT:
+            raise UserError("accentuate_weight holds an accentuated exemplar to its photo: "
+                            "set accentuate (the photo's rank), or leave accentuate_weight out")
         if self.statistics_views is not None:
             if not preset.reads_reference_views:
                 raise UserError("statistics_views are the unit's reference photo views, which "
@@ -193,7 +196,7 @@ class RunRequest:
             # Only when set: every maximising result made before it existed keeps its key.
             **({"minimise": True} if self.minimise else {}),
             **({"accentuate": {"rank": list(self.accentuate) if isinstance(self.accentuate, tuple)
-                               else self.accentuate, "weight": accentuate.WEIGHT,
+                               else self.accentuate, "weight": preset.accentuate_weight,
                                "version": accentuate.VERSION}}
                if self.accentuate is not None else {}),
             **({"statistics_views": {"ranks": [list(v) for v in self.statistics_views]

@@ -456,16 +456,18 @@ def accentuated_references(model: LoadedModel, layer: str, info: dict,
     the same photos as the natural exemplars' references, each changed only as much as it takes
     to drive the unit harder (or, on the E- side, lower)."""
     preset, overrides = variant
-    steps = resolve_preset(preset, **overrides).steps
-    with tqdm(total=steps * 2 * len(info["units"]), desc=f"accentuated {layer}",
+    resolved = resolve_preset(preset, **overrides)
+    with tqdm(total=resolved.steps * 2 * len(info["units"]), desc=f"accentuated {layer}",
               unit="step", file=sys.stderr) as bar:
         found = []
         for unit in info["units"]:
             sides = []
             for minimise, ranks in zip((False, True), accentuation_ranks(
                     info["pool"], unit, judge.REFERENCES)):
+                # A drive cap reads the same photo-disjoint views the pictures start from.
+                views = tuple(ranks) if resolved.reads_reference_views else None
                 images = accentuated_batch(model, layer, unit, ranks, minimise, preset,
-                                           overrides, cache, bar)
+                                           overrides, cache, bar, views)
                 sides.append(judge.picture_references(
                     judge.embed_pictures(_as_tensor(np.stack(images)), judge_name)))
             found.append(tuple(sides))
@@ -474,19 +476,22 @@ def accentuated_references(model: LoadedModel, layer: str, info: dict,
 
 def accentuated_batch(model: LoadedModel, layer: str, unit: int, ranks: Sequence[int],
                       minimise: bool, preset: str, overrides: dict, cache: ResultCache | None,
-                      bar=None) -> list[np.ndarray]:
+                      bar=None, views: tuple[int, ...] | None = None) -> list[np.ndarray]:
     """The accentuated exemplars of `unit` from its views of `ranks`, one picture each: the
     missing ones computed in one batch (items are independent, so each is stored under the key
-    of its own single run, as a page or `run --accentuate` would ask for it)."""
+    of its own single run, as a page or `run --accentuate` would ask for it). `views`: the
+    reference views (ranks) of a preset that reads them, the same for every item."""
     objective = objectives.neuron(layer, unit).spec()
     singles = [RunRequest(model.registry_name, objective, (0,), preset, overrides,
-                          minimise=minimise, accentuate=rank) for rank in ranks]
+                          minimise=minimise, accentuate=rank,
+                          statistics_views=(views,) if views else None) for rank in ranks]
     found = {i: cache.get(request.key()) if cache else None for i, request in enumerate(singles)}
     missing = [i for i, result in found.items() if result is None]
     if missing:
         batch = RunRequest(model.registry_name, objective, (0,) * len(missing), preset,
                            overrides, minimise=minimise,
-                           accentuate=tuple(ranks[i] for i in missing))
+                           accentuate=tuple(ranks[i] for i in missing),
+                           statistics_views=(views,) * len(missing) if views else None)
         computed = compute_batch(model, batch, lambda record, n: bar.update(1)
                                  if bar is not None and record.loss is not None else None)
         for item, i in enumerate(missing):
