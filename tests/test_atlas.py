@@ -189,9 +189,12 @@ def test_the_ray_engine_stores_the_same_pictures_as_the_local_one(tiny_vit, tmp_
                                                            steps=STEPS).key())
         assert theirs.config == ours.config
         assert np.abs(theirs.images[0].astype(int) - ours.images[0].astype(int)).max() <= 1
-        assert np.allclose(theirs.activation, ours.activation, atol=1e-4)
+        # Where the CPU computes bf16 (the default there), a sum's rounding follows the thread
+        # count, which a Ray worker sets for itself: equal to bf16's precision, not fp32's.
+        close = 1e-4 if ours.precision == "fp32" else 1e-2
+        assert np.allclose(theirs.activation, ours.activation, atol=close, rtol=close)
         assert np.allclose(theirs.metrics["relative_robust_activation"],
-                           ours.metrics["relative_robust_activation"], atol=1e-3)
+                           ours.metrics["relative_robust_activation"], atol=10 * close)
 
 
 def test_auto_batches_grow_with_free_memory_and_count_the_bytes_a_unit_keeps(tiny_vit,

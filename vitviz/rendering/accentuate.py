@@ -29,9 +29,9 @@ from vitviz.rendering.natural import positions
 from vitviz.rendering.params import ImageParam, _frequencies, recorrelate
 
 # How hard the picture is held to its photo's first-block features; part of the result's key.
-# Chosen by eye on dinov2_vits14 (block 8, 32-48 steps): at 1 the photo is gone under the
-# default's strokes, at 50 the unit no longer rises; at 10 the photo stays recognisable while
-# the unit climbs from its photo value (about 0) to 2.
+# Chosen by eye on dinov2_vits14 (block 8, 32-48 steps, under version 1's mean over patches):
+# at 1 the photo is gone under the default's strokes, at 50 the unit no longer rises; at 10 the
+# photo stays recognisable while the unit climbs from its photo value (about 0) to 2.
 WEIGHT = 10.0
 VERSION = 2  # 2: the patches' root mean square, not their mean (feature_distance)
 
