@@ -243,8 +243,12 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
             assert 0 <= summary["exemplars"][query_set]["exemplars"] <= 1
     assert summary["judge"]["model"] == "efficientnet_lite0" and summary["judge"]["independent"]
     for query_set in ("standard", "photo_disjoint"):
-        assert 0 <= summary["accentuated"][query_set]["pictures"] <= 1
-    assert any(line.startswith("accentuated exemplars") for line in done.stdout.splitlines())
+        accentuated = summary["accentuated"][query_set]
+        assert 0 <= accentuated["pictures"] <= 1 and 0 <= accentuated["starts"]["pictures"] <= 1
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("accentuated exemplars") for line in lines)
+    assert any(line.strip().startswith("their start photos") for line in lines)
+    assert any("of the photos they start from (paired over units" in line for line in lines)
     assert any(line.startswith("targets (photo_disjoint): score") for line in done.stdout.splitlines())
     table = done.stdout.splitlines()
     assert table[0].split()[:2] == ["preset", "alive"]

@@ -57,6 +57,28 @@ def test_references_that_explain_the_unit_score_high_and_the_control_low():
     assert flat["pictures"] == 0.5 and flat["pictures_margin"] == 0.0
 
 
+def test_accentuated_exemplars_are_scored_against_the_photos_they_start_from():
+    from vitviz.surveys.report import accentuated_verdicts, accentuation_sources
+
+    stats, views = ranked_layer(photos=40)
+    pool = judge.ViewPool(stats, views)
+    layers = {"layer": {"pool": pool, "units": [0, 1]}}
+    starts = [tuple(pool.features(keys) for keys in accentuation_sources(pool, unit, 9))
+              for unit in (0, 1)]
+    for query_set in judge.QUERY_SETS:
+        # Photos left as they were score what their starts score, paired difference 0.
+        same = accentuated_verdicts(layers, {"layer": starts}, query_set, 2)
+        assert same["pictures"] == same["starts"]["pictures"] > 0.5
+        assert same["above_starts"] == 0.0
+        # Changed into what the other side looks like: below the photos they came from.
+        swapped = [(low, high) for high, low in starts]
+        worse = accentuated_verdicts(layers, {"layer": swapped}, query_set, 2)
+        assert worse["above_starts"] < 0 and worse["above_starts_se"] >= 0
+    # Photo-disjoint: the start photos are the query set's own natural exemplars.
+    disjoint = accentuated_verdicts(layers, {"layer": starts}, "photo_disjoint", 2)
+    assert disjoint["starts"]["pictures"] == disjoint["starts"]["exemplars"]
+
+
 def test_uninformative_references_score_chance_whatever_the_kind_of_query():
     # Every weak query is a flat crop, every strong one a textured crop, and noise pictures are
     # textured: nearer every strong query. Scored by the similarity to the maximising

@@ -40,6 +40,16 @@ def test_config_is_complete_and_key_tracks_every_knob():
     assert request(seeds=(0, 2)).key() != request().key()
 
 
+def test_a_whole_number_for_a_float_knob_is_the_same_run():
+    # As a sweep's JSON or a notebook spells it: the same run, the same cache entry.
+    whole = request(overrides={"steps": 6, "lr": 1, "natural_stats": 1}, accentuate=0)
+    assert whole.key() == request(overrides={"steps": 6, "lr": 1.0, "natural_stats": 1.0},
+                                  accentuate=0).key()
+    at_default = request(overrides={"steps": 6, "accentuate_weight": 10}, accentuate=0)
+    assert at_default.key() == request(accentuate=0).key()
+    assert whole.config()["preset"]["steps"] == 6  # an int knob stays an int
+
+
 def test_cached_run_is_returned_without_touching_the_model(tmp_path, tiny_vit):
     cache = ResultCache(tmp_path)
     loads = []

@@ -164,6 +164,13 @@ class Preset:
             overrides["transforms"] = tuple((n, dict(k)) for n, k in overrides["transforms"])
         if "betas" in overrides:
             overrides["betas"] = tuple(overrides["betas"])
+        for name, value in overrides.items():
+            # A whole number given for a float knob (`lr=1`, JSON's `{"accentuate_weight": 10}`)
+            # is that float: spelt as an int, it hashed to another cache key than the same run
+            # asked for with `10.0`, and the run was computed again.
+            if (isinstance(getattr(self, name), float) and isinstance(value, int)
+                    and not isinstance(value, bool)):
+                overrides[name] = float(value)
         return dataclasses.replace(self, **overrides)
 
 

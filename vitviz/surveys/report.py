@@ -253,6 +253,11 @@ def summary_rows(summary: dict) -> list[list[str]]:
             cells += _judge_cells(summary["accentuated"][query_set], "pictures",
                                   exemplars[query_set]["exemplars"])
         rows.append(cells)
+        cells = ["their start photos", "", "", "", "", ""]
+        for query_set in judge.QUERY_SETS:
+            cells += _judge_cells(summary["accentuated"][query_set]["starts"], "pictures",
+                                  exemplars[query_set]["exemplars"])
+        rows.append(cells)
     return rows
 
 
@@ -331,7 +336,7 @@ def _print_rows(rows: list[list[str]]) -> None:
 def target_lines(summary: dict) -> list[str]:
     """Whether the default's pictures meet the targets against the natural exemplars, per query
     set: at least 0.9 of their score, and a margin at least theirs; and whether accentuated
-    exemplars score above the plain ones."""
+    exemplars score above the photos they start from, paired over units."""
     default = summary["presets"].get(summary.get("default_preset", DEFAULT_PRESET))
     lines = []
     for query_set in judge.QUERY_SETS:
@@ -346,9 +351,13 @@ def target_lines(summary: dict) -> list[str]:
                        f"{natural['exemplars_margin']:+.0%}: "
                        f"{'met' if judged['pictures_margin'] >= natural['exemplars_margin'] else 'not met'}"]
         if summary.get("accentuated"):
-            accented = summary["accentuated"][query_set]["pictures"]
-            checks.append(f"accentuated {accented:.0%} against {natural['exemplars']:.0%}: "
-                          f"{'above' if accented > natural['exemplars'] else 'not above'}")
+            accented = summary["accentuated"][query_set]
+            se = accented["above_starts_se"]
+            checks.append(f"accentuated {accented['pictures']:.0%} against the "
+                          f"{accented['starts']['pictures']:.0%} of the photos they start from "
+                          f"(paired over units: {accented['above_starts']:+.0%}"
+                          + (f" ± {se:.0%}" if math.isfinite(se) else "") + "): "
+                          f"{'above' if accented['above_starts'] > 0 else 'not above'}")
         if checks:  # a sweep without the default and without accentuation has none
             lines.append(f"targets ({query_set}): " + "; ".join(checks))
     return lines
@@ -422,22 +431,53 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
         references = {layer: accentuated_references(model, layer, info, cache,
                                                     judge_name, accentuated)
                       for layer, info in layers.items()}
-        judged = {query_set: pool_verdicts([judge.mis(info["pool"], info["units"],
-                                                      references[layer], query_set)
-                                            for layer, info in layers.items()],
-                                           units_total, list(layers))
+        judged = {query_set: accentuated_verdicts(layers, references, query_set, units_total)
                   for query_set in judge.QUERY_SETS}
     return Comparison(layers, pictures, minimised, figures, exemplars, judged)
 
 
-def accentuation_ranks(pool, unit: int, count: int) -> tuple[list[int], list[int]]:
-    """The ranks (in the unit's drive order, strongest and weakest first) of the views an
-    accentuated exemplar starts from: the unit's first natural exemplars of the photo-disjoint
-    query set, so that no accentuated picture comes from a query's photo, in either set."""
+def accentuated_verdicts(layers: dict[str, dict], references: dict[str, list], query_set: str,
+                         units_total: int) -> dict:
+    """The judge's figures for accentuated exemplars in one query set, and under "starts" the
+    same figures for the photos they start from, with the paired difference of their scores
+    over units ("above_starts" and its standard error).
+
+    The photos they start from are the like-for-like baseline in both query sets. The standard
+    set's natural exemplars may be crops of a query's own photo, which no accentuated exemplar
+    starts from; in the photo-disjoint set the start photos are its natural exemplars."""
+    found, starts = [], []
+    for layer, info in layers.items():
+        pool = info["pool"]
+        plain = [tuple(pool.features(keys) for keys in accentuation_sources(
+            pool, unit, judge.REFERENCES)) for unit in info["units"]]
+        found.append(judge.mis(pool, info["units"], references[layer], query_set))
+        starts.append(judge.mis(pool, info["units"], plain, query_set))
+    differences = [a - b for made, plain in zip(found, starts)
+                   for a, b in zip(made["unit_scores"]["pictures"],
+                                   plain["unit_scores"]["pictures"])]
+    pooled = pool_verdicts(found, units_total, list(layers))
+    pooled["starts"] = pool_verdicts(starts, units_total, list(layers))
+    pooled["above_starts"] = statistics.mean(differences)
+    pooled["above_starts_se"] = (statistics.stdev(differences) / math.sqrt(len(differences))
+                                 if len(differences) > 1 else float("nan"))
+    return pooled
+
+
+def accentuation_sources(pool, unit: int, count: int) -> tuple[list, list]:
+    """The pool's keys of the views the unit's accentuated exemplars start from (maximising,
+    minimising): its first natural exemplars of the photo-disjoint query set, so that no
+    accentuated picture comes from a query's photo, in either set."""
     high, low = judge.natural_references(pool, unit, judge.tasks(pool, unit, "photo_disjoint"))
+    return high[:count], low[:count]
+
+
+def accentuation_ranks(pool, unit: int, count: int) -> tuple[list[int], list[int]]:
+    """The ranks (in the unit's drive order, strongest and weakest first) of the views of
+    `accentuation_sources`."""
+    high, low = accentuation_sources(pool, unit, count)
     rank_high = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit))}
     rank_low = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit, bottom=True))}
-    return [rank_high[key] for key in high[:count]], [rank_low[key] for key in low[:count]]
+    return [rank_high[key] for key in high], [rank_low[key] for key in low]
 
 
 def statistics_views(pool, units: Sequence[int]) -> tuple[dict, dict]:
