@@ -491,10 +491,10 @@ def statistics_views(pool, units: Sequence[int]) -> tuple[dict, dict]:
 def accentuated_references(model: LoadedModel, layer: str, info: dict,
                            cache: ResultCache | None, judge_name: str,
                            variant: tuple[str, dict]) -> list:
-    """Per unit, the judge's (E+, E-): each of the natural exemplars' references accentuated
-    (`judge.REFERENCES` a side), made with the preset and overrides of `variant`. Like for like:
-    the same photos as the natural exemplars' references, each changed only as much as it takes
-    to drive the unit harder (or, on the E- side, lower)."""
+    """Per unit, the judge's (E+, E-): each view of `accentuation_sources` accentuated
+    (`judge.REFERENCES` a side), made with the preset and overrides of `variant`: the
+    photo-disjoint natural references, each changed only as much as it takes to drive the unit
+    harder (or, on the E- side, lower). `accentuated_verdicts` judges them beside those photos."""
     preset, overrides = variant
     resolved = resolve_preset(preset, **overrides)
     with tqdm(total=resolved.steps * 2 * len(info["units"]), desc=f"accentuated {layer}",
