@@ -7,12 +7,13 @@ from vitviz.data.examples import LayerActivations
 from vitviz.quality import judge
 
 
-def ranked_layer(photos: int = 30) -> tuple[LayerActivations, torch.Tensor]:
-    """Two units over `photos` photos (whole photo and one crop each): unit 0 prefers high photo
-    numbers, unit 1 low ones; the judge's features place each view by its photo number."""
+def ranked_layer(photos: int = 30, units: int = 2) -> tuple[LayerActivations, torch.Tensor]:
+    """`units` units over `photos` photos (whole photo and one crop each): even units prefer
+    high photo numbers, odd ones low ones; the judge's features place each view by its photo
+    number."""
     views = [(p, (0.0, 0.0, 1.0, 1.0), kind) for p in range(photos) for kind in ("photo", "crop")]
     number = torch.tensor([float(p) + (0.5 if kind == "crop" else 0.0) for p, _, kind in views])
-    values = torch.stack([number, -number], dim=1)
+    values = torch.stack([number * (-1) ** unit for unit in range(units)], dim=1)
     stats = LayerActivations("layer", "patch", views, values, None,
                              [f"photo{p}" for p in range(photos)])
     angle = number / photos * (torch.pi / 2)
@@ -77,6 +78,50 @@ def test_accentuated_exemplars_are_scored_against_the_photos_they_start_from():
     # Photo-disjoint: the start photos are the query set's own natural exemplars.
     disjoint = accentuated_verdicts(layers, {"layer": starts}, "photo_disjoint", 2)
     assert disjoint["starts"]["pictures"] == disjoint["starts"]["exemplars"]
+
+
+def test_a_control_never_holds_references_made_from_its_own_tasks_photos():
+    stats, views = ranked_layer(photos=40, units=4)
+    pool = judge.ViewPool(stats, views)
+
+    def first_control(figures):  # unit 0's control: its score less its margin
+        return figures["unit_scores"]["pictures"][0] - figures["unit_margins"]["pictures"][0]
+
+    for query_set in judge.QUERY_SETS:
+        task = judge.tasks(pool, 0, query_set, count=5)
+        # Unit 1's references made from unit 0's own queries (as another unit's accentuated
+        # exemplars may be): read as unit 0's control, they would win every task.
+        leaky = (task.high, task.low)
+        origins = [report_sources(pool, 0), leaky, report_sources(pool, 3)]
+        pictures = [tuple(pool.features(keys) for keys in sides) for sides in origins]
+        unguarded = judge.mis(pool, [0, 1], pictures[:2], query_set, count=5)
+        assert first_control(unguarded) == 1.0
+        # Left out, so the control passes on to the next unit whose references are admissible:
+        # unit 3, which prefers what unit 0 does not.
+        control = judge.control_references(pool, task, pictures, origins, start=1)
+        assert all(torch.equal(a, b) for a, b in zip(control, pictures[2]))
+        guarded = judge.mis(pool, [0, 1, 3], pictures, query_set, count=5, origins=origins)
+        assert first_control(guarded) == 0.0
+        with pytest.raises(ValueError, match="larger photo set"):
+            judge.mis(pool, [0, 1], pictures[:2], query_set, count=5, origins=origins[:2])
+        with pytest.raises(ValueError, match="one view per reference row"):
+            judge.mis(pool, [0, 1, 3], pictures, query_set, count=5,
+                      origins=[origins[0], (task.high[:2], task.low), origins[2]])
+    # The rule of the natural exemplars: a query photo's other view is left out only where the
+    # query set keeps photos apart.
+    standard, disjoint = (judge.tasks(pool, 0, query_set, count=5)
+                          for query_set in judge.QUERY_SETS)
+    crop = standard.high[-1]  # the fifth strongest view, a crop whose whole photo is no query
+    whole = crop - 1
+    assert pool.photo_of(whole) == pool.photo_of(crop) and whole not in standard.excluded_keys
+    assert judge.admissible(pool, standard, whole) and not judge.admissible(pool, disjoint, whole)
+    assert not judge.admissible(pool, standard, crop)
+
+
+def report_sources(pool, unit):
+    from vitviz.surveys.report import accentuation_sources
+
+    return accentuation_sources(pool, unit, judge.REFERENCES)
 
 
 def test_uninformative_references_score_chance_whatever_the_kind_of_query():

@@ -15,7 +15,9 @@ same:
   maximising and minimising pictures, each seen whole and then by its quarters (what a viewer
   sees when looking closer); or, as the baseline, its natural exemplars: the next strongest and
   weakest views after the queries, so that the queries are more extreme than the references;
-  or, as the control, another unit's references, which should not help;
+  or, as the control, another unit's references, which should not help (references made from
+  photos, such as accentuated exemplars, leave out those that a query set's natural exemplars
+  could not be: `control_references`);
 - decision: with s the mean cosine similarity in the judge's feature space, the task is right
   when [s(q+, E+) - s(q+, E-)] - [s(q-, E+) - s(q-, E-)] > 0 (ties count half). Subtracting
   the similarity to E- cancels what a query's kind alone would earn (a textured crop is near
@@ -197,6 +199,9 @@ class ViewPool:
     def features(self, keys: Sequence[int]) -> torch.Tensor:
         return self.views[list(keys)]
 
+    def photo_of(self, key: int) -> int:
+        return self.stats.views[key][0]
+
 
 class IndexPool:
     """An activation index of a folder (`VITVIZ_PHOTOS`): each unit's strongest and weakest
@@ -220,6 +225,9 @@ class IndexPool:
             images = torch.stack([centre_square(read_rgb(path), size) for path in missing])
             self._features.update(zip(missing, embed(images, self.judge)))
         return torch.stack([self._features[key] for key in keys])
+
+    def photo_of(self, key):
+        return key
 
 
 def tasks(pool, unit: int, query_set: str, count: int = TASKS) -> Tasks:
@@ -268,20 +276,55 @@ def score(task: Tasks, pool, high_refs: torch.Tensor, low_refs: torch.Tensor) ->
 KINDS = ("exemplars", "pictures")
 
 
+def admissible(pool, task: Tasks, key) -> bool:
+    """Whether a picture made from the pool's view `key` may serve `task`: the rule of its
+    natural exemplars (never a query, nor a view of an excluded photo)."""
+    return key not in task.excluded_keys and pool.photo_of(key) not in task.excluded_photos
+
+
+def control_references(pool, task: Tasks, pictures: Sequence[tuple], origins: Sequence[tuple],
+                       start: int) -> tuple:
+    """The control's (E+, E-) for `task`: the references of unit `start` (the next unit) made
+    from `admissible` views only, or of the first unit after it (cyclically) that keeps one a
+    side. origins: per unit, the pool's keys that its (E+, E-) rows were made from.
+
+    Without this, a control could hold the very photos the task's queries are cut from (another
+    unit's accentuated exemplars start from its own exemplars, which may be this unit's
+    queries), and score above chance for that alone. A unit is passed over only when it keeps
+    nothing on a side: choosing among units by how many references they keep would favour the
+    units least like this one, and flatter the margin."""
+    for step in range(len(pictures) - 1):
+        other = (start + step) % len(pictures)
+        kept = tuple(side[[row for row, key in enumerate(keys) if admissible(pool, task, key)]]
+                     for side, keys in zip(pictures[other], origins[other]))
+        if all(len(side) for side in kept):
+            return kept
+    raise UserError("every other unit's references come from the photos of a unit's queries: "
+                    "use a larger photo set (VITVIZ_PHOTOS, `vitviz index` with a larger --k) "
+                    "or more units")
+
+
 def mis(pool, units: Sequence[int], pictures: Sequence[tuple] | None = None,
-        query_set: str = "standard", count: int = TASKS) -> dict:
+        query_set: str = "standard", count: int = TASKS,
+        origins: Sequence[tuple] | None = None) -> dict:
     """Judge scores over `units` of one layer for one query set (chance 0.5).
 
     pool: where queries and exemplars come from (ViewPool: the built-in photos; IndexPool: a
     folder's index); pictures: per unit, (E+, E-) judge features [K, F] of its maximising and
-    minimising pictures' views (`picture_references`), or None for the exemplars alone. Each
-    unit's control is the next unit's references, cyclically, with the unit's own queries.
+    minimising pictures' views (`picture_references`), or None for the exemplars alone;
+    origins: per unit, the pool's keys each row of its pictures was made from, where they were
+    made from photos (accentuated exemplars), else None. Each unit's control is the next
+    unit's references, cyclically, with the unit's own queries (`control_references` where the
+    pictures have origins).
     """
     units = list(units)
     if len(units) < 2:
         raise ValueError("the judge's control needs at least two units")
     if query_set not in QUERY_SETS:
         raise ValueError(f"query set '{query_set}' is unknown: use one of {QUERY_SETS}")
+    if origins is not None and any(len(side) != len(keys) for sides, made_from in
+                                   zip(pictures, origins) for side, keys in zip(sides, made_from)):
+        raise ValueError("origins name one view per reference row")
     unit_tasks = [tasks(pool, unit, query_set, count) for unit in units]
     found: dict[str, list[float]] = {}
     for i, (unit, task) in enumerate(zip(units, unit_tasks)):
@@ -289,7 +332,9 @@ def mis(pool, units: Sequence[int], pictures: Sequence[tuple] | None = None,
         references = {"exemplars": (natural_references(pool, unit, task),
                                     natural_references(pool, units[other], task))}
         if pictures is not None:
-            references["pictures"] = (pictures[i], pictures[other])
+            foreign = (pictures[other] if origins is None
+                       else control_references(pool, task, pictures, origins, other))
+            references["pictures"] = (pictures[i], foreign)
         for kind, (own, foreign) in references.items():
             if kind == "exemplars":
                 own = tuple(pool.features(keys) for keys in own)

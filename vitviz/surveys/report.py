@@ -444,14 +444,18 @@ def accentuated_verdicts(layers: dict[str, dict], references: dict[str, list], q
 
     The photos they start from are the like-for-like baseline in both query sets. The standard
     set's natural exemplars may be crops of a query's own photo, which no accentuated exemplar
-    starts from; in the photo-disjoint set the start photos are its natural exemplars."""
+    starts from; in the photo-disjoint set the start photos are its natural exemplars. Both
+    controls keep only what the query set's natural exemplars could be
+    (`judge.control_references`): another unit's start photos may be this unit's queries."""
     found, starts = [], []
     for layer, info in layers.items():
         pool = info["pool"]
-        plain = [tuple(pool.features(keys) for keys in accentuation_sources(
-            pool, unit, judge.REFERENCES)) for unit in info["units"]]
-        found.append(judge.mis(pool, info["units"], references[layer], query_set))
-        starts.append(judge.mis(pool, info["units"], plain, query_set))
+        # Each accentuated exemplar's row is the view it starts from (`accentuated_references`).
+        origins = [accentuation_sources(pool, unit, judge.REFERENCES) for unit in info["units"]]
+        plain = [tuple(pool.features(keys) for keys in sides) for sides in origins]
+        found.append(judge.mis(pool, info["units"], references[layer], query_set,
+                               origins=origins))
+        starts.append(judge.mis(pool, info["units"], plain, query_set, origins=origins))
     differences = [a - b for made, plain in zip(found, starts)
                    for a, b in zip(made["unit_scores"]["pictures"],
                                    plain["unit_scores"]["pictures"])]
