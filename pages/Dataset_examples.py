@@ -94,8 +94,7 @@ with reported():
                                       key="examples.accent")
             accented, _ = execution.compute_live(accent_request, view)
         if accented is not None:
-            st.image(display.enlarge(accented.images[0]), width="stretch",
-                     caption=display.accentuated_caption(accented))
+            display.accentuated_exemplar(accented, wide=False)
         if stats is not None:
             st.metric("Max over the photo set", f"{stats.unit_max(unit):.3g}",
                       help=f"The unit's largest activation on {stats.label}.")

@@ -71,14 +71,11 @@ with reported():
             accented, _ = execution.compute_live(accent_request, view)
             execution.store_figures(accent_request, accented)
         if accented is not None:
-            picture, figures = st.columns([1, 2], gap="large")
-            picture.image(display.enlarge(accented.images[0]), width="stretch",
-                          caption=display.accentuated_caption(accented))
-            with figures:
-                if metrics.has_quality_figures(accented):
-                    display.accentuated_figure(accented)
-                elif st.button("Measure its quality figure", key="optimise.accent.measure",
-                               icon=":material/straighten:"):
-                    execution.store_figures(accent_request, accented)
-                    display.accentuated_figure(accented)
-                st.caption(display.run_facts(accented))
+            display.accentuated_exemplar(accented)
+            if metrics.has_quality_figures(accented):
+                display.accentuated_figure(accented)
+            elif st.button("Measure its quality figure", key="optimise.accent.measure",
+                           icon=":material/straighten:"):
+                execution.store_figures(accent_request, accented)
+                display.accentuated_figure(accented)
+            st.caption(display.run_facts(accented))

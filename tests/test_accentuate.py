@@ -3,6 +3,7 @@ import numpy as np
 import torch
 import pytest
 
+from vitviz.analysis.accentuation import accentuation_change, change
 from vitviz.data.examples import crop_image
 from vitviz.data.photo_sets import photo_statistics
 from vitviz.errors import UserError
@@ -43,6 +44,28 @@ def test_each_picture_starts_as_its_units_photo_and_the_units_rise_staying_near_
     near = np.abs(np.array(result.images, dtype=float) - photos).mean(axis=(1, 2, 3))
     far = np.abs(np.array(from_noise.images, dtype=float) - photos).mean(axis=(1, 2, 3))
     assert (near < far).all()
+    # What accentuation changed is read from the run itself: its photo is step 0's picture.
+    for item in range(len(units)):
+        shown = accentuation_change(result, item)
+        assert np.array_equal(shown.photo, result.checkpoints[0][item])
+        assert np.array_equal(shown.picture, result.images[item])
+        assert shown.mean_levels == pytest.approx(near[item], rel=1e-4) and shown.gain > 0
+    assert accentuation_change(from_noise) is None
+
+
+def test_the_change_view_shows_where_and_which_colour_accentuation_added():
+    photo = np.full((32, 32, 3), 100, dtype=np.uint8)
+    picture = photo.copy()
+    picture[:8, :8, 0] += 40  # redder in one corner only
+    shown = change(photo, picture)
+    assert shown.mean_levels == pytest.approx(40 * 64 / (32 * 32 * 3))
+    corner, rest = shown.difference[:8, :8], shown.difference[8:, 8:]
+    assert (corner[..., 0] == 255).all() and (corner[..., 1:] == 128).all()
+    assert (rest == 128).all()
+    taken = change(picture, photo)  # the reverse change: the complement, below grey
+    assert (taken.difference[:8, :8, 0] == 0).all() and taken.gain == shown.gain
+    unchanged = change(photo, photo)
+    assert unchanged.gain == 0 and (unchanged.difference == 128).all()
 
 
 def test_a_minimising_accentuation_starts_from_the_weakest_photo(tiny_vit):

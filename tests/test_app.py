@@ -506,6 +506,7 @@ def test_the_examples_page_accentuates_the_units_strongest_photo_and_reopens_it(
     (request,) = calls["requests"]
     assert request.accentuate == 0 and not request.minimise
     assert any("from " in str(image.proto) for image in at.image)
+    assert any("what changed" in str(image.proto) for image in at.image)
     again = open_page("pages/Dataset_examples.py", **params)
     assert errors(again) == "" and len(calls["requests"]) == 1, "recomputed a cached exemplar"
     assert any("from " in str(image.proto) for image in again.image)
@@ -639,6 +640,10 @@ def test_the_optimise_page_accentuates_the_units_photo_and_its_link_reopens_it(t
     weakest = examples_for(tiny_vit, VIT_HIDDEN, "patch").extreme_views(7, 1, True)[0]
     (caption,) = exemplar_captions(at)
     assert f"from {weakest.photo.split('/')[-1]} ({weakest.activation:.3g})" in caption
+    # Beside it, the photo it started from and what accentuation changed in it.
+    shown = [str(image.proto) for image in at.image]
+    assert any("its photo, unchanged" in text for text in shown)
+    assert any("what changed" in text and "around grey" in text for text in shown)
     figure = {m.label: m.value for m in at.metric}["Robust act. · photo min"]
     calls["forwards"] = 0
     again = open_page(OPTIMISE, **at.query_params)

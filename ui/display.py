@@ -11,6 +11,7 @@ import streamlit as st
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from vitviz.analysis.accentuation import accentuation_change
 from vitviz.analysis.moving_target import block_parts
 from vitviz.quality import metrics
 from vitviz.store.results import Result
@@ -211,6 +212,31 @@ def accentuated_caption(result: Result) -> str:
     source = result.metrics["accentuated_from"][0]
     return (f"from {source['photo'].split('/')[-1]} ({source['activation']:.3g}) · now "
             f"{result.activation[0][-1]:.3g}")
+
+
+def change_caption(gain: float, mean_levels: float) -> str:
+    """'what changed, x12 around grey (mean 3.1 levels)', or 'unchanged'."""
+    if not gain:
+        return "unchanged"
+    return f"what changed, ×{gain:.3g} around grey (mean {mean_levels:.2g} levels)"
+
+
+def accentuated_exemplar(result: Result, wide: bool = True) -> None:
+    """An accentuated exemplar with what accentuation changed in its photo: wide, the photo,
+    the exemplar and the change side by side; narrow, the exemplar above the change (the
+    page shows the photos already)."""
+    shown = accentuation_change(result)
+    if shown is None:
+        st.image(enlarge(result.images[0]), width="stretch", caption=accentuated_caption(result))
+        return
+    changed = change_caption(shown.gain, shown.mean_levels)
+    if wide:
+        photo, picture, difference = st.columns(3)
+        photo.image(enlarge(shown.photo), width="stretch", caption="its photo, unchanged")
+    else:
+        picture = difference = st.container()
+    picture.image(enlarge(shown.picture), width="stretch", caption=accentuated_caption(result))
+    difference.image(enlarge(shown.difference), width="stretch", caption=changed)
 
 
 def accentuated_figure(result: Result) -> None:
