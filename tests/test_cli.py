@@ -179,7 +179,8 @@ def test_every_subcommand_has_a_bad_input_case():
                                     ["--image-size", "-8"], ["--image-size", "100000"],
                                     ["--lr", "-1"], ["--seeds", "-3"], ["--keep-tokens", "0"],
                                     ["--exemplar-stats", "-1"], ["--exemplar-deep", "-1"],
-                                    ["--drive-cap", "0.5"], ["--accentuate-weight", "2"]])
+                                    ["--drive-cap", "0.5"], ["--accentuate-weight", "2"],
+                                    ["--accentuate-decay", "1.5"]])
 def test_bad_settings_are_refused_before_any_work(tmp_path, option):
     done = vitviz("run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, *option,
                   "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"))

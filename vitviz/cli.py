@@ -125,7 +125,8 @@ def cmd_run(args) -> int:
                                    "exemplar_stats": args.exemplar_stats,
                                    "exemplar_deep": args.exemplar_deep,
                                    "drive_cap": args.drive_cap,
-                                   "accentuate_weight": args.accentuate_weight}.items()
+                                   "accentuate_weight": args.accentuate_weight,
+                                   "accentuate_decay": args.accentuate_decay}.items()
                  if v is not None}
     request = RunRequest(name, objective.spec(), tuple(seeds), args.preset, overrides,
                          record_every=args.record_every, moving_target=args.moving_target,
@@ -339,6 +340,10 @@ def parser() -> argparse.ArgumentParser:
                    help="with --accentuate, how hard the picture is held to its photo's "
                         "first-block features: lower changes the photo more (default: "
                         f"{accentuate.WEIGHT:g})")
+    p.add_argument("--accentuate-decay", type=float, metavar="DECAY",
+                   help="with --accentuate, how fast the change's spectrum falls: higher keeps "
+                        "it to shapes and colour, lower lets fine texture in (default: "
+                        f"{accentuate.DECAY:g})")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--cache", type=Path, help="result cache directory (default: $VITVIZ_CACHE_DIR, else ~/.cache/vitviz/results)")
     p.add_argument("--no-cache", action="store_true")

@@ -148,7 +148,8 @@ def optimise(
         start = torch.nn.functional.interpolate(start.float(), size=(canvas, canvas),
                                                 mode="bilinear", antialias=True)
         spectrum = {k: v for k, v in preset.param_kwargs.items() if k in ("decay", "floor")}
-        param = accentuate.PhotoImage(start, **spectrum).to(device)
+        param = accentuate.PhotoImage(start, **spectrum,
+                                      residual_decay=preset.accentuate_decay).to(device)
     transforms = build_transforms(_transform_specs(preset, model_size))
     rngs = _transform_rngs(seeds, device)
     optimiser = _optimiser(preset, param.parameters())

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from vitviz.errors import UserError
+from vitviz.rendering.accentuate import DECAY as ACCENTUATE_DECAY
 from vitviz.rendering.accentuate import WEIGHT as ACCENTUATE_WEIGHT
 from vitviz.rendering.params import param_problems
 from vitviz.rendering.precision import SETTINGS as PRECISIONS
@@ -62,6 +63,10 @@ class Preset:
     # How hard an accentuated exemplar (a run that starts from a photo) is held to its photo's
     # first-block features (vitviz.rendering.accentuate). Other runs refuse another value.
     accentuate_weight: float = ACCENTUATE_WEIGHT
+    # How fast the spectrum of an accentuated exemplar's change from its photo falls
+    # (vitviz.rendering.accentuate): higher keeps the change to shapes and colour. Other runs
+    # refuse another value.
+    accentuate_decay: float = ACCENTUATE_DECAY
 
     @property
     def reads_reference_views(self) -> bool:
@@ -126,6 +131,10 @@ class Preset:
                 and math.isfinite(self.accentuate_weight) and 0 < self.accentuate_weight <= 1000,
                 f"accentuate_weight is a weight above 0, up to 1000 "
                 f"(got {self.accentuate_weight!r})")
+        require(isinstance(self.accentuate_decay, (int, float))
+                and math.isfinite(self.accentuate_decay) and 0 <= self.accentuate_decay <= 4,
+                f"accentuate_decay is a spectral decay from 0 to 4 (got "
+                f"{self.accentuate_decay!r})")
         require(self.schedule in SCHEDULES,
                 f"schedule '{self.schedule}' is unknown: use one of {', '.join(SCHEDULES)}")
         problems += param_problems(self.param, self.param_kwargs)
@@ -148,6 +157,8 @@ class Preset:
             del values["natural_stats"]
         if self.accentuate_weight == ACCENTUATE_WEIGHT:
             del values["accentuate_weight"]
+        if self.accentuate_decay == ACCENTUATE_DECAY:
+            del values["accentuate_decay"]
         if not self.exemplar_stats:
             del values["exemplar_stats"]
         if not self.exemplar_deep:

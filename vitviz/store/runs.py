@@ -147,9 +147,12 @@ class RunRequest:
                                 "neuron or channel objective")
         preset = self.resolved_preset()
         preset.check()
-        if self.accentuate is None and preset.accentuate_weight != accentuate.WEIGHT:
-            raise UserError("accentuate_weight holds an accentuated exemplar to its photo: "
-                            "set accentuate (the photo's rank), or leave accentuate_weight out")
+        if self.accentuate is None:
+            for knob, default in (("accentuate_weight", accentuate.WEIGHT),
+                                  ("accentuate_decay", accentuate.DECAY)):
+                if getattr(preset, knob) != default:
+                    raise UserError(f"{knob} shapes an accentuated exemplar: set accentuate "
+                                    f"(the photo's rank), or leave {knob} out")
         if self.statistics_views is not None:
             if not preset.reads_reference_views:
                 raise UserError("statistics_views are the unit's reference photo views, which "
@@ -197,6 +200,7 @@ class RunRequest:
             **({"minimise": True} if self.minimise else {}),
             **({"accentuate": {"rank": list(self.accentuate) if isinstance(self.accentuate, tuple)
                                else self.accentuate, "weight": preset.accentuate_weight,
+                               "decay": preset.accentuate_decay,
                                "version": accentuate.VERSION}}
                if self.accentuate is not None else {}),
             **({"statistics_views": {"ranks": [list(v) for v in self.statistics_views]
