@@ -69,8 +69,9 @@ with reported():
         exemplars = state.keep("exemplars", st.toggle(
             "Accentuated exemplars", key=state.seed("exemplars", False),
             help="Beside each picture, the unit's strongest photo view (its weakest when "
-                 "driven down) changed only as much as it takes to drive the unit further: "
-                 "the run of the unit's Optimise and Dataset examples pages."))
+                 "driven down) changed only as much as it takes to drive the unit further, "
+                 "and below it what changed, amplified around grey: the run of the unit's "
+                 "Optimise and Dataset examples pages."))
     state.publish()
 
     units = list(range(start, min(start + PAGE_UNITS, layer.units)))
@@ -152,8 +153,7 @@ with reported():
                     st.image(result.images[0], width="stretch")
                 exemplar = accented.get(unit)
                 if exemplar is not None:
-                    st.image(exemplar.images[0], width="stretch",
-                             caption=f"accentuated · {display.accentuated_caption(exemplar)}")
+                    display.accentuated_exemplar(exemplar, wide=False, label="accentuated · ")
                 if result is None:
                     continue
                 value = figure(result, order, minimise)

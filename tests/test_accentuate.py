@@ -110,8 +110,8 @@ def test_a_units_exemplars_accentuated_in_one_batch_are_each_its_single_run(tiny
     cache = ResultCache(tmp_path / "cache")
     overrides = {"steps": 4, "precision": "fp32"}
     ranks = [0, 3, 1]
-    batched = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, ranks, True, "robust",
-                                       overrides, cache)
+    batched = [run.images[0] for run in report.accentuated_batch(
+        tiny_vit, VIT_HIDDEN, 5, ranks, True, "robust", overrides, cache)]
     stats = photo_statistics(tiny_vit, VIT_HIDDEN)
     for rank, image in zip(ranks, batched):
         single = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0,), "robust",
@@ -123,8 +123,8 @@ def test_a_units_exemplars_accentuated_in_one_batch_are_each_its_single_run(tiny
         alone = compute_result(single, tiny_vit).images[0]
         assert np.abs(alone.astype(int) - image.astype(int)).max() <= 2  # batch = solo
     monkeypatch.setattr(report, "compute_batch", lambda *a, **k: pytest.fail("recomputed"))
-    again = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, ranks, True, "robust", overrides,
-                                     cache)
+    again = [run.images[0] for run in report.accentuated_batch(
+        tiny_vit, VIT_HIDDEN, 5, ranks, True, "robust", overrides, cache)]
     assert all((a == b).all() for a, b in zip(again, batched))
 
 
@@ -136,10 +136,10 @@ def test_a_capped_accentuation_reads_the_views_it_is_given_and_changes_its_photo
     cap = {**overrides, "drive_cap": 1.0}
     views = (1, 2)
     cache = ResultCache(tmp_path / "cache")
-    capped = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, [0, 1, 2], False, "robust",
-                                      cap, cache, views=views)
-    free = report.accentuated_batch(tiny_vit, VIT_HIDDEN, 5, [0, 1, 2], False, "robust",
-                                    overrides, None)
+    capped = [run.images[0] for run in report.accentuated_batch(
+        tiny_vit, VIT_HIDDEN, 5, [0, 1, 2], False, "robust", cap, cache, views=views)]
+    free = [run.images[0] for run in report.accentuated_batch(
+        tiny_vit, VIT_HIDDEN, 5, [0, 1, 2], False, "robust", overrides, None)]
     stored = cache.get(RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0,), "robust",
                                   cap, accentuate=2, statistics_views=(views,)).key())
     assert stored is not None

@@ -687,6 +687,10 @@ def test_the_atlas_shows_each_units_accentuated_exemplar_beside_its_picture(call
     assert len(calls["requests"]) == 1 and calls["forwards"] == 0
     button(at, "Accentuate the 3 units").click().run()
     assert errors(at) == "" and len(exemplar_captions(at)) == 4
+    assert all("accentuated" in caption for caption in exemplar_captions(at))
+    changes = [str(image.proto) for image in at.image if "what changed" in str(image.proto)
+               or "unchanged" in str(image.proto)]
+    assert len(changes) == 4, "each exemplar shows what accentuation changed below it"
     computed = calls["requests"][1:]  # one batch of the three, each from its strongest photo
     assert len(computed) == 1 and list(computed[0].objective["unit"]) == [60, 62, 63]
     assert computed[0].accentuate == 0 and not computed[0].minimise

@@ -327,3 +327,30 @@ def test_a_ray_cluster_nobody_answers_at_is_one_line_within_seconds(tmp_path, mo
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and f"cannot reach the Ray cluster at 127.0.0.1:{port}" in lines[0]
     assert "ray start --head" in lines[0]
+
+
+def test_a_job_the_cache_cannot_hold_is_refused_rather_than_evicting_its_own_units(
+        tiny_vit, tmp_path, monkeypatch):
+    from vitviz.errors import UserError
+
+    measure = ResultCache(tmp_path / "measure")
+    list(run_atlas(tiny_vit, VIT_HIDDEN, [0], measure, steps=STEPS))
+    each = measure.stored_bytes(unit_request("tiny_vit", VIT_HIDDEN, 0, steps=STEPS).key())
+    assert each > 0
+    # Room for about 3 units: 8 would evict the first ones to store the last.
+    cache = ResultCache(tmp_path / "cache", size_limit=int(3.5 * each))
+    with pytest.raises(UserError, match="VITVIZ_CACHE_SIZE_LIMIT=") as refused:
+        list(run_atlas(tiny_vit, VIT_HIDDEN, range(8), cache, steps=STEPS, batch_units=2))
+    assert "8 units" in str(refused.value)
+    # It stopped after measuring its first batch, which stays stored for a resumed run.
+    stored = [u for u in range(8)
+              if unit_request("tiny_vit", VIT_HIDDEN, u, steps=STEPS).key() in cache]
+    assert stored == [0, 1]
+    # Rerun, it is refused on the stored units' size, before anything is computed.
+    monkeypatch.setattr(vitviz.surveys.atlas, "compute_result",
+                        lambda *a, **k: pytest.fail("computed before the check"))
+    with pytest.raises(UserError, match="would evict its own units"):
+        list(run_atlas(tiny_vit, VIT_HIDDEN, range(8), cache, steps=STEPS, batch_units=2))
+    monkeypatch.undo()
+    # A job that fits runs.
+    assert [u for u, _ in run_atlas(tiny_vit, VIT_HIDDEN, [0, 1, 2], cache, steps=STEPS)] == [2]

@@ -167,3 +167,25 @@ def test_the_atlas_overhead_benchmark_times_both_and_the_atlas_parts(tmp_path):
     assert len(parts) == 3 and all(0 < v <= seconds["atlas"] for v in parts)
     assert figures["ratio"] == figures["units_per_hour"]["atlas"] / figures["units_per_hour"][
         "loop alone"]
+
+
+def test_the_alignment_benchmark_finds_a_change_along_the_queries_and_a_shared_one():
+    alignment = load("accentuation_alignment")
+    import torch
+    generator = torch.Generator().manual_seed(0)
+    along, across = torch.eye(8)[0], torch.eye(8)[1]
+    # The queries lean along `along`; the start photos' direction points across them.
+    leans = [along + 0.3 * torch.randn(20, 8, generator=generator) for _ in range(2)]
+    starts = torch.stack([across.expand(9, 8), -across.expand(9, 8)])
+    turned = starts + torch.stack([along.expand(9, 8), -along.expand(9, 8)])
+    views = [{"start photos": starts, "accentuated exemplars": turned,
+              **{name: starts for name in list(alignment.CHANGES)[1:]}} for _ in leans]
+    found = alignment.layer_figures(views, leans)
+    rows = found["variants"]
+    assert found["turn"] == pytest.approx(1.0) and abs(found["cos_start_queries"]) < 0.3
+    assert rows["accentuated exemplars"]["cos_turn_queries"] > 0.9
+    assert rows["accentuated exemplars"]["above_starts"] > 0.2
+    assert rows["change x2"]["above_starts"] == 0  # unchanged pictures score as their photos
+    # Both units changed alike: all of the change is shared, and taking it out restores w.
+    assert found["shared_share"] == pytest.approx([1.0, 1.0])
+    assert rows[alignment.LESS_COMMON]["above_starts"] == 0

@@ -221,13 +221,15 @@ def change_caption(gain: float, mean_levels: float) -> str:
     return f"what changed, ×{gain:.3g} around grey (mean {mean_levels:.2g} levels)"
 
 
-def accentuated_exemplar(result: Result, wide: bool = True) -> None:
+def accentuated_exemplar(result: Result, wide: bool = True, label: str = "") -> None:
     """An accentuated exemplar with what accentuation changed in its photo: wide, the photo,
     the exemplar and the change side by side; narrow, the exemplar above the change (the
-    page shows the photos already)."""
+    page shows the photos already, or the column is an atlas cell). `label` opens the
+    exemplar's caption."""
+    caption = label + accentuated_caption(result)
     shown = accentuation_change(result)
     if shown is None:
-        st.image(enlarge(result.images[0]), width="stretch", caption=accentuated_caption(result))
+        st.image(enlarge(result.images[0]), width="stretch", caption=caption)
         return
     changed = change_caption(shown.gain, shown.mean_levels)
     if wide:
@@ -235,7 +237,7 @@ def accentuated_exemplar(result: Result, wide: bool = True) -> None:
         photo.image(enlarge(shown.photo), width="stretch", caption="its photo, unchanged")
     else:
         picture = difference = st.container()
-    picture.image(enlarge(shown.picture), width="stretch", caption=accentuated_caption(result))
+    picture.image(enlarge(shown.picture), width="stretch", caption=caption)
     difference.image(enlarge(shown.difference), width="stretch", caption=changed)
 
 

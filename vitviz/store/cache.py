@@ -310,6 +310,11 @@ class ResultCache:
     def __contains__(self, key: str) -> bool:
         return self._guarded(lambda: (_RESULT + key) in self._store, False)
 
+    def stored_bytes(self, key: str) -> int:
+        """The size of one stored run's archive (0 when it is not there); not counted as a use."""
+        data = self._guarded(lambda: self._store.get(_RESULT + key), None)
+        return len(data) if isinstance(data, bytes) else 0
+
     def put(self, key: str, result: Result) -> None:
         archive = result.to_archive()
         summary = json.dumps(result.summary())

@@ -159,6 +159,20 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
         yield unit, result
 
 
+def check_room(cache: ResultCache, sample: Sequence[str], units: int) -> None:
+    """Refuse a job whose `units` would not all fit under the cache's size limit at the size
+    of the stored runs `sample`: the cache would evict the job's own first units to store its
+    last (least recently used first), so a resumed job would compute them again, forever."""
+    each = sum(cache.stored_bytes(key) for key in sample) / max(len(sample), 1)
+    needed = math.ceil(each * units * 1.1)  # diskcache's own files, and units that differ
+    if needed > cache.size_limit:
+        raise UserError(
+            f"{units} units at about {each / 2**20:.1f} MiB each need about "
+            f"{needed / 2**30:.1f} GiB of result cache, above its size limit of "
+            f"{cache.size_limit / 2**30:.1f} GiB: the job would evict its own units. Set "
+            f"VITVIZ_CACHE_SIZE_LIMIT={needed} (bytes) or more, or run fewer units at a time")
+
+
 def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: ResultCache, *,
                seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
                tokens: str | int = "patch", batch_units: int | None = 8,
@@ -186,6 +200,9 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
                                          tokens, minimise, accentuate)
                 for layer, units in plan.items() for u in units}
     keys = {where: request.key() for where, request in requests.items()}
+    present = next((key for key in keys.values() if key in cache), None)
+    if present:  # measured on a unit already there, before anything is computed
+        check_room(cache, [present], len(keys))
     chunks: list[tuple[str, list[int]]] = []
     for layer, units in plan.items():
         todo = [u for u in units if keys[layer, u] not in cache]
@@ -228,8 +245,14 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
                             ) as writers:
         stored: deque = deque()
         for (layer, chunk), result in zip(chunks, results):
-            stored.append((layer, chunk, [writers.submit(store, layer, unit, item, result)
-                                          for item, unit in enumerate(chunk)]))
+            writes = [writers.submit(store, layer, unit, item, result)
+                      for item, unit in enumerate(chunk)]
+            if not present and not stored and not done:
+                # The first batch's size, measured before the next one's writes could evict it.
+                for write in writes:
+                    write.result()
+                check_room(cache, [keys[layer, unit] for unit in chunk], len(keys))
+            stored.append((layer, chunk, writes))
             if len(stored) == 2:
                 yield from reported(*stored.popleft())
         while stored:

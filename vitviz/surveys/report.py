@@ -45,7 +45,7 @@ from vitviz.rendering.loop import resolve_preset
 from vitviz.rendering.precision import resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
 from vitviz.store.cache import ResultCache
-from vitviz.store.results import encode_png
+from vitviz.store.results import Result, encode_png
 from vitviz.store.runs import RunRequest, cached_result, parse_units
 from vitviz.surveys.atlas import compute_batch, item_result
 
@@ -510,8 +510,8 @@ def accentuated_references(model: LoadedModel, layer: str, info: dict,
                     info["pool"], unit, judge.REFERENCES)):
                 # A drive cap reads the same photo-disjoint views the pictures start from.
                 views = tuple(ranks) if resolved.reads_reference_views else None
-                images = accentuated_batch(model, layer, unit, ranks, minimise, preset,
-                                           overrides, cache, bar, views)
+                images = [run.images[0] for run in accentuated_batch(
+                    model, layer, unit, ranks, minimise, preset, overrides, cache, bar, views)]
                 sides.append(judge.picture_references(
                     judge.embed_pictures(_as_tensor(np.stack(images)), judge_name)))
             found.append(tuple(sides))
@@ -520,9 +520,10 @@ def accentuated_references(model: LoadedModel, layer: str, info: dict,
 
 def accentuated_batch(model: LoadedModel, layer: str, unit: int, ranks: Sequence[int],
                       minimise: bool, preset: str, overrides: dict, cache: ResultCache | None,
-                      bar=None, views: tuple[int, ...] | None = None) -> list[np.ndarray]:
-    """The accentuated exemplars of `unit` from its views of `ranks`, one picture each: the
-    missing ones computed in one batch (items are independent, so each is stored under the key
+                      bar=None, views: tuple[int, ...] | None = None) -> list[Result]:
+    """The accentuated exemplars of `unit` from its views of `ranks`, one single-picture run
+    each (its step-0 picture is the photo: `vitviz.analysis.accentuation`): the missing ones
+    computed in one batch (items are independent, so each is stored under the key
     of its own single run, as a page or `run --accentuate` would ask for it). `views`: the
     reference views (ranks) of a preset that reads them, the same for every item."""
     objective = objectives.neuron(layer, unit).spec()
@@ -544,7 +545,7 @@ def accentuated_batch(model: LoadedModel, layer: str, unit: int, ranks: Sequence
                 cache.put(singles[i].key(), found[i])
     elif bar is not None:
         bar.update(resolve_preset(preset, **overrides).steps)
-    return [found[i].images[0] for i in range(len(singles))]
+    return [found[i] for i in range(len(singles))]
 
 
 MAX_SEEDS = 64  # seeds per unit
