@@ -52,9 +52,9 @@ def as_tensor(images: list) -> torch.Tensor:
 
 
 def score(direction: torch.Tensor, leans: torch.Tensor) -> float:
-    """The share of tasks (rows of q+ - q-) leaning along `direction`; a tie is half (judge.score)."""
-    along = leans @ direction
-    return float(((along > 0).float() + 0.5 * (along == 0).float()).mean())
+    """The judge's score (`judge.score`) of references whose mean difference is `direction`,
+    from the tasks' rows of q+ - q-: its lean is linear in the references' means."""
+    return judge.tasks_won(leans @ direction)
 
 
 def unit_views(model, layer: str, unit: int, pool, knobs: dict, cache: ResultCache,

@@ -7,6 +7,7 @@ import pytest
 
 import vitviz.surveys.atlas
 from ui.settings import accentuated_request, examples_request
+from vitviz.errors import UserError
 from vitviz.quality.metrics import result_metrics
 from vitviz.store.cache import ResultCache
 from vitviz.store.runs import compute_result, default_record_every
@@ -331,8 +332,6 @@ def test_a_ray_cluster_nobody_answers_at_is_one_line_within_seconds(tmp_path, mo
 
 def test_a_job_the_cache_cannot_hold_is_refused_rather_than_evicting_its_own_units(
         tiny_vit, tmp_path, monkeypatch):
-    from vitviz.errors import UserError
-
     measure = ResultCache(tmp_path / "measure")
     list(run_atlas(tiny_vit, VIT_HIDDEN, [0], measure, steps=STEPS))
     each = measure.stored_bytes(unit_request("tiny_vit", VIT_HIDDEN, 0, steps=STEPS).key())

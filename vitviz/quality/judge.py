@@ -269,7 +269,11 @@ def score(task: Tasks, pool, high_refs: torch.Tensor, low_refs: torch.Tensor) ->
         queries = pool.features(keys)
         return (queries @ high_refs.T).mean(dim=1) - (queries @ low_refs.T).mean(dim=1)
 
-    delta = lean(task.high) - lean(task.low)
+    return tasks_won(lean(task.high) - lean(task.low))
+
+
+def tasks_won(delta: torch.Tensor) -> float:
+    """The share of tasks won from each task's lean of q+ over q- (`score`); a tie is half."""
     return float(((delta > 0).float() + 0.5 * (delta == 0).float()).mean())
 
 

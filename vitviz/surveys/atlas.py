@@ -244,10 +244,10 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
     with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="vitviz-atlas-write"
                             ) as writers:
         stored: deque = deque()
-        for (layer, chunk), result in zip(chunks, results):
+        for index, ((layer, chunk), result) in enumerate(zip(chunks, results)):
             writes = [writers.submit(store, layer, unit, item, result)
                       for item, unit in enumerate(chunk)]
-            if not present and not stored and not done:
+            if index == 0 and not present:
                 # The first batch's size, measured before the next one's writes could evict it.
                 for write in writes:
                     write.result()
