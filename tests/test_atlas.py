@@ -1,4 +1,5 @@
 """The atlas: batched units land in the cache as the single runs the pages ask for."""
+import shutil
 import subprocess
 import sys
 
@@ -353,3 +354,21 @@ def test_a_job_the_cache_cannot_hold_is_refused_rather_than_evicting_its_own_uni
     monkeypatch.undo()
     # A job that fits runs.
     assert [u for u, _ in run_atlas(tiny_vit, VIT_HIDDEN, [0, 1, 2], cache, steps=STEPS)] == [2]
+
+
+def test_a_job_the_disk_cannot_hold_is_refused_before_it_fills_the_disk(
+        tiny_vit, tmp_path, monkeypatch):
+    cache = ResultCache(tmp_path / "cache")
+    list(run_atlas(tiny_vit, VIT_HIDDEN, [0], cache, steps=STEPS))
+    each = cache.stored_bytes(unit_request("tiny_vit", VIT_HIDDEN, 0, steps=STEPS).key())
+    free = int(2.5 * each)  # room for 2 more units, with diskcache's own files
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10**12, 10**12 - free, free))
+    with monkeypatch.context() as patched:
+        patched.setattr(vitviz.surveys.atlas, "compute_result",
+                        lambda *a, **k: pytest.fail("computed before the check"))
+        with pytest.raises(UserError, match="GiB free") as refused:
+            list(run_atlas(tiny_vit, VIT_HIDDEN, range(8), cache, steps=STEPS))
+    assert "7 units still to compute" in str(refused.value)
+    assert str(cache.path) in str(refused.value)
+    assert [u for u, _ in run_atlas(tiny_vit, VIT_HIDDEN, [0, 1, 2], cache, steps=STEPS)] == [1, 2]

@@ -1,5 +1,7 @@
 """The result cache survives what a public demo meets: killed runs, damaged files, crafted entries,
 a full disk budget. Each test reproduces one failure that was found on an earlier version."""
+import io
+import json
 import os
 import pickle
 import signal
@@ -8,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 from vitviz.common.hashing import config_key
 from vitviz.rendering import objectives as O
 from vitviz.store.cache import ZIP_MAGIC, ResultCache
-from vitviz.store.results import Result
+from vitviz.store.results import Result, encode_png
 from vitviz.store.runs import RunRequest, cached_result
 
 from conftest import VIT_HIDDEN
@@ -45,6 +48,60 @@ def test_round_trip_keeps_pixels_curves_and_checkpoints(tmp_path):
     assert np.array_equal(loaded.checkpoints[2][0], stored.checkpoints[2][0])
     assert loaded.activation == stored.activation and loaded.config == stored.config
     assert list(cache.summaries()) == ["k"]
+
+
+def picture(rng, size: int = 96) -> np.ndarray:
+    """A picture with the fine strokes of a real one: coarse noise, upsampled, plus fine noise."""
+    coarse = rng.integers(0, 256, (size // 8, size // 8, 3)).repeat(8, 0).repeat(8, 1)
+    return np.clip(coarse + rng.integers(-20, 21, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def test_what_figures_read_is_exact_and_the_step_previews_are_close_and_small():
+    rng = np.random.default_rng(0)
+    final = [picture(rng), picture(rng)]
+    checkpoints = {0: [picture(rng), picture(rng)], 2: [picture(rng), picture(rng)],
+                   4: [picture(rng), picture(rng)], 6: [a.copy() for a in final]}
+    run = Result(config={"seeds": [0, 1], "objective": {"type": "neuron"}, "model": "m",
+                         "preset": {"name": "robust"}}, model={"name": "m"}, images=final,
+                 checkpoints=checkpoints, steps=list(range(7)), activation=[[0.0] * 7] * 2,
+                 loss=[[0.0] * 7] * 2)
+    archive = run.to_archive()
+    loaded = Result.from_archive(archive)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.images, final))
+    # The first checkpoint is an accentuated exemplar's photo, which its change is measured from.
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.checkpoints[0], checkpoints[0]))
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.checkpoints[6], final))
+    for step in (2, 4):
+        for shown, exact in zip(loaded.checkpoints[step], checkpoints[step]):
+            error = np.abs(shown.astype(float) - exact)
+            # The fine noise alone is 10 levels on average: most of it survives.
+            assert shown.shape == exact.shape and 0 < error.mean() < 8
+    names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
+    assert not any(name.startswith("checkpoints/6/") for name in names), "final stored twice"
+    # Every checkpoint as a PNG (format 1) took more room.
+    assert len(archive) < 0.8 * len(format_1_archive(run))
+
+
+def format_1_archive(run: Result) -> bytes:
+    """The layout vitviz wrote until 2026-12-06: one PNG for every image and checkpoint."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("result.json", json.dumps(
+            {**run.to_json(), "format": 1, "checkpoint_steps": sorted(run.checkpoints)}))
+        for item, image in enumerate(run.images):
+            archive.writestr(f"images/{item}.png", encode_png(image))
+        for step, images in run.checkpoints.items():
+            for item, image in enumerate(images):
+                archive.writestr(f"checkpoints/{step}/{item}.png", encode_png(image))
+    return buffer.getvalue()
+
+
+def test_a_result_stored_in_the_earlier_layout_still_reads(tmp_path):
+    stored = result()
+    loaded = Result.from_archive(format_1_archive(stored))
+    assert np.array_equal(loaded.images[0], stored.images[0])
+    assert np.array_equal(loaded.checkpoints[2][0], stored.checkpoints[2][0])
+    assert loaded.activation == stored.activation
 
 
 def test_nothing_is_stored_as_a_pickle(tmp_path):

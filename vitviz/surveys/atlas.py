@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -159,10 +160,12 @@ def run_atlas(model: LoadedModel, layer: str, units: Sequence[int], cache: Resul
         yield unit, result
 
 
-def check_room(cache: ResultCache, sample: Sequence[str], units: int) -> None:
+def check_room(cache: ResultCache, sample: Sequence[str], units: int, missing: int) -> None:
     """Refuse a job whose `units` would not all fit under the cache's size limit at the size
     of the stored runs `sample`: the cache would evict the job's own first units to store its
-    last (least recently used first), so a resumed job would compute them again, forever."""
+    last (least recently used first), so a resumed job would compute them again, forever. And
+    one whose `missing` units (those still to compute) would fill the cache's disk first: it
+    would stop part-way on a full disk, hours in."""
     each = sum(cache.stored_bytes(key) for key in sample) / max(len(sample), 1)
     needed = math.ceil(each * units * 1.1)  # diskcache's own files, and units that differ
     if needed > cache.size_limit:
@@ -171,6 +174,13 @@ def check_room(cache: ResultCache, sample: Sequence[str], units: int) -> None:
             f"{needed / 2**30:.1f} GiB of result cache, above its size limit of "
             f"{cache.size_limit / 2**30:.1f} GiB: the job would evict its own units. Set "
             f"VITVIZ_CACHE_SIZE_LIMIT={needed} (bytes) or more, or run fewer units at a time")
+    more, free = each * missing * 1.1, shutil.disk_usage(cache.path).free
+    if more > free:
+        raise UserError(
+            f"{missing} units still to compute at about {each / 2**20:.1f} MiB each need about "
+            f"{more / 2**30:.1f} GiB more, and the disk under {cache.path} has "
+            f"{free / 2**30:.1f} GiB free: free some space, point --cache at a larger disk, or "
+            f"run fewer units at a time")
 
 
 def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: ResultCache, *,
@@ -200,12 +210,13 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
                                          tokens, minimise, accentuate)
                 for layer, units in plan.items() for u in units}
     keys = {where: request.key() for where, request in requests.items()}
-    present = next((key for key in keys.values() if key in cache), None)
-    if present:  # measured on a unit already there, before anything is computed
-        check_room(cache, [present], len(keys))
+    already = {key for key in keys.values() if key in cache}
+    missing = len(keys) - len(already)
+    if already:  # measured on a unit already there, before anything is computed
+        check_room(cache, [next(iter(already))], len(keys), missing)
     chunks: list[tuple[str, list[int]]] = []
     for layer, units in plan.items():
-        todo = [u for u in units if keys[layer, u] not in cache]
+        todo = [u for u in units if keys[layer, u] not in already]
         size = batch_units
         if size is None and todo:
             size = auto_batch_units(model, layer, todo[0], preset, steps, tokens,
@@ -238,8 +249,8 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
         if progress:
             progress(done, total, time.perf_counter() - started)
 
-    # A batch's pictures are encoded and written while the next batch optimises (PNG and zlib
-    # let go of the GIL): on a fast GPU they can take longer than the steps. A batch is
+    # A batch's pictures are encoded and written while the next batch optimises (PNG, JPEG and
+    # zlib let go of the GIL): on a fast GPU they can take longer than the steps. A batch is
     # reported once all of it is stored; a kill loses at most the batch still optimising.
     with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="vitviz-atlas-write"
                             ) as writers:
@@ -247,11 +258,12 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
         for index, ((layer, chunk), result) in enumerate(zip(chunks, results)):
             writes = [writers.submit(store, layer, unit, item, result)
                       for item, unit in enumerate(chunk)]
-            if index == 0 and not present:
+            if index == 0 and not already:
                 # The first batch's size, measured before the next one's writes could evict it.
                 for write in writes:
                     write.result()
-                check_room(cache, [keys[layer, unit] for unit in chunk], len(keys))
+                check_room(cache, [keys[layer, unit] for unit in chunk], len(keys),
+                           missing - len(chunk))
             stored.append((layer, chunk, writes))
             if len(stored) == 2:
                 yield from reported(*stored.popleft())
