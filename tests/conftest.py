@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -7,6 +8,13 @@ from vitviz.models.registry import load_model
 from vitviz.rendering.precision import network, resolve_precision
 
 VIT_HIDDEN = "encoder.layers.encoder_layer_1.mlp.1"
+
+
+def stroke_picture(rng, size: int = 96) -> np.ndarray:
+    """A picture [size, size, 3] uint8 with the fine strokes of a real one: coarse noise,
+    upsampled, plus a fine grain of 10 levels on average."""
+    coarse = rng.integers(0, 256, (size // 8, size // 8, 3)).repeat(8, 0).repeat(8, 1)
+    return np.clip(coarse + rng.integers(-20, 21, (size, size, 3)), 0, 255).astype(np.uint8)
 
 
 def fast_and_plain_passes(model) -> tuple[tuple, tuple]:

@@ -189,3 +189,35 @@ def test_the_alignment_benchmark_finds_a_change_along_the_queries_and_a_shared_o
     # Both units changed alike: all of the change is shared, and taking it out restores w.
     assert found["shared_share"] == pytest.approx([1.0, 1.0])
     assert rows[alignment.LESS_COMMON]["above_starts"] == 0
+
+
+def test_the_archive_benchmark_finds_the_archive_smaller_than_a_png_per_picture(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from vitviz.store.cache import ResultCache
+    from vitviz.store.results import Result
+
+    from conftest import stroke_picture
+
+    rng = np.random.default_rng(0)
+    picture = lambda: stroke_picture(rng)  # noqa: E731
+    cache = ResultCache(tmp_path / "cache")
+    for seed in range(2):
+        final = [picture()]
+        cache.put(f"k{seed}", Result(
+            config={"seeds": [seed], "objective": {"type": "neuron"}, "model": "m",
+                    "preset": {"name": "robust"}}, model={"name": "m"}, images=final,
+            checkpoints={0: [picture()], 4: [picture()], 8: [picture()], 12: final},
+            steps=list(range(13)), activation=[[0.0] * 13], loss=[[0.0] * 13]))
+    out = tmp_path / "archive.json"
+    done = subprocess.run([sys.executable, str(BENCH / "archive_size.py"), "--cache",
+                           str(tmp_path / "cache"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["runs"] == 2 and 0 < figures["size_ratio"] < 0.8
+    assert figures["encode_ratio"] > 0

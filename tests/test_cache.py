@@ -22,7 +22,7 @@ from vitviz.store.cache import ZIP_MAGIC, ResultCache
 from vitviz.store.results import Result, encode_png
 from vitviz.store.runs import RunRequest, cached_result
 
-from conftest import VIT_HIDDEN
+from conftest import VIT_HIDDEN, stroke_picture
 
 
 def result(seed: int = 0, size: int = 64) -> Result:
@@ -50,17 +50,11 @@ def test_round_trip_keeps_pixels_curves_and_checkpoints(tmp_path):
     assert list(cache.summaries()) == ["k"]
 
 
-def picture(rng, size: int = 96) -> np.ndarray:
-    """A picture with the fine strokes of a real one: coarse noise, upsampled, plus fine noise."""
-    coarse = rng.integers(0, 256, (size // 8, size // 8, 3)).repeat(8, 0).repeat(8, 1)
-    return np.clip(coarse + rng.integers(-20, 21, (size, size, 3)), 0, 255).astype(np.uint8)
-
-
 def test_what_figures_read_is_exact_and_the_step_previews_are_close_and_small():
     rng = np.random.default_rng(0)
-    final = [picture(rng), picture(rng)]
-    checkpoints = {0: [picture(rng), picture(rng)], 2: [picture(rng), picture(rng)],
-                   4: [picture(rng), picture(rng)], 6: [a.copy() for a in final]}
+    final = [stroke_picture(rng), stroke_picture(rng)]
+    checkpoints = {0: [stroke_picture(rng), stroke_picture(rng)], 2: [stroke_picture(rng), stroke_picture(rng)],
+                   4: [stroke_picture(rng), stroke_picture(rng)], 6: [a.copy() for a in final]}
     run = Result(config={"seeds": [0, 1], "objective": {"type": "neuron"}, "model": "m",
                          "preset": {"name": "robust"}}, model={"name": "m"}, images=final,
                  checkpoints=checkpoints, steps=list(range(7)), activation=[[0.0] * 7] * 2,

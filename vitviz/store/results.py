@@ -146,7 +146,7 @@ class Result:
         (an accentuated exemplar's photo, which its change is measured from). The checkpoints
         between are what the step slider shows, kept as JPEG previews, and the last checkpoint,
         the final images again, is not stored twice: a `dinov2_vits14` atlas unit takes 1.6 MiB
-        instead of 4.1, and a third of the time to encode (docs/atlas.md).
+        instead of 4.2, and a third of the time to encode (`bench/archive_size.py`).
         """
         record = self.to_json()
         record["format"] = ARCHIVE_FORMAT
