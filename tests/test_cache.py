@@ -53,8 +53,8 @@ def test_round_trip_keeps_pixels_curves_and_checkpoints(tmp_path):
 def test_what_figures_read_is_exact_and_the_step_previews_are_close_and_small():
     rng = np.random.default_rng(0)
     final = [stroke_picture(rng), stroke_picture(rng)]
-    checkpoints = {0: [stroke_picture(rng), stroke_picture(rng)], 2: [stroke_picture(rng), stroke_picture(rng)],
-                   4: [stroke_picture(rng), stroke_picture(rng)], 6: [a.copy() for a in final]}
+    checkpoints = {step: [stroke_picture(rng), stroke_picture(rng)] for step in (0, 2, 4)}
+    checkpoints[6] = [a.copy() for a in final]
     run = Result(config={"seeds": [0, 1], "objective": {"type": "neuron"}, "model": "m",
                          "preset": {"name": "robust"}}, model={"name": "m"}, images=final,
                  checkpoints=checkpoints, steps=list(range(7)), activation=[[0.0] * 7] * 2,
