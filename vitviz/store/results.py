@@ -151,17 +151,16 @@ class Result:
         record = self.to_json()
         record["format"] = ARCHIVE_FORMAT
         steps = sorted(self.checkpoints)
+        files = {step: self._checkpoint_file(step, steps) for step in steps}
         record["checkpoint_steps"] = steps
-        record["checkpoint_files"] = {str(step): self._checkpoint_file(step, steps)
-                                      for step in steps}
+        record["checkpoint_files"] = {str(step): kind for step, kind in files.items()}
         encoders = {"png": encode_png, "jpg": encode_preview}
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
             archive.writestr("result.json", json.dumps(record))
             for item, image in enumerate(self.images):
                 archive.writestr(f"images/{item}.png", encode_png(image))
-            for step in steps:
-                kind = record["checkpoint_files"][str(step)]
+            for step, kind in files.items():
                 if kind in encoders:
                     for item, image in enumerate(self.checkpoints[step]):
                         archive.writestr(f"checkpoints/{step}/{item}.{kind}",
@@ -178,7 +177,8 @@ class Result:
 
     @classmethod
     def from_archive(cls, data: bytes) -> "Result":
-        """Raises UnreadableResult when `data` is not a complete archive of this format."""
+        """Raises UnreadableResult when `data` is not a complete archive of a format in
+        READABLE_FORMATS."""
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 record = json.loads(archive.read("result.json"))
