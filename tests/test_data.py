@@ -8,9 +8,9 @@ from PIL import Image
 
 from vitviz.data import photos as data
 
-# Photos per source. scikit-image, scikit-learn and matplotlib are requirements, so theirs must be
-# there; opencv-doc is a Debian package, checked where it is installed.
-KNOWN_COUNTS = {"skimage": 10, "sklearn": 2, "matplotlib": 1, "opencv": 25}
+# Photos per source. scikit-image, scikit-learn, matplotlib and foolbox are requirements, so
+# theirs must be there; opencv-doc is a Debian package, checked where it is installed.
+KNOWN_COUNTS = {"skimage": 10, "sklearn": 2, "matplotlib": 1, "foolbox": 20, "opencv": 25}
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc")
 
 

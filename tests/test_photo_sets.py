@@ -43,10 +43,14 @@ def test_examples_and_the_photo_maximum_come_from_the_folders_index(tiny_vit, fo
         assert examples.image(top["photo"][0].photo).size[0] > 0
     request = RunRequest("tiny_vit", objectives.neuron(VIT_HIDDEN, (5, 9)).spec(), (0, 1),
                          overrides={"steps": 3})
-    assert request.config()["photo_folder"] == str(folder)
+    # The pictures read no photos, so the folder is not in their key; the figures name it.
+    assert "photo_folder" not in request.config()
+    accentuated = RunRequest("tiny_vit", objectives.neuron(VIT_HIDDEN, 5).spec(), accentuate=0)
+    assert accentuated.config()["photo_folder"] == str(folder)
     result, _ = cached_result(request, None, lambda name: tiny_vit)
     figures = result_metrics(tiny_vit, result)
     assert figures["photo_set"] == examples.label and figures["photos"] == 9
+    assert figures["photo_set_id"] == f"folder:{folder}"
     assert figures["unit_max_over_photos"] == pytest.approx([examples.unit_max(5),
                                                              examples.unit_max(9)])
 

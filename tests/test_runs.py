@@ -121,6 +121,34 @@ def test_a_measured_run_loads_the_model_once_and_writes_the_cache_once(tmp_path,
     assert again.metrics["relative_robust_activation"] == result.metrics["relative_robust_activation"]
 
 
+def test_another_photo_set_remeasures_the_figures_and_keeps_the_pictures(tmp_path, tiny_vit,
+                                                                         monkeypatch):
+    from vitviz.data import photos
+    from vitviz.store import runs
+
+    reading = {"natural statistics": request(overrides={"steps": 6, "natural_stats": 1.0}),
+               "MACO": request(preset="maco", overrides={"steps": 6}),
+               "accentuated": request(accentuate=0)}
+    keys = {name: r.key() for name, r in {"default": request(), **reading}.items()}
+    cache = ResultCache(tmp_path)
+    first, _ = cached_result(request(), cache, loader=lambda name: tiny_vit, measure=True)
+    installed = photos.available_sources()
+    monkeypatch.setattr(photos, "available_sources", lambda: {**installed, "extra": 20})
+    # Only a run that reads photos gives other pictures on another set.
+    assert request().key() == keys["default"]
+    assert all(r.key() != keys[name] for name, r in reading.items())
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the pictures were computed again")
+
+    monkeypatch.setattr(runs, "compute_result", no_run)
+    again, hit = cached_result(request(), cache, loader=lambda name: tiny_vit, measure=True)
+    assert hit and all(np.array_equal(a, b) for a, b in zip(first.images, again.images))
+    assert first.metrics["photo_set_id"] != again.metrics["photo_set_id"]
+    assert again.metrics["photo_set_id"] == photos.photo_set_id()
+    assert cache.get(request().key()).metrics["photo_set_id"] == photos.photo_set_id()
+
+
 def test_cpu_runs_take_turns_across_processes(tmp_path, monkeypatch):
     """A second process's run waits while another holds the machine's CPU slot."""
     monkeypatch.setenv("VITVIZ_HOME", str(tmp_path))

@@ -1,7 +1,7 @@
 """Which photos dataset examples and photo-relative figures come from: the built-in set, or an
 activation index over a folder (`VITVIZ_PHOTOS=/path/to/folder`).
 
-The built-in set (38 photos from registry packages, `vitviz.data.photos`) is measured on demand, a
+The built-in set (58 photos from registry packages, `vitviz.data.photos`) is measured on demand, a
 layer at a time. A folder can hold any number of images, so it is never measured inside a page
 or a figure: `python -m vitviz index` indexes it first (resumable, incremental), and what reads
 it here is that index. `examples_for` gives either one behind the same interface (`unit_max`,
@@ -22,7 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from vitviz.data.examples import Example, measure_layer
-from vitviz.data.photos import load_photos
+from vitviz.data.photos import load_photos, photo_set_id
 from vitviz.errors import UserError
 from vitviz.models.loaded import LoadedModel
 
@@ -33,6 +33,13 @@ def configured_folder(environ=None) -> Path | None:
     """The folder $VITVIZ_PHOTOS names, or None for the built-in set."""
     value = (os.environ if environ is None else environ).get(PHOTOS_ENV, "").strip()
     return Path(value).expanduser().resolve() if value else None
+
+
+def current_photo_set_id(environ=None) -> str:
+    """Which photos a photo-relative figure measured now is measured on: the folder
+    $VITVIZ_PHOTOS names, or the built-in set's sources and counts (`photo_set_id`)."""
+    folder = configured_folder(environ)
+    return f"folder:{folder}" if folder else photo_set_id()
 
 
 class IndexMissing(UserError):

@@ -2,11 +2,12 @@
 
 Used for dataset examples (which photos and crops drive a unit), for the natural-image
 spectrum of MACO, and as the natural scale of the quality figures. Each source is optional:
-scikit-image's bundled data, scikit-learn's sample images, matplotlib's sample data, and
-Debian's `opencv-doc` examples. Every source is an explicit allow-list of file names, because
-the same folders also hold logos, renders, charts, calibration boards, scans of text and
-microscopy, and because reading only files already on disk keeps loading offline (calling
-`skimage.data.*` could download through pooch).
+scikit-image's bundled data, scikit-learn's sample images, matplotlib's sample data, the 20
+ImageNet validation photos that foolbox ships for its examples, and Debian's `opencv-doc`
+examples. Every source is an explicit allow-list of file names, because the same folders also
+hold logos, renders, charts, calibration boards, scans of text and microscopy, and because
+reading only files already on disk keeps loading offline (calling `skimage.data.*` could
+download through pooch).
 """
 from __future__ import annotations
 
@@ -59,6 +60,14 @@ _SOURCES = {
                        module="sklearn"),
     "matplotlib": _Source("matplotlib", "mpl-data/sample_data", ("grace_hopper.jpg",),
                           module="matplotlib"),
+    # ImageNet validation photos (19 classes: dogs, birds, insects, vehicles, objects), the
+    # kind of scene the models vitviz draws learnt from. Installed without its dependencies:
+    # only the files are read. Its CIFAR and MNIST thumbnails are left out (32 and 28 px).
+    "foolbox": _Source("foolbox", "data", tuple(
+        f"imagenet_{name}.jpg" for name in (
+            "00_243", "01_559", "02_438", "03_990", "04_949", "05_853", "06_609", "07_609",
+            "08_915", "09_455", "10_541", "11_630", "12_741", "13_471", "14_129", "15_99",
+            "16_251", "17_22", "18_317", "19_305")), module="foolbox"),
     # 25 of the folder's 91 images. Left out: renders, cartoons and logos, charts and synthetic
     # shapes, calibration boards (left01..right14, chessboard), text (sudoku, text_*, notes),
     # a painting (starry_night), a depth map (aloeGT), tiny templates, and the second photo of

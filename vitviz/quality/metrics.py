@@ -238,9 +238,14 @@ def quality_figures(model: LoadedModel, pictures: Pictures | Sequence[Pictures],
 
 
 def has_quality_figures(result) -> bool:
-    """Whether `result.metrics` already holds the figures of `result_metrics` (a lone
-    `robust_activation`, as the Dataset examples page once stored, is not all of them)."""
-    return "robust_rank" in result.metrics
+    """Whether `result.metrics` already holds the figures of `result_metrics`, measured on the
+    photo set configured now (a lone `robust_activation`, as the Dataset examples page once
+    stored, is not all of them; figures measured on another set are stale: the pictures of a
+    run that reads no photos are the same whatever the set, so its cache key leaves it out)."""
+    from vitviz.data.photo_sets import current_photo_set_id
+
+    return ("robust_rank" in result.metrics
+            and result.metrics.get("photo_set_id") == current_photo_set_id())
 
 
 def result_metrics(model: LoadedModel, result, progress=None, photos=None) -> dict:
@@ -252,7 +257,7 @@ def result_metrics(model: LoadedModel, result, progress=None, photos=None) -> di
     that set's statistics of the run's layer when the caller holds them already. A
     minimising run's pictures are measured against the photos' minimum instead of their
     maximum (`below_photo_min`), and their rank counts from the bottom of the layer."""
-    from vitviz.data.photo_sets import examples_for
+    from vitviz.data.photo_sets import current_photo_set_id, examples_for
 
     objective = from_spec(result.config["objective"])
     if objective.spec()["type"] not in ("neuron", "channel"):
@@ -268,6 +273,7 @@ def result_metrics(model: LoadedModel, result, progress=None, photos=None) -> di
         "layer_units": find_layer(model, layer).units,
         "photos": len(stats.photo_names),
         "photo_set": stats.label,
+        "photo_set_id": current_photo_set_id(),
         **({"minimise": True} if minimise else {}),
         "activation": [curve[-1] for curve in result.activation],
         **quality_figures(model, Pictures(layer, units, images, stats, tokens), minimise),

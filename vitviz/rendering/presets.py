@@ -73,6 +73,13 @@ class Preset:
         """Whether a run needs each unit's reference views (`optimise(held_to=...)`)."""
         return bool(self.exemplar_stats or self.exemplar_deep or self.drive_cap)
 
+    @property
+    def reads_photos(self) -> bool:
+        """Whether the optimisation itself reads the photo set: MACO's magnitude spectrum, the
+        natural-statistics prior, or a unit's reference views. Only then is the set part of
+        a run's cache key; the photo-relative figures say which set they were measured on."""
+        return bool(self.param == "maco" or self.natural_stats or self.reads_reference_views)
+
     def canvas_size(self, model_size: int) -> int:
         """Side of the optimised (and exported) image for a model that takes `model_size` pixels."""
         return self.canvas or max(1, round(model_size * self.canvas_scale))

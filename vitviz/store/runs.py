@@ -119,6 +119,11 @@ class RunRequest:
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
 
+    def reads_photos(self) -> bool:
+        """Whether the optimisation reads the photo set (`Preset.reads_photos`), or starts
+        from a unit's photo (an accentuated exemplar)."""
+        return self.accentuate is not None or self.resolved_preset().reads_photos
+
     def recording(self) -> int:
         """Every how many steps the images are kept (0: only the last)."""
         if self.record_every is None:
@@ -185,9 +190,13 @@ class RunRequest:
         config = {
             "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
             "weights": model_weights(self.model),
-            "photos": photo_set_id(),
-            # An index of the user's folder sets the photo-relative figures.
-            **({"photo_folder": str(folder)} if folder else {}),
+            # Only a run that reads photos (its start, priors or reference views) depends on
+            # which: another set or an index of the user's folder (VITVIZ_PHOTOS) then gives
+            # other pictures. Any other run's pictures are the same whatever the set, and
+            # their photo-relative figures are measured again on another set
+            # (metrics.has_quality_figures), not the pictures.
+            **({"photos": photo_set_id(), **({"photo_folder": str(folder)} if folder else {})}
+               if self.reads_photos() else {}),
             "objective": objective,
             "seeds": [int(seed) for seed in self.seeds],
             "preset": {"name": self.preset, **preset.knobs()},
