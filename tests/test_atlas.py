@@ -1,4 +1,5 @@
 """The atlas: batched units land in the cache as the single runs the pages ask for."""
+import html
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 
 import vitviz.surveys.atlas
 from ui.settings import accentuated_request, examples_request
+from vitviz.data import photo_sets
 from vitviz.errors import UserError
 from vitviz.quality.metrics import result_metrics
 from vitviz.store.cache import ResultCache
@@ -144,6 +146,7 @@ def test_the_exported_site_has_a_page_per_computed_unit_and_lists_the_missing(ti
     assert '"unit": 0, "computed": false' in index and '"unit": 5, "computed": true' in index
     page = (out / "unit" / "5.html").read_text()
     assert "<polyline" in page and "robust activation" in page and "../img/5.png" in page
+    assert html.escape(photo_sets.examples_for(tiny_vit, VIT_HIDDEN).label) in page
     stored = cache.get(unit_request("tiny_vit", VIT_HIDDEN, 5, steps=STEPS).key())
     exported = json_of(out / "unit" / "5.json")
     assert exported["config"] == stored.config and exported["metrics"] == stored.metrics

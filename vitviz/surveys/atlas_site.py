@@ -118,6 +118,10 @@ def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str)
         value = stored_figure(result, name)
         if value is not None:
             rows.append((label, form.format(value)))
+    # Units stored at different times may have been measured on different photo sets (a run
+    # that reads no photos keeps its key when the set changes): each page names its own.
+    if isinstance(result.metrics.get("photo_set"), str):
+        rows.append(("photo set of these figures", result.metrics["photo_set"]))
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     strip = "".join(
         f"<figure style='display:inline-block;margin:0'><img src='../steps/{unit}_{step}.png' "
