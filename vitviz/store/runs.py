@@ -185,18 +185,20 @@ class RunRequest:
         self.check()
         base, random_init = parse_model_name(self.model)
         objective = normal_spec(self.objective)  # normalises, and rejects a bad spec early
-        folder = configured_folder()
         preset = self.resolved_preset()
+        # Only a run that reads photos (its start, priors or reference views) depends on
+        # which: another set or an index of the user's folder (VITVIZ_PHOTOS) then gives other
+        # pictures. Any other run's pictures are the same whatever the set, and their
+        # photo-relative figures are measured again on another set
+        # (metrics.has_quality_figures), not the pictures.
+        photos = {}
+        if self.reads_photos():
+            folder = configured_folder()
+            photos = {"photos": photo_set_id(), **({"photo_folder": str(folder)} if folder else {})}
         config = {
             "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
             "weights": model_weights(self.model),
-            # Only a run that reads photos (its start, priors or reference views) depends on
-            # which: another set or an index of the user's folder (VITVIZ_PHOTOS) then gives
-            # other pictures. Any other run's pictures are the same whatever the set, and
-            # their photo-relative figures are measured again on another set
-            # (metrics.has_quality_figures), not the pictures.
-            **({"photos": photo_set_id(), **({"photo_folder": str(folder)} if folder else {})}
-               if self.reads_photos() else {}),
+            **photos,
             "objective": objective,
             "seeds": [int(seed) for seed in self.seeds],
             "preset": {"name": self.preset, **preset.knobs()},
