@@ -155,6 +155,45 @@ def test_the_exported_site_has_a_page_per_computed_unit_and_lists_the_missing(ti
     assert not list(out.rglob(".*")), "a temporary file was left behind"
 
 
+
+def test_the_site_is_written_one_result_at_a_time_and_keeps_links_to_a_unit_lost_meanwhile(
+        tiny_vit, tmp_path, monkeypatch):
+    """A whole layer's results do not fit in memory at once: the export lets each go before
+    reading the next. A unit that leaves the cache between the two looks gets a page that
+    says so, so its neighbours' links are not broken."""
+    import gc
+    import weakref
+
+    from vitviz.surveys.atlas_site import export_atlas
+
+    cache = ResultCache(tmp_path / "cache")
+    list(run_atlas(tiny_vit, VIT_HIDDEN, [1, 2, 3, 4], cache, steps=STEPS, batch_units=4))
+    lost = unit_request("tiny_vit", VIT_HIDDEN, 3, steps=STEPS).key()
+    read, alive_at_read = [], []
+    get = ResultCache.get
+
+    def get_and_count(self, key):
+        gc.collect()
+        alive_at_read.append(sum(ref() is not None for ref in read))
+        if key == lost:
+            self.delete(key)
+        result = get(self, key)
+        if result is not None:
+            read.append(weakref.ref(result))
+        return result
+
+    monkeypatch.setattr(ResultCache, "get", get_and_count)
+    out = tmp_path / "site"
+    told = []
+    counts = export_atlas("tiny_vit", VIT_HIDDEN, [0, 1, 2, 3, 4], cache, out, steps=STEPS,
+                          progress=told.append)
+    assert sum(told) == 5, "each unit, written, lost or never computed, counts once"
+    assert len(alive_at_read) == 4 and max(alive_at_read) <= 1  # the one being replaced
+    assert counts == {"units": 5, "computed": 3, "missing": 2}
+    assert "'3.html'" in (out / "unit" / "2.html").read_text()
+    assert "Not in the result cache" in (out / "unit" / "3.html").read_text()
+    assert '"unit": 3, "computed": false' in (out / "index.html").read_text()
+
 def json_of(path):
     import json
 

@@ -267,9 +267,10 @@ def cmd_export_atlas(args) -> int:
     model = load_model(_resolve_model_name(args), args.device, args.compile)
     plan = _atlas_plan(args, model)
     check_plan(model, plan, args.seed, args.preset, args.steps)
-    counts = export_layers(model.registry_name, plan, ResultCache(args.cache), args.out,
-                           seed=args.seed, preset=args.preset, steps=args.steps,
-                           minimise=args.minimise)
+    with tqdm(total=sum(map(len, plan.values())), desc="site", unit="unit") as bar:
+        counts = export_layers(model.registry_name, plan, ResultCache(args.cache), args.out,
+                               seed=args.seed, preset=args.preset, steps=args.steps,
+                               minimise=args.minimise, progress=bar.update)
     computed = sum(count["computed"] for count in counts.values())
     units = sum(count["units"] for count in counts.values())
     print(f"{args.out / 'index.html'}: {computed} of {units} units of {len(plan)} "

@@ -27,7 +27,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -101,13 +101,18 @@ def _curve_svg(values: Sequence[float], width: int = 480, height: int = 160) -> 
             f"step (0 to {len(values) - 1})</text></g></svg>")
 
 
-def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str) -> str:
-    """Unit `unit`'s page; it is `units[at]`, and links to its neighbours there."""
-    nav = " · ".join(
+def _unit_nav(units: list[int], at: int) -> str:
+    """Links from the page of `units[at]` to the index and to its neighbours in `units`."""
+    return " · ".join(
         ["<a href='../index.html'>all units</a>"]
         + ([f"<a href='{units[at - 1]}.html'>&larr; unit {units[at - 1]}</a>"] if at else [])
         + ([f"<a href='{units[at + 1]}.html'>unit {units[at + 1]} &rarr;</a>"]
            if at + 1 < len(units) else []))
+
+
+def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str) -> str:
+    """Unit `unit`'s page; it is `units[at]`, and links to its neighbours there."""
+    nav = _unit_nav(units, at)
     rows = [("final activation", f"{result.activation[0][-1]:.4g}")]
     for name, label, form in (
             ("relative_robust_activation", "robust activation (x the unit's photo maximum)",
@@ -177,40 +182,56 @@ draw();
 def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: ResultCache,
                  out: str | Path, *, seed: int = 0, preset: str = DEFAULT_PRESET,
                  steps: int | None = None, tokens: str | int = "patch",
-                 minimise: bool = False, nav: str = "") -> dict:
+                 minimise: bool = False, nav: str = "",
+                 progress: Callable[[int], object] | None = None) -> dict:
     """Write the site for `units` of `layer` into `out`; returns counts of units written and
     missing. Units not in the cache are listed as not computed; when none is there, nothing
     is written (AtlasNotComputed). With `minimise`, the site of the atlas of what suppresses
-    each unit. `nav`: HTML put under the title (links to the other layers)."""
+    each unit. `nav`: HTML put under the title (links to the other layers). `progress(n)`
+    is told of each `n` units done, written or found missing."""
     out = Path(out)
     units = list(units)
     if not units:
         raise UserError("an atlas site needs at least one unit")
     title = f"{model_name} · {layer}"
-    rows, found = [], {}
-    for unit in units:
-        request = unit_request(model_name, layer, unit, seed, preset, steps, tokens, minimise)
-        result = cache.get(request.key())
-        row = {"unit": unit, "computed": result is not None, "activation": None, "robust": None}
-        if result is not None:
-            found[unit] = result
-            row.update(activation=float(result.activation[0][-1]),
-                       robust=stored_figure(result, "relative_robust_activation"))
-        rows.append(row)
-    if not found:
+    keys = {unit: unit_request(model_name, layer, unit, seed, preset, steps, tokens,
+                               minimise).key() for unit in units}
+    # Which units are there is asked first without reading them, so that each unit's page can
+    # link its neighbours while the results themselves are read, written and let go one at a
+    # time: a whole layer's results (about 5 MB each in memory) would not fit at once.
+    computed = [unit for unit in units if keys[unit] in cache]
+    if not computed:
         raise AtlasNotComputed(
             f"none of the {len(units)} units of {layer} asked for is in the result cache "
             f"{cache.path} with these settings: `python -m vitviz atlas` with the same model, "
             f"layer, units, preset, steps and seed computes them (nothing was written)")
-    computed = list(found)
-    for at, (unit, result) in enumerate(found.items()):
+    rows = {unit: {"unit": unit, "computed": False, "activation": None, "robust": None}
+            for unit in units}
+    tell = progress or (lambda done: None)
+    tell(len(units) - len(computed))
+    steps_used = steps
+    for at, unit in enumerate(computed):
+        result = cache.get(keys[unit])
+        if result is None:
+            # Evicted, or found unreadable (and dropped) since the first look: a page that
+            # says so keeps its neighbours' links whole.
+            _write(out / "unit" / f"{unit}.html", _page(f"{title}: unit {unit}", (
+                f"<p>{_unit_nav(computed, at)}</p><h1>unit {unit}</h1><p>Not in the result "
+                "cache when this site was written: <code>python -m vitviz atlas</code> with "
+                "the same settings computes it again.</p>")))
+            tell(1)
+            continue
+        rows[unit].update(computed=True, activation=float(result.activation[0][-1]),
+                          robust=stored_figure(result, "relative_robust_activation"))
+        steps_used = result.steps[-1]
         _write(out / "img" / f"{unit}.png", result.png(0))
         _write(out / "thumb" / f"{unit}.png", _png(result.images[0], THUMB))
         for step, images in result.checkpoints.items():
             _write(out / "steps" / f"{unit}_{step}.png", _png(images[0], 112))
         _write(out / "unit" / f"{unit}.json", json.dumps(result.to_json(), indent=1))
         _write(out / "unit" / f"{unit}.html", _unit_page(result, unit, computed, at, title))
-    steps_used = next(iter(found.values())).steps[-1] if found else steps
+        tell(1)
+    written = sum(row["computed"] for row in rows.values())
     controls = (
         "<label>Order <select id=order><option value=unit>unit</option>"
         "<option value=activation>activation</option>"
@@ -219,17 +240,18 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
         "<option value=computed>computed units</option>"
         "<option value=missing>units not computed</option></select></label> "
         "<span id=count></span>")
-    data = json.dumps(rows).replace("</", "<\\/")  # no early end of the script element
+    # "<\\/" keeps a "</" in the data from ending the script element early.
+    data = json.dumps(list(rows.values())).replace("</", "<\\/")
     _write(out / "index.html", _page(f"Atlas: {title}", (
         f"<h1>Atlas: {html.escape(title)}</h1>{nav}"
-        f"<p>{len(computed)} of {len(units)} units visualised with vitviz's "
+        f"<p>{written} of {len(units)} units visualised with vitviz's "
         f"<code>{html.escape(preset)}</code> preset, {steps_used} steps, seed {seed}. "
         "Robust activation is the unit's activation over shifted and zoomed views of the "
         "picture, as a multiple of its maximum over the photo set: a figure adversarial noise "
         "cannot win.</p>"
         f"<p>{controls}</p><div id=grid class=grid></div>"
         f"<script>const DATA = {data};{_INDEX_SCRIPT}</script>")))
-    return {"units": len(units), "computed": len(computed), "missing": len(units) - len(computed)}
+    return {"units": len(units), "computed": written, "missing": len(units) - written}
 
 
 def layer_folder(layer: str) -> str:
@@ -260,6 +282,8 @@ def export_layers(model_name: str, plan: dict[str, Sequence[int]], cache: Result
                                          out / layer_folder(layer), nav=nav, **settings)
         except AtlasNotComputed:
             counts[layer] = {"units": len(units), "computed": 0, "missing": len(units)}
+            if settings.get("progress"):
+                settings["progress"](len(units))
     if not any(count["computed"] for count in counts.values()):
         raise AtlasNotComputed(
             f"none of the units of the {len(plan)} layers asked for is in the result cache "
