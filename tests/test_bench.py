@@ -221,3 +221,16 @@ def test_the_archive_benchmark_finds_the_archive_smaller_than_a_png_per_picture(
     figures = json.loads(out.read_text())
     assert figures["runs"] == 2 and 0 < figures["size_ratio"] < 0.8
     assert figures["encode_ratio"] > 0
+
+
+def test_the_overlap_benchmark_finds_shared_photos_in_the_standard_set_and_none_disjoint(
+        tiny_vit):
+    from conftest import VIT_HIDDEN
+
+    overlap = load("query_overlap").overlap
+    standard = overlap(tiny_vit, [VIT_HIDDEN], "0-3")
+    disjoint = overlap(tiny_vit, [VIT_HIDDEN], "0-3", "photo_disjoint")
+    assert standard["units"] == disjoint["units"] == 4
+    assert standard["shared"]["maximising"] > 0 and standard["shared"]["minimising"] > 0
+    assert disjoint["shared"] == {"maximising": 0, "minimising": 0}
+    assert all(1 <= photos <= 20 for photos in standard["photos"])
