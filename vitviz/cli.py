@@ -267,10 +267,22 @@ def cmd_export_atlas(args) -> int:
     model = load_model(_resolve_model_name(args), args.device, args.compile)
     plan = _atlas_plan(args, model)
     check_plan(model, plan, args.seed, args.preset, args.steps)
-    with tqdm(total=sum(map(len, plan.values())), desc="site", unit="unit") as bar:
+    bars: list = []
+
+    def progress(done: int) -> None:
+        # Made at the first unit done, so that a site with nothing to write ends in its one
+        # error line, with no bar before it.
+        if not bars:
+            bars.append(tqdm(total=sum(map(len, plan.values())), desc="site", unit="unit"))
+        bars[0].update(done)
+
+    try:
         counts = export_layers(model.registry_name, plan, ResultCache(args.cache), args.out,
                                seed=args.seed, preset=args.preset, steps=args.steps,
-                               minimise=args.minimise, progress=bar.update)
+                               minimise=args.minimise, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     computed = sum(count["computed"] for count in counts.values())
     units = sum(count["units"] for count in counts.values())
     print(f"{args.out / 'index.html'}: {computed} of {units} units of {len(plan)} "

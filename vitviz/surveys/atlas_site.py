@@ -271,6 +271,7 @@ def export_layers(model_name: str, plan: dict[str, Sequence[int]], cache: Result
         (layer, units), = plan.items()
         return {layer: export_atlas(model_name, layer, units, cache, out, **settings)}
     counts: dict[str, dict] = {}
+    skipped = 0  # units of layers with none computed, told once a layer has been written
     for layer, units in plan.items():
         others = " · ".join(
             html.escape(other) if other == layer else
@@ -282,13 +283,15 @@ def export_layers(model_name: str, plan: dict[str, Sequence[int]], cache: Result
                                          out / layer_folder(layer), nav=nav, **settings)
         except AtlasNotComputed:
             counts[layer] = {"units": len(units), "computed": 0, "missing": len(units)}
-            if settings.get("progress"):
-                settings["progress"](len(units))
+            skipped += len(units)
     if not any(count["computed"] for count in counts.values()):
         raise AtlasNotComputed(
             f"none of the units of the {len(plan)} layers asked for is in the result cache "
             f"{cache.path} with these settings: `python -m vitviz atlas` with the same model, "
             "layers, units, preset, steps and seed computes them (nothing was written)")
+    if skipped and settings.get("progress"):
+        settings["progress"](skipped)
+
     def row(layer: str, count: dict) -> str:
         name = html.escape(layer)
         if count["computed"]:
