@@ -1,6 +1,6 @@
 """How much the judge's standard query set lets an exemplar share a photo with a query.
 
-    python bench/query_overlap.py                  # dinov2_vits14, 16 units of mlp.1 in blocks 2, 5, 8, 11
+    python bench/query_overlap.py       # dinov2_vits14, 16 units of mlp.1 in blocks 2, 5, 8, 11
 
 For each unit (the report's `random:N` draw) over the built-in photos: from how many photos its
 strongest query views come, and what share of its standard natural exemplars are cut from a

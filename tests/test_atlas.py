@@ -155,7 +155,6 @@ def test_the_exported_site_has_a_page_per_computed_unit_and_lists_the_missing(ti
     assert not list(out.rglob(".*")), "a temporary file was left behind"
 
 
-
 def test_the_site_is_written_one_result_at_a_time_and_keeps_links_to_a_unit_lost_meanwhile(
         tiny_vit, tmp_path, monkeypatch):
     """A whole layer's results do not fit in memory at once: the export lets each go before
@@ -193,6 +192,7 @@ def test_the_site_is_written_one_result_at_a_time_and_keeps_links_to_a_unit_lost
     assert "'3.html'" in (out / "unit" / "2.html").read_text()
     assert "Not in the result cache" in (out / "unit" / "3.html").read_text()
     assert '"unit": 3, "computed": false' in (out / "index.html").read_text()
+
 
 def json_of(path):
     import json
