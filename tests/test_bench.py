@@ -234,3 +234,53 @@ def test_the_overlap_benchmark_finds_shared_photos_in_the_standard_set_and_none_
     assert standard["shared"]["maximising"] > 0 and standard["shared"]["minimising"] > 0
     assert disjoint["shared"] == {"maximising": 0, "minimising": 0}
     assert all(1 <= photos <= 20 for photos in standard["photos"])
+
+
+def test_the_overlap_benchmark_scores_the_exemplars_as_the_judge_does_and_keeps_each_side_apart(
+        tiny_vit):
+    from conftest import VIT_HIDDEN
+
+    from vitviz.data import photo_sets
+    from vitviz.quality import judge
+
+    bench = load("query_overlap")
+    found = bench.exemplar_scores(tiny_vit, [VIT_HIDDEN], "0-3", "efficientnet_lite0")
+    pool = judge.pool_for(photo_sets.examples_for(tiny_vit, VIT_HIDDEN), "efficientnet_lite0")
+    for query_set in judge.QUERY_SETS:
+        figures = judge.mis(pool, range(4), query_set=query_set)
+        assert found[query_set]["score"] == pytest.approx(figures["exemplars"])
+        assert found[query_set]["margin"] == pytest.approx(figures["exemplars_margin"])
+    for unit in range(4):
+        task = judge.tasks(pool, unit, "standard")
+        high, low = bench.side_disjoint_references(pool, unit, task)
+        for references, queries in ((high, task.high), (low, task.low)):
+            assert len(references) == judge.REFERENCES
+            assert not {pool.photo_of(k) for k in references} & {pool.photo_of(k) for k in queries}
+            assert not set(references) & task.excluded_keys
+
+
+def test_the_reference_benchmark_builds_each_set_from_the_right_pictures_and_pairs_them(
+        tiny_vit, tmp_path):
+    import torch
+
+    from conftest import VIT_HIDDEN
+
+    from vitviz.quality import judge
+    from vitviz.store.cache import ResultCache
+
+    bench = load("picture_references")
+    # Picture s, view v carries the value 10 s + v in every feature.
+    views = (10 * torch.arange(4.0)[:, None] + torch.arange(5.0))[:, :, None].expand(4, 5, 3)
+    sets = {name: refs[:, 0].tolist() for name, refs in bench.reference_sets(views).items()}
+    assert sets[bench.BASELINE] == [0, 10, 1, 11, 2, 12, 3, 13, 4]
+    assert sets["2 other pictures: 2 wholes, 7 quarters"] == [20, 30, 21, 31, 22, 32, 23, 33, 24]
+    assert sets["4 pictures, wholes only"] == [0, 10, 20, 30]
+    assert sets["4 pictures: 4 wholes first, 9 in all"] == [0, 10, 20, 30, 1, 11, 21, 31, 2]
+
+    found = bench.judge_reference_sets(tiny_vit, {VIT_HIDDEN: [0, 1, 2]}, 4,
+                                       ResultCache(tmp_path), "efficientnet_lite0", steps=2)
+    assert set(found) == set(judge.QUERY_SETS)
+    for rows in found.values():
+        assert set(rows) == set(sets)
+        assert rows[bench.BASELINE]["paired"] == 0 and rows[bench.BASELINE]["paired_se"] == 0
+        assert all(0 <= row["score"] <= 1 for row in rows.values())
