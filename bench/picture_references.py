@@ -4,9 +4,9 @@
 
 The report judges a unit's pictures by 9 references a side made from its seeds' pictures:
 each picture whole, then their quarters (`judge.picture_references`), so 2 seeds give 2 wholes
-and 7 quarters. Borowski et al. showed people 9 separate pictures. This runs the default
+and 7 quarters, where separate pictures might show more of what drives it. This runs the default
 preset once with --seeds pictures of every unit (both directions, into --cache) and judges the
-same pictures with references made in several ways, each unit's score and margin paired against
+same pictures with references made in several ways, each unit's margin paired against
 the report's 2-seed references. The control is the next unit's references made the same way.
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ def reference_sets(views: torch.Tensor) -> dict[str, torch.Tensor]:
         "2 other pictures: 2 wholes, 7 quarters": judge.picture_references(views[2:4]),
         "2 pictures, wholes only": views[:2, 0],
         f"{seeds} pictures, wholes only": views[:, 0],
-        f"{seeds} pictures: {min(seeds, judge.REFERENCES)} wholes first, 9 in all":
+        f"{seeds} pictures: {min(seeds, judge.REFERENCES)} wholes first, "
+        f"{judge.REFERENCES} in all":
             judge.picture_references(views),
         f"{seeds} pictures, every view ({seeds * judge.PICTURE_VIEWS})": views.flatten(0, 1),
     }
