@@ -71,13 +71,8 @@ def judge_reference_sets(model, layer_units: dict[str, list[int]], seeds: int, c
     gathered: dict[str, dict] = {query_set: {} for query_set in judge.QUERY_SETS}
     for layer, info in found.layers.items():
         units = info["units"]
-
-        def views(images) -> torch.Tensor:
-            return judge.embed_pictures(report._as_tensor(images), judge_name).reshape(
-                len(units), seeds, judge.PICTURE_VIEWS, -1)
-
-        high = views(found.pictures[DEFAULT_PRESET][layer])
-        low = views(found.minimised[DEFAULT_PRESET][layer])
+        high = report.picture_views(found.pictures[DEFAULT_PRESET][layer], judge_name)
+        low = report.picture_views(found.minimised[DEFAULT_PRESET][layer], judge_name)
         per_unit = [(reference_sets(high[i]), reference_sets(low[i])) for i in range(len(units))]
         for name in per_unit[0][0]:
             references = [(up[name], down[name]) for up, down in per_unit]

@@ -65,22 +65,17 @@ def side_disjoint_references(pool, unit: int, task: judge.Tasks) -> tuple[list, 
 
 def exemplar_scores(model, layers: list[str], units: str, judge_name: str) -> dict:
     """The natural exemplars' mean score, margin and the margin's standard error over `units`
-    of each layer, per rule of `RULES`; each unit's control is the next unit's exemplars under
-    the same rule for the unit's own tasks, as `judge.mis` builds it."""
+    of each layer, per rule of `RULES` (`judge.mis` with that rule's exemplars)."""
     found: dict[str, list[tuple[float, float]]] = {rule: [] for rule in RULES}
     for layer, chosen in layer_units(model, layers, units, 0).items():
         pool = judge.pool_for(photo_sets.examples_for(model, layer), judge_name)
-        for i, unit in enumerate(chosen):
-            other = chosen[(i + 1) % len(chosen)]
-            for rule in RULES:
-                task = judge.tasks(pool, unit, "photo_disjoint" if rule == "photo_disjoint"
-                                   else "standard")
-                pick = side_disjoint_references if rule == SIDE_DISJOINT else \
-                    judge.natural_references
-                own, foreign = (tuple(pool.features(keys) for keys in pick(pool, u, task))
-                                for u in (unit, other))
-                own_score = judge.score(task, pool, *own)
-                found[rule].append((own_score, own_score - judge.score(task, pool, *foreign)))
+        for rule in RULES:
+            figures = judge.mis(pool, chosen, query_set="photo_disjoint"
+                                if rule == "photo_disjoint" else "standard",
+                                exemplars=side_disjoint_references if rule == SIDE_DISJOINT
+                                else judge.natural_references)
+            found[rule] += zip(figures["unit_scores"]["exemplars"],
+                               figures["unit_margins"]["exemplars"])
     return {rule: {"score": statistics.mean(s for s, _ in rows),
                    "margin": statistics.mean(m for _, m in rows),
                    "margin_se": statistics.stdev(m for _, m in rows) / math.sqrt(len(rows))}

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -310,16 +310,19 @@ def control_references(pool, task: Tasks, pictures: Sequence[tuple], origins: Se
 
 def mis(pool, units: Sequence[int], pictures: Sequence[tuple] | None = None,
         query_set: str = "standard", count: int = TASKS,
-        origins: Sequence[tuple] | None = None) -> dict:
+        origins: Sequence[tuple] | None = None,
+        exemplars: Callable[[object, int, Tasks], tuple[list, list]] = natural_references
+        ) -> dict:
     """Judge scores over `units` of one layer for one query set (chance 0.5).
 
     pool: where queries and exemplars come from (ViewPool: the built-in photos; IndexPool: a
     folder's index); pictures: per unit, (E+, E-) judge features [K, F] of its maximising and
     minimising pictures' views (`picture_references`), or None for the exemplars alone;
     origins: per unit, the pool's keys each row of its pictures was made from, where they were
-    made from photos (accentuated exemplars), else None. Each unit's control is the next
-    unit's references, cyclically, with the unit's own queries (`control_references` where the
-    pictures have origins).
+    made from photos (accentuated exemplars), else None; exemplars: how a unit's natural
+    exemplars (E+, E-) are picked for a task (`natural_references`: the query set's rule). Each
+    unit's control is the next unit's references, cyclically, with the unit's own queries
+    (`control_references` where the pictures have origins).
     """
     units = list(units)
     if len(units) < 2:
@@ -333,8 +336,8 @@ def mis(pool, units: Sequence[int], pictures: Sequence[tuple] | None = None,
     found: dict[str, list[float]] = {}
     for i, (unit, task) in enumerate(zip(units, unit_tasks)):
         other = (i + 1) % len(units)
-        references = {"exemplars": (natural_references(pool, unit, task),
-                                    natural_references(pool, units[other], task))}
+        references = {"exemplars": (exemplars(pool, unit, task),
+                                    exemplars(pool, units[other], task))}
         if pictures is not None:
             foreign = (pictures[other] if origins is None
                        else control_references(pool, task, pictures, origins, other))

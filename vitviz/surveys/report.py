@@ -101,18 +101,20 @@ def _as_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images.reshape(-1, *images.shape[-3:])).permute(0, 3, 1, 2).float() / 255
 
 
+def picture_views(pictures: np.ndarray, judge_name: str) -> torch.Tensor:
+    """The judge's features [units, seeds, PICTURE_VIEWS, F] of pictures [units, seeds, H, W,
+    3]: each whole, then its quarters (`judge.embed_pictures`)."""
+    units, n_seeds = pictures.shape[:2]
+    return judge.embed_pictures(_as_tensor(pictures), judge_name).reshape(
+        units, n_seeds, judge.PICTURE_VIEWS, -1)
+
+
 def picture_references(images: np.ndarray, minimised: np.ndarray, judge_name: str) -> list:
     """Per unit, the judge's (E+, E-) from its maximising and minimising pictures
     [units, seeds, H, W, 3]."""
-    units, n_seeds = images.shape[:2]
-
-    def views(pictures: np.ndarray) -> torch.Tensor:
-        return judge.embed_pictures(_as_tensor(pictures), judge_name).reshape(
-            units, n_seeds, judge.PICTURE_VIEWS, -1)
-
-    high, low = views(images), views(minimised)
+    high, low = picture_views(images, judge_name), picture_views(minimised, judge_name)
     return [(judge.picture_references(high[i]), judge.picture_references(low[i]))
-            for i in range(units)]
+            for i in range(len(images))]
 
 
 def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str, np.ndarray],
