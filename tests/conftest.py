@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vitviz.models.forward import activations
 from vitviz.models.hooks import run_and_capture
 from vitviz.models.registry import load_model
+from vitviz.quality import judge
 from vitviz.rendering.precision import network, resolve_precision
 
 VIT_HIDDEN = "encoder.layers.encoder_layer_1.mlp.1"
@@ -60,3 +62,19 @@ def isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.getbasetemp() / "vitviz_home"
     monkeypatch.setenv("VITVIZ_HOME", str(home))
     monkeypatch.setenv("VITVIZ_CACHE_DIR", str(home / "cache"))
+
+
+def brightness_embed(images, judge_name=judge.DEFAULT_JUDGE, batch_size=32):
+    """A stand-in judge (`judge.embed`) that sees only brightness, placed as test_judge's
+    `ranked_layer` places photos: brightness b sits where photo number 30 b does."""
+    angle = images.float().mean(dim=(1, 2, 3)).clamp(0, 1) * (torch.pi / 2)
+    return F.normalize(torch.stack([angle.cos(), angle.sin()], dim=1), dim=1)
+
+
+@pytest.fixture
+def bright_judge(monkeypatch):
+    # The photos' judge features are kept per process: none may outlive the stand-in.
+    judge._builtin_views.cache_clear()
+    monkeypatch.setattr(judge, "embed", brightness_embed)
+    yield
+    judge._builtin_views.cache_clear()

@@ -1,8 +1,10 @@
 """Dataset examples and quality figures in the dashboard, on the tiny random ViT."""
 from collections import OrderedDict
 
+import pytest
+
 from vitviz.data import photo_sets
-from vitviz.quality import metrics
+from vitviz.quality import metrics, reading
 
 from conftest import VIT_HIDDEN
 from test_app import button, calls, dashboard_env, errors, open_page  # noqa: F401
@@ -156,3 +158,28 @@ def test_the_pages_show_the_figures_of_metrics_quality_figures(calls, monkeypatc
         assert headline[f"Robust activation / photo max · {preset}"] == display.times(relative)
         assert table.value["shifted & zoomed / photo max"][row] == relative
         assert table.value[rank][row] == display.median(figures["robust_rank"])
+
+
+def test_the_examples_page_asks_an_independent_judge_and_keeps_its_reading(calls, bright_judge,
+                                                                          monkeypatch):
+    monkeypatch.setattr(photo_sets, "_LAYER_CACHE", OrderedDict())
+    at = open_page(EXAMPLES, layer=VIT_HIDDEN, unit=5, steps=6)
+    button(at, "Find the examples").click().run()
+    button(at, "Visualise").click().run()
+    assert errors(at) == "" and not at.dataframe  # read on request only
+    pictures = len(at.image)
+    button(at, "Ask an independent judge").click().run()
+    assert errors(at) == ""
+    # The unit driven down was drawn for it, with the same settings but the direction.
+    up, down = calls["requests"]
+    assert (up.minimise, down.minimise) == (False, True) and up.objective == down.objective
+    assert len(at.image) == pictures + 1
+    (table,) = at.dataframe
+    assert list(table.value["references"]) == ["its pictures, driven up and down", "its photos"]
+    assert list(table.value.columns[1:]) == ["standard", "photo-disjoint"]
+    assert any("Judge: efficientnet_lite0" in c.value for c in at.caption)
+    # A link shows the stored reading: nothing drawn, measured or judged again.
+    monkeypatch.setattr(reading, "unit_reading", lambda *a, **k: pytest.fail("judged again"))
+    again = open_page(EXAMPLES, **at.query_params)
+    assert errors(again) == "" and len(calls["requests"]) == 2
+    assert again.dataframe[0].value.equals(table.value)

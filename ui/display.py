@@ -281,6 +281,28 @@ def figures_unavailable(result: Result) -> None:
         st.info(f"No quality figures yet: {reason}", icon=":material/info:")
 
 
+def reading_table(found: dict) -> list[dict]:
+    """A judge's reading (`vitviz.quality.reading`) as rows: the unit's pictures, then its
+    natural exemplars, scored on each query set."""
+    names = {"pictures": "its pictures, driven up and down", "exemplars": "its photos"}
+    return [{"references": label,
+             **{QUERY_SET_LABELS[query_set]: f"{100 * found[query_set][kind]:.0f}%"
+                for query_set in QUERY_SET_LABELS}}
+            for kind, label in names.items()]
+
+
+def reading_caption(found: dict) -> str:
+    """Who judged, how many tasks, and one unit's noise."""
+    who = found["judge"]["model"] + (" (the model's own family: a diagnostic only)"
+                                      if found["judge"]["in_model"] else "")
+    return (f"Judge: {who}, against {found['photo_set']}. {found['tasks']} tasks per column, "
+            f"chance 50%; one unit's score moves by about ±{100 * found['noise']:.0f} points "
+            f"with its photos.")
+
+
+QUERY_SET_LABELS = {"standard": "standard", "photo_disjoint": "photo-disjoint"}
+
+
 def quality_table(presets: list[str], results: list[Result]) -> list[dict]:
     """One row per method: medians over its seeds of the figures in `result.metrics`.
 

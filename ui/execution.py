@@ -14,7 +14,7 @@ from vitviz.common.cpu_slot import reporting_waits
 from vitviz.errors import UserError
 from vitviz.models.layers import ModelCard, find_layer
 from vitviz.models.loaded import LoadedModel
-from vitviz.quality import metrics
+from vitviz.quality import metrics, reading
 from vitviz.rendering.loop import StepRecord
 from vitviz.rendering.objectives import from_spec
 from vitviz.store.results import Result, to_uint8
@@ -173,6 +173,17 @@ def store_figures(request: RunRequest, result: Result, photos=None) -> None:
     result.metrics.update(use_model(
         request.model, lambda model: metrics.result_metrics(model, result, photos=photos)))
     result_cache().put(request.key(), result)
+
+
+def store_reading(request: RunRequest, result: Result, minimised: Result, photos=None) -> dict:
+    """The judge's reading of a unit driven up (`result`, of `request`) and down (`minimised`),
+    against `photos` when the page holds them (`reading.unit_reading`), stored with the
+    maximising run so that a link shows it at once."""
+    found = use_model(request.model, lambda model: reading.unit_reading(
+        model, result, minimised, photos=photos))
+    result.metrics["judge_reading"] = found
+    result_cache().put(request.key(), result)
+    return found
 
 
 def cached(request: RunRequest) -> Result | None:

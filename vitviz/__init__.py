@@ -1,8 +1,8 @@
 """vitviz: feature visualisation for Vision Transformers (and CNNs) that works.
 
-The public face (`visualise`, `load_model`, `wrap`, `from_timm`, `from_huggingface`,
-`from_open_clip`, `load_exported`, `save_exported`) resolves on first use, so that importing one
-module of the library (the dashboard's settings read the preset names) does not load every
+The public face (`visualise`, `judge_unit`, `load_model`, `wrap`, `from_timm`,
+`from_huggingface`, `from_open_clip`, `load_exported`, `save_exported`) resolves on first use,
+so that importing one module of the library (the dashboard's settings read the preset names) does not load every
 network's code, nor timm, transformers or OpenCLIP. docs/design.md maps the sub-packages.
 """
 import importlib
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 _FACE = {
     "visualise": "vitviz.api",
+    "judge_unit": "vitviz.api",
     "load_model": "vitviz.models.registry",
     "wrap": "vitviz.models.registry",
     "from_timm": "vitviz.models.registry",

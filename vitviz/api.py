@@ -50,7 +50,64 @@ def visualise(
         objective = objectives.neuron(layer, unit, tokens)
     request = RunRequest(name, objectives.checked_spec(objective), tuple(seeds), preset, overrides,
                          minimise=minimise, accentuate=accentuate)
+    return _result(request, loaded, cache, progress)
+
+
+def _result(request: RunRequest, loaded: LoadedModel | None, cache: ResultCache | None,
+            progress: Progress | None) -> Result:
     if loaded is not None and cache is None:
         return compute_result(request, loaded, progress)
-    result, _ = cached_result(request, cache, loader=lambda _: loaded or load_model(name), progress=progress)
+    result, _ = cached_result(request, cache, loader=lambda name: loaded or load_model(name),
+                              progress=progress)
     return result
+
+
+def judge_unit(
+    model: str | LoadedModel,
+    layer: str | None = None,
+    unit: int = 0,
+    seeds: Sequence[int] = (0,),
+    tokens: str | int = "patch",
+    judge: str | None = None,
+    cache: ResultCache | None = None,
+    progress: Progress | None = None,
+    **overrides,
+) -> dict:
+    """Visualise `unit` driven up and down with the default method, and ask an independent
+    judge whether those pictures tell which of two photos drives the unit more, beside the
+    unit's natural exemplars (vitviz.quality.reading).
+
+    >>> reading = judge_unit("dinov2_vits14", "encoder.layers.encoder_layer_6.mlp.1", unit=100)
+    >>> reading["photo_disjoint"]  # {'pictures': 0.75, 'exemplars': 0.8}; chance 0.5
+
+    `judge` names one of vitviz.quality.judge.JUDGES (default: the first that shares nothing
+    with the model); `overrides` are preset knobs, as in `visualise`. With a `cache`, the
+    pictures come from it when they were made before (by the pages, the atlas or the CLI) and
+    the reading is stored with the maximising run.
+    """
+    from vitviz.data.photo_sets import current_photo_set_id, examples_for
+    from vitviz.quality.judge import get_judge, independent_judge
+    from vitviz.quality.reading import stored_reading, unit_reading
+    from vitviz.rendering.loop import prepare
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    layer = layer or default_layer(loaded)
+    judge = judge or independent_judge(loaded.registry_name)
+    objective = objectives.neuron(layer, unit, tokens)
+    requests = [RunRequest(loaded.registry_name, objectives.checked_spec(objective), tuple(seeds),
+                           DEFAULT_PRESET, overrides, minimise=minimise)
+                for minimise in (False, True)]
+    # Everything a person can get wrong fails here, before a picture is drawn: the judge's
+    # name, the unit, the settings, and a photo folder without its index.
+    get_judge(judge)
+    prepare(loaded, objective)
+    requests[0].check()
+    photos = examples_for(loaded, layer, tokens)
+    runs = [_result(request, loaded, cache, progress) for request in requests]
+    reading = stored_reading(runs[0], judge, current_photo_set_id())
+    if reading is None:
+        reading = unit_reading(loaded, *runs, judge_name=judge, photos=photos)
+        if cache is not None:
+            runs[0].metrics["judge_reading"] = reading
+            cache.put(requests[0].key(), runs[0])
+    return reading

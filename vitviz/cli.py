@@ -1,4 +1,4 @@
-"""Command line: `python -m vitviz run|layers|models|report ...`."""
+"""Command line: `python -m vitviz run|layers|models|judge|report ...`."""
 from __future__ import annotations
 
 import argparse
@@ -291,6 +291,42 @@ def cmd_export_atlas(args) -> int:
     return 0
 
 
+def cmd_judge(args) -> int:
+    import json
+
+    from vitviz.api import judge_unit
+    from vitviz.quality.reading import summary_lines
+
+    cache_folder = None if args.no_cache else _cache_folder(args)
+    if args.json is not None:
+        writable_folder(args.json.parent)
+    model = load_model(_resolve_model_name(args), args.device, args.compile)
+    layer = args.layer or default_layer(model)
+    bars = []
+
+    def progress(record, total):
+        if not bars or bars[-1].n > record.step:  # a new run: up, then down, unless cached
+            if bars:
+                bars[-1].close()
+            bars.append(tqdm(total=total, desc="pictures", unit="step"))
+        bars[-1].update(record.step - bars[-1].n)
+
+    steps = {"steps": args.steps} if args.steps is not None else {}
+    try:
+        reading = judge_unit(model, layer, args.unit, args.seeds, token_mode(args.tokens),
+                             args.judge, None if args.no_cache else ResultCache(cache_folder),
+                             progress, **steps)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(f"{model.registry_name} {layer} unit {args.unit}, against {reading['photo_set']}")
+    for line in summary_lines(reading):
+        print(line)
+    if args.json is not None:
+        args.json.write_text(json.dumps(reading, indent=1))
+    return 0
+
+
 def cmd_report(args) -> int:
     from vitviz.surveys.report import main as report_main
 
@@ -403,6 +439,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("atlas-site"))
     p.add_argument("--cache", type=Path, help="result cache the atlas was stored in")
     p.set_defaults(func=cmd_export_atlas)
+
+    p = commands.add_parser("judge", help="one unit's pictures, driven up and down, read by an "
+                            "independent judge beside the unit's natural exemplars")
+    _model_argument(p)
+    p.add_argument("--layer", help="module name as named_modules() prints it (default: the MLP "
+                   "hidden layer of the middle block)")
+    p.add_argument("--unit", type=int, default=0)
+    p.add_argument("--tokens", default="patch", help="patch (mean, default), cls, all, or an index")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="the seeds of each direction's pictures (two give the report's 9 "
+                        "references a side)")
+    p.add_argument("--steps", type=int, help="default: the default preset's own")
+    p.add_argument("--judge", choices=JUDGES, help="the judge's network (default: the first "
+                   "of these that shares nothing with --model)")
+    p.add_argument("--json", type=Path, help="also write the reading to this file")
+    p.add_argument("--cache", type=Path, help="result cache directory (default: "
+                   "$VITVIZ_CACHE_DIR, else ~/.cache/vitviz/results)")
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(func=cmd_judge)
 
     p = commands.add_parser("report", help="presets compared over many units with figures "
                             "noise cannot win (robust activation, specificity, the judge)")
