@@ -10,22 +10,27 @@ from ui.limits import load_limits
 from ui.page import PAGES, SETTINGS_GRID, reported, setup
 from ui.resources import result_cache
 from ui.settings import accentuated_request, to_query
+from vitviz.data.photo_sets import current_photo_set_id
 from vitviz.models.layers import recommended_layers
+from vitviz.quality.judge import independent_judge
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS, get_preset
-from vitviz.surveys.atlas import run_atlas, stored_figure, unit_request
+from vitviz.surveys.atlas import read_units, reading_figure, run_atlas, stored_figure, unit_request
 
 PAGE_UNITS = 48
 COLUMNS = 8
 ORDERS = {"unit": "unit", "activation": "activation",
-          "robust": "robust activation (x photo max)"}
+          "robust": "robust activation (x photo max)", "judge": "independent judge's reading"}
 SHOW = {"all": "all units", "computed": "computed units", "missing": "units not computed"}
 
 
-def figure(result, order: str, minimise: bool = False) -> float | None:
+def figure(result, order: str, minimise: bool = False, read: float | None = None) -> float | None:
     """The number a picture is sorted by and labelled with, or None where it has none. A
-    minimising picture has no multiple of the photo maximum: its robust activation itself."""
+    minimising picture has no multiple of the photo maximum: its robust activation itself.
+    `read`: the unit's judge reading, stored with its maximising run (`reading_figure`)."""
     if result is None:
         return None
+    if order == "judge":
+        return read
     if order == "robust":
         return stored_figure(result, "robust_activation" if minimise
                              else "relative_robust_activation")
@@ -59,11 +64,13 @@ with reported():
             key=key, help=f"{layer.units} units in this layer; {PAGE_UNITS} per page."))
         order = state.keep("order", st.selectbox(
             "Order", list(ORDERS), key=state.seed("order", "unit"), format_func=ORDERS.get,
-            help="Unit index; the final activation; or the robust activation (over shifted "
+            help="Unit index; the final activation; the robust activation (over shifted "
                  "and zoomed views, as a multiple of the unit's maximum over the photos: a "
                  "figure adversarial noise cannot win; driven down, the robust activation "
-                 "itself). Strongest first (driven down, the most suppressed first); units "
-                 "without the figure go last."))
+                 "itself); or the independent judge's reading of the unit's pictures up and "
+                 "down (photo-disjoint, chance 50%). Strongest first (driven down, the most "
+                 "suppressed first; the judge, highest first); units without the figure go "
+                 "last."))
         show = state.keep("show", st.selectbox(
             "Show", list(SHOW), key=state.seed("show", "all"), format_func=SHOW.get))
         exemplars = state.keep("exemplars", st.toggle(
@@ -120,10 +127,29 @@ with reported():
             f"Accentuate the {len(unaccented)} units of this page without an exemplar"):
         compute(unaccented, "Accentuated exemplars: ", accentuate=0)
 
+    # A unit's reading is stored with its maximising run, once it is drawn both ways.
+    judge_name, photo_set, cache = independent_judge(name), current_photo_set_id(), result_cache()
+    opposite = {u: unit_request(name, layer.name, u, seed, DEFAULT_PRESET, steps,
+                                minimise=not minimise).key() for u in units}
+    both = [u for u in units if results[u] is not None and opposite[u] in cache]
+    driven_up = results if not minimise else {u: cache.get(opposite[u]) for u in both}
+    reads = {u: reading_figure(driven_up.get(u), judge_name, photo_set) for u in units}
+    unread = [u for u in both if reads[u] is None]
+    if unread and st.button(f"Read the {len(unread)} units of this page drawn both ways with "
+                            f"an independent judge ({judge_name})", icon=":material/gavel:"):
+        bar = st.progress(0.0, text="Judging…")
+        execution.use_model(name, lambda model: read_units(
+            model, layer.name, unread, cache, seed=seed, steps=steps, judge_name=judge_name,
+            progress=lambda done, total, _: bar.progress(done / total,
+                                                         text=f"Judged {done} of {total}")))
+        st.rerun()
+
     if order != "unit":
-        values = {u: figure(results[u], order, minimise) for u in units}
-        # Strongest first: the highest driven up, the lowest (most suppressed) driven down.
-        units.sort(key=lambda u: (-values[u] if not minimise else values[u])
+        values = {u: figure(results[u], order, minimise, reads[u]) for u in units}
+        # Strongest first: the highest driven up, the lowest (most suppressed) driven down;
+        # the judge's reading highest first either way.
+        descending = not minimise or order == "judge"
+        units.sort(key=lambda u: (-values[u] if descending else values[u])
                    if values[u] is not None else float("inf"))
     if show != "all":
         units = [u for u in units if (results[u] is None) == (show == "missing")]
@@ -156,8 +182,13 @@ with reported():
                     display.accentuated_exemplar(exemplar, wide=False, label="accentuated · ")
                 if result is None:
                     continue
-                value = figure(result, order, minimise)
-                shown = "–" if value is None else f"{value:.2g}" + (
-                    "x" if order == "robust" and not minimise else "")
+                value = figure(result, order, minimise, reads[unit])
+                if order == "judge":
+                    shown = "–" if value is None else f"judge {100 * value:.0f}%"
+                else:
+                    shown = "–" if value is None else f"{value:.2g}" + (
+                        "x" if order == "robust" and not minimise else "")
+                    if reads[unit] is not None:
+                        shown += f" · judge {100 * reads[unit]:.0f}%"
                 st.page_link(unit_page, label=f"#{unit} · {shown}",
                              query_params={k: to_query(v) for k, v in settings[unit].items()})

@@ -87,6 +87,10 @@ def texts(at: AppTest) -> str:
     return "\n".join(e.value for e in [*at.caption, *at.markdown])
 
 
+def button_labels(at: AppTest, start: str) -> list[str]:
+    return [b.label for b in at.button if b.label.startswith(start)]
+
+
 def button(at: AppTest, label: str):
     found = [b for b in at.button if b.label.startswith(label)]
     assert found, [b.label for b in at.button]
@@ -862,3 +866,30 @@ def test_waiting_messages_name_what_is_awaited():
                                        "(2nd in line)…")
     assert "queued behind 3 runs" in execution.queue_text(4)
     assert execution.loading_text("vit_b_16").startswith("Loading vit_b_16")
+
+
+def test_the_atlas_reads_units_drawn_both_ways_and_shows_the_reading_beside_each(calls,
+                                                                                bright_judge):
+    up = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, start=56)
+    button(up, "Compute the 8 missing units").click().run()
+    assert errors(up) == "" and not button_labels(up, "Read the")  # not drawn down yet
+    down = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, start=56, direction="min")
+    button(down, "Compute the 8 missing units").click().run()
+    assert errors(down) == ""
+    button(down, "Read the 8 units of this page drawn both ways").click().run()
+    assert errors(down) == "" and not button_labels(down, "Read the")
+    labels = [p.value for p in down.page_link if p.value.startswith("#")]
+    assert len(labels) == 8 and all(" · judge " in label for label in labels)
+    # Stored with each unit's maximising run: the page driven up shows the same readings,
+    # sorted by them, without judging or drawing again.
+    calls["forwards"] = 0
+    up = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, start=56, order="judge")
+    assert errors(up) == "" and len(calls["requests"]) == 2 and calls["forwards"] == 0
+    scores = [int(p.value.split("judge ")[1].rstrip("%")) for p in up.page_link
+              if p.value.startswith("#")]
+    assert len(scores) == 8 and scores == sorted(scores, reverse=True)
+    # And the unit's own page shows its reading at once.
+    link = next(p for p in up.page_link if p.value.startswith("#"))
+    unit_page = open_page(EXAMPLES, **dict(parse_qsl(link.proto.query_string)))
+    assert errors(unit_page) == "" and unit_page.dataframe
+    assert not button_labels(unit_page, "Ask an independent judge")

@@ -7,7 +7,7 @@ from vitviz.data import photo_sets
 from vitviz.quality import metrics, reading
 
 from conftest import VIT_HIDDEN
-from test_app import button, calls, dashboard_env, errors, open_page  # noqa: F401
+from test_app import button, button_labels, calls, dashboard_env, errors, open_page  # noqa: F401
 
 EXAMPLES = "pages/Dataset_examples.py"
 
@@ -100,10 +100,6 @@ def test_examples_come_from_the_operators_folder_once_it_is_indexed(calls, tmp_p
     assert "Whole photos" in subheaders and any(s.startswith("Patches") for s in subheaders)
     assert len(at.image) == 6 + 6
     assert any("field photos (8 images, indexed)" in c.value for c in at.caption)
-
-
-def button_labels(at, start):
-    return [b.label for b in at.button if b.label.startswith(start)]
 
 
 def test_a_run_without_figures_says_why_on_its_page(calls, tmp_path):

@@ -414,3 +414,40 @@ def test_a_job_the_disk_cannot_hold_is_refused_before_it_fills_the_disk(
     assert "7 units still to compute" in str(refused.value)
     assert str(cache.path) in str(refused.value)
     assert [u for u, _ in run_atlas(tiny_vit, VIT_HIDDEN, [0, 1, 2], cache, steps=STEPS)] == [1, 2]
+
+
+def test_units_drawn_both_ways_are_read_once_and_the_others_left_out(tiny_vit, tmp_path,
+                                                                    bright_judge, monkeypatch):
+    from vitviz.quality import reading
+    from vitviz.surveys.atlas import read_units, reading_figure
+
+    cache = ResultCache(tmp_path / "cache")
+    list(run_atlas(tiny_vit, VIT_HIDDEN, range(4), cache, steps=STEPS))
+    list(run_atlas(tiny_vit, VIT_HIDDEN, [1, 2], cache, steps=STEPS, minimise=True))
+    found = read_units(tiny_vit, VIT_HIDDEN, range(4), cache, steps=STEPS)
+    assert sorted(found) == [1, 2]  # units 0 and 3 are drawn up only
+    for unit, read in found.items():
+        stored = cache.get(unit_request("tiny_vit", VIT_HIDDEN, unit, steps=STEPS).key())
+        assert reading_figure(stored, "efficientnet_lite0", read["photo_set_id"]) == \
+            read["photo_disjoint"]["pictures"]
+    assert reading_figure(cache.get(unit_request("tiny_vit", VIT_HIDDEN, 0, steps=STEPS).key()),
+                          "efficientnet_lite0", found[1]["photo_set_id"]) is None
+    monkeypatch.setattr(reading, "unit_reading", lambda *a, **k: pytest.fail("read again"))
+    assert read_units(tiny_vit, VIT_HIDDEN, range(4), cache, steps=STEPS) == found
+
+
+def test_the_cli_reads_an_atlas_drawn_both_ways_and_the_site_shows_it(tmp_path, bright_judge,
+                                                                     capsys):
+    from vitviz.cli import main
+
+    common = ["--model", "tiny_vit", "--layer", VIT_HIDDEN, "--units", "0-2", "--steps", "3",
+              "--cache", str(tmp_path / "cache")]
+    assert main(["atlas", *common, "--judge"]) == 0
+    assert "read by the independent judge: 0 of them" in capsys.readouterr().out
+    assert main(["atlas", *common, "--judge", "--minimise"]) == 0
+    assert "read by the independent judge: 3 of them" in capsys.readouterr().out
+    site = tmp_path / "site"
+    assert main(["export-atlas", *common, "--out", str(site)]) == 0
+    page = (site / "unit" / "1.html").read_text()
+    assert "independent judge (efficientnet_lite0), photo-disjoint queries" in page
+    assert '"judge": null' not in (site / "index.html").read_text()

@@ -97,7 +97,7 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
     "examples": {**_TARGET, **_RUN},
     "runs": {"run": text},
     "atlas": {"model": text, "layer": text, "seed": integer, "steps": integer, "start": integer,
-              "order": choice(("unit", "activation", "robust")),
+              "order": choice(("unit", "activation", "robust", "judge")),
               "show": choice(("all", "computed", "missing")), "direction": choice(DIRECTIONS),
               "exemplars": flag},
 }

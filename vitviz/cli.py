@@ -220,7 +220,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_atlas(args) -> int:
-    from vitviz.surveys.atlas import check_plan, run_layers, start_engine
+    from vitviz.surveys.atlas import check_plan, read_units, run_layers, start_engine
 
     if args.batch_units.strip().isdigit() and int(args.batch_units) >= 1:
         batch_units = int(args.batch_units)
@@ -251,6 +251,11 @@ def cmd_atlas(args) -> int:
     for layer, units in plan.items():
         print(f"{len(units)} units of {layer}: {computed[layer]} computed, "
               f"{len(units) - computed[layer]} already in the cache ({cache.path})")
+        if args.judge:
+            read = read_units(model, layer, units, cache, seed=args.seed, preset=args.preset,
+                              steps=args.steps)
+            print(f"  read by the independent judge: {len(read)} of them, those drawn both "
+                  f"ways (an atlas up and one with --minimise)")
     return 0
 
 
@@ -417,6 +422,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="result cache directory (default: "
                    "$VITVIZ_CACHE_DIR, else vitviz's home folder; point it at the dashboard's "
                    "cache/ to serve the atlas there)")
+    p.add_argument("--judge", action="store_true",
+                   help="then read each unit drawn both ways (this atlas and its --minimise "
+                        "twin) with the independent judge, stored for the pages and the site")
     p.set_defaults(func=cmd_atlas)
 
     p = commands.add_parser("index", help="an activation index over a folder of images: each "

@@ -269,3 +269,46 @@ def run_layers(model: LoadedModel, plan: dict[str, Sequence[int]], cache: Result
                 yield from reported(*stored.popleft())
         while stored:
             yield from reported(*stored.popleft())
+
+
+def read_units(model: LoadedModel, layer: str, units: Sequence[int], cache: ResultCache, *,
+               seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
+               tokens: str | int = "patch", judge_name: str | None = None,
+               progress: AtlasProgress | None = None) -> dict[int, dict]:
+    """The independent judge's reading (vitviz.quality.reading) of each of `units` whose atlas
+    runs are in the cache both ways, driven up and driven down; the others are left out. A
+    reading is stored with the unit's maximising run, so it is made once, and the pages show
+    it as a figure of the unit beside its picture."""
+    from vitviz.data.photo_sets import current_photo_set_id, examples_for
+    from vitviz.quality.judge import get_judge, independent_judge
+    from vitviz.quality.reading import stored_reading, unit_reading
+
+    judge_name = judge_name or independent_judge(model.registry_name)
+    get_judge(judge_name)
+    photo_set, photos = current_photo_set_id(), None
+    found: dict[int, dict] = {}
+    started = time.perf_counter()
+    for done, unit in enumerate(units, 1):
+        up, down = (unit_request(model.registry_name, layer, unit, seed, preset, steps, tokens,
+                                 minimise) for minimise in (False, True))
+        result, suppressing = cache.get(up.key()), cache.get(down.key())
+        if result is not None and suppressing is not None:
+            reading = stored_reading(result, judge_name, photo_set)
+            if reading is None:
+                photos = photos or examples_for(model, layer, tokens)
+                reading = unit_reading(model, result, suppressing, judge_name, photos)
+                result.metrics["judge_reading"] = reading
+                cache.put(up.key(), result)
+            found[unit] = reading
+        if progress:
+            progress(done, len(units), time.perf_counter() - started)
+    return found
+
+
+def reading_figure(result: Result | None, judge_name: str, photo_set_id: str) -> float | None:
+    """A unit's photo-disjoint score with its pictures as references, where its reading is
+    stored (`read_units`), else None."""
+    from vitviz.quality.reading import stored_reading
+
+    reading = stored_reading(result, judge_name, photo_set_id) if result is not None else None
+    return reading["photo_disjoint"]["pictures"] if reading else None

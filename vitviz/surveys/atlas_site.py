@@ -36,6 +36,7 @@ from vitviz.errors import UserError
 from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import Result
+from vitviz.quality.judge import QUERY_SETS
 from vitviz.surveys.atlas import stored_figure, unit_request
 
 THUMB = 160
@@ -127,6 +128,7 @@ def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str)
     # that reads no photos keeps its key when the set changes): each page names its own.
     if isinstance(result.metrics.get("photo_set"), str):
         rows.append(("photo set of these figures", result.metrics["photo_set"]))
+    rows += _reading_rows(result.metrics.get("judge_reading"))
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     strip = "".join(
         f"<figure style='display:inline-block;margin:0'><img src='../steps/{unit}_{step}.png' "
@@ -143,6 +145,20 @@ def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str)
         f"<pre>{config}</pre>"))
 
 
+def _reading_rows(found: dict | None) -> list[tuple[str, str]]:
+    """The judge's reading of the unit (vitviz.quality.reading), where `vitviz atlas --judge`
+    stored one: per query set, the tasks won with its pictures and with its photos."""
+    if not found:
+        return []
+    who = found["judge"]["model"] + (", in-model" if found["judge"]["in_model"] else "")
+    return [(f"independent judge ({who}), {query_set.replace('_', '-')} queries: "
+             f"its pictures up and down / its photos (chance 50%, ±{100 * found['noise']:.0f})",
+             f"{100 * found[query_set]['pictures']:.0f}% / "
+             f"{100 * found[query_set]['exemplars']:.0f}%")
+            for query_set in QUERY_SETS] + [("photo set of the judge's reading",
+                                             found["photo_set"])]
+
+
 _INDEX_SCRIPT = """
 const cells = DATA.map(d => {
   const div = document.createElement('div'); div.className = 'cell';
@@ -154,6 +170,8 @@ const cells = DATA.map(d => {
 });
 function label(d, order) {
   if (order === 'robust') return d.robust === null ? '–' : d.robust.toPrecision(2) + 'x';
+  if (order === 'judge')
+    return d.judge === null ? '–' : 'judge ' + Math.round(100 * d.judge) + '%';
   return d.activation === null ? '–' : d.activation.toPrecision(2);
 }
 function draw() {
@@ -205,8 +223,8 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
             f"none of the {len(units)} units of {layer} asked for is in the result cache "
             f"{cache.path} with these settings: `python -m vitviz atlas` with the same model, "
             f"layer, units, preset, steps and seed computes them (nothing was written)")
-    rows = {unit: {"unit": unit, "computed": False, "activation": None, "robust": None}
-            for unit in units}
+    rows = {unit: {"unit": unit, "computed": False, "activation": None, "robust": None,
+                   "judge": None} for unit in units}
     tell = progress or (lambda done: None)
     tell(len(units) - len(computed))
     steps_used = steps
@@ -221,8 +239,10 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
                 "the same settings computes it again.</p>")))
             tell(1)
             continue
+        found = result.metrics.get("judge_reading")
         rows[unit].update(computed=True, activation=float(result.activation[0][-1]),
-                          robust=stored_figure(result, "relative_robust_activation"))
+                          robust=stored_figure(result, "relative_robust_activation"),
+                          judge=found["photo_disjoint"]["pictures"] if found else None)
         steps_used = result.steps[-1]
         _write(out / "img" / f"{unit}.png", result.png(0))
         _write(out / "thumb" / f"{unit}.png", _png(result.images[0], THUMB))
@@ -235,7 +255,8 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
     controls = (
         "<label>Order <select id=order><option value=unit>unit</option>"
         "<option value=activation>activation</option>"
-        "<option value=robust>robust activation (x photo max)</option></select></label> "
+        "<option value=robust>robust activation (x photo max)</option>"
+        "<option value=judge>independent judge (photo-disjoint)</option></select></label> "
         "<label>Show <select id=show><option value=all>all units</option>"
         "<option value=computed>computed units</option>"
         "<option value=missing>units not computed</option></select></label> "
@@ -248,7 +269,10 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
         f"<code>{html.escape(preset)}</code> preset, {steps_used} steps, seed {seed}. "
         "Robust activation is the unit's activation over shifted and zoomed views of the "
         "picture, as a multiple of its maximum over the photo set: a figure adversarial noise "
-        "cannot win.</p>"
+        "cannot win. The independent judge's reading, where <code>vitviz atlas --judge</code> "
+        "stored one, is the share of 20 tasks (which of two photos drives the unit more?) that "
+        "a network sharing nothing with the model wins from the unit's pictures driven up and "
+        "down; chance is 50%.</p>"
         f"<p>{controls}</p><div id=grid class=grid></div>"
         f"<script>const DATA = {data};{_INDEX_SCRIPT}</script>")))
     return {"units": len(units), "computed": written, "missing": len(units) - written}
