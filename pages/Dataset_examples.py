@@ -39,8 +39,7 @@ def judged(request, result, stats) -> None:
     found = reading.stored_reading(result, judge.independent_judge(request.model),
                                    photo_sets.current_photo_set_id())
     down = execution.cached(down_request)
-    if found is None and st.button("Ask an independent judge", icon=":material/gavel:",
-                                   help=READING_HELP):
+    if found is None and widgets.run_button("Ask an independent judge"):
         if down is None:
             view = execution.LiveView([f"seed {state.values['seed']}, driven down"],
                                       side_by_side=False, key="examples.down")
@@ -48,11 +47,13 @@ def judged(request, result, stats) -> None:
         found = execution.store_reading(request, result, down, photos=stats)
     if found is None:
         return
+    up_column, down_column, table = st.columns([1, 1, 3], gap="medium")
+    up_column.image(display.enlarge(result.images[0]), width="stretch", caption="driven up")
     if down is not None:
-        st.image(display.enlarge(down.images[0]), width="stretch",
-                 caption="driven down: what suppresses it")
-    st.dataframe(display.reading_table(found), hide_index=True)
-    st.caption(display.reading_caption(found))
+        down_column.image(display.enlarge(down.images[0]), width="stretch",
+                          caption="driven down: what suppresses it")
+    table.dataframe(display.reading_table(found), hide_index=True)
+    table.caption(display.reading_caption(found))
 
 
 state = setup("examples", "A visualisation is only a hypothesis about a unit. Check it against the"
@@ -120,8 +121,6 @@ with reported():
                                "views, as a multiple of the unit's largest activation on "
                                f"{stats.label}.")
             st.caption(display.run_facts(result))
-            if stats is not None:
-                judged(request, result, stats)
         st.subheader("Accentuated exemplar", anchor=False,
                      help="The unit's strongest photo, changed only as much as it takes to drive "
                           "the unit harder: held to the photo's first-block features, so what "
@@ -147,3 +146,5 @@ with reported():
                 column.image(crop_image(stats.image(example.photo), example.box, context=context),
                              caption=f"{example.photo.split('/')[-1]} · {example.activation:.3g}",
                              width="stretch")
+        if result is not None and stats is not None:
+            judged(request, result, stats)

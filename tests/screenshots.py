@@ -1,6 +1,7 @@
 """One screenshot per dashboard page, for docs/screenshots/.
 
     PYTHONPATH=. .venv/bin/python tests/screenshots.py [--model dinov2_vits14] [--steps 64]
+        [--only dataset_examples ...]
 
 Starts `streamlit run app.py` on its own cache (kept in tests/artifacts/, so a second call
 serves every run from it and only retakes the pictures), runs each page's default run in
@@ -26,9 +27,9 @@ from test_browser import (
 )
 
 MAX_BYTES = 200_000
-# Buttons that start work: "Run ...", and the Dataset examples page's two steps (measure the
-# photos, then visualise). Not "Delete this run".
-RUN_BUTTON = re.compile(r"^(Run|Find the examples|Visualise)\b")
+# Buttons that start work: "Run ...", and the Dataset examples page's three steps (measure the
+# photos, visualise, ask the judge). Not "Delete this run".
+RUN_BUTTON = re.compile(r"^(Run|Find the examples|Visualise|Ask an independent judge)\b")
 POLL_MS = 2000
 RUN_TIMEOUT_MS = 45 * 60 * 1000  # a few minutes per run on a 2-core CPU, with room to spare
 
@@ -42,7 +43,7 @@ def shots(model: str, steps: int) -> list[tuple[str, str, dict, str, int]]:
         ("compare_seeds", "Compare_seeds", {**common, "preset": "robust", "preset2": "naive",
                                             "seeds": 3}, "Activation over steps", 1),
         ("moving_target", "Moving_target", common, "Moved context", 3),
-        ("dataset_examples", "Dataset_examples", common, "Max over the photo set", 1),
+        ("dataset_examples", "Dataset_examples", common, "Judge: ", 1),
         ("runs", "Runs", {}, "JSON · config and curves", 1),
         ("home", "", {}, "Default model", 1),
     ]
@@ -63,6 +64,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--cache", type=Path, default=ARTIFACTS / "screenshot-cache")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="retake only these (file names without .png)")
     args = parser.parse_args()
     missing = browser_missing()
     if missing:
@@ -71,6 +74,8 @@ def main() -> int:
     env = {"VITVIZ_MODEL": args.model, "VITVIZ_CACHE_DIR": str(args.cache)}
     with streamlit_server(env, ARTIFACTS / "screenshots.log") as base, chromium_page() as page:
         for name, path, params, done, count in shots(args.model, args.steps):
+            if args.only and name not in args.only:
+                continue
             page.set_viewport_size({"width": 1280, "height": 900})
             page.goto(page_url(base, path, params) if params else f"{base}/{path}")
             page.get_by_text(done).or_(page.get_by_role("button", name=RUN_BUTTON)).first.wait_for(
@@ -90,6 +95,9 @@ def main() -> int:
                 page.wait_for_timeout(POLL_MS)
             else:
                 raise TimeoutError(f"{name}: '{done}' did not appear {count} times")
+            # Shown as a link shows it, from the cache: without the buttons just clicked.
+            page.reload()
+            page.get_by_text(done).first.wait_for(timeout=120_000)
             page.wait_for_timeout(1500)  # plotly draws after the element arrives
             target = args.out / f"{name}.png"
             full_page_screenshot(page, target)

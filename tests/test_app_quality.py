@@ -169,9 +169,9 @@ def test_the_examples_page_asks_an_independent_judge_and_keeps_its_reading(calls
     # The unit driven down was drawn for it, with the same settings but the direction.
     up, down = calls["requests"]
     assert (up.minimise, down.minimise) == (False, True) and up.objective == down.objective
-    assert len(at.image) == pictures + 1
+    assert len(at.image) == pictures + 2  # the unit driven up and down, beside the reading
     (table,) = at.dataframe
-    assert list(table.value["references"]) == ["its pictures, driven up and down", "its photos"]
+    assert list(table.value["references"]) == ["its pictures", "its photos"]
     assert list(table.value.columns[1:]) == ["standard", "photo-disjoint"]
     assert any("Judge: efficientnet_lite0" in c.value for c in at.caption)
     # A link shows the stored reading: nothing drawn, measured or judged again.

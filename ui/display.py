@@ -284,7 +284,7 @@ def figures_unavailable(result: Result) -> None:
 def reading_table(found: dict) -> list[dict]:
     """A judge's reading (`vitviz.quality.reading`) as rows: the unit's pictures, then its
     natural exemplars, scored on each query set."""
-    names = {"pictures": "its pictures, driven up and down", "exemplars": "its photos"}
+    names = {"pictures": "its pictures", "exemplars": "its photos"}
     return [{"references": label,
              **{QUERY_SET_LABELS[query_set]: f"{100 * found[query_set][kind]:.0f}%"
                 for query_set in QUERY_SET_LABELS}}
