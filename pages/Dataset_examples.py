@@ -3,58 +3,23 @@ from ui.navigation import through_app
 
 through_app()  # first: the menu shows before the seconds of imports below
 
-import dataclasses
-
 import streamlit as st
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
+from ui.judging import judge_panel
 from ui.page import reported, setup
 from ui.resources import loaded_model
 from ui.settings import accentuated_request, examples_request
 from vitviz.data import photo_sets
 from vitviz.data.examples import crop_image
 from vitviz.data.photos import load_photos
-from vitviz.quality import judge, reading
 
 KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
          "patch": "Patches (one token, shown with its neighbourhood)"}
 TOP_K = 6
 DRIVE_HELP = ("Ranked by the unit's drive, which follows its input: on GELU's negative tail a "
               "value nearer zero can mean a weaker drive, so the values shown need not fall.")
-
-READING_HELP = ("Shown the unit's picture driven up and its picture driven down (each whole "
-                "and by quarters), which of two photos drives the unit more? A network that "
-                "shares nothing with the model answers 20 such questions per column, each "
-                "pair more extreme than any reference; the same questions answered from the "
-                "unit's own photos (its next strongest and weakest) are the yardstick. "
-                "Photo-disjoint: those photos never come from a question's photo.")
-
-
-def judged(request, result, stats) -> None:
-    """The unit's pictures read by an independent judge, beside its photos: on request, since
-    it draws the unit driven down too (unless cached) and loads the judge's network."""
-    st.subheader("Read by another network", anchor=False, help=READING_HELP)
-    down_request = dataclasses.replace(request, minimise=True)
-    found = reading.stored_reading(result, judge.independent_judge(request.model),
-                                   photo_sets.current_photo_set_id())
-    down = execution.cached(down_request)
-    if found is None and widgets.run_button("Ask an independent judge"):
-        if down is None:
-            view = execution.LiveView([f"seed {state.values['seed']}, driven down"],
-                                      side_by_side=False, key="examples.down")
-            down, _ = execution.compute_live(down_request, view)
-        found = execution.store_reading(request, result, down, photos=stats)
-    if found is None:
-        return
-    up_column, down_column, table = st.columns([1, 1, 3], gap="medium")
-    up_column.image(display.enlarge(result.images[0]), width="stretch", caption="driven up")
-    if down is not None:
-        down_column.image(display.enlarge(down.images[0]), width="stretch",
-                          caption="driven down: what suppresses it")
-    table.dataframe(display.reading_table(found), hide_index=True)
-    table.caption(display.reading_caption(found))
-
 
 state = setup("examples", "A visualisation is only a hypothesis about a unit. Check it against the"
                           " real photos (and their crops and patches) that drive the unit most, "
@@ -147,4 +112,4 @@ with reported():
                              caption=f"{example.photo.split('/')[-1]} · {example.activation:.3g}",
                              width="stretch")
         if result is not None and stats is not None:
-            judged(request, result, stats)
+            judge_panel(request, result, "examples", photos=stats)

@@ -6,13 +6,15 @@ through_app()  # first: the menu shows before the seconds of imports below
 import streamlit as st
 
 from ui import display, execution, widgets
+from ui.judging import judge_panel
 from ui.limits import load_limits
 from ui.page import reported, setup
 from ui.settings import accentuated_request, optimise_request
 from vitviz.quality import metrics
 from vitviz.rendering.presets import PRESETS
 
-# The objectives whose units have photo views to start an accentuated exemplar from.
+# The objectives whose units have photo views: to start an accentuated exemplar from, and for
+# the judge to ask about.
 ACCENTUATED_KINDS = ("neuron", "channel")
 ACCENTUATED_HELP = ("The unit's strongest photo view (its weakest when driven down), changed "
                     "only as much as it takes to drive the unit further: held to the photo's "
@@ -58,6 +60,8 @@ with reported():
     if result is not None:
         display.run_view(result, from_cache, key="optimise.result",
                          stem=f"vitviz_{model.name}_unit{unit}")
+        if target.kind in ACCENTUATED_KINDS:
+            judge_panel(request, result, "optimise")
 
     if accent_request is not None:
         # Its own explanation kind, computed on request only: a link shows a cached one at once.

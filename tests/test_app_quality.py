@@ -179,3 +179,23 @@ def test_the_examples_page_asks_an_independent_judge_and_keeps_its_reading(calls
     again = open_page(EXAMPLES, **at.query_params)
     assert errors(again) == "" and len(calls["requests"]) == 2
     assert again.dataframe[0].value.equals(table.value)
+
+
+def reading_tables(at) -> list:
+    return [d.value for d in at.dataframe if "references" in d.value.columns]
+
+
+def test_the_optimise_page_reads_a_unit_driven_down_with_its_twin_driven_up(calls, bright_judge):
+    at = open_page("pages/Optimise.py", layer=VIT_HIDDEN, unit=4, steps=5, direction="min")
+    button(at, "Run").click().run()
+    assert errors(at) == "" and not reading_tables(at)
+    button(at, "Ask an independent judge").click().run()
+    assert errors(at) == ""
+    down, up = calls["requests"]  # the page's own run, then its twin drawn for the judge
+    assert down.minimise and not up.minimise and up.preset == down.preset
+    (table,) = reading_tables(at)
+    assert list(table.columns[1:]) == ["standard", "photo-disjoint"]
+    # Stored with the twin driven up: the page driving the unit up shows it, nothing redrawn.
+    again = open_page("pages/Optimise.py", layer=VIT_HIDDEN, unit=4, steps=5)
+    assert errors(again) == "" and len(calls["requests"]) == 2
+    assert reading_tables(again)[0].equals(table)
