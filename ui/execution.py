@@ -177,12 +177,12 @@ def store_figures(request: RunRequest, result: Result, photos=None) -> None:
 
 def store_reading(request: RunRequest, result: Result, minimised: Result, photos=None) -> dict:
     """The judge's reading of a unit driven up (`result`, of `request`) and down (`minimised`),
-    against `photos` when the page holds them (`reading.unit_reading`), stored with the
+    against `photos` when the page holds them (`reading.keep_reading`), stored with the
     maximising run so that a link shows it at once."""
-    found = use_model(request.model, lambda model: reading.unit_reading(
+    found, made = use_model(request.model, lambda model: reading.keep_reading(
         model, result, minimised, photos=photos))
-    result.metrics["judge_reading"] = found
-    result_cache().put(request.key(), result)
+    if made:
+        result_cache().put(request.key(), result)
     return found
 
 

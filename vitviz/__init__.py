@@ -2,8 +2,9 @@
 
 The public face (`visualise`, `judge_unit`, `load_model`, `wrap`, `from_timm`,
 `from_huggingface`, `from_open_clip`, `load_exported`, `save_exported`) resolves on first use,
-so that importing one module of the library (the dashboard's settings read the preset names) does not load every
-network's code, nor timm, transformers or OpenCLIP. docs/design.md maps the sub-packages.
+so that importing one module of the library (the dashboard's settings read the preset names)
+does not load every network's code, nor timm, transformers or OpenCLIP. docs/design.md maps
+the sub-packages.
 """
 import importlib
 

@@ -85,9 +85,9 @@ def judge_unit(
     pictures come from it when they were made before (by the pages, the atlas or the CLI) and
     the reading is stored with the maximising run.
     """
-    from vitviz.data.photo_sets import current_photo_set_id, examples_for
+    from vitviz.data.photo_sets import configured_folder, indexed_examples
     from vitviz.quality.judge import get_judge, independent_judge
-    from vitviz.quality.reading import stored_reading, unit_reading
+    from vitviz.quality.reading import keep_reading
     from vitviz.rendering.loop import prepare
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
@@ -98,16 +98,15 @@ def judge_unit(
                            DEFAULT_PRESET, overrides, minimise=minimise)
                 for minimise in (False, True)]
     # Everything a person can get wrong fails here, before a picture is drawn: the judge's
-    # name, the unit, the settings, and a photo folder without its index.
+    # name, the unit, the settings, and a photo folder without its index. The built-in photos
+    # are measured only if a reading has to be made.
     get_judge(judge)
     prepare(loaded, objective)
     requests[0].check()
-    photos = examples_for(loaded, layer, tokens)
+    folder = configured_folder()
+    photos = indexed_examples(loaded, layer, tokens, folder) if folder is not None else None
     runs = [_result(request, loaded, cache, progress) for request in requests]
-    reading = stored_reading(runs[0], judge, current_photo_set_id())
-    if reading is None:
-        reading = unit_reading(loaded, *runs, judge_name=judge, photos=photos)
-        if cache is not None:
-            runs[0].metrics["judge_reading"] = reading
-            cache.put(requests[0].key(), runs[0])
+    reading, made = keep_reading(loaded, *runs, judge_name=judge, photos=photos)
+    if made and cache is not None:
+        cache.put(requests[0].key(), runs[0])
     return reading

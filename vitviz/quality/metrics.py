@@ -45,10 +45,15 @@ from vitviz.rendering.transforms import augment, build_transforms
 FEATURE_MODEL = "mobilenet_v2"  # a key of vitviz.quality.judge.FEATURE_SPACES: its pooled last conv block
 
 
+def as_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """Stored pictures (uint8 HxWx3 each, as `Result.images`) as [0, 1] images [N, 3, H, W]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+
+
 def embed(images: torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
     """Unit-length MobileNetV2 features [N, 1280] of [0, 1] images [N, 3, H, W] (or uint8 HxWx3)."""
     if not isinstance(images, torch.Tensor):
-        images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+        images = as_tensor(images)
     # The same feature extraction as the judge's, with the specificity model.
     return judge.embed(images, FEATURE_MODEL)
 
@@ -266,7 +271,7 @@ def result_metrics(model: LoadedModel, result, progress=None, photos=None) -> di
     tokens = getattr(objective, "tokens", "patch")
     seeds = result.seeds
     units = list(objective.unit) if isinstance(objective.unit, tuple) else [objective.unit] * len(seeds)
-    images = torch.from_numpy(np.stack(result.images)).permute(0, 3, 1, 2).float() / 255
+    images = as_tensor(result.images)
     stats = photos if photos is not None else examples_for(model, layer, tokens, progress)
     minimise = bool(result.config.get("minimise", False))
     return {

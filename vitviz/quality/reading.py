@@ -11,12 +11,14 @@ moves by about 10 points with the luck of the photos, so it is shown with that n
 from __future__ import annotations
 
 import math
-import numpy as np
+
 import torch
 
 from vitviz.errors import UserError
 from vitviz.models.loaded import LoadedModel
 from vitviz.quality import judge
+from vitviz.quality.metrics import as_tensor
+
 
 def read_unit(pool, unit: int, maximising: torch.Tensor, minimising: torch.Tensor,
               judge_name: str = judge.DEFAULT_JUDGE, count: int = judge.TASKS) -> dict:
@@ -56,10 +58,6 @@ def _single_unit(result) -> tuple[str, int, str | int]:
     return spec["layer"], spec["unit"], spec.get("tokens", "patch")
 
 
-def _as_tensor(result) -> torch.Tensor:
-    return torch.from_numpy(np.stack(result.images)).permute(0, 3, 1, 2).float() / 255
-
-
 def unit_reading(model: LoadedModel, maximising, minimising, judge_name: str | None = None,
                  photos=None) -> dict:
     """`read_unit` for the runs of one unit driven up (`maximising`) and down (`minimising`),
@@ -84,16 +82,20 @@ def unit_reading(model: LoadedModel, maximising, minimising, judge_name: str | N
     space = judge.get_judge(judge_name)
     stats = photos if photos is not None else examples_for(model, layer, tokens)
     pool = judge.pool_for(stats, judge_name)
-    found = read_unit(pool, unit, _as_tensor(maximising), _as_tensor(minimising), judge_name)
+    found = read_unit(pool, unit, as_tensor(maximising.images), as_tensor(minimising.images),
+                      judge_name)
     return {"judge": {"name": judge_name, "model": space.model, "layer": space.label,
                       "in_model": not judge.is_independent(judge_name, model.registry_name)},
             "photo_set": stats.label, "photo_set_id": current_photo_set_id(), **found}
 
 
+STORED = "judge_reading"  # where a maximising run keeps its reading, in `Result.metrics`
+
+
 def stored_reading(result, judge_name: str, photo_set_id: str) -> dict | None:
-    """The reading stored with a maximising run (`Result.metrics["judge_reading"]`) for this
-    judge and photo set, or None."""
-    reading = result.metrics.get("judge_reading")
+    """The reading stored with a maximising run (`Result.metrics[STORED]`) for this judge and
+    photo set, or None."""
+    reading = result.metrics.get(STORED)
     if (reading and reading["judge"]["name"] == judge_name
             and reading["photo_set_id"] == photo_set_id):
         return reading
@@ -112,3 +114,18 @@ def summary_lines(reading: dict) -> list[str]:
                      f"natural exemplars {100 * scores['exemplars']:.0f}%")
     return lines
 
+
+def keep_reading(model: LoadedModel, maximising, minimising, judge_name: str | None = None,
+                 photos=None) -> tuple[dict, bool]:
+    """The reading of `maximising` and `minimising` (`unit_reading`), the one stored with the
+    maximising run for this judge and photo set if there is one, else made and stored there;
+    and whether it was made, so that the caller writes the run back to its cache."""
+    from vitviz.data.photo_sets import current_photo_set_id
+
+    judge_name = judge_name or judge.independent_judge(model.registry_name)
+    found = stored_reading(maximising, judge_name, current_photo_set_id())
+    if found is not None:
+        return found, False
+    found = unit_reading(model, maximising, minimising, judge_name, photos)
+    maximising.metrics[STORED] = found
+    return found, True

@@ -279,13 +279,11 @@ def read_units(model: LoadedModel, layer: str, units: Sequence[int], cache: Resu
     runs are in the cache both ways, driven up and driven down; the others are left out. A
     reading is stored with the unit's maximising run, so it is made once, and the pages show
     it as a figure of the unit beside its picture."""
-    from vitviz.data.photo_sets import current_photo_set_id, examples_for
     from vitviz.quality.judge import get_judge, independent_judge
-    from vitviz.quality.reading import stored_reading, unit_reading
+    from vitviz.quality.reading import keep_reading
 
     judge_name = judge_name or independent_judge(model.registry_name)
     get_judge(judge_name)
-    photo_set, photos = current_photo_set_id(), None
     found: dict[int, dict] = {}
     started = time.perf_counter()
     for done, unit in enumerate(units, 1):
@@ -293,13 +291,9 @@ def read_units(model: LoadedModel, layer: str, units: Sequence[int], cache: Resu
                                  minimise) for minimise in (False, True))
         result, suppressing = cache.get(up.key()), cache.get(down.key())
         if result is not None and suppressing is not None:
-            reading = stored_reading(result, judge_name, photo_set)
-            if reading is None:
-                photos = photos or examples_for(model, layer, tokens)
-                reading = unit_reading(model, result, suppressing, judge_name, photos)
-                result.metrics["judge_reading"] = reading
+            found[unit], made = keep_reading(model, result, suppressing, judge_name)
+            if made:
                 cache.put(up.key(), result)
-            found[unit] = reading
         if progress:
             progress(done, len(units), time.perf_counter() - started)
     return found

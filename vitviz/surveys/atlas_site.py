@@ -37,6 +37,7 @@ from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.store.cache import ResultCache
 from vitviz.store.results import Result
 from vitviz.quality.judge import QUERY_SETS
+from vitviz.quality.reading import STORED
 from vitviz.surveys.atlas import stored_figure, unit_request
 
 THUMB = 160
@@ -128,7 +129,7 @@ def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str)
     # that reads no photos keeps its key when the set changes): each page names its own.
     if isinstance(result.metrics.get("photo_set"), str):
         rows.append(("photo set of these figures", result.metrics["photo_set"]))
-    rows += _reading_rows(result.metrics.get("judge_reading"))
+    rows += _reading_rows(result.metrics.get(STORED))
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     strip = "".join(
         f"<figure style='display:inline-block;margin:0'><img src='../steps/{unit}_{step}.png' "
@@ -239,7 +240,7 @@ def export_atlas(model_name: str, layer: str, units: Sequence[int], cache: Resul
                 "the same settings computes it again.</p>")))
             tell(1)
             continue
-        found = result.metrics.get("judge_reading")
+        found = result.metrics.get(STORED)
         rows[unit].update(computed=True, activation=float(result.activation[0][-1]),
                           robust=stored_figure(result, "relative_robust_activation"),
                           judge=found["photo_disjoint"]["pictures"] if found else None)
