@@ -173,7 +173,9 @@ def test_the_examples_page_asks_an_independent_judge_and_keeps_its_reading(calls
     (table,) = at.dataframe
     assert list(table.value["references"]) == ["its pictures", "its photos"]
     assert list(table.value.columns[1:]) == ["standard", "photo-disjoint"]
-    assert any("Judge: efficientnet_lite0" in c.value for c in at.caption)
+    (said,) = [c.value for c in at.caption if "Judge: efficientnet_lite0" in c.value]
+    # One seed: its picture whole and its 4 quarters a side, which the caption must say.
+    assert "5 references driven up and 5 driven down" in said
     # A link shows the stored reading: nothing drawn, measured or judged again.
     monkeypatch.setattr(reading, "unit_reading", lambda *a, **k: pytest.fail("judged again"))
     again = open_page(EXAMPLES, **at.query_params)

@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 from vitviz.analysis.accentuation import accentuation_change
 from vitviz.analysis.moving_target import block_parts
 from vitviz.quality import metrics
+from vitviz.quality.judge import REFERENCES
 from vitviz.store.results import Result
 
 SEED_COLOURS = ["#2E86AB", "#E4572E", "#76B041", "#8E5DB2", "#F0A202", "#17BEBB", "#C1666B",
@@ -295,9 +296,11 @@ def reading_caption(found: dict) -> str:
     """Who judged, how many tasks, and one unit's noise."""
     who = found["judge"]["model"] + (" (the model's own family: a diagnostic only)"
                                       if found["judge"]["in_model"] else "")
+    up, down = found["references"]
     return (f"Judge: {who}, against {found['photo_set']}. {found['tasks']} tasks per column, "
             f"chance 50%; one unit's score moves by about ±{100 * found['noise']:.0f} points "
-            f"with its photos.")
+            f"with its photos. Its pictures gave {up} references driven up and {down} driven "
+            f"down (each seed whole, then by quarters); its photos give {REFERENCES} a side.")
 
 
 QUERY_SET_LABELS = {"standard": "standard", "photo_disjoint": "photo-disjoint"}
