@@ -17,19 +17,23 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vitviz.models.registry import load_model
 from vitviz.quality.judge import JUDGES, independent_judge
 from vitviz.rendering.presets import DEFAULT_PRESET, get_preset
 from vitviz.store.cache import ResultCache
+from vitviz.store.results import encode_png
 from vitviz.surveys.report import (
     UNITS_PER_RUN,
     check_settings,
     compare,
+    grid_image,
     judge_summary,
     layer_units,
     print_table,
+    unit_photos,
 )
 
 _DEFAULT = get_preset(DEFAULT_PRESET)
@@ -125,6 +129,9 @@ def main() -> int:
                              'e.g. \'{"drive_cap": 1.5}\'')
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--grid", type=Path, metavar="PNG",
+                        help="draw each unit's strongest photos, then every variant's maximising "
+                             "seeds and first minimising seed, as the report's grid")
     parser.add_argument("--units-per-run", type=int, default=UNITS_PER_RUN,
                         help="units optimised as one batch (more on a GPU)")
     args = parser.parse_args()
@@ -154,6 +161,11 @@ def main() -> int:
     print_table(summary)
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
+    if args.grid:
+        rows = [(layer, unit) for layer, units in chosen.items() for unit in units]
+        grid = grid_image(found.pictures, rows, minimised=found.minimised,
+                          photos=unit_photos(found.layers))
+        args.grid.write_bytes(encode_png(np.asarray(grid)))
     return 0
 
 

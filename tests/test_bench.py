@@ -284,3 +284,24 @@ def test_the_reference_benchmark_builds_each_set_from_the_right_pictures_and_pai
         assert set(rows) == set(sets)
         assert rows[bench.BASELINE]["paired"] == 0 and rows[bench.BASELINE]["paired_se"] == 0
         assert all(0 <= row["score"] <= 1 for row in rows.values())
+
+
+def test_the_sweep_draws_every_variant_beside_the_units_photos(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    grid, out = tmp_path / "grid.png", tmp_path / "sweep.json"
+    done = subprocess.run([sys.executable, str(BENCH / "quality_sweep.py"), "--model", "tiny_vit",
+                           "--blocks", "1", "--units", "0,2", "--seeds", "2", "--steps", "2",
+                           "--variants", DEFAULT_PRESET, "copies 2", "--judge", "efficientnet_lite0",
+                           "--cache", str(tmp_path / "cache"), "--out", str(out), "--grid", str(grid)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert list(json.loads(out.read_text())["presets"]) == [DEFAULT_PRESET, "copies 2"]
+    width, height = Image.open(grid).size
+    # A row per unit; its 3 strongest photos, then per variant 2 maximising seeds and a minimising one.
+    tile = 160
+    assert height == 22 + 2 * tile and width == 120 + (3 * tile + tile // 6) + 2 * (3 * tile + tile // 6)
