@@ -17,23 +17,20 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vitviz.models.registry import load_model
 from vitviz.quality.judge import JUDGES, independent_judge
 from vitviz.rendering.presets import DEFAULT_PRESET, get_preset
 from vitviz.store.cache import ResultCache
-from vitviz.store.results import encode_png
 from vitviz.surveys.report import (
     UNITS_PER_RUN,
     check_settings,
     compare,
-    grid_image,
+    comparison_grid,
     judge_summary,
     layer_units,
     print_table,
-    unit_photos,
 )
 
 _DEFAULT = get_preset(DEFAULT_PRESET)
@@ -162,10 +159,7 @@ def main() -> int:
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
     if args.grid:
-        rows = [(layer, unit) for layer, units in chosen.items() for unit in units]
-        grid = grid_image(found.pictures, rows, minimised=found.minimised,
-                          photos=unit_photos(found.layers))
-        args.grid.write_bytes(encode_png(np.asarray(grid)))
+        args.grid.write_bytes(comparison_grid(found, chosen))
     return 0
 
 

@@ -293,6 +293,8 @@ def test_the_sweep_draws_every_variant_beside_the_units_photos(tmp_path):
 
     from PIL import Image
 
+    from vitviz.surveys.report import GRID_TILE
+
     grid, out = tmp_path / "grid.png", tmp_path / "sweep.json"
     done = subprocess.run([sys.executable, str(BENCH / "quality_sweep.py"), "--model", "tiny_vit",
                            "--blocks", "1", "--units", "0,2", "--seeds", "2", "--steps", "2",
@@ -303,5 +305,5 @@ def test_the_sweep_draws_every_variant_beside_the_units_photos(tmp_path):
     assert list(json.loads(out.read_text())["presets"]) == [DEFAULT_PRESET, "copies 2"]
     width, height = Image.open(grid).size
     # A row per unit; its 3 strongest photos, then per variant 2 maximising seeds and a minimising one.
-    tile = 160
+    tile = GRID_TILE
     assert height == 22 + 2 * tile and width == 120 + (3 * tile + tile // 6) + 2 * (3 * tile + tile // 6)

@@ -169,6 +169,7 @@ def pool_verdicts(verdicts: list[dict], units_total: int, layers: Sequence[str])
 
 
 GRID_PHOTOS = 3  # the unit's strongest photo views beside its pictures
+GRID_TILE = 160  # pixels per picture
 
 
 def unit_photos(layers: dict[str, dict], count: int = GRID_PHOTOS) -> dict[tuple, list]:
@@ -186,7 +187,7 @@ def unit_photos(layers: dict[str, dict], count: int = GRID_PHOTOS) -> dict[tuple
 
 
 def grid_image(per_preset: dict[str, dict[str, np.ndarray]], rows: list[tuple[str, int]],
-               tile: int = 160, minimised: dict[str, dict[str, np.ndarray]] | None = None,
+               tile: int = GRID_TILE, minimised: dict[str, dict[str, np.ndarray]] | None = None,
                photos: dict[tuple, list] | None = None) -> Image.Image:
     """Rows: units (layer, unit). Columns: the unit's strongest photos (when given), then per
     preset its maximising seeds and (when given) its first minimising seed, labelled."""
@@ -224,6 +225,15 @@ def grid_image(per_preset: dict[str, dict[str, np.ndarray]], rows: list[tuple[st
             for s, image in enumerate(columns):
                 paste(image, starts[name] + s * tile, r)
     return canvas
+
+
+def comparison_grid(found: Comparison, chosen: dict[str, list[int]],
+                    tile: int = GRID_TILE) -> bytes:
+    """`grid_image` of a comparison as PNG bytes: a row per unit of `chosen` (layer -> units),
+    its strongest photos, then every variant's maximising seeds and first minimising seed."""
+    rows = [(layer, unit) for layer, units in chosen.items() for unit in units]
+    grid = grid_image(found.pictures, rows, tile, found.minimised, unit_photos(found.layers))
+    return encode_png(np.asarray(grid))
 
 
 def _judge_cells(judged: dict, kind: str, baseline: float | None) -> list[str]:
@@ -632,10 +642,7 @@ def main(args) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(summary, indent=1))
-    rows = [(layer, unit) for layer, units in chosen.items() for unit in units]
-    grid = grid_image(found.pictures, rows, args.tile, found.minimised,
-                      unit_photos(found.layers))
-    (out / "grid.png").write_bytes(encode_png(np.asarray(grid)))
+    (out / "grid.png").write_bytes(comparison_grid(found, chosen, args.tile))
     write_html(out, summary)
     print_table(summary)
     print(out / "index.html")
