@@ -9,7 +9,7 @@ from vitviz.data.photo_sets import photo_statistics
 from vitviz.errors import UserError
 from vitviz.rendering import objectives as O
 from vitviz.store.cache import ResultCache
-from vitviz.store.runs import RunRequest, compute_result
+from vitviz.store.runs import RunRequest, cached_result, compute_result
 from vitviz.surveys import report
 
 from conftest import VIT_HIDDEN
@@ -134,18 +134,18 @@ def test_a_capped_accentuation_reads_the_views_it_is_given_and_changes_its_photo
     # a photo that already drives the unit to that level is left to the regulariser.
     overrides = {"steps": 16, "precision": "fp32"}
     cap = {**overrides, "drive_cap": 1.0}
-    views = (1, 2)
     cache = ResultCache(tmp_path / "cache")
-    capped = [run.images[0] for run in report.accentuated_batch(
-        tiny_vit, VIT_HIDDEN, 5, [0, 1, 2], False, "robust", cap, cache, views=views)]
-    free = [run.images[0] for run in report.accentuated_batch(
-        tiny_vit, VIT_HIDDEN, 5, [0, 1, 2], False, "robust", overrides, None)]
-    stored = cache.get(RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0,), "robust",
-                                  cap, accentuate=2, statistics_views=(views,)).key())
-    assert stored is not None
+
+    def accentuated(knobs: dict, rank: int, **views) -> np.ndarray:
+        request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 5).spec(), (0,), "robust", knobs,
+                             accentuate=rank, **views)
+        return cached_result(request, cache, lambda name: tiny_vit)[0].images[0]
+
     stats = photo_statistics(tiny_vit, VIT_HIDDEN)
-    size = capped[0].shape[0]
-    for rank, held, pushed in zip([0, 1, 2], capped, free):
+    for rank in (0, 1, 2):
+        held = accentuated(cap, rank, statistics_views=((1, 2),))
+        pushed = accentuated(overrides, rank)
+        size = held.shape[0]
         view = stats.extreme_views(5, rank + 1)[rank]
         photo = np.asarray(crop_image(stats.image(view.photo), view.box, size), dtype=float)
         assert np.abs(held - photo).mean() < np.abs(pushed - photo).mean()

@@ -71,7 +71,7 @@ def test_capped_pictures_stop_near_their_photos_and_still_reach_them(tiny_vit):
 def test_a_capped_request_keys_its_views_and_a_bad_cap_is_refused(tiny_vit):
     spec = O.neuron(VIT_HIDDEN, 3).spec()
     capped = RunRequest("tiny_vit", spec, overrides={"drive_cap": 2.0})
-    assert capped.config()["statistics_views"]["ranks"] == list(range(exemplar_stats.VIEWS))
+    assert capped.config()["statistics_views"]["ranks"] == exemplar_stats.DEFAULT_RANKS
     assert capped.config()["preset"]["drive_cap"] == 2.0
     assert "drive_cap" not in RunRequest("tiny_vit", spec).config()["preset"]
     for bad in (0.5, -1.0, float("nan")):
@@ -80,6 +80,6 @@ def test_a_capped_request_keys_its_views_and_a_bad_cap_is_refused(tiny_vit):
     with pytest.raises(UserError, match="neuron or channel"):
         RunRequest("tiny_vit", O.logit("heads.head", 1).spec(),
                    overrides={"drive_cap": 2.0}).check()
-    with pytest.raises(UserError, match="held_to"):
+    with pytest.raises(UserError, match="one set of photo views per seed"):
         next(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 1), [0],
-                      resolve_preset("robust", drive_cap=2.0), steps=2))
+                      resolve_preset("robust", drive_cap=2.0), steps=2, held_to=[]))

@@ -8,7 +8,9 @@ from vitviz.models.forward import activations
 from vitviz.quality import judge
 from vitviz.rendering import exemplar_stats, natural
 from vitviz.rendering import objectives as O
+from vitviz.models.layers import block_depth
 from vitviz.rendering.loop import optimise, resolve_preset
+from vitviz.rendering.presets import PRESETS
 from vitviz.store.runs import RunRequest
 from vitviz.surveys import report
 
@@ -73,24 +75,37 @@ def test_the_deep_prior_reads_the_stream_into_the_units_block(tiny_vit):
         exemplar_stats.feeding_block(tiny_vit, "encoder.layers.encoder_layer_7.mlp.1")
 
 
+DEEP = {"exemplar_stats": 5.0, "exemplar_stats_from": 0.6}  # the prior from block 8 of 12 on
+
+
 def test_a_request_picks_each_units_own_views_and_keys_them(tiny_vit):
     spec = O.neuron(VIT_HIDDEN, (3, 5)).spec()
     plain = RunRequest("tiny_vit", spec, (0, 0))
-    held = RunRequest("tiny_vit", spec, (0, 0), overrides={"exemplar_stats": 1.0})
-    chosen = RunRequest("tiny_vit", spec, (0, 0), overrides={"exemplar_stats": 1.0},
+    held = RunRequest("tiny_vit", spec, (0, 0), overrides=DEEP)
+    chosen = RunRequest("tiny_vit", spec, (0, 0), overrides=DEEP,
                         statistics_views=((0, 2), (1, 4, 6)))
-    assert "statistics_views" not in plain.config()
-    assert held.config()["statistics_views"]["ranks"] == list(range(exemplar_stats.VIEWS))
+    assert "statistics_views" not in plain.config() and "photos" not in plain.config()
+    assert held.config()["statistics_views"]["ranks"] == exemplar_stats.DEFAULT_RANKS
+    assert held.config()["preset"]["exemplar_stats_from"] == 0.6
     assert len({plain.key(), held.key(), chosen.key()}) == 3
     for request in (held, chosen):
         request.check()
+    # An objective with no unit of its own, or a start from a photo (held to that photo),
+    # has no unit's photos to borrow from: the run goes on without the prior.
+    for other in (RunRequest("tiny_vit", O.logit("heads.head", 1).spec(), overrides=DEEP),
+                  RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 3).spec(), overrides=DEEP,
+                             accentuate=0)):
+        other.check()
+        assert "statistics_views" not in other.config()
+        assert other.scoped_preset().exemplar_stats == 0
 
 
 @pytest.mark.parametrize("request_args, match", [
     ({"statistics_views": ((0,),)}, "exemplar_deep or drive_cap"),
-    ({"overrides": {"exemplar_stats": 1.0}, "statistics_views": ((0,), (1,))}, "one set"),
-    ({"overrides": {"exemplar_stats": 1.0}, "statistics_views": ((5000,),)}, "0 to"),
+    ({"overrides": DEEP, "statistics_views": ((0,), (1,))}, "one set"),
+    ({"overrides": DEEP, "statistics_views": ((5000,),)}, "0 to"),
     ({"overrides": {"exemplar_stats": -1.0}}, "weight from 0 to 100"),
+    ({"overrides": {"exemplar_stats_from": 1.5}}, "depth into the model from 0 to 1"),
     ({"overrides": {"exemplar_deep": 101.0}}, "exemplar_deep is a weight from 0 to 100"),
 ])
 def test_a_bad_prior_is_refused_before_any_work(request_args, match):
@@ -98,23 +113,77 @@ def test_a_bad_prior_is_refused_before_any_work(request_args, match):
         RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, 1).spec(), (0,), **request_args).check()
     with pytest.raises(UserError, match="neuron or channel"):
         RunRequest("tiny_vit", O.logit("heads.head", 1).spec(),
-                   overrides={"exemplar_stats": 1.0}).check()
+                   overrides={"drive_cap": 2.0}).check()
 
 
-def test_the_loop_asks_for_the_views_it_holds_pictures_to(tiny_vit):
-    with pytest.raises(UserError, match="held_to"):
-        next(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 1), [0],
-                      resolve_preset("robust", exemplar_stats=1.0), steps=2))
+def test_the_prior_from_a_depth_holds_deep_units_and_leaves_shallow_ones_alone(tiny_vit):
+    shallow = "encoder.layers.encoder_layer_0.mlp.1"
+    assert block_depth(tiny_vit, shallow) < DEEP["exemplar_stats_from"] <= \
+        block_depth(tiny_vit, VIT_HIDDEN)
+
+    def final(layer: str, **knobs):
+        preset = resolve_preset("robust", precision="fp32", **knobs)
+        records = list(optimise(tiny_vit, O.neuron(layer, (3, 9)), [0, 1], preset, steps=3,
+                                record_every=0))
+        return records[-1].images
+
+    assert torch.equal(final(shallow, **DEEP), final(shallow))
+    assert not torch.equal(final(VIT_HIDDEN, **DEEP), final(VIT_HIDDEN))
+    # Without views of its own, the loop holds each unit to its photo-disjoint exemplars.
+    views = exemplar_stats.unit_views(tiny_vit, O.neuron(VIT_HIDDEN, (3, 9)), 2, False)
+    held = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, (3, 9)), [0, 1],
+                         resolve_preset("robust", precision="fp32", **DEEP), steps=3,
+                         record_every=0, held_to=views))[-1].images
+    assert torch.equal(held, final(VIT_HIDDEN, **DEEP))
+    with pytest.raises(UserError, match="one set of photo views per seed"):
+        next(optimise(tiny_vit, O.neuron(VIT_HIDDEN, (3, 9)), [0, 1],
+                      resolve_preset("robust", **DEEP), steps=1, held_to=views[:1]))
 
 
-def test_the_report_never_holds_a_picture_to_a_photo_its_judge_queries(tiny_vit):
-    pool = judge.pool_for(examples_for(tiny_vit, VIT_HIDDEN), judge.DEFAULT_JUDGE)
-    units = [2, 11, 30]
-    up, down = report.statistics_views(pool, units)
-    for unit in units:
+def test_a_layers_depth_is_the_share_of_blocks_up_to_its_own(tiny_vit):
+    assert block_depth(tiny_vit, "conv_proj") == 0.5  # before the first block: in it
+    assert block_depth(tiny_vit, "encoder.layers.encoder_layer_0.mlp.1") == 0.5
+    assert block_depth(tiny_vit, "encoder.layers.encoder_layer_0") == 0.5
+    assert block_depth(tiny_vit, VIT_HIDDEN) == 1.0
+    assert block_depth(tiny_vit, "heads.head") == 1.0
+    with pytest.raises(UserError, match="not a layer"):
+        block_depth(tiny_vit, "encoder.layers.encoder_layer_7.mlp.1")
+
+
+def test_the_prior_holds_where_a_units_photos_and_its_depth_say():
+    preset = PRESETS["robust"].with_overrides(**DEEP)
+    deep, shallow = 0.75, 0.5
+    assert preset.scoped(True, False, deep) is preset
+    assert preset.scoped(True, False, None) is preset  # before the model is at hand
+    for off in (preset.scoped(True, False, shallow), preset.scoped(False, False, deep),
+                preset.scoped(True, True, deep)):
+        assert off.exemplar_stats == 0 and not off.reads_reference_views
+        assert "exemplar_stats" not in off.knobs() and "exemplar_stats_from" not in off.knobs()
+    everywhere = preset.with_overrides(exemplar_stats_from=0.0)
+    assert everywhere.scoped(True, False, 0.0) is everywhere
+    assert "exemplar_stats_from" not in everywhere.knobs()
+    assert PRESETS["robust"].scoped(True, False, deep) is PRESETS["robust"]
+
+
+def test_no_picture_is_held_to_a_photo_its_judge_queries(tiny_vit):
+    examples = examples_for(tiny_vit, VIT_HIDDEN)
+    pool = judge.pool_for(examples, judge.DEFAULT_JUDGE)
+    for unit in (2, 11, 30):
         queried = judge.tasks(pool, unit, "photo_disjoint").excluded_photos
         assert queried
-        for ranks, bottom in ((up[unit], False), (down[unit], True)):
+        for bottom in (False, True):
+            ranks = exemplar_stats.default_ranks(examples, unit, bottom)
             assert len(ranks) == exemplar_stats.VIEWS
             photos = dict(enumerate(photo for _, photo in pool.ranked(unit, bottom)))
             assert not {photos[rank] for rank in ranks} & queried
+    # The same views as the judge's natural exemplars, and as the accentuated exemplars' starts.
+    assert exemplar_stats.default_ranks(examples, 2, False) == \
+        report.accentuation_ranks(pool, 2, exemplar_stats.VIEWS)[0]
+
+
+def test_a_set_too_small_for_the_judge_gives_the_strongest_views():
+    class Few:
+        def ranked(self, unit, bottom=False):
+            return [(key, key) for key in range(30)]
+
+    assert exemplar_stats.default_ranks(Few(), 0, False) == list(range(exemplar_stats.VIEWS))

@@ -82,6 +82,10 @@ class LayerActivations:
         judge's tasks and the accentuated exemplars' ranks share."""
         return self.ranking[:, unit].argsort(descending=not bottom, stable=True).tolist()
 
+    def ranked(self, unit: int, bottom: bool = False) -> list[tuple[int, int]]:
+        """(view, photo index) of every view in `view_order` (vitviz.data.references)."""
+        return [(view, self.views[view][0]) for view in self.view_order(unit, bottom)]
+
     def extreme_views(self, unit: int, count: int, bottom: bool = False) -> list[Example]:
         """The unit's `count` strongest (weakest) views, photos and crops alike, by its drive."""
         return [self._example(row, float(self.values[row, unit]))

@@ -109,6 +109,11 @@ class IndexedExamples:
     def unit_min(self, unit: int) -> float:
         return self.index.summary(self.layer, unit)["min"]
 
+    def ranked(self, unit: int, bottom: bool = False) -> list[tuple]:
+        """(path, path) of every image the index keeps at the unit's extremes, strongest
+        (weakest) first: each image is its own photo (vitviz.data.references)."""
+        return [(path, path) for path, _ in self.index.top(self.layer, unit, bottom=bottom)]
+
     def extreme_views(self, unit: int, count: int, bottom: bool = False) -> list[Example]:
         """The unit's `count` strongest (weakest) whole images, as the index keeps them."""
         folder = self.index.folder

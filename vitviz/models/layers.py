@@ -171,6 +171,21 @@ def transformer_blocks(model: LoadedModel | ModelCard) -> list[str]:
             if info.role == "block_output" and info.layout == "tokens"]
 
 
+def block_depth(model: LoadedModel | ModelCard, layer: str) -> float | None:
+    """How far into the model `layer` sits: the share of its declared block outputs that run
+    up to and including the layer's own block (block 8 of 12 is 0.75, the last block 1.0; a
+    layer after the last block is 1.0). None for a model that declares no block outputs."""
+    blocks = [info.name for info in layer_table(model) if info.role == "block_output"]
+    if not blocks:
+        return None
+    names = [info.name for info in layer_table(model)]
+    if layer not in names:
+        raise UnknownLayer(f"{layer} is not a layer of {model.name}")
+    at = names.index(layer)
+    before = sum(1 for name in blocks if names.index(name) < at)
+    return min(before + 1, len(blocks)) / len(blocks)
+
+
 def recommended_layers(model: LoadedModel | ModelCard) -> list[LayerInfo]:
     return [info for info in layer_table(model) if info.recommended]
 

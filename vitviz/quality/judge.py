@@ -50,13 +50,19 @@ import torch
 import torch.nn.functional as F
 
 from vitviz.data.examples import LayerActivations, photo_views
+# The choice of queries and natural exemplars, which pictures read too.
+from vitviz.data.references import (  # noqa: F401
+    REFERENCES,
+    TASKS,
+    Tasks,
+    natural_references,
+    tasks,
+)
 from vitviz.errors import UserError
 from vitviz.models.forward import activations
 from vitviz.models.loaded import LoadedModel
 from vitviz.models.registry import load_model, parse_model_name
 
-TASKS = 20
-REFERENCES = 9
 QUERY_SETS = ("standard", "photo_disjoint")
 
 
@@ -169,19 +175,8 @@ def pool_for(examples, judge: str = DEFAULT_JUDGE):
     from vitviz.data.photo_sets import IndexedExamples
 
     if isinstance(examples, IndexedExamples):
-        return IndexPool(examples.index, examples.layer, judge)
+        return IndexPool(examples, judge)
     return ViewPool(examples, _builtin_views(judge))
-
-
-@dataclass(frozen=True)
-class Tasks:
-    """A unit's queries, paired by position (high[i] against low[i]), and what the natural
-    exemplars of a query set must not be."""
-
-    high: list  # q+, as the pool's keys, strongest first
-    low: list  # q-, weakest first
-    excluded_keys: frozenset
-    excluded_photos: frozenset  # empty for the standard set
 
 
 class ViewPool:
@@ -193,8 +188,7 @@ class ViewPool:
 
     def ranked(self, unit: int, bottom: bool = False) -> list[tuple[int, int]]:
         """(key, photo) of every view, from the one that drives the unit most (least)."""
-        return [(view, self.stats.views[view][0])
-                for view in self.stats.view_order(unit, bottom)]
+        return self.stats.ranked(unit, bottom)
 
     def features(self, keys: Sequence[int]) -> torch.Tensor:
         return self.views[list(keys)]
@@ -209,12 +203,12 @@ class IndexPool:
     photo; an image is read and embedded the first time a unit needs it, so a folder of any
     size costs only the images the judge looks at."""
 
-    def __init__(self, index, layer: str, judge: str = DEFAULT_JUDGE):
-        self.index, self.layer, self.judge = index, layer, judge
+    def __init__(self, examples, judge: str = DEFAULT_JUDGE):
+        self.examples, self.judge = examples, judge  # photo_sets.IndexedExamples
         self._features: dict = {}
 
     def ranked(self, unit: int, bottom: bool = False) -> list[tuple]:
-        return [(path, path) for path, _ in self.index.top(self.layer, unit, bottom=bottom)]
+        return self.examples.ranked(unit, bottom)
 
     def features(self, keys: Sequence) -> torch.Tensor:
         from vitviz.data.photos import centre_square, read_rgb
@@ -228,39 +222,6 @@ class IndexPool:
 
     def photo_of(self, key):
         return key
-
-
-def tasks(pool, unit: int, query_set: str, count: int = TASKS) -> Tasks:
-    """The unit's `count` tasks: its most extreme views on each side, paired by rank."""
-    high_ranked = pool.ranked(unit)
-    high = [key for key, _ in high_ranked[:count]]
-    taken = set(high)
-    low = [key for key, _ in pool.ranked(unit, bottom=True) if key not in taken][:count]
-    if len(low) < count:
-        raise UserError(f"the judge needs at least {2 * count + 2 * REFERENCES} photo views "
-                        f"per unit for {count} tasks, and finds {len(high_ranked)}")
-    photo_of = dict(high_ranked)
-    excluded_photos = (frozenset(photo_of[key] for key in high + low)
-                       if query_set == "photo_disjoint" else frozenset())
-    return Tasks(high, low, frozenset(high + low), excluded_photos)
-
-
-def natural_references(pool, unit: int, task: Tasks,
-                       count: int = REFERENCES) -> tuple[list, list]:
-    """The unit's natural exemplars (E+, E-) for `task`'s query set: its strongest and weakest
-    views after the queries (never a query, nor a view of an excluded photo)."""
-    def pick(bottom: bool, taken: set) -> list:
-        chosen = [key for key, photo in pool.ranked(unit, bottom)
-                  if key not in taken and photo not in task.excluded_photos][:count]
-        if len(chosen) < count:
-            raise UserError(f"too few photos for the judge's {count} exemplars per side once "
-                            f"the queries' photos are set aside: use a larger photo set "
-                            f"(VITVIZ_PHOTOS, `vitviz index` with a larger --k)")
-        return chosen
-
-    high = pick(False, set(task.excluded_keys))
-    low = pick(True, set(task.excluded_keys) | set(high))
-    return high, low
 
 
 def score(task: Tasks, pool, high_refs: torch.Tensor, low_refs: torch.Tensor) -> float:

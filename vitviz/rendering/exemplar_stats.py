@@ -18,9 +18,12 @@ unit, parts and objects). Measured with the independent judge, neither is more s
 the other, and both cost drive (docs/quality.md): late blocks' streams are much alike over
 any photos.
 
-The views are the unit's `VIEWS` strongest in the configured photo set; the quality report
-passes the judge's photo-disjoint natural exemplars instead, so that no picture borrows from a
-photo its judge queries.
+The views are the unit's first `VIEWS` photo-disjoint natural exemplars in the built-in photo
+set (vitviz.data.references): the views the judge shows beside the queries, never a view of a
+query's photo, so that no picture borrows from a photo its judge queries (a judge reading a
+user's folder, VITVIZ_PHOTOS, queries other photos altogether). The built-in set, whatever
+folder is configured: a picture neither waits for a folder's index nor changes when one is
+built. A set too small for the judge's tasks gives the unit's `VIEWS` strongest views instead.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from typing import Sequence
 
 import torch
 
+from vitviz.data import references
 from vitviz.errors import UserError
 from vitviz.models.forward import activations
 from vitviz.models.layers import layer_table
@@ -37,6 +41,8 @@ from vitviz.rendering.natural import first_block, positions
 VIEWS = 9  # reference views per picture: the judge's references a side
 MAX_VIEWS = 64
 VERSION = 1
+# A run's config names the default views by their rule (`default_ranks`), not by ranks.
+DEFAULT_RANKS = "photo-disjoint exemplars"
 
 
 def feeding_block(model: LoadedModel, layer: str) -> str:
@@ -53,6 +59,31 @@ def feeding_block(model: LoadedModel, layer: str) -> str:
     else:
         raise UserError(f"{layer} is not a layer of {model.name}")
     return blocks[-1] if blocks else first_block(model)
+
+
+def default_ranks(examples, unit: int, bottom: bool) -> list[int]:
+    """The ranks (in the unit's drive order on its side) of the views a picture of `unit` is
+    held to by default: its photo-disjoint natural exemplars, else its strongest views."""
+    try:
+        high, low = references.exemplar_ranks(examples, unit, VIEWS)
+    except references.TooFewViews:
+        return list(range(VIEWS))
+    return low if bottom else high
+
+
+def unit_views(model: LoadedModel, objective, n_items: int, bottom: bool,
+               ranks: Sequence[Sequence[int]] | None = None) -> list[torch.Tensor]:
+    """Each item's reference views [k, 3, size, size] at the model's size, from the built-in
+    photo set: its unit's views of `ranks[i]`, or `default_ranks`. `objective`: a neuron or
+    channel (`objectives.reads_one_unit`), one unit or one per item."""
+    from vitviz.data.photo_sets import photo_statistics
+
+    unit = objective.unit
+    units = list(unit) if isinstance(unit, tuple) else [unit] * n_items
+    examples = photo_statistics(model, objective.layer, getattr(objective, "tokens", "patch"))
+    if ranks is None:
+        ranks = [default_ranks(examples, item_unit, bottom) for item_unit in units]
+    return reference_views(examples, units, ranks, bottom, model.preprocessing.size)
 
 
 def reference_views(examples, units: Sequence[int], ranks: Sequence[Sequence[int]],

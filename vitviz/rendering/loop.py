@@ -9,10 +9,10 @@ import torch
 
 from vitviz.errors import UserError
 from vitviz.models.attention import check_attention
-from vitviz.models.layers import find_layer
+from vitviz.models.layers import block_depth, find_layer
 from vitviz.models.loaded import LoadedModel
 from vitviz.rendering import accentuate, drive_cap, exemplar_stats, natural
-from vitviz.rendering.objectives import Objective
+from vitviz.rendering.objectives import Objective, reads_one_unit
 from vitviz.rendering.params import ImageParam, build_param, total_variation
 from vitviz.rendering.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
 from vitviz.rendering.step import ForwardStep
@@ -113,12 +113,13 @@ def optimise(
     With `minimise`, drive it down instead: what suppresses a unit (the records still hold the
     objective's own value, which then falls). With `start` ([n_items, 3, H, W] in [0, 1]),
     each picture starts as that image and is held to its first-block features
-    (vitviz.rendering.accentuate: accentuated exemplars). With the preset's `exemplar_stats`,
-    `exemplar_deep` or `drive_cap`, `held_to` (per item [k, 3, H, W] in [0, 1]) holds each
-    item's reference views: its unit's photos, whose feature distribution (first-block; at the
-    unit's block input) the picture is held to (vitviz.rendering.exemplar_stats) and whose
-    strongest value sets where the objective stops pushing (vitviz.rendering.drive_cap).
-    `RunRequest` picks them.
+    (vitviz.rendering.accentuate: accentuated exemplars). With the preset's `exemplar_stats`
+    (where it holds: `Preset.scoped`), `exemplar_deep` or `drive_cap`, each item is held to
+    reference views of its unit's photos, whose feature distribution (first-block; at the
+    unit's block input) the picture keeps (vitviz.rendering.exemplar_stats) and whose
+    strongest value sets where the objective stops pushing (vitviz.rendering.drive_cap):
+    `held_to` (per item [k, 3, H, W] in [0, 1]), or else the unit's photo-disjoint natural
+    exemplars (`exemplar_stats.unit_views`).
 
     Item i's result depends only on its seed, not on the rest of the batch (unless the objective
     couples items, like diversity). A non-finite loss stops the run with `NonFiniteLoss`.
@@ -129,12 +130,22 @@ def optimise(
     preset = resolve_preset(preset, steps=steps)
     preset.check()
     prepare(model, objective, frozen_context)
+    one_unit = reads_one_unit(objective)
+    if preset.exemplar_stats:
+        depth = (block_depth(model, objective.layer) or 0.0) if one_unit else 0.0
+        preset = preset.scoped(one_unit, start is not None, depth)
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble
-    if preset.reads_reference_views and (held_to is None or len(held_to) != n_items):
-        raise UserError("the exemplar-statistics priors and the drive cap read each unit's "
-                        "photo views: pass them as held_to (one set per seed), or run through "
-                        "vitviz.visualise or RunRequest, which pick them")
+    if preset.reads_reference_views:
+        if not one_unit:
+            raise UserError("the exemplar-statistics priors and the drive cap read a unit's "
+                            "own photos: use a neuron or channel objective, or set "
+                            "exemplar_deep and drive_cap to 0")
+        if held_to is None:
+            held_to = exemplar_stats.unit_views(model, objective, n_items, minimise)
+        if len(held_to) != n_items:
+            raise UserError(f"held_to holds one set of photo views per seed: {len(held_to)} "
+                            f"sets for {n_items} seeds")
     device = model.device
     model_size = model.preprocessing.size
     canvas = preset.canvas_size(model_size)

@@ -183,6 +183,16 @@ class Channel(_OneLayer):
         return {"type": "channel", "layer": self.layer, "unit": self.unit}
 
 
+# The objectives that name one unit of a layer, whose photos rank the layer's views: the
+# ones a picture can borrow from its unit's photos for (vitviz.rendering.exemplar_stats).
+UNIT_TYPES = ("neuron", "channel")
+
+
+def reads_one_unit(objective: Objective) -> bool:
+    """Whether `objective` is a unit's own (a neuron or channel, one unit per item)."""
+    return isinstance(objective, (Neuron, Channel))
+
+
 @dataclass(frozen=True)
 class Direction(_OneLayer):
     """Projection of the (token- or space-averaged) activation on a direction, e.g. an SAE latent."""

@@ -50,8 +50,13 @@ class Preset:
     natural_stats: float = 0.0
     # The exemplar-statistics prior's weight (vitviz.rendering.exemplar_stats): each copy's
     # first-block features held to the distribution they take on the unit's own photo views
-    # (its strongest; its weakest when minimising). 0: off.
+    # (its photo-disjoint natural exemplars in the built-in set; the weakest ones when
+    # minimising). 0: off.
     exemplar_stats: float = 0.0
+    # Where that prior holds (`scoped`): at layers at least this deep into the model
+    # (vitviz.models.layers.block_depth: block 8 of 12 is 0.75), and only on a picture of one
+    # unit drawn from noise; elsewhere the preset runs without it. 0: at every depth.
+    exemplar_stats_from: float = 0.0
     # The same prior at depth (vitviz.rendering.exemplar_stats.feeding_block): the features of
     # the block output that feeds the unit's block held to their distribution on its photo
     # views. 0: off.
@@ -67,6 +72,18 @@ class Preset:
     # (vitviz.rendering.accentuate): higher keeps the change to shapes and colour. Other runs
     # refuse another value.
     accentuate_decay: float = ACCENTUATE_DECAY
+
+    def scoped(self, one_unit: bool, from_photo: bool, depth: float | None = None) -> "Preset":
+        """The preset as it runs on one objective: the exemplar-statistics prior holds only a
+        picture of one unit (neuron or channel: `objectives.reads_one_unit`) that starts from
+        noise (an accentuated exemplar is held to its own photo instead), at a layer
+        `exemplar_stats_from` deep or deeper (`depth`: `layers.block_depth`, 0 for a model
+        that declares no blocks; None before the model is at hand, where the prior may still
+        hold). Elsewhere it is off."""
+        if not self.exemplar_stats or (one_unit and not from_photo and (
+                depth is None or depth >= self.exemplar_stats_from)):
+            return self
+        return dataclasses.replace(self, exemplar_stats=0.0, exemplar_stats_from=0.0)
 
     @property
     def reads_reference_views(self) -> bool:
@@ -127,6 +144,10 @@ class Preset:
         require(isinstance(self.exemplar_stats, (int, float))
                 and math.isfinite(self.exemplar_stats) and 0 <= self.exemplar_stats <= 100,
                 f"exemplar_stats is a weight from 0 to 100 (got {self.exemplar_stats!r})")
+        require(isinstance(self.exemplar_stats_from, (int, float))
+                and 0 <= self.exemplar_stats_from <= 1,
+                f"exemplar_stats_from is a depth into the model from 0 to 1 (got "
+                f"{self.exemplar_stats_from!r})")
         require(isinstance(self.exemplar_deep, (int, float))
                 and math.isfinite(self.exemplar_deep) and 0 <= self.exemplar_deep <= 100,
                 f"exemplar_deep is a weight from 0 to 100 (got {self.exemplar_deep!r})")
@@ -168,6 +189,8 @@ class Preset:
             del values["accentuate_decay"]
         if not self.exemplar_stats:
             del values["exemplar_stats"]
+        if not self.exemplar_stats or not self.exemplar_stats_from:
+            del values["exemplar_stats_from"]
         if not self.exemplar_deep:
             del values["exemplar_deep"]
         if not self.drive_cap:
@@ -200,7 +223,7 @@ SCHEDULES = ("constant", "cosine")
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
          "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats",
-         "exemplar_deep", "drive_cap")
+         "exemplar_stats_from", "exemplar_deep", "drive_cap")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -308,7 +331,8 @@ def from_knobs(knobs: dict) -> Preset:
     base = PRESETS.get(knobs.get("name", ""), PRESETS[DEFAULT_PRESET])
     # Left out of the knobs when off.
     knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
-             "exemplar_stats": 0.0, "exemplar_deep": 0.0, "drive_cap": 0.0, **knobs}
+             "exemplar_stats": 0.0, "exemplar_stats_from": 0.0, "exemplar_deep": 0.0,
+             "drive_cap": 0.0, **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 

@@ -28,7 +28,7 @@ from vitviz.models.registry import load_model, model_weights, parse_model_name
 from vitviz.quality.metrics import has_quality_figures, result_metrics
 from vitviz.rendering import accentuate, exemplar_stats
 from vitviz.rendering.loop import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
-from vitviz.rendering.objectives import from_spec, normal_spec
+from vitviz.rendering.objectives import UNIT_TYPES, from_spec, normal_spec
 from vitviz.rendering.precision import key_entries, resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, Preset
 from vitviz.store.cache import ResultCache
@@ -110,19 +110,28 @@ class RunRequest:
     # this rank (0: the strongest; the weakest for a minimising run), not from noise. A tuple
     # gives each item its own rank: several exemplars of a unit in one batch.
     accentuate: int | tuple[int, ...] | None = None
-    # With the preset's exemplar_stats, exemplar_deep or drive_cap: per item, the ranks of the
-    # photo views of its unit (weakest first for a minimising run) whose features the picture
-    # is held to (vitviz.rendering.exemplar_stats) and whose strongest value sets the cap
-    # (vitviz.rendering.drive_cap). None: each unit's exemplar_stats.VIEWS strongest.
+    # With the preset's exemplar_stats (where it holds), exemplar_deep or drive_cap: per item,
+    # the ranks of the photo views of its unit (weakest first for a minimising run) whose
+    # features the picture is held to (vitviz.rendering.exemplar_stats) and whose strongest
+    # value sets the cap (vitviz.rendering.drive_cap). None: each unit's photo-disjoint natural
+    # exemplars (exemplar_stats.default_ranks).
     statistics_views: tuple[tuple[int, ...], ...] | None = None
 
     def resolved_preset(self) -> Preset:
         return resolve_preset(self.preset, **self.overrides)
 
+    def scoped_preset(self) -> Preset:
+        """The preset as far as the request alone tells where its exemplar-statistics prior
+        holds (`Preset.scoped`): not on an objective other than a unit's, nor on an
+        accentuated exemplar. How deep the layer is, only the model tells; the key keeps the
+        prior wherever it may hold."""
+        return self.resolved_preset().scoped(self.objective.get("type") in UNIT_TYPES,
+                                             self.accentuate is not None)
+
     def reads_photos(self) -> bool:
-        """Whether the optimisation reads the photo set (`Preset.reads_photos`), or starts
+        """Whether the optimisation may read the photo set (`Preset.reads_photos`), or starts
         from a unit's photo (an accentuated exemplar)."""
-        return self.accentuate is not None or self.resolved_preset().reads_photos
+        return self.accentuate is not None or self.scoped_preset().reads_photos
 
     def recording(self) -> int:
         """Every how many steps the images are kept (0: only the last)."""
@@ -158,11 +167,13 @@ class RunRequest:
                 if getattr(preset, knob) != default:
                     raise UserError(f"{knob} shapes an accentuated exemplar: set accentuate "
                                     f"(the photo's rank), or leave {knob} out")
+        scoped = self.scoped_preset()
         if self.statistics_views is not None:
-            if not preset.reads_reference_views:
+            if not scoped.reads_reference_views:
                 raise UserError("statistics_views are the unit's reference photo views, which "
                                 "only the exemplar-statistics priors and the drive cap read: set "
-                                "the preset's exemplar_stats, exemplar_deep or drive_cap too")
+                                "the preset's exemplar_stats, exemplar_deep or drive_cap too, "
+                                "on a neuron or channel objective")
             if len(self.statistics_views) != len(self.seeds):
                 raise UserError(f"statistics_views: one set of views per seed "
                                 f"({len(self.statistics_views)} for {len(self.seeds)} seeds)")
@@ -171,11 +182,10 @@ class RunRequest:
                        for views in self.statistics_views):
                 raise UserError(f"statistics_views: 1 to {exemplar_stats.MAX_VIEWS} ranks per "
                                 f"seed, each 0 to {MAX_RANK - 1}")
-        if preset.reads_reference_views and self.objective.get("type") not in ("neuron",
-                                                                                "channel"):
+        if scoped.reads_reference_views and self.objective.get("type") not in UNIT_TYPES:
             raise UserError("the exemplar-statistics priors and the drive cap read a unit's "
                             "own photos: use a neuron or channel objective, or set "
-                            "exemplar_stats, exemplar_deep and drive_cap to 0")
+                            "exemplar_deep and drive_cap to 0")
 
     def config(self) -> dict:
         """Canonical, JSON-ready config: stored with the result, hashed into the cache key.
@@ -186,14 +196,16 @@ class RunRequest:
         base, random_init = parse_model_name(self.model)
         objective = normal_spec(self.objective)  # normalises, and rejects a bad spec early
         preset = self.resolved_preset()
-        # Only a run that reads photos (its start, priors or reference views) depends on
-        # which: another set or an index of the user's folder (VITVIZ_PHOTOS) then gives other
-        # pictures. Any other run's pictures are the same whatever the set, and their
+        # Only a run that reads photos depends on which. The priors and reference views read
+        # the built-in set, whatever folder is configured: a picture does not wait for an
+        # index, nor change when one is built. An accentuated exemplar starts from a photo
+        # of the configured set: an index of the user's folder (VITVIZ_PHOTOS) then gives
+        # other pictures. Any other run's pictures are the same whatever the set, and their
         # photo-relative figures are measured again on another set
         # (metrics.has_quality_figures), not the pictures.
         photos = {}
         if self.reads_photos():
-            folder = configured_folder()
+            folder = configured_folder() if self.accentuate is not None else None
             photos = {"photos": photo_set_id(), **({"photo_folder": str(folder)} if folder else {})}
         config = {
             "model": base + (":random" if random_init and base not in RANDOM_ONLY else ""),
@@ -216,9 +228,9 @@ class RunRequest:
                if self.accentuate is not None else {}),
             **({"statistics_views": {"ranks": [list(v) for v in self.statistics_views]
                                      if self.statistics_views is not None
-                                     else list(range(exemplar_stats.VIEWS)),
+                                     else exemplar_stats.DEFAULT_RANKS,
                                      "version": exemplar_stats.VERSION}}
-               if preset.reads_reference_views else {}),
+               if self.scoped_preset().reads_reference_views else {}),
             "vitviz_version": __version__,
             "algorithm_version": ALGORITHM_VERSION,
         }
@@ -244,8 +256,10 @@ def compute_result(request: RunRequest, model: LoadedModel,
     start, sources = None, None
     if request.accentuate is not None:
         start, sources = _start_views(request, model, objective, preset)
-    held_to = (_statistics_views(request, model, objective) if preset.reads_reference_views
-               else None)
+    # Without ranks the loop picks each unit's default views, where its prior holds.
+    held_to = (exemplar_stats.unit_views(model, objective, len(request.seeds), request.minimise,
+                                         request.statistics_views)
+               if request.statistics_views is not None else None)
     probe = None
     if request.moving_target:
         probe = MovingTargetProbe(model, objective, len(request.seeds), preset.steps,
@@ -309,16 +323,6 @@ def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Pre
              else [request.accentuate] * len(units))
     return accentuate.start_views(examples, units, ranks, request.minimise,
                                   preset.canvas_size(model.preprocessing.size))
-
-
-def _statistics_views(request: RunRequest, model: LoadedModel, objective) -> list[torch.Tensor]:
-    """Each item's reference views (the exemplar-statistics prior's and the drive cap's), at
-    the model's size."""
-    examples, units = _item_units(request, model, objective)
-    ranks = (request.statistics_views if request.statistics_views is not None
-             else [tuple(range(exemplar_stats.VIEWS))] * len(units))
-    return exemplar_stats.reference_views(examples, units, ranks, request.minimise,
-                                          model.preprocessing.size)
 
 
 def cached_result(

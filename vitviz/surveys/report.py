@@ -40,7 +40,8 @@ from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
 from vitviz.models.registry import default_model, load_model
 from vitviz.quality import judge, metrics
-from vitviz.rendering import exemplar_stats, objectives
+from vitviz.data import references
+from vitviz.rendering import objectives
 from vitviz.rendering.loop import resolve_preset
 from vitviz.rendering.precision import resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
@@ -68,14 +69,13 @@ def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequ
                preset: str, overrides: dict, cache: ResultCache | None,
                label: str | None = None,
                units_per_run: int = UNITS_PER_RUN,
-               minimise: bool = False,
-               statistics_views: dict[int, tuple[int, ...]] | None = None
-               ) -> tuple[np.ndarray, list]:
+               minimise: bool = False) -> tuple[np.ndarray, list]:
     """Final images [units, seeds, H, W, 3] for one preset (with knob `overrides`), and each
     image's final activation. `label` names the variant on the progress bar; a GPU wants more
     `units_per_run` than the default, which keeps a CPU's memory small. With `minimise`, the
-    pictures of what drives each unit down; `statistics_views` (unit -> ranks) gives the
-    exemplar-statistics prior each unit's photo views."""
+    pictures of what drives each unit down. A preset that borrows from a unit's photos (the
+    exemplar-statistics prior, the drive cap) borrows from its photo-disjoint natural
+    exemplars, never from a photo the judge queries (`exemplar_stats.default_ranks`)."""
     images, reached = [], []
     chunks = [units[i:i + units_per_run] for i in range(0, len(units), units_per_run)]
     total = resolve_preset(preset, **overrides).steps * len(chunks)
@@ -86,9 +86,7 @@ def run_preset(model: LoadedModel, layer: str, units: Sequence[int], seeds: Sequ
             batch_seeds = tuple(s for _ in chunk for s in seeds)
             request = RunRequest(model.registry_name,
                                  objectives.neuron(layer, batch_units).spec(),
-                                 batch_seeds, preset, overrides, minimise=minimise,
-                                 statistics_views=tuple(statistics_views[u] for u in batch_units)
-                                 if statistics_views else None)
+                                 batch_seeds, preset, overrides, minimise=minimise)
             result, _ = cached_result(request, cache, lambda _: model,
                             lambda record, n: bar.update(1) if record.loss is not None else None)
             images.extend(result.images)
@@ -421,17 +419,12 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
     pictures, minimised, figures = {}, {}, {}
     for label, (preset, overrides) in variants.items():
         images, lowest, reached = {}, {}, {}
-        borrows = resolve_preset(preset, **overrides).reads_reference_views
         for layer, info in layers.items():
-            # The exemplar-statistics prior and the drive cap read the judge's photo-disjoint
-            # natural exemplars, never a photo the judge queries.
-            up, down = statistics_views(info["pool"], info["units"]) if borrows else (None, None)
             images[layer], reached[layer] = run_preset(model, layer, info["units"], seeds,
                                                        preset, overrides, cache, label,
-                                                       units_per_run, statistics_views=up)
+                                                       units_per_run)
             lowest[layer], _ = run_preset(model, layer, info["units"], seeds, preset,
-                                          overrides, cache, label, units_per_run, minimise=True,
-                                          statistics_views=down)
+                                          overrides, cache, label, units_per_run, minimise=True)
         pictures[label], minimised[label] = images, lowest
         figures[label] = preset_figures(model, layers, images, lowest, reached, judge_name)
     units_total = sum(len(units) for units in layer_units.values())
@@ -492,18 +485,7 @@ def accentuation_sources(pool, unit: int, count: int) -> tuple[list, list]:
 def accentuation_ranks(pool, unit: int, count: int) -> tuple[list[int], list[int]]:
     """The ranks (in the unit's drive order, strongest and weakest first) of the views of
     `accentuation_sources`."""
-    high, low = accentuation_sources(pool, unit, count)
-    rank_high = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit))}
-    rank_low = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit, bottom=True))}
-    return [rank_high[key] for key in high], [rank_low[key] for key in low]
-
-
-def statistics_views(pool, units: Sequence[int]) -> tuple[dict, dict]:
-    """Per unit, the ranks of the views the exemplar-statistics prior holds its maximising and
-    its minimising pictures to: the photo-disjoint natural exemplars (`accentuation_ranks`)."""
-    found = {unit: accentuation_ranks(pool, unit, exemplar_stats.VIEWS) for unit in units}
-    return ({u: tuple(high) for u, (high, _) in found.items()},
-            {u: tuple(low) for u, (_, low) in found.items()})
+    return references.exemplar_ranks(pool, unit, count)
 
 
 def accentuated_references(model: LoadedModel, layer: str, info: dict,
@@ -522,10 +504,10 @@ def accentuated_references(model: LoadedModel, layer: str, info: dict,
             sides = []
             for minimise, ranks in zip((False, True), accentuation_ranks(
                     info["pool"], unit, judge.REFERENCES)):
-                # A drive cap reads the same photo-disjoint views the pictures start from.
-                views = tuple(ranks) if resolved.reads_reference_views else None
+                # A drive cap reads the unit's photo-disjoint natural exemplars by default: the
+                # same views the pictures start from.
                 images = [run.images[0] for run in accentuated_batch(
-                    model, layer, unit, ranks, minimise, preset, overrides, cache, bar, views)]
+                    model, layer, unit, ranks, minimise, preset, overrides, cache, bar)]
                 sides.append(judge.picture_references(
                     judge.embed_pictures(_as_tensor(np.stack(images)), judge_name)))
             found.append(tuple(sides))
@@ -534,23 +516,20 @@ def accentuated_references(model: LoadedModel, layer: str, info: dict,
 
 def accentuated_batch(model: LoadedModel, layer: str, unit: int, ranks: Sequence[int],
                       minimise: bool, preset: str, overrides: dict, cache: ResultCache | None,
-                      bar=None, views: tuple[int, ...] | None = None) -> list[Result]:
+                      bar=None) -> list[Result]:
     """The accentuated exemplars of `unit` from its views of `ranks`, one single-picture run
     each (its step-0 picture is the photo: `vitviz.analysis.accentuation`): the missing ones
     computed in one batch (items are independent, so each is stored under the key
-    of its own single run, as a page or `run --accentuate` would ask for it). `views`: the
-    reference views (ranks) of a preset that reads them, the same for every item."""
+    of its own single run, as a page or `run --accentuate` would ask for it)."""
     objective = objectives.neuron(layer, unit).spec()
     singles = [RunRequest(model.registry_name, objective, (0,), preset, overrides,
-                          minimise=minimise, accentuate=rank,
-                          statistics_views=(views,) if views else None) for rank in ranks]
+                          minimise=minimise, accentuate=rank) for rank in ranks]
     found = {i: cache.get(request.key()) if cache else None for i, request in enumerate(singles)}
     missing = [i for i, result in found.items() if result is None]
     if missing:
         batch = RunRequest(model.registry_name, objective, (0,) * len(missing), preset,
                            overrides, minimise=minimise,
-                           accentuate=tuple(ranks[i] for i in missing),
-                           statistics_views=(views,) * len(missing) if views else None)
+                           accentuate=tuple(ranks[i] for i in missing))
         computed = compute_batch(model, batch, lambda record, n: bar.update(1)
                                  if bar is not None and record.loss is not None else None)
         for item, i in enumerate(missing):
