@@ -80,9 +80,8 @@ VARIANTS: dict[str, dict] = {
     # their distribution on the unit's photo-disjoint natural exemplars.
     "exemplar statistics 1": {"exemplar_stats": 1.0},
     "exemplar statistics 5": {"exemplar_stats": 5.0},
-    # The same, only from block 8 of 12 on (vitviz.models.layers.block_depth), where it helped.
-    "exemplar statistics 5 from block 8 of 12": {"exemplar_stats": 5.0,
-                                                  "exemplar_stats_from": 0.6},
+    # The same, only at layers 0.6 or more of the way into the model (layers.block_depth).
+    "exemplar statistics 5 from depth 0.6": {"exemplar_stats": 5.0, "exemplar_stats_from": 0.6},
     # The same prior at depth: the stream into the unit's block (exemplar_stats.feeding_block).
     "deep exemplar statistics 1": {"exemplar_deep": 1.0},
     "deep exemplar statistics 5": {"exemplar_deep": 5.0},
