@@ -39,7 +39,7 @@ from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
 from vitviz.models.tokens import unit_values
 from vitviz.quality import judge
-from vitviz.rendering.objectives import from_spec, neuron
+from vitviz.rendering.objectives import UNIT_TYPES, from_spec, item_units, neuron
 from vitviz.rendering.transforms import augment, build_transforms
 
 FEATURE_MODEL = "mobilenet_v2"  # a key of vitviz.quality.judge.FEATURE_SPACES: its pooled last conv block
@@ -265,12 +265,12 @@ def result_metrics(model: LoadedModel, result, progress=None, photos=None) -> di
     from vitviz.data.photo_sets import current_photo_set_id, examples_for
 
     objective = from_spec(result.config["objective"])
-    if objective.spec()["type"] not in ("neuron", "channel"):
+    if objective.spec()["type"] not in UNIT_TYPES:
         return {}
     layer = objective.layer
     tokens = getattr(objective, "tokens", "patch")
     seeds = result.seeds
-    units = list(objective.unit) if isinstance(objective.unit, tuple) else [objective.unit] * len(seeds)
+    units = item_units(objective, len(seeds))
     images = as_tensor(result.images)
     stats = photos if photos is not None else examples_for(model, layer, tokens, progress)
     minimise = bool(result.config.get("minimise", False))

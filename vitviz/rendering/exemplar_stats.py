@@ -37,6 +37,7 @@ from vitviz.models.forward import activations
 from vitviz.models.layers import layer_table
 from vitviz.models.loaded import LoadedModel
 from vitviz.rendering.natural import first_block, positions
+from vitviz.rendering.objectives import item_units
 
 VIEWS = 9  # reference views per picture: the judge's references a side
 MAX_VIEWS = 64
@@ -78,8 +79,7 @@ def unit_views(model: LoadedModel, objective, n_items: int, bottom: bool,
     channel (`objectives.reads_one_unit`), one unit or one per item."""
     from vitviz.data.photo_sets import photo_statistics
 
-    unit = objective.unit
-    units = list(unit) if isinstance(unit, tuple) else [unit] * n_items
+    units = item_units(objective, n_items)
     examples = photo_statistics(model, objective.layer, getattr(objective, "tokens", "patch"))
     if ranks is None:
         ranks = [default_ranks(examples, item_unit, bottom) for item_unit in units]

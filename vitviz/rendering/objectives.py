@@ -193,6 +193,12 @@ def reads_one_unit(objective: Objective) -> bool:
     return isinstance(objective, (Neuron, Channel))
 
 
+def item_units(objective: "Neuron | Channel", n_items: int) -> list[int]:
+    """Each item's unit: the objective's units, one per item, or its one unit for all."""
+    unit = objective.unit
+    return list(unit) if isinstance(unit, tuple) else [unit] * n_items
+
+
 @dataclass(frozen=True)
 class Direction(_OneLayer):
     """Projection of the (token- or space-averaged) activation on a direction, e.g. an SAE latent."""

@@ -20,7 +20,7 @@ from vitviz import __version__
 from vitviz.analysis.moving_target import PROBE_VERSION, MovingTargetProbe, split
 from vitviz.common.cpu_slot import cpu_slot
 from vitviz.common.hashing import config_key
-from vitviz.data.photo_sets import IndexMissing, configured_folder
+from vitviz.data.photo_sets import IndexMissing, configured_folder, examples_for
 from vitviz.data.photos import photo_set_id
 from vitviz.errors import UserError
 from vitviz.models.loaded import RANDOM_ONLY, LoadedModel
@@ -28,7 +28,7 @@ from vitviz.models.registry import load_model, model_weights, parse_model_name
 from vitviz.quality.metrics import has_quality_figures, result_metrics
 from vitviz.rendering import accentuate, exemplar_stats
 from vitviz.rendering.loop import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
-from vitviz.rendering.objectives import UNIT_TYPES, from_spec, normal_spec
+from vitviz.rendering.objectives import UNIT_TYPES, from_spec, item_units, normal_spec
 from vitviz.rendering.precision import key_entries, resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, Preset
 from vitviz.store.cache import ResultCache
@@ -307,18 +307,10 @@ def compute_result(request: RunRequest, model: LoadedModel,
     )
 
 
-def _item_units(request: RunRequest, model: LoadedModel, objective) -> tuple:
-    """The photo set's examples of the objective's layer, and each item's unit."""
-    from vitviz.data.photo_sets import examples_for
-
-    unit = objective.unit
-    units = list(unit) if isinstance(unit, tuple) else [unit] * len(request.seeds)
-    return examples_for(model, objective.layer, getattr(objective, "tokens", "patch")), units
-
-
 def _start_views(request: RunRequest, model: LoadedModel, objective, preset: Preset):
     """The photos an accentuated run starts from, one per item, and where they came from."""
-    examples, units = _item_units(request, model, objective)
+    examples = examples_for(model, objective.layer, getattr(objective, "tokens", "patch"))
+    units = item_units(objective, len(request.seeds))
     ranks = (list(request.accentuate) if isinstance(request.accentuate, tuple)
              else [request.accentuate] * len(units))
     return accentuate.start_views(examples, units, ranks, request.minimise,
