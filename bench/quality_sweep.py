@@ -82,6 +82,10 @@ VARIANTS: dict[str, dict] = {
     "exemplar statistics 5": {"exemplar_stats": 5.0},
     # The same, only at layers 0.6 or more of the way into the model (layers.block_depth).
     "exemplar statistics 5 from depth 0.6": {"exemplar_stats": 5.0, "exemplar_stats_from": 0.6},
+    # The same, yielding to the objective (vitviz.rendering.yielding): never against the drive,
+    # never pulling harder than it.
+    "exemplar statistics 5, yielding": {"exemplar_stats": 5.0, "priors_yield": True},
+    "natural statistics 1, yielding": {"natural_stats": 1.0, "priors_yield": True},
     # The same prior at depth: the stream into the unit's block (exemplar_stats.feeding_block).
     "deep exemplar statistics 1": {"exemplar_deep": 1.0},
     "deep exemplar statistics 5": {"exemplar_deep": 5.0},

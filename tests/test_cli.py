@@ -32,6 +32,16 @@ def test_run_writes_pngs_and_json(tmp_path):
     assert "served from the result cache" in again.stderr
 
 
+def test_prior_flags_reach_the_stored_preset(tmp_path):
+    from vitviz.cli import main
+
+    assert main(["run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "3",
+                 "--seeds", "0", "--steps", "2", "--exemplar-stats", "5", "--priors-yield",
+                 "--no-cache", "--out", str(tmp_path / "out")]) == 0
+    preset = json.loads((tmp_path / "out" / "result.json").read_text())["config"]["preset"]
+    assert (preset["exemplar_stats"], preset["priors_yield"]) == (5.0, True)
+
+
 def test_moving_target_run_prints_and_stores_both_splits(tmp_path):
     done = vitviz("run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "5",
                   "--preset", "naive", "--steps", "4", "--moving-target", "--no-metrics",

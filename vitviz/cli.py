@@ -125,6 +125,7 @@ def cmd_run(args) -> int:
                                    "exemplar_stats": args.exemplar_stats,
                                    "exemplar_deep": args.exemplar_deep,
                                    "drive_cap": args.drive_cap,
+                                   "priors_yield": args.priors_yield,
                                    "accentuate_weight": args.accentuate_weight,
                                    "accentuate_decay": args.accentuate_decay}.items()
                  if v is not None}
@@ -379,6 +380,10 @@ def parser() -> argparse.ArgumentParser:
                    help="stop pushing the unit past FACTOR times its strongest photo view (its "
                         "weakest with --minimise), leaving the rest of the steps to the priors; "
                         "0 turns it off (default: the preset's)")
+    p.add_argument("--priors-yield", action="store_true", default=None,
+                   help="the natural- and exemplar-statistics priors yield to the objective: "
+                        "never against the unit's drive, never pulling harder than it "
+                        "(default: the preset's)")
     p.add_argument("--record-every", type=int, help="keep images every N steps (default: "
                    "steps // 8, as the pages, the atlas and visualise(): their runs are shared)")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")

@@ -11,7 +11,7 @@ from vitviz.errors import UserError
 from vitviz.models.attention import check_attention
 from vitviz.models.layers import block_depth, find_layer
 from vitviz.models.loaded import LoadedModel
-from vitviz.rendering import accentuate, drive_cap, exemplar_stats, natural
+from vitviz.rendering import accentuate, drive_cap, exemplar_stats, natural, yielding
 from vitviz.rendering.objectives import Objective, reads_one_unit
 from vitviz.rendering.params import ImageParam, build_param, total_variation
 from vitviz.rendering.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
@@ -185,6 +185,7 @@ def optimise(
     item_caps = (drive_cap.caps(target, passes.clean, [v.to(device) for v in held_to],
                                 preset.drive_cap, minimise) if preset.drive_cap else None)
 
+    yields = preset.priors_yield and bool(exemplar_priors or preset.natural_stats)
     start_images = param().detach() if frozen_context else None
     for step in range(preset.steps):
         images = param()
@@ -213,27 +214,32 @@ def optimise(
             away = accentuate.feature_distance(acts[prior["layer"]], photo_features,
                                                prior["spread"], acts.prefix_tokens)
             loss = loss + preset.accentuate_weight * away.view(n_items, copies).mean(dim=1)
+        # The natural- and exemplar-statistics priors, apart: they may yield to the rest.
+        priors = torch.zeros_like(loss)
         for weight, stats, reference in exemplar_priors:
             unlike = exemplar_stats.distance(acts[stats["layer"]], reference, copies,
                                              stats["spread"], acts.prefix_tokens)
-            loss = loss + weight * unlike.view(n_items, copies).mean(dim=1)
+            priors = priors + weight * unlike.view(n_items, copies).mean(dim=1)
         if preset.natural_stats:
             off = natural.penalty(acts[prior["layer"]], acts.prefix_tokens, prior)
-            loss = loss + preset.natural_stats * (off.view(n_items, copies).mean(dim=1)
-                                                  + natural.saturation_excess(images, prior))
+            priors = priors + preset.natural_stats * (off.view(n_items, copies).mean(dim=1)
+                                                      + natural.saturation_excess(images, prior))
         measured = target(passes.clean(images.detach()), n_items).float()
         # Read the image before the update: a pixel parameterisation returns the parameter
         # itself, which the optimiser changes in place.
         snapshot = images.detach().cpu() if record_every and step % record_every == 0 else None
         context = probe(images.detach(), step) if probe else {}
         optimiser.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        if yields:
+            yielding.backward(loss, priors, param.parameters())
+        else:
+            (loss + priors).sum().backward()
         optimiser.step()
         scheduler.step()
         param.after_step()
         # The step's numbers are read once, after all its work is queued: on a GPU a read waits
         # for the queue to drain, and the GPU idles while the host queues the next step.
-        losses, activation = torch.stack([loss.detach(), measured]).tolist()
+        losses, activation = torch.stack([(loss + priors).detach(), measured]).tolist()
         if not all(map(math.isfinite, losses)):
             raise NonFiniteLoss(
                 f"The loss became non-finite at step {step} (items {_bad_items(losses, seeds)}). "

@@ -65,6 +65,10 @@ class Preset:
     # its reference views (the strongest photo views; the weakest when minimising) gets no
     # gradient from the objective, only from the priors. 0: off; else at least 1.
     drive_cap: float = 0.0
+    # The natural- and exemplar-statistics priors yield to the objective
+    # (vitviz.rendering.yielding): per picture, the part of the priors' gradient that would lower
+    # the unit's drive is dropped, so they shape the picture only in ways that cost no drive.
+    priors_yield: bool = False
     # How hard an accentuated exemplar (a run that starts from a photo) is held to its photo's
     # first-block features (vitviz.rendering.accentuate). Other runs refuse another value.
     accentuate_weight: float = ACCENTUATE_WEIGHT
@@ -155,6 +159,8 @@ class Preset:
                 and (self.drive_cap == 0 or 1 <= self.drive_cap <= 1000),
                 f"drive_cap is 0 (off) or a multiple of the unit's photo value from 1 to 1000 "
                 f"(got {self.drive_cap!r})")
+        require(isinstance(self.priors_yield, bool),
+                f"priors_yield is true or false (got {self.priors_yield!r})")
         require(isinstance(self.accentuate_weight, (int, float))
                 and math.isfinite(self.accentuate_weight) and 0 < self.accentuate_weight <= 1000,
                 f"accentuate_weight is a weight above 0, up to 1000 "
@@ -195,6 +201,8 @@ class Preset:
             del values["exemplar_deep"]
         if not self.drive_cap:
             del values["drive_cap"]
+        if not self.priors_yield:
+            del values["priors_yield"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -223,7 +231,7 @@ SCHEDULES = ("constant", "cosine")
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
          "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats",
-         "exemplar_stats_from", "exemplar_deep", "drive_cap")
+         "exemplar_stats_from", "exemplar_deep", "drive_cap", "priors_yield")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -332,7 +340,7 @@ def from_knobs(knobs: dict) -> Preset:
     # Left out of the knobs when off.
     knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
              "exemplar_stats": 0.0, "exemplar_stats_from": 0.0, "exemplar_deep": 0.0,
-             "drive_cap": 0.0, **knobs}
+             "drive_cap": 0.0, "priors_yield": False, **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 
