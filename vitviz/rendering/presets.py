@@ -67,7 +67,7 @@ class Preset:
     drive_cap: float = 0.0
     # The natural- and exemplar-statistics priors yield to the objective
     # (vitviz.rendering.yielding): per picture, the part of the priors' gradient that would lower
-    # the unit's drive is dropped, so they shape the picture only in ways that cost no drive.
+    # the unit's drive is dropped and the rest bounded by the drive's, so they cost little of it.
     priors_yield: bool = False
     # How hard an accentuated exemplar (a run that starts from a photo) is held to its photo's
     # first-block features (vitviz.rendering.accentuate). Other runs refuse another value.
