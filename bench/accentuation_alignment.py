@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 from vitviz.data.photo_sets import examples_for
+from vitviz.data.references import exemplar_ranks
 from vitviz.models.registry import load_model
 from vitviz.quality import judge
 from vitviz.rendering.presets import DEFAULT_PRESET
@@ -61,8 +62,7 @@ def unit_views(model, layer: str, unit: int, pool, knobs: dict, cache: ResultCac
                judge_name: str) -> dict:
     """Judge features [2, 9, F] (maximising, minimising) of the start photos and of each variant."""
     found: dict[str, list] = {}
-    for minimise, ranks in zip((False, True), report.accentuation_ranks(pool, unit,
-                                                                         judge.REFERENCES)):
+    for minimise, ranks in zip((False, True), exemplar_ranks(pool, unit, judge.REFERENCES)):
         runs = report.accentuated_batch(model, layer, unit, ranks, minimise, DEFAULT_PRESET,
                                         knobs, cache)
         photos = as_tensor([run.checkpoints[0][0] for run in runs])

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from vitviz.data import references
 from vitviz.data.photo_sets import examples_for
 from vitviz.errors import UserError
 from vitviz.models.forward import activations
@@ -12,7 +13,6 @@ from vitviz.models.layers import block_depth
 from vitviz.rendering.loop import optimise, resolve_preset
 from vitviz.rendering.presets import PRESETS
 from vitviz.store.runs import RunRequest
-from vitviz.surveys import report
 
 from conftest import VIT_HIDDEN
 
@@ -178,7 +178,7 @@ def test_no_picture_is_held_to_a_photo_its_judge_queries(tiny_vit):
             assert not {photos[rank] for rank in ranks} & queried
     # The same views as the judge's natural exemplars, and as the accentuated exemplars' starts.
     assert exemplar_stats.default_ranks(examples, 2, False) == \
-        report.accentuation_ranks(pool, 2, exemplar_stats.VIEWS)[0]
+        references.exemplar_ranks(pool, 2, exemplar_stats.VIEWS)[0]
 
 
 def test_a_set_too_small_for_the_judge_gives_the_strongest_views():

@@ -59,12 +59,13 @@ def test_references_that_explain_the_unit_score_high_and_the_control_low():
 
 
 def test_accentuated_exemplars_are_scored_against_the_photos_they_start_from():
-    from vitviz.surveys.report import accentuated_verdicts, accentuation_sources
+    from vitviz.data.references import disjoint_exemplars
+    from vitviz.surveys.report import accentuated_verdicts
 
     stats, views = ranked_layer(photos=40)
     pool = judge.ViewPool(stats, views)
     layers = {"layer": {"pool": pool, "units": [0, 1]}}
-    starts = [tuple(pool.features(keys) for keys in accentuation_sources(pool, unit, 9))
+    starts = [tuple(pool.features(keys) for keys in disjoint_exemplars(pool, unit, 9))
               for unit in (0, 1)]
     for query_set in judge.QUERY_SETS:
         # Photos left as they were score what their starts score, paired difference 0.
@@ -119,9 +120,9 @@ def test_a_control_never_holds_references_made_from_its_own_tasks_photos():
 
 
 def report_sources(pool, unit):
-    from vitviz.surveys.report import accentuation_sources
+    from vitviz.data.references import disjoint_exemplars
 
-    return accentuation_sources(pool, unit, judge.REFERENCES)
+    return disjoint_exemplars(pool, unit, judge.REFERENCES)
 
 
 def test_uninformative_references_score_chance_whatever_the_kind_of_query():

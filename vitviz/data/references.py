@@ -68,10 +68,18 @@ def natural_references(pool, unit: int, task: Tasks,
     return high, low
 
 
+def disjoint_exemplars(pool, unit: int, count: int = REFERENCES) -> tuple[list, list]:
+    """The pool's keys of the unit's first `count` photo-disjoint natural exemplars on each
+    side (strongest, weakest): never a query, nor a view of a query's photo, in either query
+    set. What pictures borrow from: the accentuated exemplars' starts, the exemplar-statistics
+    prior's views."""
+    return natural_references(pool, unit, tasks(pool, unit, "photo_disjoint"), count)
+
+
 def exemplar_ranks(pool, unit: int, count: int = REFERENCES) -> tuple[list[int], list[int]]:
-    """The ranks (in the unit's drive order, strongest and weakest first) of its first `count`
-    photo-disjoint natural exemplars on each side."""
-    high, low = natural_references(pool, unit, tasks(pool, unit, "photo_disjoint"), count)
+    """The ranks (in the unit's drive order, strongest and weakest first) of
+    `disjoint_exemplars`."""
+    high, low = disjoint_exemplars(pool, unit, count)
     rank_high = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit))}
     rank_low = {key: rank for rank, (key, _) in enumerate(pool.ranked(unit, bottom=True))}
     return [rank_high[key] for key in high], [rank_low[key] for key in low]

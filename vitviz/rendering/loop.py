@@ -224,6 +224,7 @@ def optimise(
             off = natural.penalty(acts[prior["layer"]], acts.prefix_tokens, prior)
             priors = priors + preset.natural_stats * (off.view(n_items, copies).mean(dim=1)
                                                       + natural.saturation_excess(images, prior))
+        total = loss + priors
         measured = target(passes.clean(images.detach()), n_items).float()
         # Read the image before the update: a pixel parameterisation returns the parameter
         # itself, which the optimiser changes in place.
@@ -233,13 +234,13 @@ def optimise(
         if yields:
             yielding.backward(loss, priors, param.parameters())
         else:
-            (loss + priors).sum().backward()
+            total.sum().backward()
         optimiser.step()
         scheduler.step()
         param.after_step()
         # The step's numbers are read once, after all its work is queued: on a GPU a read waits
         # for the queue to drain, and the GPU idles while the host queues the next step.
-        losses, activation = torch.stack([(loss + priors).detach(), measured]).tolist()
+        losses, activation = torch.stack([total.detach(), measured]).tolist()
         if not all(map(math.isfinite, losses)):
             raise NonFiniteLoss(
                 f"The loss became non-finite at step {step} (items {_bad_items(losses, seeds)}). "

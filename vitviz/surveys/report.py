@@ -40,7 +40,7 @@ from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
 from vitviz.models.registry import default_model, load_model
 from vitviz.quality import judge, metrics
-from vitviz.data import references
+from vitviz.data.references import disjoint_exemplars, exemplar_ranks
 from vitviz.rendering import objectives
 from vitviz.rendering.loop import resolve_preset
 from vitviz.rendering.precision import resolve_precision
@@ -458,7 +458,7 @@ def accentuated_verdicts(layers: dict[str, dict], references: dict[str, list], q
     for layer, info in layers.items():
         pool = info["pool"]
         # Each accentuated exemplar's row is the view it starts from (`accentuated_references`).
-        origins = [accentuation_sources(pool, unit, judge.REFERENCES) for unit in info["units"]]
+        origins = [disjoint_exemplars(pool, unit, judge.REFERENCES) for unit in info["units"]]
         plain = [tuple(pool.features(keys) for keys in sides) for sides in origins]
         found.append(judge.mis(pool, info["units"], references[layer], query_set,
                                origins=origins))
@@ -474,24 +474,10 @@ def accentuated_verdicts(layers: dict[str, dict], references: dict[str, list], q
     return pooled
 
 
-def accentuation_sources(pool, unit: int, count: int) -> tuple[list, list]:
-    """The pool's keys of the views the unit's accentuated exemplars start from (maximising,
-    minimising): its first natural exemplars of the photo-disjoint query set, so that no
-    accentuated picture comes from a query's photo, in either set."""
-    high, low = judge.natural_references(pool, unit, judge.tasks(pool, unit, "photo_disjoint"))
-    return high[:count], low[:count]
-
-
-def accentuation_ranks(pool, unit: int, count: int) -> tuple[list[int], list[int]]:
-    """The ranks (in the unit's drive order, strongest and weakest first) of the views of
-    `accentuation_sources`."""
-    return references.exemplar_ranks(pool, unit, count)
-
-
 def accentuated_references(model: LoadedModel, layer: str, info: dict,
                            cache: ResultCache | None, judge_name: str,
                            variant: tuple[str, dict]) -> list:
-    """Per unit, the judge's (E+, E-): each view of `accentuation_sources` accentuated
+    """Per unit, the judge's (E+, E-): each view of `disjoint_exemplars` accentuated
     (`judge.REFERENCES` a side), made with the preset and overrides of `variant`: the
     photo-disjoint natural references, each changed only as much as it takes to drive the unit
     harder (or, on the E- side, lower). `accentuated_verdicts` judges them beside those photos."""
@@ -502,7 +488,7 @@ def accentuated_references(model: LoadedModel, layer: str, info: dict,
         found = []
         for unit in info["units"]:
             sides = []
-            for minimise, ranks in zip((False, True), accentuation_ranks(
+            for minimise, ranks in zip((False, True), exemplar_ranks(
                     info["pool"], unit, judge.REFERENCES)):
                 # A drive cap reads the unit's photo-disjoint natural exemplars by default: the
                 # same views the pictures start from.
