@@ -86,6 +86,9 @@ VARIANTS: dict[str, dict] = {
     # never pulling harder than it.
     "exemplar statistics 5, yielding": {"exemplar_stats": 5.0, "priors_yield": True},
     "natural statistics 1, yielding": {"natural_stats": 1.0, "priors_yield": True},
+    # The unit's share of its layer (vitviz.rendering.unit_share): driven against the layer's
+    # mean positive activation.
+    "unit share 1": {"unit_share": 1.0},
     # The same prior at depth: the stream into the unit's block (exemplar_stats.feeding_block).
     "deep exemplar statistics 1": {"exemplar_deep": 1.0},
     "deep exemplar statistics 5": {"exemplar_deep": 5.0},

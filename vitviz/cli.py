@@ -126,6 +126,7 @@ def cmd_run(args) -> int:
                                    "exemplar_deep": args.exemplar_deep,
                                    "drive_cap": args.drive_cap,
                                    "priors_yield": args.priors_yield,
+                                   "unit_share": args.unit_share,
                                    "accentuate_weight": args.accentuate_weight,
                                    "accentuate_decay": args.accentuate_decay}.items()
                  if v is not None}
@@ -384,6 +385,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the natural- and exemplar-statistics priors yield to the objective: "
                         "never against the unit's drive, never pulling harder than it "
                         "(default: the preset's)")
+    p.add_argument("--unit-share", type=float, metavar="WEIGHT",
+                   help="drive the unit against its layer's mean positive activation, not "
+                        "only up: what sets it apart, not what excites its whole layer; 0 "
+                        "turns it off (default: the preset's)")
     p.add_argument("--record-every", type=int, help="keep images every N steps (default: "
                    "steps // 8, as the pages, the atlas and visualise(): their runs are shared)")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")

@@ -11,7 +11,8 @@ from vitviz.errors import UserError
 from vitviz.models.attention import check_attention
 from vitviz.models.layers import block_depth, find_layer
 from vitviz.models.loaded import LoadedModel
-from vitviz.rendering import accentuate, drive_cap, exemplar_stats, natural, yielding
+from vitviz.rendering import (accentuate, drive_cap, exemplar_stats, natural, unit_share,
+                              yielding)
 from vitviz.rendering.objectives import Objective, reads_one_unit
 from vitviz.rendering.params import ImageParam, build_param, total_variation
 from vitviz.rendering.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
@@ -131,9 +132,9 @@ def optimise(
     preset.check()
     prepare(model, objective, frozen_context)
     one_unit = reads_one_unit(objective)
-    if preset.exemplar_stats:
+    if preset.exemplar_stats or preset.unit_share:
         depth = (block_depth(model, objective.layer) or 0.0) if one_unit else 0.0
-        preset = preset.scoped(one_unit, start is not None, depth)
+        preset = preset.scoped(one_unit, start is not None, depth, minimise)
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble
     if preset.reads_reference_views:
@@ -208,6 +209,9 @@ def optimise(
             # Only the unit's own term stops pushing; a regulariser (diversity) still acts.
             reached = values if target is objective else target(acts, n_items).float()
             values = values - reached + drive_cap.capped(reached, item_caps, copies, minimise)
+        if preset.unit_share:
+            excited = unit_share.excitation(objective, acts[objective.layer], acts.prefix_tokens)
+            values = unit_share.shared(values, excited, preset.unit_share)
         per_item = values.view(n_items, copies).mean(dim=1)
         loss = (per_item if minimise else -per_item) + preset.tv_weight * total_variation(images)
         if start is not None:

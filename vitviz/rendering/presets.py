@@ -69,6 +69,10 @@ class Preset:
     # (vitviz.rendering.yielding): per picture, the part of the priors' gradient that would lower
     # the unit's drive is dropped and the rest bounded by the drive's, so they cost little of it.
     priors_yield: bool = False
+    # The weight of the unit's share of its layer (vitviz.rendering.unit_share): a unit's
+    # picture drives the unit against its layer's mean positive activation, not only up. Unit
+    # objectives only. 0: off.
+    unit_share: float = 0.0
     # How hard an accentuated exemplar (a run that starts from a photo) is held to its photo's
     # first-block features (vitviz.rendering.accentuate). Other runs refuse another value.
     accentuate_weight: float = ACCENTUATE_WEIGHT
@@ -77,17 +81,23 @@ class Preset:
     # refuse another value.
     accentuate_decay: float = ACCENTUATE_DECAY
 
-    def scoped(self, one_unit: bool, from_photo: bool, depth: float | None = None) -> "Preset":
-        """The preset as it runs on one objective: the exemplar-statistics prior holds only a
+    def scoped(self, one_unit: bool, from_photo: bool, depth: float | None = None,
+               minimise: bool = False) -> "Preset":
+        """The preset as it runs on one objective. The exemplar-statistics prior holds only a
         picture of one unit (neuron or channel: `objectives.reads_one_unit`) that starts from
         noise (an accentuated exemplar is held to its own photo instead), at a layer
         `exemplar_stats_from` deep or deeper (`depth`: `layers.block_depth`, 0 for a model
         that declares no blocks; None before the model is at hand, where the prior may still
-        hold). Elsewhere it is off."""
-        if not self.exemplar_stats or (one_unit and not from_photo and (
+        hold). The unit's share of its layer holds only a maximising picture of one unit: a
+        minimised GELU unit ends on its tail, where the share has no weight. Elsewhere each is
+        off."""
+        changes = {}
+        if self.exemplar_stats and not (one_unit and not from_photo and (
                 depth is None or depth >= self.exemplar_stats_from)):
-            return self
-        return dataclasses.replace(self, exemplar_stats=0.0, exemplar_stats_from=0.0)
+            changes.update(exemplar_stats=0.0, exemplar_stats_from=0.0)
+        if self.unit_share and (minimise or not one_unit):
+            changes["unit_share"] = 0.0
+        return dataclasses.replace(self, **changes) if changes else self
 
     @property
     def reads_reference_views(self) -> bool:
@@ -159,6 +169,9 @@ class Preset:
                 and (self.drive_cap == 0 or 1 <= self.drive_cap <= 1000),
                 f"drive_cap is 0 (off) or a multiple of the unit's photo value from 1 to 1000 "
                 f"(got {self.drive_cap!r})")
+        require(isinstance(self.unit_share, (int, float)) and math.isfinite(self.unit_share)
+                and 0 <= self.unit_share <= 100,
+                f"unit_share is a weight from 0 to 100 (got {self.unit_share!r})")
         require(isinstance(self.priors_yield, bool),
                 f"priors_yield is true or false (got {self.priors_yield!r})")
         require(isinstance(self.accentuate_weight, (int, float))
@@ -203,6 +216,8 @@ class Preset:
             del values["drive_cap"]
         if not self.priors_yield:
             del values["priors_yield"]
+        if not self.unit_share:
+            del values["unit_share"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -231,7 +246,7 @@ SCHEDULES = ("constant", "cosine")
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
          "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats",
-         "exemplar_stats_from", "exemplar_deep", "drive_cap", "priors_yield")
+         "exemplar_stats_from", "exemplar_deep", "drive_cap", "priors_yield", "unit_share")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -340,7 +355,7 @@ def from_knobs(knobs: dict) -> Preset:
     # Left out of the knobs when off.
     knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
              "exemplar_stats": 0.0, "exemplar_stats_from": 0.0, "exemplar_deep": 0.0,
-             "drive_cap": 0.0, "priors_yield": False, **knobs}
+             "drive_cap": 0.0, "priors_yield": False, "unit_share": 0.0, **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 

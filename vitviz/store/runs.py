@@ -122,11 +122,13 @@ class RunRequest:
 
     def scoped_preset(self) -> Preset:
         """The preset as far as the request alone tells where its exemplar-statistics prior
-        holds (`Preset.scoped`): not on an objective other than a unit's, nor on an
-        accentuated exemplar. How deep the layer is, only the model tells; the key keeps the
-        prior wherever it may hold."""
+        and the unit's share hold (`Preset.scoped`): the prior not on an objective other than
+        a unit's, nor on an accentuated exemplar; the share only on a maximising picture of
+        one unit. How deep the layer is, only the model tells; the key keeps the prior
+        wherever it may hold."""
         return self.resolved_preset().scoped(self.objective.get("type") in UNIT_TYPES,
-                                             self.accentuate is not None)
+                                             self.accentuate is not None,
+                                             minimise=self.minimise)
 
     def reads_photos(self) -> bool:
         """Whether the optimisation may read the photo set (`Preset.reads_photos`), or starts
@@ -196,6 +198,8 @@ class RunRequest:
         base, random_init = parse_model_name(self.model)
         objective = normal_spec(self.objective)  # normalises, and rejects a bad spec early
         preset = self.resolved_preset()
+        # Where the unit's share cannot hold, the run is the one without it: the same key.
+        preset = dataclasses.replace(preset, unit_share=self.scoped_preset().unit_share)
         # Only a run that reads photos depends on which. The priors and reference views read
         # the built-in set, whatever folder is configured: a picture does not wait for an
         # index, nor change when one is built. An accentuated exemplar starts from a photo
