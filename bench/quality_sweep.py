@@ -39,6 +39,10 @@ _MACO = {k: v for k, v in get_preset("maco").knobs().items() if k not in ("name"
 # MACO's image (natural Fourier magnitude, only the phase optimised) and optimiser, the
 # default's canvas, crops, rotation, noise and leaky target.
 _PHASE = {"param": "maco", "param_kwargs": {}, "optimiser": "nadam", "lr": 1.0}
+# The priors below were measured on the default before it held pictures to their unit's photos
+# (vitviz.rendering.exemplar_stats, yielding): each keeps that base, so that a rerun gives the
+# figures docs/quality.md shows for it.
+_NO_PHOTO_PRIOR = {"exemplar_stats": 0.0, "priors_yield": False}
 
 
 def _crop(drop: tuple[str, ...] = (), **changes) -> list:
@@ -74,28 +78,28 @@ VARIANTS: dict[str, dict] = {
     "phase only (MACO's image)": _PHASE,
     # The natural-statistics prior (vitviz.rendering.natural): first-block statistics and saturation
     # held near the photos'.
-    "natural statistics 0.3": {"natural_stats": 0.3},
-    "natural statistics 1": {"natural_stats": 1.0},
+    "natural statistics 0.3": {**_NO_PHOTO_PRIOR, "natural_stats": 0.3},
+    "natural statistics 1": {**_NO_PHOTO_PRIOR, "natural_stats": 1.0},
     # The exemplar-statistics prior (vitviz.rendering.exemplar_stats): first-block features held to
     # their distribution on the unit's photo-disjoint natural exemplars.
-    "exemplar statistics 1": {"exemplar_stats": 1.0},
-    "exemplar statistics 5": {"exemplar_stats": 5.0},
+    "exemplar statistics 1": {"exemplar_stats": 1.0, "priors_yield": False},
+    "exemplar statistics 5": {"priors_yield": False},
     # The same, only at layers 0.6 or more of the way into the model (layers.block_depth).
-    "exemplar statistics 5 from depth 0.6": {"exemplar_stats": 5.0, "exemplar_stats_from": 0.6},
-    # The same, yielding to the objective (vitviz.rendering.yielding): never against the drive,
-    # never pulling harder than it.
-    "exemplar statistics 5, yielding": {"exemplar_stats": 5.0, "priors_yield": True},
-    "natural statistics 1, yielding": {"natural_stats": 1.0, "priors_yield": True},
+    "exemplar statistics 5 from depth 0.6": {"exemplar_stats_from": 0.6, "priors_yield": False},
+    # The same, yielding to the objective (vitviz.rendering.yielding), never against the drive
+    # nor pulling harder than it, is the default since 2026-12-07. The default before:
+    "no exemplar statistics (the default before)": _NO_PHOTO_PRIOR,
+    "natural statistics 1, yielding": {"exemplar_stats": 0.0, "natural_stats": 1.0},
     # The unit's share of its layer (vitviz.rendering.unit_share): driven against the layer's
     # mean positive activation.
-    "unit share 1": {"unit_share": 1.0},
+    "unit share 1": {**_NO_PHOTO_PRIOR, "unit_share": 1.0},
     # The same prior at depth: the stream into the unit's block (exemplar_stats.feeding_block).
-    "deep exemplar statistics 1": {"exemplar_deep": 1.0},
-    "deep exemplar statistics 5": {"exemplar_deep": 5.0},
+    "deep exemplar statistics 1": {**_NO_PHOTO_PRIOR, "exemplar_deep": 1.0},
+    "deep exemplar statistics 5": {**_NO_PHOTO_PRIOR, "exemplar_deep": 5.0},
     # The drive cap (vitviz.rendering.drive_cap): the objective stops pushing at this multiple of
     # the unit's strongest photo-disjoint natural exemplar, and the priors have the rest.
-    "exemplar statistics 5, capped at 2x": {"exemplar_stats": 5.0, "drive_cap": 2.0},
-    "natural statistics 1, capped at 2x": {"natural_stats": 1.0, "drive_cap": 2.0},
+    "exemplar statistics 5, capped at 2x": {"priors_yield": False, "drive_cap": 2.0},
+    "natural statistics 1, capped at 2x": {**_NO_PHOTO_PRIOR, "natural_stats": 1.0, "drive_cap": 2.0},
     "phase only, lr 0.3": {**_PHASE, "lr": 0.3},
     "phase only, copies 8": {**_PHASE, "ensemble": 8},
     "phase only, canvas 1x": {**_PHASE, "canvas_scale": 1.0},

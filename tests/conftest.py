@@ -10,6 +10,9 @@ from vitviz.quality import judge
 from vitviz.rendering.precision import network, resolve_precision
 
 VIT_HIDDEN = "encoder.layers.encoder_layer_1.mlp.1"
+# The default preset without its exemplar-statistics prior (the default before 2026-12-07): the
+# base of tests about another prior or knob, measured against a picture held to nothing.
+NO_PHOTO_PRIOR = {"exemplar_stats": 0.0, "priors_yield": False}
 
 
 def stroke_picture(rng, size: int = 96) -> np.ndarray:

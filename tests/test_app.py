@@ -861,6 +861,31 @@ def test_a_run_waiting_for_the_machines_cpu_says_so(monkeypatch, calls):
     assert said.index(execution.CPU_WAIT) < said.index("Starting: the first step…", 1)
 
 
+def test_a_default_run_shows_its_layers_photo_pass_and_makes_it_once(monkeypatch, calls):
+    """The default holds a unit's picture to its own photos, found by a pass of the layer over
+    the photo set before the first step: the page shows that pass, and the run reuses it."""
+    from collections import OrderedDict
+
+    from vitviz.data import photo_sets
+
+    monkeypatch.setattr(photo_sets, "_LAYER_CACHE", OrderedDict())
+    measured, shown = [], []
+    measure = photo_sets.measure_layer
+
+    def counting(model, layer, *args, **kwargs):
+        measured.append(layer)
+        return measure(model, layer, *args, **kwargs)
+
+    monkeypatch.setattr(photo_sets, "measure_layer", counting)
+    monkeypatch.setattr(execution.LiveView, "measuring",
+                        lambda view, layer, done, total: shown.append((layer, done, total)))
+    at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=2, steps=4)
+    button(at, "Run").click().run()
+    assert errors(at) == "" and len(calls["requests"]) == 1 and at.image
+    assert measured == [VIT_HIDDEN]
+    assert shown and shown[-1][0] == VIT_HIDDEN and shown[-1][1] == shown[-1][2]
+
+
 def test_waiting_messages_name_what_is_awaited():
     assert execution.queue_text(2) == ("Waiting: queued behind 1 run for the device "
                                        "(2nd in line)…")

@@ -42,6 +42,11 @@ def test_prior_flags_reach_the_stored_preset(tmp_path):
     preset = json.loads((tmp_path / "out" / "result.json").read_text())["config"]["preset"]
     assert (preset["exemplar_stats"], preset["priors_yield"], preset["unit_share"]) == (
         5.0, True, 1.0)
+    assert main(["run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "3",
+                 "--seeds", "0", "--steps", "2", "--exemplar-stats", "1", "--no-priors-yield",
+                 "--no-cache", "--out", str(tmp_path / "plain")]) == 0
+    preset = json.loads((tmp_path / "plain" / "result.json").read_text())["config"]["preset"]
+    assert preset["exemplar_stats"] == 1.0 and "priors_yield" not in preset
 
 
 def test_moving_target_run_prints_and_stores_both_splits(tmp_path):

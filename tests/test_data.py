@@ -7,6 +7,10 @@ import torch
 from PIL import Image
 
 from vitviz.data import photos as data
+from vitviz.rendering import objectives as O
+from vitviz.store.runs import RunRequest
+
+from conftest import NO_PHOTO_PRIOR, VIT_HIDDEN
 
 # Photos per source. scikit-image, scikit-learn, matplotlib and foolbox are requirements, so
 # theirs must be there; opencv-doc is a Debian package, checked where it is installed.
@@ -102,6 +106,11 @@ def test_no_photos_at_all_is_a_helpful_error(monkeypatch, tmp_path, fresh_cache)
             data.load_photos()
     assert "scikit-learn" in str(error.value) and "matplotlib" in str(error.value)
     assert data.available_sources() == dict.fromkeys(data.SOURCES, 0)
+    # The default reads its unit's photos: refused before any work, with both ways out.
+    unit = O.neuron(VIT_HIDDEN, 3).spec()
+    with pytest.raises(data.PhotosUnavailable, match="exemplar-stats 0.*pip install scikit-image"):
+        RunRequest("tiny_vit", unit).check()
+    RunRequest("tiny_vit", unit, overrides=NO_PHOTO_PRIOR).check()
 
 
 def test_photo_tensor_is_the_centre_square_in_range():

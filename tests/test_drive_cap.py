@@ -10,7 +10,7 @@ from vitviz.rendering.loop import optimise, resolve_preset
 from vitviz.rendering.step import ForwardStep
 from vitviz.store.runs import RunRequest
 
-from conftest import VIT_HIDDEN
+from conftest import NO_PHOTO_PRIOR, VIT_HIDDEN
 
 
 def test_past_the_cap_a_value_gives_no_gradient_and_below_it_all_of_it():
@@ -54,7 +54,7 @@ def test_capped_pictures_stop_near_their_photos_and_still_reach_them(tiny_vit):
     caps = drive_cap.caps(objective, passes.clean, views, 1.0, minimise=False)
     final = {}
     for factor in (0.0, 1.0):
-        preset = resolve_preset("robust", drive_cap=factor, precision="fp32")
+        preset = resolve_preset("robust", **NO_PHOTO_PRIOR, drive_cap=factor, precision="fp32")
         records = list(optimise(tiny_vit, objective, [0] * len(units), preset, steps=60,
                                 record_every=0, held_to=views if factor else None))
         final[factor] = torch.tensor(records[-1].activation)

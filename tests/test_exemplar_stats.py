@@ -14,7 +14,7 @@ from vitviz.rendering.loop import optimise, resolve_preset
 from vitviz.rendering.presets import PRESETS
 from vitviz.store.runs import RunRequest
 
-from conftest import VIT_HIDDEN
+from conftest import NO_PHOTO_PRIOR, VIT_HIDDEN
 
 
 def test_the_distance_ignores_where_a_patch_sits_and_counts_what_kind_it_is():
@@ -52,7 +52,7 @@ def test_the_prior_brings_pictures_nearer_their_units_photos_and_the_units_still
     spread = natural.photo_statistics(tiny_vit, layer)["spread"]
     found = {}
     for weight in (0.0, 1.0):
-        preset = resolve_preset("robust", **{knob: weight}, precision="fp32")
+        preset = resolve_preset("robust", **{**NO_PHOTO_PRIOR, knob: weight}, precision="fp32")
         records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, units), [0] * 8, preset,
                                 steps=40, record_every=0, held_to=views if weight else None))
         with torch.no_grad():
@@ -80,14 +80,19 @@ DEEP = {"exemplar_stats": 5.0, "exemplar_stats_from": 0.6}  # the prior from blo
 
 def test_a_request_picks_each_units_own_views_and_keys_them(tiny_vit):
     spec = O.neuron(VIT_HIDDEN, (3, 5)).spec()
-    plain = RunRequest("tiny_vit", spec, (0, 0))
+    plain = RunRequest("tiny_vit", spec, (0, 0), overrides=NO_PHOTO_PRIOR)
+    default = RunRequest("tiny_vit", spec, (0, 0))
     held = RunRequest("tiny_vit", spec, (0, 0), overrides=DEEP)
     chosen = RunRequest("tiny_vit", spec, (0, 0), overrides=DEEP,
                         statistics_views=((0, 2), (1, 4, 6)))
     assert "statistics_views" not in plain.config() and "photos" not in plain.config()
+    # The default holds a unit's picture to its own photos: it reads (and is keyed by) the set.
+    assert default.config()["statistics_views"]["ranks"] == exemplar_stats.DEFAULT_RANKS
+    assert "photos" in default.config() and default.reference_layer() == (VIT_HIDDEN, "patch")
+    assert plain.reference_layer() is None
     assert held.config()["statistics_views"]["ranks"] == exemplar_stats.DEFAULT_RANKS
     assert held.config()["preset"]["exemplar_stats_from"] == 0.6
-    assert len({plain.key(), held.key(), chosen.key()}) == 3
+    assert len({plain.key(), default.key(), held.key(), chosen.key()}) == 4
     for request in (held, chosen):
         request.check()
     # An objective with no unit of its own, or a start from a photo (held to that photo),
@@ -97,11 +102,27 @@ def test_a_request_picks_each_units_own_views_and_keys_them(tiny_vit):
                              accentuate=0)):
         other.check()
         assert "statistics_views" not in other.config()
-        assert other.scoped_preset().exemplar_stats == 0
+        assert other.scoped_preset().exemplar_stats == 0 and other.reference_layer() is None
+
+
+def test_a_run_the_default_prior_cannot_hold_keeps_the_key_it_had_without_it():
+    # An accentuated exemplar and an objective other than a unit's run without the prior (and
+    # without yielding, which has nothing left to yield to): the pictures, and so the keys,
+    # are those of the default before it held pictures to their unit's photos.
+    for kind in ({"objective": O.logit("heads.head", 1).spec()},
+                 {"objective": O.neuron(VIT_HIDDEN, 3).spec(), "accentuate": 0},
+                 {"objective": O.neuron(VIT_HIDDEN, 3).spec(), "accentuate": 0,
+                  "minimise": True}):
+        default = RunRequest("tiny_vit", **kind)
+        assert default.key() == RunRequest("tiny_vit", **kind, overrides=NO_PHOTO_PRIOR).key()
+        assert "priors_yield" not in default.config()["preset"]
+    unit = O.neuron(VIT_HIDDEN, 3).spec()
+    assert RunRequest("tiny_vit", unit).key() != RunRequest("tiny_vit", unit,
+                                                            overrides=NO_PHOTO_PRIOR).key()
 
 
 @pytest.mark.parametrize("request_args, match", [
-    ({"statistics_views": ((0,),)}, "exemplar_deep or drive_cap"),
+    ({"overrides": NO_PHOTO_PRIOR, "statistics_views": ((0,),)}, "exemplar_deep or drive_cap"),
     ({"overrides": DEEP, "statistics_views": ((0,), (1,))}, "one set"),
     ({"overrides": DEEP, "statistics_views": ((5000,),)}, "0 to"),
     ({"overrides": {"exemplar_stats": -1.0}}, "weight from 0 to 100"),
@@ -127,8 +148,8 @@ def test_the_prior_from_a_depth_holds_deep_units_and_leaves_shallow_ones_alone(t
                                 record_every=0))
         return records[-1].images
 
-    assert torch.equal(final(shallow, **DEEP), final(shallow))
-    assert not torch.equal(final(VIT_HIDDEN, **DEEP), final(VIT_HIDDEN))
+    assert torch.equal(final(shallow, **DEEP), final(shallow, **NO_PHOTO_PRIOR))
+    assert not torch.equal(final(VIT_HIDDEN, **DEEP), final(VIT_HIDDEN, **NO_PHOTO_PRIOR))
     # Without views of its own, the loop holds each unit to its photo-disjoint exemplars.
     views = exemplar_stats.unit_views(tiny_vit, O.neuron(VIT_HIDDEN, (3, 9)), 2, False)
     held = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, (3, 9)), [0, 1],

@@ -27,9 +27,11 @@ from vitviz.models.layers import default_layer, layer_table, recommended_layers,
 from vitviz.models.loaded import IMAGENET_MEAN, ModelError, WeightsUnavailable
 from vitviz.models.registry import load_model, model_weights, parse_model_name
 from vitviz.rendering import objectives as O
+from vitviz.rendering.presets import get_preset
 from vitviz.store.cache import ResultCache
 from vitviz.store.runs import RunRequest, cached_result, compute_result
 
+from conftest import NO_PHOTO_PRIOR
 from test_optimise import rise_rate
 
 HF = dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -169,11 +171,14 @@ def test_the_declared_prefix_tokens_are_the_real_token_layout(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_the_default_preset_lifts_the_units_of_each_familys_mlp_hidden_layer(family):
+def test_the_default_loop_lifts_the_units_of_each_familys_mlp_hidden_layer(family):
+    # Without the photo prior, which holds back 1 or 2 of 8 units of any untrained network
+    # (test_optimise): what differs between families is how their tokens are read.
     model = build(family)
     hidden = FAMILIES[family][1]
+    preset = get_preset("robust").with_overrides(**NO_PHOTO_PRIOR)
     rises, _ = rise_rate(model, lambda units: O.neuron(hidden, units), range(0, 128, 16),
-                         "robust", steps=16, seeds=(0,))
+                         preset, steps=16, seeds=(0,))
     assert rises >= 7 / 8, f"{family}: {rises:.0%} of 8 units rose"
 
 

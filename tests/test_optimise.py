@@ -9,7 +9,7 @@ from vitviz.rendering.loop import NonFiniteLoss, optimise
 from vitviz.rendering.objectives import Objective
 from vitviz.rendering.presets import PRESETS, get_preset
 
-from conftest import VIT_HIDDEN
+from conftest import NO_PHOTO_PRIOR, VIT_HIDDEN
 
 
 def final(records):
@@ -212,15 +212,25 @@ def test_minimising_drives_the_units_down_where_maximising_drives_them_up(tiny_v
     layer, units, seeds = VIT_HIDDEN.replace("mlp.1", "mlp.0"), range(0, 64, 2), (0, 1)
     batch_units = tuple(u for u in units for _ in seeds)
     batch_seeds = [s for _ in units for s in seeds]
-    ends = {}
-    for minimise in (False, True):
-        records = list(optimise(tiny_vit, O.neuron(layer, batch_units), batch_seeds, "robust",
-                                steps=30, record_every=0, minimise=minimise))
-        start = torch.tensor(records[0].activation)
-        ends[minimise] = torch.tensor(records[-1].activation)
-        moved = ends[minimise] < start if minimise else ends[minimise] > start
-        assert moved.float().mean() >= 0.95, (minimise, moved.float().mean())
-    assert (ends[True] < ends[False]).all()
+
+    def moved(preset, steps):
+        starts, ends = {}, {}
+        for minimise in (False, True):
+            records = list(optimise(tiny_vit, O.neuron(layer, batch_units), batch_seeds, preset,
+                                    steps=steps, record_every=0, minimise=minimise))
+            starts[minimise] = torch.tensor(records[0].activation)
+            ends[minimise] = torch.tensor(records[-1].activation)
+        assert (ends[True] < ends[False]).all()
+        return ((ends[False] > starts[False]).float().mean(),
+                (ends[True] < starts[True]).float().mean())
+
+    # The sign of the objective, without the photo prior.
+    up, down = moved(get_preset("robust").with_overrides(**NO_PHOTO_PRIOR), 30)
+    assert up >= 0.95 and down >= 0.95, (up, down)
+    # The default at its own steps: on this untrained network the photo prior holds back an
+    # eighth of the units it drives down (docs/quality.md), fewer of those it drives up.
+    up, down = moved("robust", 64)
+    assert up >= 0.9 and down >= 0.8, (up, down)
 
 
 def test_a_minimising_run_has_its_own_key_and_a_maximising_one_keeps_its_old_key():

@@ -18,7 +18,7 @@ from vitviz.rendering.loop import ALGORITHM_VERSION, NonFiniteLoss
 from vitviz.store.cache import ResultCache
 from vitviz.store.runs import RunRequest, cached_result
 
-from conftest import VIT_HIDDEN
+from conftest import NO_PHOTO_PRIOR, VIT_HIDDEN
 
 
 def request(**changes):
@@ -126,27 +126,32 @@ def test_another_photo_set_remeasures_the_figures_and_keeps_the_pictures(tmp_pat
     from vitviz.data import photos
     from vitviz.store import runs
 
-    reading = {"natural statistics": request(overrides={"steps": 6, "natural_stats": 1.0}),
+    # The default reads its unit's photos (the exemplar-statistics prior); without the prior
+    # it reads none.
+    plain = {"overrides": {"steps": 6, **NO_PHOTO_PRIOR}}
+    reading = {"default": request(),
+               "natural statistics": request(overrides={**plain["overrides"], "natural_stats": 1.0}),
                "MACO": request(preset="maco", overrides={"steps": 6}),
                "accentuated": request(accentuate=0)}
-    keys = {name: r.key() for name, r in {"default": request(), **reading}.items()}
+    keys = {name: r.key() for name, r in {"plain": request(**plain), **reading}.items()}
     cache = ResultCache(tmp_path)
-    first, _ = cached_result(request(), cache, loader=lambda name: tiny_vit, measure=True)
+    first, _ = cached_result(request(**plain), cache, loader=lambda name: tiny_vit, measure=True)
     installed = photos.available_sources()
     monkeypatch.setattr(photos, "available_sources", lambda: {**installed, "extra": 20})
     # Only a run that reads photos gives other pictures on another set.
-    assert request().key() == keys["default"]
+    assert request(**plain).key() == keys["plain"]
     assert all(r.key() != keys[name] for name, r in reading.items())
 
     def no_run(*args, **kwargs):
         raise AssertionError("the pictures were computed again")
 
     monkeypatch.setattr(runs, "compute_result", no_run)
-    again, hit = cached_result(request(), cache, loader=lambda name: tiny_vit, measure=True)
+    again, hit = cached_result(request(**plain), cache, loader=lambda name: tiny_vit,
+                               measure=True)
     assert hit and all(np.array_equal(a, b) for a, b in zip(first.images, again.images))
     assert first.metrics["photo_set_id"] != again.metrics["photo_set_id"]
     assert again.metrics["photo_set_id"] == photos.photo_set_id()
-    assert cache.get(request().key()).metrics["photo_set_id"] == photos.photo_set_id()
+    assert cache.get(request(**plain).key()).metrics["photo_set_id"] == photos.photo_set_id()
 
 
 def test_cpu_runs_take_turns_across_processes(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from vitviz.rendering.loop import optimise, resolve_preset
 from vitviz.rendering.presets import PRESETS, from_knobs
 from vitviz.store.runs import RunRequest
 
-from conftest import VIT_HIDDEN
+from conftest import NO_PHOTO_PRIOR, VIT_HIDDEN
 
 
 def test_excitation_is_the_layers_positive_part_where_the_unit_is_read():
@@ -45,7 +45,8 @@ def test_pictures_driven_by_their_share_take_more_of_their_layer_and_still_rise(
     units = tuple(range(0, 64, 4))
     found = {}
     for weight in (0.0, 1.0):
-        preset = resolve_preset("robust", precision="fp32", unit_share=weight)
+        # Measured on the default without its photo prior, as docs/quality.md's sweep was.
+        preset = resolve_preset("robust", **NO_PHOTO_PRIOR, precision="fp32", unit_share=weight)
         records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, units), [0] * len(units),
                                 preset, steps=40, record_every=0))
         with torch.no_grad():

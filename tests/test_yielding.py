@@ -9,7 +9,7 @@ from vitviz.rendering import objectives as O
 from vitviz.rendering.loop import optimise, resolve_preset
 from vitviz.rendering.presets import PRESETS, from_knobs
 
-from conftest import VIT_HIDDEN
+from conftest import NO_PHOTO_PRIOR, VIT_HIDDEN
 
 
 def gradients(drive_direction, prior_direction):
@@ -45,8 +45,9 @@ def test_yielding_keeps_the_drive_a_prior_took_and_still_holds_pictures_to_the_p
     reference = exemplar_stats.reference(tiny_vit, layer, views)
     spread = natural.photo_statistics(tiny_vit, layer)["spread"]
     found = {}
-    for name, knobs in {"none": {}, "prior": {"exemplar_stats": 5.0},
-                        "yielding": {"exemplar_stats": 5.0, "priors_yield": True}}.items():
+    # "yielding" is the default.
+    for name, knobs in {"none": NO_PHOTO_PRIOR, "prior": {"priors_yield": False},
+                        "yielding": {}}.items():
         preset = resolve_preset("robust", precision="fp32", **knobs)
         records = list(optimise(tiny_vit, O.neuron(VIT_HIDDEN, units), [0] * len(units), preset,
                                 steps=60, record_every=0))
@@ -60,9 +61,10 @@ def test_yielding_keeps_the_drive_a_prior_took_and_still_holds_pictures_to_the_p
 
 def test_yielding_is_keyed_only_when_on_and_refuses_a_non_boolean():
     robust = PRESETS["robust"]
-    assert "priors_yield" not in robust.knobs()
-    on = robust.with_overrides(exemplar_stats=5.0, priors_yield=True)
-    assert on.knobs()["priors_yield"] is True
-    assert from_knobs({**on.knobs(), "name": "robust"}) == on
+    assert robust.knobs()["priors_yield"] is True and robust.exemplar_stats
+    off = robust.with_overrides(priors_yield=False)
+    assert "priors_yield" not in off.knobs()
+    for preset in (robust, off):
+        assert from_knobs({**preset.knobs(), "name": "robust"}) == preset
     with pytest.raises(UserError, match="priors_yield is true or false"):
         robust.with_overrides(priors_yield=1).check()

@@ -10,7 +10,8 @@ from ui.display import SEED_COLOURS, curves_figure, enlarge
 from ui.limits import Limits, load_limits
 from ui.queue import ordinal
 from ui.resources import get_model, loaded_model, result_cache, run_queue
-from vitviz.common.cpu_slot import reporting_waits
+from vitviz.common.cpu_slot import cpu_slot, reporting_waits
+from vitviz.data import photo_sets
 from vitviz.errors import UserError
 from vitviz.models.layers import ModelCard, find_layer
 from vitviz.models.loaded import LoadedModel
@@ -120,6 +121,11 @@ class LiveView(Waits):
         self._started = time.perf_counter()
         self._say("Starting: the first step…")
 
+    def measuring(self, layer: str, done: int, total: int) -> None:
+        self._bar.progress(done / total, text=f"Starting: finding the unit's own photos, "
+                                              f"{layer} on the photo set ({done}/{total} views, "
+                                              "once per layer)…")
+
     def update(self, record: StepRecord, total: int) -> None:
         now = time.perf_counter()
         self._steps.append(record.step)
@@ -205,6 +211,15 @@ def compute_live(request: RunRequest, view: LiveView) -> tuple[Result, bool]:
 
     def work(model: LoadedModel) -> tuple[Result, bool]:
         view.begin()
+        # The photo pass the run would make silently before its first step, made here to be
+        # shown: tens of seconds on a CPU, once per layer and server.
+        photos_first = request.reference_layer()
+        if photos_first is not None and cached(request) is None:
+            layer, tokens = photos_first
+            with cpu_slot(model.device):
+                photo_sets.photo_statistics(model, layer, tokens, progress=lambda done, total:
+                                            view.measuring(layer, done, total))
+            view.begin()
         # cached_result() checks the cache again under its lock: another session may have
         # just made it.
         return cached_result(request, result_cache(), loader=lambda _: model, progress=progress)

@@ -372,7 +372,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--exemplar-stats", type=float, metavar="WEIGHT",
                    help="hold the picture's first-block features to their distribution on the "
                         "unit's strongest photo views (its weakest with --minimise): the "
-                        "exemplar-statistics prior; 0 turns it off (default: the preset's)")
+                        "exemplar-statistics prior; 0 turns it off (default: the preset's; "
+                        "robust: 5)")
     p.add_argument("--exemplar-deep", type=float, metavar="WEIGHT",
                    help="the same at depth: hold the features of the block output that feeds "
                         "the unit's block to their distribution on those photo views; 0 turns "
@@ -381,10 +382,10 @@ def parser() -> argparse.ArgumentParser:
                    help="stop pushing the unit past FACTOR times its strongest photo view (its "
                         "weakest with --minimise), leaving the rest of the steps to the priors; "
                         "0 turns it off (default: the preset's)")
-    p.add_argument("--priors-yield", action="store_true", default=None,
+    p.add_argument("--priors-yield", action=argparse.BooleanOptionalAction, default=None,
                    help="the natural- and exemplar-statistics priors yield to the objective: "
                         "never against the unit's drive, never pulling harder than it "
-                        "(default: the preset's)")
+                        "(default: the preset's; robust: yes)")
     p.add_argument("--unit-share", type=float, metavar="WEIGHT",
                    help="drive the unit against its layer's mean positive activation, not "
                         "only up: what sets it apart, not what excites its whole layer; 0 "

@@ -133,6 +133,12 @@ def available_sources() -> dict[str, int]:
         return {name: len(_present_files(name)) for name in SOURCES}
 
 
+def require_photos(why: str) -> None:
+    """Raise PhotosUnavailable, saying `why` the photos are needed, when no source is installed."""
+    if not any(available_sources().values()):
+        raise PhotosUnavailable(f"{why}, and no photo source is installed: {_install_hint()}")
+
+
 def photo_set_id() -> str:
     """Which photos this machine has, by source and file count ("opencv:25,skimage:8,...").
 

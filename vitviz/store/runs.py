@@ -21,7 +21,7 @@ from vitviz.analysis.moving_target import PROBE_VERSION, MovingTargetProbe, spli
 from vitviz.common.cpu_slot import cpu_slot
 from vitviz.common.hashing import config_key
 from vitviz.data.photo_sets import IndexMissing, configured_folder, examples_for
-from vitviz.data.photos import photo_set_id
+from vitviz.data.photos import photo_set_id, require_photos
 from vitviz.errors import UserError
 from vitviz.models.loaded import RANDOM_ONLY, LoadedModel
 from vitviz.models.registry import load_model, model_weights, parse_model_name
@@ -135,6 +135,14 @@ class RunRequest:
         from a unit's photo (an accentuated exemplar)."""
         return self.accentuate is not None or self.scoped_preset().reads_photos
 
+    def reference_layer(self) -> tuple[str, str | int] | None:
+        """The layer (and tokens) whose photo-set pass the run makes before its first step, to
+        find its unit's reference views (`exemplar_stats.unit_views`), or None. A front end
+        makes that pass itself to show its progress: `photo_sets.photo_statistics` keeps it."""
+        if not self.scoped_preset().reads_reference_views or self.statistics_views is not None:
+            return None
+        return self.objective["layer"], self.objective.get("tokens", "patch")
+
     def recording(self) -> int:
         """Every how many steps the images are kept (0: only the last)."""
         if self.record_every is None:
@@ -188,6 +196,11 @@ class RunRequest:
             raise UserError("the exemplar-statistics priors and the drive cap read a unit's "
                             "own photos: use a neuron or channel objective, or set "
                             "exemplar_deep and drive_cap to 0")
+        if self.reads_photos():
+            require_photos("this run reads the offline photo set" + (
+                " (the default holds a picture of one unit to its own photos; without them, set "
+                "exemplar_stats to 0: `vitviz run --exemplar-stats 0`)"
+                if scoped.exemplar_stats else ""))
 
     def config(self) -> dict:
         """Canonical, JSON-ready config: stored with the result, hashed into the cache key.
@@ -197,9 +210,10 @@ class RunRequest:
         self.check()
         base, random_init = parse_model_name(self.model)
         objective = normal_spec(self.objective)  # normalises, and rejects a bad spec early
-        preset = self.resolved_preset()
-        # Where the unit's share cannot hold, the run is the one without it: the same key.
-        preset = dataclasses.replace(preset, unit_share=self.scoped_preset().unit_share)
+        # Where a knob cannot hold (the photo prior on an objective other than a unit's or on an
+        # accentuated exemplar, the unit's share on a minimised picture, yielding with no prior
+        # left), the run is the one without it: the same key.
+        preset = self.scoped_preset()
         # Only a run that reads photos depends on which. The priors and reference views read
         # the built-in set, whatever folder is configured: a picture does not wait for an
         # index, nor change when one is built. An accentuated exemplar starts from a photo
