@@ -1,11 +1,14 @@
 """The benchmark scripts' settings stay valid as the library changes (they run for hours)."""
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
 
 from vitviz.rendering.presets import DEFAULT_PRESET, get_preset
 from vitviz.rendering.transforms import build_transforms
+
+from conftest import VIT_HIDDEN
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -62,6 +65,19 @@ CARDS = {
     "NVIDIA L4": 121, "NVIDIA A10G": 70, "NVIDIA A10": 125, "NVIDIA GeForce RTX 4090": 165,
     "NVIDIA GeForce RTX 3090": 71,
 }
+
+
+def test_the_prior_cost_benchmark_times_the_default_against_it_without_the_prior():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(BENCH / "prior_cost.py"), "--model", "tiny_vit",
+                           "--layer", VIT_HIDDEN, "--units", "3", "5", "--batches", "2",
+                           "--steps", "2", "--rounds", "1"],
+                          capture_output=True, text=True, check=True)
+    assert f"photo pass ({VIT_HIDDEN}" in done.stdout
+    assert re.search(r"batch 2: default [\d.]+ s/step, without the photo prior [\d.]+ s/step; "
+                     r"the default takes [\d.]+x", done.stdout), done.stdout
 
 
 def test_gpu_peaks_are_read_by_the_cards_name_and_sxm_and_pcie_differ():
@@ -225,8 +241,6 @@ def test_the_archive_benchmark_finds_the_archive_smaller_than_a_png_per_picture(
 
 def test_the_overlap_benchmark_finds_shared_photos_in_the_standard_set_and_none_disjoint(
         tiny_vit):
-    from conftest import VIT_HIDDEN
-
     overlap = load("query_overlap").overlap
     standard = overlap(tiny_vit, [VIT_HIDDEN], "0-3")
     disjoint = overlap(tiny_vit, [VIT_HIDDEN], "0-3", "photo_disjoint")
