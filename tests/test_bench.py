@@ -72,8 +72,8 @@ def test_the_prior_cost_benchmark_times_the_default_against_it_without_the_prior
     import sys
 
     done = subprocess.run([sys.executable, str(BENCH / "prior_cost.py"), "--model", "tiny_vit",
-                           "--layer", VIT_HIDDEN, "--units", "3", "5", "--batches", "2",
-                           "--steps", "2", "--rounds", "1"],
+                           "--layer", VIT_HIDDEN, "--unit", "3", "--batches", "2",
+                           "--warmup", "1", "--steps", "2", "--rounds", "1"],
                           capture_output=True, text=True, check=True)
     assert f"photo pass ({VIT_HIDDEN}" in done.stdout
     assert re.search(r"batch 2: default [\d.]+ s/step, without the photo prior [\d.]+ s/step; "

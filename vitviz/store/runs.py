@@ -248,7 +248,7 @@ class RunRequest:
                                      if self.statistics_views is not None
                                      else exemplar_stats.DEFAULT_RANKS,
                                      "version": exemplar_stats.VERSION}}
-               if self.scoped_preset().reads_reference_views else {}),
+               if preset.reads_reference_views else {}),
             "vitviz_version": __version__,
             "algorithm_version": ALGORITHM_VERSION,
         }
