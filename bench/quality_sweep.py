@@ -93,6 +93,9 @@ VARIANTS: dict[str, dict] = {
     # The unit's share of its layer (vitviz.rendering.unit_share): driven against the layer's
     # mean positive activation.
     "unit share 1": {**_NO_PHOTO_PRIOR, "unit_share": 1.0},
+    # Token focus (vitviz.rendering.token_focus): the unit driven over its strongest quarter
+    # of the patch tokens (its weakest when minimising), not their mean.
+    "token focus 1/4": {"token_focus": 0.25},
     # The same prior at depth: the stream into the unit's block (exemplar_stats.feeding_block).
     "deep exemplar statistics 1": {**_NO_PHOTO_PRIOR, "exemplar_deep": 1.0},
     "deep exemplar statistics 5": {**_NO_PHOTO_PRIOR, "exemplar_deep": 5.0},
@@ -125,6 +128,8 @@ def main() -> int:
     parser.add_argument("--model", default="dinov2_vits14")
     parser.add_argument("--blocks", type=int, nargs="+", default=[5, 8])
     parser.add_argument("--units", default="random:3", help="per block, as in the report")
+    parser.add_argument("--unit-seed", type=int, default=0,
+                        help="draws the random units, as the report's --unit-seed")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
@@ -152,7 +157,7 @@ def main() -> int:
 
     model = load_model(args.model, None if torch.cuda.is_available() else "cpu")
     layers = [f"encoder.layers.encoder_layer_{block}.mlp.1" for block in args.blocks]
-    chosen = layer_units(model, layers, args.units, 0)
+    chosen = layer_units(model, layers, args.units, args.unit_seed)
     variants = {name: (DEFAULT_PRESET, {**VARIANTS[name], "steps": args.steps})
                 for name in args.variants}
     cache = ResultCache(args.cache) if args.cache else ResultCache()

@@ -297,6 +297,16 @@ def test_page_for_rebuilds_the_exact_request():
     page, found = page_for(Stored)
     assert page == "compare" and compare_requests(found, 32)[0].key() == request.key()
 
+    single = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=1, tokens="patch",
+                  preset="robust", lr=0.05, ensemble=4, tv=0.0, seed=5, steps=6, size=48,
+                  direction="max")
+    for prior in (PRESETS["robust"].exemplar_stats, 0.0):  # the default's photo prior, and off
+        request = optimise_request({**single, "photo_prior": prior}, 32)
+        Stored.config = request.config()
+        page, found = page_for(Stored)
+        assert page == "optimise" and found["photo_prior"] == prior
+        assert optimise_request(found, 32).key() == request.key()
+
 
 def test_a_run_waits_for_the_device_and_shows_its_place_in_the_queue(monkeypatch, calls):
     places = []
@@ -884,6 +894,33 @@ def test_a_default_run_shows_its_layers_photo_pass_and_makes_it_once(monkeypatch
     assert errors(at) == "" and len(calls["requests"]) == 1 and at.image
     assert measured == [VIT_HIDDEN]
     assert shown and shown[-1][0] == VIT_HIDDEN and shown[-1][1] == shown[-1][2]
+
+
+def test_the_photo_prior_box_turns_the_prior_off_and_its_link_keeps_it(monkeypatch, calls):
+    """At 0 the page's run is the default without its photo prior: no photo pass, the key of
+    the preset without it (and so of runs made before the prior was the default)."""
+    from vitviz.data import photo_sets
+    from vitviz.store.runs import RunRequest
+
+    from conftest import NO_PHOTO_PRIOR
+
+    measured = []
+    monkeypatch.setattr(photo_sets, "measure_layer",
+                        lambda *args, **kwargs: measured.append(args) or None)
+    at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=2, steps=4)
+    assert at.number_input(key="optimise.photo_prior.robust").value == \
+        PRESETS[DEFAULT_PRESET].exemplar_stats > 0
+    at.number_input(key="optimise.photo_prior.robust").set_value(0.0).run()
+    button(at, "Run").click().run()
+    assert errors(at) == "" and at.image and measured == []
+    (request,) = calls["requests"]
+    without = RunRequest("tiny_vit", request.objective, seeds=(0,),
+                         overrides={"steps": 4, **NO_PHOTO_PRIOR})
+    assert request.config()["preset"] == without.config()["preset"]
+    assert at.query_params["photo_prior"] == "0.0"
+    again = open_page(OPTIMISE, **at.query_params)
+    assert errors(again) == "" and "Served from the result cache" in texts(again)
+    assert len(calls["requests"]) == 1
 
 
 def test_waiting_messages_name_what_is_awaited():

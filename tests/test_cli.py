@@ -37,11 +37,11 @@ def test_prior_flags_reach_the_stored_preset(tmp_path):
 
     assert main(["run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "3",
                  "--seeds", "0", "--steps", "2", "--exemplar-stats", "5", "--priors-yield",
-                 "--unit-share", "1",
+                 "--unit-share", "1", "--token-focus", "0.25",
                  "--no-cache", "--out", str(tmp_path / "out")]) == 0
     preset = json.loads((tmp_path / "out" / "result.json").read_text())["config"]["preset"]
-    assert (preset["exemplar_stats"], preset["priors_yield"], preset["unit_share"]) == (
-        5.0, True, 1.0)
+    assert (preset["exemplar_stats"], preset["priors_yield"], preset["unit_share"],
+            preset["token_focus"]) == (5.0, True, 1.0, 0.25)
     assert main(["run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "3",
                  "--seeds", "0", "--steps", "2", "--exemplar-stats", "1", "--no-priors-yield",
                  "--no-cache", "--out", str(tmp_path / "plain")]) == 0

@@ -90,7 +90,7 @@ _RUN = {"seed": integer, "steps": integer, "size": integer}
 SCHEMAS: dict[str, dict[str, Parser]] = {
     "home": {"model": text},
     "optimise": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS), "lr": number,
-                 "ensemble": integer, "tv": number, "direction": choice(DIRECTIONS), **_RUN},
+                 "ensemble": integer, "tv": number, "photo_prior": number, "direction": choice(DIRECTIONS), **_RUN},
     "compare": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS),
                 "preset2": choice([NO_PRESET, *PRESETS]), "seeds": integer, **_RUN},
     "moving_target": {**_TARGET, **_RUN},
@@ -144,7 +144,9 @@ def accentuated_request(settings: dict, model_size: int) -> RunRequest:
 
 
 def optimise_request(settings: dict, model_size: int) -> RunRequest:
-    knobs = {"lr": settings["lr"], "ensemble": settings["ensemble"], "tv_weight": settings["tv"]}
+    knobs = {"lr": settings["lr"], "ensemble": settings["ensemble"], "tv_weight": settings["tv"],
+             "exemplar_stats": settings.get("photo_prior",
+                                            get_preset(settings["preset"]).exemplar_stats)}
     return _request(settings, model_size, settings["preset"], (settings["seed"],), knobs)
 
 
@@ -190,6 +192,7 @@ def page_for(result: Result) -> tuple[str, dict] | None:
     elif len(seeds) == 1:
         settings = {**target, "kind": objective["type"], "preset": knobs["name"],
                     "lr": knobs["lr"], "ensemble": knobs["ensemble"], "tv": knobs["tv_weight"],
+                    "photo_prior": knobs.get("exemplar_stats", 0.0),
                     "direction": "min" if config.get("minimise") else "max"}
         candidates = [("optimise", settings, optimise_request)]
     else:

@@ -303,13 +303,15 @@ def preset_picker(state: PageState, name: str = "preset", label: str = "Method",
     return state.keep(name, chosen)
 
 
-def knob_pickers(state: PageState, preset: str, columns) -> tuple[float, int, float]:
-    """Learning rate, augmented copies and TV weight, each defaulting to the preset's own."""
+def knob_pickers(state: PageState, preset: str, columns) -> tuple[float, int, float, float]:
+    """Learning rate, augmented copies, TV weight and photo prior, each defaulting to the
+    preset's own."""
     base = PRESETS[preset]
     from_url = state.incoming.get("preset", DEFAULT_PRESET) == preset
     lr_key = state.seed("lr", base.lr, scope=preset, from_url=from_url)
     ensemble_key = state.seed("ensemble", base.ensemble, scope=preset, from_url=from_url)
     tv_key = state.seed("tv", base.tv_weight, scope=preset, from_url=from_url)
+    prior_key = state.seed("photo_prior", base.exemplar_stats, scope=preset, from_url=from_url)
     lr = columns[0].number_input(
         "Learning rate", key=lr_key, step=0.01, format="%g",
         help=f"{base.optimiser} step size; {preset}'s default is {base.lr:g}.")
@@ -320,7 +322,16 @@ def knob_pickers(state: PageState, preset: str, columns) -> tuple[float, int, fl
     tv = columns[2].number_input("TV weight", key=tv_key, step=1e-4, format="%g",
                                  help=f"Total-variation penalty against pixel noise; {preset}'s "
                                       f"default is {base.tv_weight:g}.")
-    return state.keep("lr", lr), state.keep("ensemble", ensemble), state.keep("tv", tv)
+    yielding = ", yielding to the drive" if base.priors_yield else ""
+    prior = columns[3].number_input(
+        "Photo prior", key=prior_key, step=1.0, format="%g",
+        help=f"How hard a unit's picture is held to the kinds of patches its own photos hold "
+             f"(the patch statistics of its strongest photo views, its weakest when driven "
+             f"down){yielding}; {preset}'s default is {base.exemplar_stats:g}. 0 leaves the "
+             "picture free of its photos' colours and textures, and the run needs no photos. "
+             "Pictures of one neuron or channel only.")
+    return (state.keep("lr", lr), state.keep("ensemble", ensemble), state.keep("tv", tv),
+            state.keep("photo_prior", prior))
 
 
 def seed_picker(state: PageState, label: str = "Seed") -> int:

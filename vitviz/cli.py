@@ -127,6 +127,7 @@ def cmd_run(args) -> int:
                                    "drive_cap": args.drive_cap,
                                    "priors_yield": args.priors_yield,
                                    "unit_share": args.unit_share,
+                                   "token_focus": args.token_focus,
                                    "accentuate_weight": args.accentuate_weight,
                                    "accentuate_decay": args.accentuate_decay}.items()
                  if v is not None}
@@ -390,6 +391,10 @@ def parser() -> argparse.ArgumentParser:
                    help="drive the unit against its layer's mean positive activation, not "
                         "only up: what sets it apart, not what excites its whole layer; 0 "
                         "turns it off (default: the preset's)")
+    p.add_argument("--token-focus", type=float, metavar="FRACTION",
+                   help="drive the unit over this fraction of its patch tokens where it is "
+                        "strongest (weakest with --minimise), not over their mean: the picture "
+                        "carries it in part of the image; 1 turns it off (default: the preset's)")
     p.add_argument("--record-every", type=int, help="keep images every N steps (default: "
                    "steps // 8, as the pages, the atlas and visualise(): their runs are shared)")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")

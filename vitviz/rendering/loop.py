@@ -11,8 +11,8 @@ from vitviz.errors import UserError
 from vitviz.models.attention import check_attention
 from vitviz.models.layers import block_depth, find_layer
 from vitviz.models.loaded import LoadedModel
-from vitviz.rendering import (accentuate, drive_cap, exemplar_stats, natural, unit_share,
-                              yielding)
+from vitviz.rendering import (accentuate, drive_cap, exemplar_stats, natural, token_focus,
+                              unit_share, yielding)
 from vitviz.rendering.objectives import Objective, reads_one_unit
 from vitviz.rendering.params import ImageParam, build_param, total_variation
 from vitviz.rendering.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
@@ -132,9 +132,10 @@ def optimise(
     preset.check()
     prepare(model, objective, frozen_context)
     one_unit = reads_one_unit(objective)
-    if preset.exemplar_stats or preset.unit_share:
+    if preset.exemplar_stats or preset.unit_share or preset.token_focus != 1:
         depth = (block_depth(model, objective.layer) or 0.0) if one_unit else 0.0
-        preset = preset.scoped(one_unit, start is not None, depth, minimise)
+        preset = preset.scoped(one_unit, start is not None, depth, minimise,
+                               focusable=one_unit and token_focus.applies(objective.spec()))
     seeds = list(seeds)
     n_items, copies = len(seeds), preset.ensemble
     if preset.reads_reference_views:
@@ -204,7 +205,11 @@ def optimise(
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
         acts = passes.optimised(augmented, step, rngs, copies, frozen)
         # Built-in objectives return fp32 already; a user's may return the pass's bf16.
-        values = objective(acts, n_items).float()
+        if preset.token_focus != 1 and acts[objective.layer].dim() == 3:
+            values = token_focus.focused(objective, acts[objective.layer], acts.prefix_tokens,
+                                         n_items, preset.token_focus, minimise)
+        else:
+            values = objective(acts, n_items).float()
         if item_caps is not None:
             # Only the unit's own term stops pushing; a regulariser (diversity) still acts.
             reached = values if target is objective else target(acts, n_items).float()

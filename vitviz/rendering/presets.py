@@ -73,6 +73,10 @@ class Preset:
     # picture drives the unit against its layer's mean positive activation, not only up. Unit
     # objectives only. 0: off.
     unit_share: float = 0.0
+    # Token focus (vitviz.rendering.token_focus): a unit's picture drives the unit over this
+    # fraction of its patch tokens where it is strongest (weakest when minimising), not their
+    # mean. One-unit objectives read over the patch tokens only. 1: off, the mean.
+    token_focus: float = 1.0
     # How hard an accentuated exemplar (a run that starts from a photo) is held to its photo's
     # first-block features (vitviz.rendering.accentuate). Other runs refuse another value.
     accentuate_weight: float = ACCENTUATE_WEIGHT
@@ -82,21 +86,25 @@ class Preset:
     accentuate_decay: float = ACCENTUATE_DECAY
 
     def scoped(self, one_unit: bool, from_photo: bool, depth: float | None = None,
-               minimise: bool = False) -> "Preset":
+               minimise: bool = False, focusable: bool = True) -> "Preset":
         """The preset as it runs on one objective. The exemplar-statistics prior holds only a
         picture of one unit (neuron or channel: `objectives.reads_one_unit`) that starts from
         noise (an accentuated exemplar is held to its own photo instead), at a layer
         `exemplar_stats_from` deep or deeper (`depth`: `layers.block_depth`, 0 for a model
         that declares no blocks; None before the model is at hand, where the prior may still
         hold). The unit's share of its layer holds only a maximising picture of one unit: a
-        minimised GELU unit ends on its tail, where the share has no weight. Elsewhere each is
-        off, and so is yielding where no prior is left to yield."""
+        minimised GELU unit ends on its tail, where the share has no weight. Token focus holds
+        only a picture from noise of a unit read over its patch tokens (`focusable`:
+        `token_focus.applies`); an accentuated exemplar keeps its measured objective. Elsewhere
+        each is off, and so is yielding where no prior is left to yield."""
         changes = {}
         if self.exemplar_stats and not (one_unit and not from_photo and (
                 depth is None or depth >= self.exemplar_stats_from)):
             changes.update(exemplar_stats=0.0, exemplar_stats_from=0.0)
         if self.unit_share and (minimise or not one_unit):
             changes["unit_share"] = 0.0
+        if self.token_focus != 1 and not (one_unit and focusable and not from_photo):
+            changes["token_focus"] = 1.0
         if self.priors_yield and not (changes.get("exemplar_stats", self.exemplar_stats)
                                       or self.exemplar_deep or self.natural_stats):
             changes["priors_yield"] = False
@@ -175,6 +183,10 @@ class Preset:
         require(isinstance(self.unit_share, (int, float)) and math.isfinite(self.unit_share)
                 and 0 <= self.unit_share <= 100,
                 f"unit_share is a weight from 0 to 100 (got {self.unit_share!r})")
+        require(isinstance(self.token_focus, (int, float)) and math.isfinite(self.token_focus)
+                and 0 < self.token_focus <= 1,
+                f"token_focus is the fraction of patch tokens a unit is driven on, in (0, 1] "
+                f"(got {self.token_focus!r})")
         require(isinstance(self.priors_yield, bool),
                 f"priors_yield is true or false (got {self.priors_yield!r})")
         require(isinstance(self.accentuate_weight, (int, float))
@@ -221,6 +233,8 @@ class Preset:
             del values["priors_yield"]
         if not self.unit_share:
             del values["unit_share"]
+        if self.token_focus == 1:
+            del values["token_focus"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -249,7 +263,8 @@ SCHEDULES = ("constant", "cosine")
 KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensemble", "optimiser",
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
          "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats",
-         "exemplar_stats_from", "exemplar_deep", "drive_cap", "priors_yield", "unit_share")
+         "exemplar_stats_from", "exemplar_deep", "drive_cap", "priors_yield", "unit_share",
+         "token_focus")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -367,7 +382,8 @@ def from_knobs(knobs: dict) -> Preset:
     # Left out of the knobs when off.
     knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
              "exemplar_stats": 0.0, "exemplar_stats_from": 0.0, "exemplar_deep": 0.0,
-             "drive_cap": 0.0, "priors_yield": False, "unit_share": 0.0, **knobs}
+             "drive_cap": 0.0, "priors_yield": False, "unit_share": 0.0, "token_focus": 1.0,
+             **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 

@@ -26,7 +26,7 @@ from vitviz.errors import UserError
 from vitviz.models.loaded import RANDOM_ONLY, LoadedModel
 from vitviz.models.registry import load_model, model_weights, parse_model_name
 from vitviz.quality.metrics import has_quality_figures, result_metrics
-from vitviz.rendering import accentuate, exemplar_stats
+from vitviz.rendering import accentuate, exemplar_stats, token_focus
 from vitviz.rendering.loop import ALGORITHM_VERSION, StepRecord, optimise, resolve_preset
 from vitviz.rendering.objectives import UNIT_TYPES, from_spec, item_units, normal_spec
 from vitviz.rendering.precision import key_entries, resolve_precision
@@ -121,14 +121,15 @@ class RunRequest:
         return resolve_preset(self.preset, **self.overrides)
 
     def scoped_preset(self) -> Preset:
-        """The preset as far as the request alone tells where its exemplar-statistics prior
-        and the unit's share hold (`Preset.scoped`): the prior not on an objective other than
-        a unit's, nor on an accentuated exemplar; the share only on a maximising picture of
-        one unit. How deep the layer is, only the model tells; the key keeps the prior
+        """The preset as far as the request alone tells where its exemplar-statistics prior,
+        the unit's share and token focus hold (`Preset.scoped`): the prior not on an objective
+        other than a unit's, nor on an accentuated exemplar; the share only on a maximising
+        picture of one unit; focus only on a unit read over its patch tokens, from noise. How deep the layer is, only the model tells; the key keeps the prior
         wherever it may hold."""
         return self.resolved_preset().scoped(self.objective.get("type") in UNIT_TYPES,
                                              self.accentuate is not None,
-                                             minimise=self.minimise)
+                                             minimise=self.minimise,
+                                             focusable=token_focus.applies(self.objective))
 
     def reads_photos(self) -> bool:
         """Whether the optimisation may read the photo set (`Preset.reads_photos`), or starts
@@ -199,7 +200,8 @@ class RunRequest:
         if self.reads_photos():
             require_photos("this run reads the offline photo set" + (
                 " (the default holds a picture of one unit to its own photos; without them, set "
-                "exemplar_stats to 0: `vitviz run --exemplar-stats 0`)"
+                "exemplar_stats to 0: `vitviz run --exemplar-stats 0`, or Photo prior 0 on the Optimise "
+                "page)"
                 if scoped.exemplar_stats else ""))
 
     def config(self) -> dict:
