@@ -90,7 +90,8 @@ _RUN = {"seed": integer, "steps": integer, "size": integer}
 SCHEMAS: dict[str, dict[str, Parser]] = {
     "home": {"model": text},
     "optimise": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS), "lr": number,
-                 "ensemble": integer, "tv": number, "photo_prior": number, "direction": choice(DIRECTIONS), **_RUN},
+                 "ensemble": integer, "tv": number, "photo_prior": number,
+                 "direction": choice(DIRECTIONS), **_RUN},
     "compare": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS),
                 "preset2": choice([NO_PRESET, *PRESETS]), "seeds": integer, **_RUN},
     "moving_target": {**_TARGET, **_RUN},

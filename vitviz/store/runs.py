@@ -124,8 +124,9 @@ class RunRequest:
         """The preset as far as the request alone tells where its exemplar-statistics prior,
         the unit's share and token focus hold (`Preset.scoped`): the prior not on an objective
         other than a unit's, nor on an accentuated exemplar; the share only on a maximising
-        picture of one unit; focus only on a unit read over its patch tokens, from noise. How deep the layer is, only the model tells; the key keeps the prior
-        wherever it may hold."""
+        picture of one unit; focus only on a unit read over its patch tokens, from noise. How
+        deep the layer is, only the model tells; the key keeps the prior wherever it may
+        hold."""
         return self.resolved_preset().scoped(self.objective.get("type") in UNIT_TYPES,
                                              self.accentuate is not None,
                                              minimise=self.minimise,
@@ -200,8 +201,8 @@ class RunRequest:
         if self.reads_photos():
             require_photos("this run reads the offline photo set" + (
                 " (the default holds a picture of one unit to its own photos; without them, set "
-                "exemplar_stats to 0: `vitviz run --exemplar-stats 0`, or Photo prior 0 on the Optimise "
-                "page)"
+                "exemplar_stats to 0: `vitviz run --exemplar-stats 0`, or Photo prior 0 on "
+                "the Optimise page)"
                 if scoped.exemplar_stats else ""))
 
     def config(self) -> dict:
