@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import torch
 
-from vitviz.rendering.objectives import Channel, Neuron, _rows_and_units
+from vitviz.rendering.objectives import UNIT_TYPES, Channel, Neuron, _rows_and_units
 
 
 def applies(spec: dict) -> bool:
     """Whether an objective (its spec) reads one unit over the patch tokens. On a feature map
     (a CNN's channel) there are no tokens, and the run keeps the objective's own value."""
-    return spec.get("type") == "channel" or (spec.get("type") == "neuron"
-                                             and spec.get("tokens", "patch") == "patch")
+    return spec.get("type") in UNIT_TYPES and spec.get("tokens", "patch") == "patch"
 
 
 def focused(objective: Neuron | Channel, act: torch.Tensor, prefix: int, n_items: int,
