@@ -4,7 +4,7 @@ import torch
 
 from vitviz.data.photo_sets import examples_for
 from vitviz.errors import UserError
-from vitviz.rendering import drive_cap, exemplar_stats
+from vitviz.rendering import drive_cap, exemplar_stats, token_focus
 from vitviz.rendering import objectives as O
 from vitviz.rendering.loop import optimise, resolve_preset
 from vitviz.rendering.step import ForwardStep
@@ -83,3 +83,38 @@ def test_a_capped_request_keys_its_views_and_a_bad_cap_is_refused(tiny_vit):
     with pytest.raises(UserError, match="one set of photo views per seed"):
         next(optimise(tiny_vit, O.neuron(VIT_HIDDEN, 1), [0],
                       resolve_preset("robust", drive_cap=2.0), steps=2, held_to=[]))
+
+
+def test_with_token_focus_the_cap_is_set_on_the_focused_value_it_stops(tiny_vit):
+    # The loop pushes the unit's strongest quarter of patch tokens; a cap set on the views'
+    # plain mean would stop it at a fraction of what the views reach on those tokens.
+    units = tuple(range(0, 64, 4))
+    examples = examples_for(tiny_vit, VIT_HIDDEN)
+    views = exemplar_stats.reference_views(examples, units, [range(3)] * len(units), False,
+                                           tiny_vit.preprocessing.size)
+    objective = O.neuron(VIT_HIDDEN, units)
+    passes = ForwardStep.for_run(tiny_vit, objective, resolve_preset("robust", precision="fp32"))
+
+    def focused(acts, items):
+        return token_focus.focused(objective, acts[VIT_HIDDEN], acts.prefix_tokens, items,
+                                   0.25, minimise=False)
+
+    focused_caps = drive_cap.caps(focused, passes.clean, views, 1.0, minimise=False)
+    plain_caps = drive_cap.caps(objective, passes.clean, views, 1.0, minimise=False)
+    # Units whose photos' focused value is well past their plain mean: a cap on the mean
+    # would stop their pictures below 0.8 of the focused cap.
+    apart = focused_caps > 1.5 * plain_caps
+    assert apart.sum() >= 4, (focused_caps, plain_caps)
+    final = {}
+    for factor in (0.0, 1.0):
+        preset = resolve_preset("robust", **NO_PHOTO_PRIOR, drive_cap=factor, token_focus=0.25,
+                                precision="fp32")
+        records = list(optimise(tiny_vit, objective, [0] * len(units), preset, steps=60,
+                                record_every=0, held_to=views if factor else None))
+        with torch.no_grad():
+            final[factor] = focused(passes.clean(records[-1].images), len(units))
+    past = final[0.0] > 1.25 * focused_caps
+    assert (past & apart).sum() >= 3, (final, focused_caps, plain_caps)
+    assert (final[1.0] < final[0.0])[past].float().mean() >= 7 / 8
+    reached = final[1.0] >= 0.8 * torch.minimum(final[0.0], focused_caps)
+    assert reached[apart].all() and reached.float().mean() >= 7 / 8, (final, focused_caps)

@@ -184,7 +184,19 @@ def optimise(
     extra = tuple(dict.fromkeys(found["layer"] for found in (prior, deep) if found))
     passes = ForwardStep.for_run(model, objective, preset, extra, frozen_context)
 
-    item_caps = (drive_cap.caps(target, passes.clean, [v.to(device) for v in held_to],
+    def pushed(acts, items: int) -> torch.Tensor:
+        """Each row's value of the objective as the steps push it: with token focus, over the
+        unit's focused tokens (built-in objectives return fp32 already; a user's may return
+        the pass's bf16)."""
+        if preset.token_focus != 1 and acts[objective.layer].dim() == 3:
+            return token_focus.focused(objective, acts[objective.layer], acts.prefix_tokens,
+                                       items, preset.token_focus, minimise)
+        return objective(acts, items).float()
+
+    # The unit's own term, read as the steps push it, so that a cap set on the reference views
+    # compares like with like (token focus holds only where the objective is the unit itself).
+    unit_term = pushed if target is objective else target
+    item_caps = (drive_cap.caps(unit_term, passes.clean, [v.to(device) for v in held_to],
                                 preset.drive_cap, minimise) if preset.drive_cap else None)
 
     yields = preset.priors_yield and bool(exemplar_priors or preset.natural_stats)
@@ -204,15 +216,10 @@ def optimise(
             photo_features = passes.features(photo, step, prior["layer"])
         augmented = augment(images, transforms, rngs, copies, step / preset.steps)
         acts = passes.optimised(augmented, step, rngs, copies, frozen)
-        # Built-in objectives return fp32 already; a user's may return the pass's bf16.
-        if preset.token_focus != 1 and acts[objective.layer].dim() == 3:
-            values = token_focus.focused(objective, acts[objective.layer], acts.prefix_tokens,
-                                         n_items, preset.token_focus, minimise)
-        else:
-            values = objective(acts, n_items).float()
+        values = pushed(acts, n_items)
         if item_caps is not None:
             # Only the unit's own term stops pushing; a regulariser (diversity) still acts.
-            reached = values if target is objective else target(acts, n_items).float()
+            reached = values if target is objective else unit_term(acts, n_items).float()
             values = values - reached + drive_cap.capped(reached, item_caps, copies, minimise)
         if preset.unit_share:
             excited = unit_share.excitation(objective, acts[objective.layer], acts.prefix_tokens)

@@ -122,7 +122,7 @@ class _OneLayer(Objective):
         return (self.layer,)
 
 
-def _rows_and_units(act: torch.Tensor, units: Units, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rows_and_units(act: torch.Tensor, units: Units, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(row index, unit of each row) for advanced indexing of a batch of activations."""
     rows = torch.arange(act.shape[0], device=act.device)
     return rows, _per_row(units, act.shape[0], n_items, act.device)
@@ -138,7 +138,7 @@ class Neuron(_OneLayer):
 
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        index, rows = _rows_and_units(act, self.unit, n_items)
+        index, rows = rows_and_units(act, self.unit, n_items)
         if act.dim() == 3:
             return reduce_tokens(act[index, :, rows].float(), self.tokens, prefix_tokens(acts))
         if act.dim() == 4:
@@ -168,7 +168,7 @@ class Channel(_OneLayer):
 
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        index, rows = _rows_and_units(act, self.unit, n_items)
+        index, rows = rows_and_units(act, self.unit, n_items)
         if act.dim() == 3:
             return act[index, prefix_tokens(acts):, rows].float().mean(dim=1)
         if act.dim() == 4:
@@ -245,7 +245,7 @@ class Logit(_OneLayer):
 
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        index, rows = _rows_and_units(act, self.unit, n_items)
+        index, rows = rows_and_units(act, self.unit, n_items)
         return act[index, rows].float()
 
     def validate(self, lookup):
@@ -264,7 +264,7 @@ class SeedCompat(_OneLayer):
 
     def __call__(self, acts, n_items):
         act = acts[self.layer]
-        index, rows = _rows_and_units(act, self.unit, n_items)
+        index, rows = rows_and_units(act, self.unit, n_items)
         picked = act[index, rows].float()
         return picked.flatten(1).mean(dim=1)
 

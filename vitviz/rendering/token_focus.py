@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from vitviz.rendering.objectives import UNIT_TYPES, Channel, Neuron, _rows_and_units
+from vitviz.rendering.objectives import UNIT_TYPES, Channel, Neuron, rows_and_units
 
 
 def applies(spec: dict) -> bool:
@@ -34,7 +34,7 @@ def focused(objective: Neuron | Channel, act: torch.Tensor, prefix: int, n_items
             fraction: float, minimise: bool) -> torch.Tensor:
     """[R] each row's unit, the mean over its `fraction` of patch tokens where it is highest
     (lowest with `minimise`); at least one token."""
-    index, rows = _rows_and_units(act, objective.unit, n_items)
+    index, rows = rows_and_units(act, objective.unit, n_items)
     per_token = act[index, prefix:, rows].float()
     count = max(1, round(fraction * per_token.shape[1]))
     return per_token.topk(count, dim=1, largest=not minimise).values.mean(dim=1)
