@@ -37,7 +37,7 @@ with reported():
         widgets.direction_picker(state)
     with method[1]:
         st.caption(PRESETS[preset].description)
-        widgets.knob_pickers(state, preset, [*st.columns(2), *st.columns(2)])
+        widgets.knob_pickers(state, preset, [*st.columns(2), *st.columns(2), *st.columns(2)])
     with method[2]:
         widgets.seed_picker(state)
         widgets.steps_picker(state, limits)

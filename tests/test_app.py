@@ -306,6 +306,12 @@ def test_page_for_rebuilds_the_exact_request():
         page, found = page_for(Stored)
         assert page == "optimise" and found["photo_prior"] == prior
         assert optimise_request(found, 32).key() == request.key()
+    for focus in (0.25, 1.0):  # focused, and the default's mean over the patch tokens
+        request = optimise_request({**single, "focus": focus}, 32)
+        Stored.config = request.config()
+        page, found = page_for(Stored)
+        assert page == "optimise" and found["focus"] == focus
+        assert optimise_request(found, 32).key() == request.key()
 
 
 def test_a_run_waits_for_the_device_and_shows_its_place_in_the_queue(monkeypatch, calls):
@@ -921,6 +927,23 @@ def test_the_photo_prior_box_turns_the_prior_off_and_its_link_keeps_it(monkeypat
     again = open_page(OPTIMISE, **at.query_params)
     assert errors(again) == "" and "Served from the result cache" in texts(again)
     assert len(calls["requests"]) == 1
+
+
+def test_the_token_focus_box_focuses_the_run_and_its_link_keeps_it(calls):
+    at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=2, steps=4)
+    assert at.number_input(key="optimise.focus.robust").value == \
+        PRESETS[DEFAULT_PRESET].token_focus
+    at.number_input(key="optimise.focus.robust").set_value(0.25).run()
+    button(at, "Run").click().run()
+    assert errors(at) == "" and at.image
+    (request,) = calls["requests"]
+    assert request.config()["preset"]["token_focus"] == 0.25
+    assert at.query_params["focus"] == "0.25"
+    again = open_page(OPTIMISE, **at.query_params)
+    assert errors(again) == "" and "Served from the result cache" in texts(again)
+    assert len(calls["requests"]) == 1
+    at.number_input(key="optimise.focus.robust").set_value(0.0).run()
+    assert "token_focus" in errors(at)
 
 
 def test_waiting_messages_name_what_is_awaited():

@@ -91,6 +91,7 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
     "home": {"model": text},
     "optimise": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS), "lr": number,
                  "ensemble": integer, "tv": number, "photo_prior": number,
+                 "focus": number,
                  "direction": choice(DIRECTIONS), **_RUN},
     "compare": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS),
                 "preset2": choice([NO_PRESET, *PRESETS]), "seeds": integer, **_RUN},
@@ -147,7 +148,8 @@ def accentuated_request(settings: dict, model_size: int) -> RunRequest:
 def optimise_request(settings: dict, model_size: int) -> RunRequest:
     knobs = {"lr": settings["lr"], "ensemble": settings["ensemble"], "tv_weight": settings["tv"],
              "exemplar_stats": settings.get("photo_prior",
-                                            get_preset(settings["preset"]).exemplar_stats)}
+                                            get_preset(settings["preset"]).exemplar_stats),
+             "token_focus": settings.get("focus", get_preset(settings["preset"]).token_focus)}
     return _request(settings, model_size, settings["preset"], (settings["seed"],), knobs)
 
 
@@ -194,6 +196,7 @@ def page_for(result: Result) -> tuple[str, dict] | None:
         settings = {**target, "kind": objective["type"], "preset": knobs["name"],
                     "lr": knobs["lr"], "ensemble": knobs["ensemble"], "tv": knobs["tv_weight"],
                     "photo_prior": knobs.get("exemplar_stats", 0.0),
+                    "focus": knobs.get("token_focus", 1.0),
                     "direction": "min" if config.get("minimise") else "max"}
         candidates = [("optimise", settings, optimise_request)]
     else:
