@@ -334,8 +334,8 @@ def knob_pickers(state: PageState, preset: str,
              "Pictures of one neuron or channel only.")
     focus = columns[4].number_input(
         "Token focus", key=focus_key, step=0.05, format="%g",
-        help=f"The share of its patch tokens over which a unit's picture drives it: 1 drives "
-             f"their mean, 0.25 the quarter where the unit is strongest (weakest when driven "
+        help="The share of its patch tokens over which a unit's picture drives it: 1 drives "
+             "their mean, 0.25 the quarter where the unit is strongest (weakest when driven "
              f"down), so the picture need not tile one motif over the canvas; {preset}'s "
              f"default is {base.token_focus:g}. On the last block of dinov2_vits14 the "
              "independent judges read focused pictures a few points better, on earlier "

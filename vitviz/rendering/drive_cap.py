@@ -21,9 +21,10 @@ def caps(unit_term: Callable[..., torch.Tensor], clean, views: Sequence[torch.Te
     """[n_items]: where item i's objective stops pushing. `views[i]` ([k_i, 3, H, W] in [0, 1])
     are its unit's reference views; `clean` runs images through the network as the loop's
     clean pass does; `unit_term(activations, n_items)` reads each row's value as the loop
-    pushes it (the objective's target, or its token-focused value). The cap lies past the views' most extreme value by `factor - 1` times its
-    size: `factor` x the strongest view's value for a maximising picture of a unit photos
-    drive up, and never short of the views themselves."""
+    pushes it (the objective's target, or its token-focused value). The cap lies past the
+    views' most extreme value by `factor - 1` times its size: `factor` x the strongest
+    view's value for a maximising picture of a unit photos drive up, and never short of the
+    views themselves."""
     count = max(len(item) for item in views)
     # As many rows per item (a view repeated) so that the objective reads them as one batch.
     rows = torch.cat([item[torch.arange(count) % len(item)] for item in views])
