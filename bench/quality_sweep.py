@@ -96,8 +96,6 @@ VARIANTS: dict[str, dict] = {
     # Token focus (vitviz.rendering.token_focus): the unit driven over its strongest quarter
     # of the patch tokens (its weakest when minimising), not their mean.
     "token focus 1/4": {"token_focus": 0.25},
-    # The same, only at layers 0.9 or more of the way into the model (the last blocks).
-    "token focus 1/4 from depth 0.9": {"token_focus": 0.25, "token_focus_from": 0.9},
     # The same prior at depth: the stream into the unit's block (exemplar_stats.feeding_block).
     "deep exemplar statistics 1": {**_NO_PHOTO_PRIOR, "exemplar_deep": 1.0},
     "deep exemplar statistics 5": {**_NO_PHOTO_PRIOR, "exemplar_deep": 5.0},

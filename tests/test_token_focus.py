@@ -65,33 +65,6 @@ def test_focus_holds_only_a_unit_read_over_its_patch_tokens():
     assert accentuated.key() == RunRequest("tiny_vit", patch, (0,), "robust", accentuate=0).key()
 
 
-def test_focus_from_a_depth_holds_deep_units_and_leaves_shallow_ones_alone(tiny_vit):
-    shallow = "encoder.layers.encoder_layer_0.mlp.1"  # depth 0.5 of tiny_vit; VIT_HIDDEN 1.0
-    deep = {"token_focus": 0.25, "token_focus_from": 0.75}
-    preset = PRESETS["robust"].with_overrides(**deep)
-    assert preset.knobs()["token_focus_from"] == 0.75
-    assert from_knobs({**preset.knobs(), "name": "robust"}) == preset
-    assert preset.scoped(True, False, 1.0) is preset
-    assert preset.scoped(True, False, None) is preset  # before the model is at hand
-    off = preset.scoped(True, False, 0.5)
-    assert off.token_focus == 1 and "token_focus_from" not in off.knobs()
-    assert "token_focus_from" not in PRESETS["robust"].with_overrides(token_focus=0.25).knobs()
-    assert "token_focus_from" not in PRESETS["robust"].with_overrides(
-        token_focus_from=0.75).knobs()  # no focus: the depth changes nothing
-    with pytest.raises(UserError, match="token_focus_from is a depth into the model"):
-        preset.with_overrides(token_focus_from=1.5).check()
-
-    def final(layer: str, **knobs):
-        settings = resolve_preset("robust", **NO_PHOTO_PRIOR, precision="fp32", **knobs)
-        records = list(optimise(tiny_vit, O.neuron(layer, (3, 9)), [0, 1], settings, steps=3,
-                                record_every=0))
-        return records[-1].images
-
-    assert torch.equal(final(shallow, **deep), final(shallow))
-    assert torch.equal(final(VIT_HIDDEN, **deep), final(VIT_HIDDEN, token_focus=0.25))
-    assert not torch.equal(final(VIT_HIDDEN, **deep), final(VIT_HIDDEN))
-
-
 def test_focused_pictures_rise_on_their_strongest_tokens_more_than_on_their_mean(tiny_vit):
     # A rate over 16 units of the untrained test ViT, at the end of 40 steps: the focused
     # pictures' units, against the unfocused ones', on their strongest quarter of patches

@@ -77,11 +77,6 @@ class Preset:
     # fraction of its patch tokens where it is strongest (weakest when minimising), not their
     # mean. One-unit objectives read over the patch tokens only. 1: off, the mean.
     token_focus: float = 1.0
-    # Where token focus holds (`scoped`): at layers at least this deep into the model
-    # (vitviz.models.layers.block_depth), as `exemplar_stats_from` for the photo prior.
-    # Measured, focus helps the last blocks' units and costs the early ones'
-    # (docs/quality.md). 0: at every depth.
-    token_focus_from: float = 0.0
     # How hard an accentuated exemplar (a run that starts from a photo) is held to its photo's
     # first-block features (vitviz.rendering.accentuate). Other runs refuse another value.
     accentuate_weight: float = ACCENTUATE_WEIGHT
@@ -97,7 +92,7 @@ class Preset:
         noise (an accentuated exemplar is held to its own photo instead), at a layer
         `exemplar_stats_from` deep or deeper (`depth`: `layers.block_depth`, 0 for a model
         that declares no blocks; None before the model is at hand, where the prior may still
-        hold; token focus likewise from `token_focus_from`). The unit's share of its layer holds only a maximising picture of one unit: a
+        hold). The unit's share of its layer holds only a maximising picture of one unit: a
         minimised GELU unit ends on its tail, where the share has no weight. Token focus holds
         only a picture from noise of a unit read over its patch tokens (`focusable`:
         `token_focus.applies`); an accentuated exemplar keeps its measured objective. Elsewhere
@@ -108,9 +103,8 @@ class Preset:
             changes.update(exemplar_stats=0.0, exemplar_stats_from=0.0)
         if self.unit_share and (minimise or not one_unit):
             changes["unit_share"] = 0.0
-        if self.token_focus != 1 and not (one_unit and focusable and not from_photo and (
-                depth is None or depth >= self.token_focus_from)):
-            changes.update(token_focus=1.0, token_focus_from=0.0)
+        if self.token_focus != 1 and not (one_unit and focusable and not from_photo):
+            changes["token_focus"] = 1.0
         if self.priors_yield and not (changes.get("exemplar_stats", self.exemplar_stats)
                                       or self.exemplar_deep or self.natural_stats):
             changes["priors_yield"] = False
@@ -193,10 +187,6 @@ class Preset:
                 and 0 < self.token_focus <= 1,
                 f"token_focus is the fraction of patch tokens a unit is driven on, in (0, 1] "
                 f"(got {self.token_focus!r})")
-        require(isinstance(self.token_focus_from, (int, float))
-                and 0 <= self.token_focus_from <= 1,
-                f"token_focus_from is a depth into the model from 0 to 1 (got "
-                f"{self.token_focus_from!r})")
         require(isinstance(self.priors_yield, bool),
                 f"priors_yield is true or false (got {self.priors_yield!r})")
         require(isinstance(self.accentuate_weight, (int, float))
@@ -245,8 +235,6 @@ class Preset:
             del values["unit_share"]
         if self.token_focus == 1:
             del values["token_focus"]
-        if self.token_focus == 1 or not self.token_focus_from:
-            del values["token_focus_from"]
         return values
 
     def with_overrides(self, **overrides) -> "Preset":
@@ -276,7 +264,7 @@ KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensem
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
          "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats",
          "exemplar_stats_from", "exemplar_deep", "drive_cap", "priors_yield", "unit_share",
-         "token_focus", "token_focus_from")
+         "token_focus")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -395,7 +383,7 @@ def from_knobs(knobs: dict) -> Preset:
     knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
              "exemplar_stats": 0.0, "exemplar_stats_from": 0.0, "exemplar_deep": 0.0,
              "drive_cap": 0.0, "priors_yield": False, "unit_share": 0.0, "token_focus": 1.0,
-             "token_focus_from": 0.0, **knobs}
+             **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 
