@@ -338,9 +338,9 @@ def knob_pickers(state: PageState, preset: str,
              "their mean, 0.25 the quarter where the unit is strongest (weakest when driven "
              f"down), so the picture need not tile one motif over the canvas; {preset}'s "
              f"default is {base.token_focus:g}. On the last block of dinov2_vits14 the "
-             "independent judges read focused pictures a few points better, on earlier "
-             "blocks no better (docs/quality.md). Pictures of one neuron or channel read over "
-             "the patch tokens only.")
+             "independent judges read focused pictures a few points better, on early blocks "
+             "worse (docs/quality.md). Pictures of one neuron or channel read over the patch "
+             "tokens only.")
     return (state.keep("lr", lr), state.keep("ensemble", ensemble), state.keep("tv", tv),
             state.keep("photo_prior", prior), state.keep("focus", focus))
 
