@@ -300,17 +300,13 @@ def test_page_for_rebuilds_the_exact_request():
     single = dict(model="tiny_vit", layer=VIT_HIDDEN, kind="neuron", unit=1, tokens="patch",
                   preset="robust", lr=0.05, ensemble=4, tv=0.0, seed=5, steps=6, size=48,
                   direction="max")
-    for prior in (PRESETS["robust"].exemplar_stats, 0.0):  # the default's photo prior, and off
-        request = optimise_request({**single, "photo_prior": prior}, 32)
+    # The default's photo prior and off; focused, and the default's mean over the patch tokens.
+    for box, value in (("photo_prior", PRESETS["robust"].exemplar_stats), ("photo_prior", 0.0),
+                       ("focus", 0.25), ("focus", 1.0)):
+        request = optimise_request({**single, box: value}, 32)
         Stored.config = request.config()
         page, found = page_for(Stored)
-        assert page == "optimise" and found["photo_prior"] == prior
-        assert optimise_request(found, 32).key() == request.key()
-    for focus in (0.25, 1.0):  # focused, and the default's mean over the patch tokens
-        request = optimise_request({**single, "focus": focus}, 32)
-        Stored.config = request.config()
-        page, found = page_for(Stored)
-        assert page == "optimise" and found["focus"] == focus
+        assert page == "optimise" and found[box] == value
         assert optimise_request(found, 32).key() == request.key()
 
 

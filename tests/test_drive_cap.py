@@ -44,13 +44,20 @@ def test_the_cap_lies_past_the_units_strongest_view_by_the_factor(tiny_vit):
                                                     rel=1e-4)
 
 
-def test_capped_pictures_stop_near_their_photos_and_still_reach_them(tiny_vit):
+def _sixteen_units(tiny_vit):
+    """Every fourth unit of the test ViT's hidden layer: each unit's 3 strongest views, the
+    objective over all of them, and the clean pass that sets their caps."""
     units = tuple(range(0, 64, 4))
     examples = examples_for(tiny_vit, VIT_HIDDEN)
     views = exemplar_stats.reference_views(examples, units, [range(3)] * len(units), False,
                                            tiny_vit.preprocessing.size)
     objective = O.neuron(VIT_HIDDEN, units)
     passes = ForwardStep.for_run(tiny_vit, objective, resolve_preset("robust", precision="fp32"))
+    return units, views, objective, passes
+
+
+def test_capped_pictures_stop_near_their_photos_and_still_reach_them(tiny_vit):
+    units, views, objective, passes = _sixteen_units(tiny_vit)
     caps = drive_cap.caps(objective, passes.clean, views, 1.0, minimise=False)
     final = {}
     for factor in (0.0, 1.0):
@@ -88,12 +95,7 @@ def test_a_capped_request_keys_its_views_and_a_bad_cap_is_refused(tiny_vit):
 def test_with_token_focus_the_cap_is_set_on_the_focused_value_it_stops(tiny_vit):
     # The loop pushes the unit's strongest quarter of patch tokens; a cap set on the views'
     # plain mean would stop it at a fraction of what the views reach on those tokens.
-    units = tuple(range(0, 64, 4))
-    examples = examples_for(tiny_vit, VIT_HIDDEN)
-    views = exemplar_stats.reference_views(examples, units, [range(3)] * len(units), False,
-                                           tiny_vit.preprocessing.size)
-    objective = O.neuron(VIT_HIDDEN, units)
-    passes = ForwardStep.for_run(tiny_vit, objective, resolve_preset("robust", precision="fp32"))
+    units, views, objective, passes = _sixteen_units(tiny_vit)
 
     def focused(acts, items):
         return token_focus.focused(objective, acts[VIT_HIDDEN], acts.prefix_tokens, items,

@@ -91,8 +91,7 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
     "home": {"model": text},
     "optimise": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS), "lr": number,
                  "ensemble": integer, "tv": number, "photo_prior": number,
-                 "focus": number,
-                 "direction": choice(DIRECTIONS), **_RUN},
+                 "focus": number, "direction": choice(DIRECTIONS), **_RUN},
     "compare": {**_TARGET, "kind": choice(KINDS), "preset": choice(PRESETS),
                 "preset2": choice([NO_PRESET, *PRESETS]), "seeds": integer, **_RUN},
     "moving_target": {**_TARGET, **_RUN},
@@ -146,10 +145,10 @@ def accentuated_request(settings: dict, model_size: int) -> RunRequest:
 
 
 def optimise_request(settings: dict, model_size: int) -> RunRequest:
+    preset = get_preset(settings["preset"])
     knobs = {"lr": settings["lr"], "ensemble": settings["ensemble"], "tv_weight": settings["tv"],
-             "exemplar_stats": settings.get("photo_prior",
-                                            get_preset(settings["preset"]).exemplar_stats),
-             "token_focus": settings.get("focus", get_preset(settings["preset"]).token_focus)}
+             "exemplar_stats": settings.get("photo_prior", preset.exemplar_stats),
+             "token_focus": settings.get("focus", preset.token_focus)}
     return _request(settings, model_size, settings["preset"], (settings["seed"],), knobs)
 
 
