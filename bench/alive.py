@@ -2,6 +2,7 @@
 
     python bench/alive.py                       # dinov2_vits14, 12 units of mlp.1 in blocks 2, 5, 8, 11
     python bench/alive.py --presets robust naive --steps 128 --per-block 12
+    python bench/alive.py --blocks 0 1 --per-block 16 --knobs '{"exemplar_stats": 0}'
 
 Units are drawn with a fixed seed per layer (the report's `random:N`), one seed each, so the
 figure is over many units rather than one that happens to work. A unit is *alive* when its
@@ -34,6 +35,8 @@ def main() -> int:
     parser.add_argument("--per-block", type=int, default=12)
     parser.add_argument("--presets", nargs="+", default=["robust"])
     parser.add_argument("--steps", type=int, default=128)
+    parser.add_argument("--knobs", type=json.loads, default={}, metavar="JSON",
+                        help="preset knobs for every preset, as the sweep's --accentuated-knobs")
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -44,12 +47,14 @@ def main() -> int:
     figures = {}
     for preset in args.presets:
         alive, robust_alive, rows = 0, 0, []
+        by_block = {}
         for block in args.blocks:
             layer = f"encoder.layers.encoder_layer_{block}.mlp.1"
             units = choose_units(f"random:{args.per_block}", find_layer(model, layer).units,
                                  layer, 0)
             stats = measure_layer(model, layer, photos)
-            images, reached = run_preset(model, layer, units, [0], preset, {"steps": args.steps}, cache)
+            images, reached = run_preset(model, layer, units, [0], preset,
+                                         {**args.knobs, "steps": args.steps}, cache)
             flat = torch.from_numpy(images[:, 0]).permute(0, 3, 1, 2).float() / 255
             robust = metrics.robust_figures(model, layer, units, flat)["robust_activation"]
             for unit, end, held in zip(units, reached, robust):
@@ -58,13 +63,16 @@ def main() -> int:
                 robust_alive += held > top
                 rows.append({"block": block, "unit": unit, "end": end, "robust": held,
                              "photo_max": top})
+                by_block[block] = by_block.get(block, 0) + (end > top)
         count = len(rows)
         figures[preset] = {"alive": alive / count, "robustly_alive": robust_alive / count,
                            "units": count, "steps": args.steps, "photos": len(photos),
-                           "per_unit": rows}
-        print(f"{preset}: {alive}/{count} units alive ({alive / count:.0%}), "
-              f"{robust_alive}/{count} robustly ({robust_alive / count:.0%}), "
-              f"{args.steps} steps, {len(photos)} photos", flush=True)
+                           "knobs": args.knobs, "alive_by_block": by_block, "per_unit": rows}
+        blocks = ", ".join(f"block {block} {n}/{sum(row['block'] == block for row in rows)}"
+                           for block, n in by_block.items())
+        print(f"{preset}{' ' + json.dumps(args.knobs) if args.knobs else ''}: {alive}/{count} "
+              f"units alive ({alive / count:.0%}; {blocks}), {robust_alive}/{count} robustly "
+              f"({robust_alive / count:.0%}), {args.steps} steps, {len(photos)} photos", flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     return 0

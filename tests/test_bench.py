@@ -321,3 +321,24 @@ def test_the_sweep_draws_every_variant_beside_the_units_photos(tmp_path):
     # A row per unit; its 3 strongest photos, then per variant 2 maximising seeds and a minimising one.
     tile = GRID_TILE
     assert height == 22 + 2 * tile and width == 120 + (3 * tile + tile // 6) + 2 * (3 * tile + tile // 6)
+
+
+def test_the_alive_benchmark_runs_every_preset_with_the_knobs_it_is_given(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "alive.json"
+    command = [sys.executable, str(BENCH / "alive.py"), "--model", "tiny_vit", "--blocks", "0",
+               "1", "--per-block", "2", "--steps", "2", "--cache", str(tmp_path / "cache")]
+    done = subprocess.run(command + ["--knobs", '{"exemplar_stats": 0}', "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())["robust"]
+    assert figures["knobs"] == {"exemplar_stats": 0} and figures["units"] == 4
+    assert set(figures["alive_by_block"]) == {"0", "1"}
+    assert sum(figures["alive_by_block"].values()) == round(figures["alive"] * 4)
+    # The knobs reach the runs: one that no preset has stops the benchmark, naming it.
+    refused = subprocess.run(command + ["--knobs", '{"no_such_knob": 1}'], capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode != 0 and "no_such_knob" in refused.stderr
