@@ -47,7 +47,6 @@ def main() -> int:
     figures = {}
     for preset in args.presets:
         alive, robust_alive, rows = 0, 0, []
-        by_block = {}
         for block in args.blocks:
             layer = f"encoder.layers.encoder_layer_{block}.mlp.1"
             units = choose_units(f"random:{args.per_block}", find_layer(model, layer).units,
@@ -63,13 +62,15 @@ def main() -> int:
                 robust_alive += held > top
                 rows.append({"block": block, "unit": unit, "end": end, "robust": held,
                              "photo_max": top})
-                by_block[block] = by_block.get(block, 0) + (end > top)
         count = len(rows)
+        passed = {block: [row["end"] > row["photo_max"] for row in rows if row["block"] == block]
+                  for block in args.blocks}
+        by_block = {block: sum(flags) for block, flags in passed.items()}
         figures[preset] = {"alive": alive / count, "robustly_alive": robust_alive / count,
                            "units": count, "steps": args.steps, "photos": len(photos),
                            "knobs": args.knobs, "alive_by_block": by_block, "per_unit": rows}
-        blocks = ", ".join(f"block {block} {n}/{sum(row['block'] == block for row in rows)}"
-                           for block, n in by_block.items())
+        blocks = ", ".join(f"block {block} {sum(flags)}/{len(flags)}"
+                           for block, flags in passed.items())
         print(f"{preset}{' ' + json.dumps(args.knobs) if args.knobs else ''}: {alive}/{count} "
               f"units alive ({alive / count:.0%}; {blocks}), {robust_alive}/{count} robustly "
               f"({robust_alive / count:.0%}), {args.steps} steps, {len(photos)} photos", flush=True)
