@@ -7,8 +7,11 @@
 Units are drawn with a fixed seed per layer (the report's `random:N`), one seed each, so the
 figure is over many units rather than one that happens to work. A unit is *alive* when its
 clean activation at the end is above its maximum over the photos and their crops; *robustly
-alive* when the mean over shifted and zoomed views is (what pixel noise cannot fake). Results
-go through the result cache, so the report and the dashboard reuse them.
+alive* when the mean over shifted and zoomed views is (what pixel noise cannot fake); *past a
+plain colour* when that mean is above the unit's value on a flat field in the colour of one of
+its strongest photo views (vitviz.quality.plain_colour: the units a colour drives as hard as
+any photo show there). Results go through the result cache, so the report and the dashboard
+reuse them.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from vitviz.data.photos import load_photos
 from vitviz.models.layers import find_layer
 from vitviz.models.registry import load_model
 from vitviz.quality import metrics
+from vitviz.quality.plain_colour import plain_colour_values
 from vitviz.store.cache import ResultCache
 from vitviz.surveys.report import choose_units, run_preset
 
@@ -46,7 +50,7 @@ def main() -> int:
     photos = load_photos()
     figures = {}
     for preset in args.presets:
-        alive, robust_alive, rows = 0, 0, []
+        alive, robust_alive, past_plain, rows = 0, 0, 0, []
         for block in args.blocks:
             layer = f"encoder.layers.encoder_layer_{block}.mlp.1"
             units = choose_units(f"random:{args.per_block}", find_layer(model, layer).units,
@@ -56,24 +60,28 @@ def main() -> int:
                                          {**args.knobs, "steps": args.steps}, cache)
             flat = torch.from_numpy(images[:, 0]).permute(0, 3, 1, 2).float() / 255
             robust = metrics.robust_figures(model, layer, units, flat)["robust_activation"]
-            for unit, end, held in zip(units, reached, robust):
+            plain = plain_colour_values(model, layer, units, stats)
+            for unit, end, held, colour in zip(units, reached, robust, plain):
                 top = stats.unit_max(unit)
                 alive += end > top
                 robust_alive += held > top
+                past_plain += held > colour
                 rows.append({"block": block, "unit": unit, "end": end, "robust": held,
-                             "photo_max": top})
+                             "photo_max": top, "plain_colour": colour})
         count = len(rows)
         passed = {block: [row["end"] > row["photo_max"] for row in rows if row["block"] == block]
                   for block in args.blocks}
         by_block = {block: sum(flags) for block, flags in passed.items()}
         figures[preset] = {"alive": alive / count, "robustly_alive": robust_alive / count,
+                           "past_plain_colour": past_plain / count,
                            "units": count, "steps": args.steps, "photos": len(photos),
                            "knobs": args.knobs, "alive_by_block": by_block, "per_unit": rows}
         blocks = ", ".join(f"block {block} {sum(flags)}/{len(flags)}"
                            for block, flags in passed.items())
         print(f"{preset}{' ' + json.dumps(args.knobs) if args.knobs else ''}: {alive}/{count} "
               f"units alive ({alive / count:.0%}; {blocks}), {robust_alive}/{count} robustly "
-              f"({robust_alive / count:.0%}), {args.steps} steps, {len(photos)} photos", flush=True)
+              f"({robust_alive / count:.0%}), {past_plain}/{count} past a plain colour, "
+              f"{args.steps} steps, {len(photos)} photos", flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     return 0

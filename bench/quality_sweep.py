@@ -96,6 +96,9 @@ VARIANTS: dict[str, dict] = {
     # Token focus (vitviz.rendering.token_focus): the unit driven over its strongest quarter
     # of the patch tokens (its weakest when minimising), not their mean.
     "token focus 1/4": {"token_focus": 0.25},
+    # The plain start (vitviz.rendering.plain_start): each picture starts at the colour of the
+    # reference view whose flat field drives its unit most, not at grey.
+    "plain start": {"plain_start": True},
     # The same prior at depth: the stream into the unit's block (exemplar_stats.feeding_block).
     "deep exemplar statistics 1": {**_NO_PHOTO_PRIOR, "exemplar_deep": 1.0},
     "deep exemplar statistics 5": {**_NO_PHOTO_PRIOR, "exemplar_deep": 5.0},

@@ -20,6 +20,11 @@ KINDS = {"photo": "Whole photos", "crop": "Crops (half-size windows)",
 TOP_K = 6
 DRIVE_HELP = ("Ranked by the unit's drive, which follows its input: on GELU's negative tail a "
               "value nearer zero can mean a weaker drive, so the values shown need not fall.")
+PLAIN_COLOUR_HELP = ("The unit's value on a flat image in the colour of one of its three "
+                     "strongest photo views (the best of them), as a multiple of its largest "
+                     "activation on the photos. Near or above 1, the unit wants a colour more "
+                     "than a shape; above the visualisation's figure, the optimiser has not "
+                     "reached what drives the unit.")
 
 state = setup("examples", "A visualisation is only a hypothesis about a unit. Check it against the"
                           " real photos (and their crops and patches) that drive the unit most, "
@@ -74,17 +79,23 @@ with reported():
                                       key="examples.live")
             result, _ = execution.compute_live(request, view)
         if result is not None:
+            if stats is not None:
+                # Raw activation rewards adversarial noise: only what survives shifts and zooms
+                # counts. Measured once against the photo set shown here, stored with the run,
+                # before the caption that shows it.
+                execution.store_figures(request, result, photos=stats)
             st.image(display.enlarge(result.images[0]), caption=display.final_caption(result, 0),
                      width="stretch")
             if stats is not None:
-                # Raw activation rewards adversarial noise: only what survives shifts and zooms
-                # counts. Measured once against the photo set shown here, stored with the run.
-                execution.store_figures(request, result, photos=stats)
                 st.metric("Robust act. / photo max",
                           display.times(result.metrics["relative_robust_activation"][0]),
                           help="The visualisation's mean activation over shifted and zoomed "
                                "views, as a multiple of the unit's largest activation on "
                                f"{stats.label}.")
+            plain = result.metrics.get("relative_plain_colour")
+            if plain:
+                st.metric("A plain colour / photo max", display.times(plain[0]),
+                          help=PLAIN_COLOUR_HELP)
             st.caption(display.run_facts(result))
         st.subheader("Accentuated exemplar", anchor=False,
                      help="The unit's strongest photo, changed only as much as it takes to drive "

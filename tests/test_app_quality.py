@@ -131,6 +131,7 @@ def test_the_pages_show_the_figures_of_metrics_quality_figures(calls, monkeypatc
         figures = real(*args, **kwargs)
         count = len(figures["relative_robust_activation"])
         figures["relative_robust_activation"] = [7.0 + len(answers) + i for i in range(count)]
+        figures["relative_plain_colour"] = [0.25] * count
         answers.append(figures)
         return figures
 
@@ -139,7 +140,11 @@ def test_the_pages_show_the_figures_of_metrics_quality_figures(calls, monkeypatc
     button(at, "Find the examples").click().run()
     button(at, "Visualise").click().run()
     assert errors(at) == "" and len(answers) == 1
-    assert {m.label: m.value for m in at.metric}["Robust act. / photo max"] == "7.00×"
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Robust act. / photo max"] == "7.00×"
+    assert shown["A plain colour / photo max"] == "0.25×"
+    assert "seed 0 · 7.00× photo max, shifted & zoomed · a plain colour 0.25×" in str(
+        at.image[0].proto)
 
     at = open_page("pages/Compare_seeds.py", layer=VIT_HIDDEN, unit=3, seeds=2,
                    preset="robust", preset2="naive", steps=6)

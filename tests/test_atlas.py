@@ -150,6 +150,8 @@ def test_the_exported_site_has_a_page_per_computed_unit_and_lists_the_missing(ti
     stored = cache.get(unit_request("tiny_vit", VIT_HIDDEN, 5, steps=STEPS).key())
     exported = json_of(out / "unit" / "5.json")
     assert exported["config"] == stored.config and exported["metrics"] == stored.metrics
+    plain = stored.metrics["relative_plain_colour"][0]
+    assert f"a plain colour of its strongest photos (x the unit&#x27;s photo maximum)</th><td>{plain:.3g}x" in page
     for step in stored.checkpoints:
         assert (out / "steps" / f"5_{step}.png").is_file()
     assert not list(out.rglob(".*")), "a temporary file was left behind"

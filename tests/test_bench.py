@@ -338,6 +338,9 @@ def test_the_alive_benchmark_runs_every_preset_with_the_knobs_it_is_given(tmp_pa
     assert figures["knobs"] == {"exemplar_stats": 0} and figures["units"] == 4
     assert set(figures["alive_by_block"]) == {"0", "1"}
     assert sum(figures["alive_by_block"].values()) == round(figures["alive"] * 4)
+    past = [row["robust"] > row["plain_colour"] for row in figures["per_unit"]]
+    assert figures["past_plain_colour"] == sum(past) / 4
+    assert f"{sum(past)}/4 past a plain colour" in done.stdout
     # The knobs reach the runs: one that no preset has stops the benchmark, naming it.
     refused = subprocess.run(command + ["--knobs", '{"no_such_knob": 1}'], capture_output=True,
                              text=True, timeout=300)

@@ -37,16 +37,17 @@ def test_prior_flags_reach_the_stored_preset(tmp_path):
 
     assert main(["run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "3",
                  "--seeds", "0", "--steps", "2", "--exemplar-stats", "5", "--priors-yield",
-                 "--unit-share", "1", "--token-focus", "0.25",
+                 "--unit-share", "1", "--token-focus", "0.25", "--plain-start",
                  "--no-cache", "--out", str(tmp_path / "out")]) == 0
     preset = json.loads((tmp_path / "out" / "result.json").read_text())["config"]["preset"]
     assert (preset["exemplar_stats"], preset["priors_yield"], preset["unit_share"],
-            preset["token_focus"]) == (5.0, True, 1.0, 0.25)
+            preset["token_focus"], preset["plain_start"]) == (5.0, True, 1.0, 0.25, True)
     assert main(["run", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "3",
                  "--seeds", "0", "--steps", "2", "--exemplar-stats", "1", "--no-priors-yield",
                  "--no-cache", "--out", str(tmp_path / "plain")]) == 0
     preset = json.loads((tmp_path / "plain" / "result.json").read_text())["config"]["preset"]
     assert preset["exemplar_stats"] == 1.0 and "priors_yield" not in preset
+    assert "plain_start" not in preset
 
 
 def test_moving_target_run_prints_and_stores_both_splits(tmp_path):
@@ -275,6 +276,10 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
     assert any(line.strip().startswith("their start photos") for line in lines)
     assert any("of the photos they start from (paired over units" in line for line in lines)
     assert any(line.startswith("targets (photo_disjoint): score") for line in done.stdout.splitlines())
+    for name, figures in summary["presets"].items():
+        assert 0 <= figures["beyond_plain_colour"] <= 1
+        assert f"{name} {figures['beyond_plain_colour']:.0%}" in next(
+            line for line in lines if line.startswith("pictures past a plain colour"))
     table = done.stdout.splitlines()
     assert table[0].split()[:2] == ["preset", "alive"]
     assert [line.split()[0] for line in table[1:3]] == ["naive", "robust"]

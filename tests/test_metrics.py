@@ -7,7 +7,9 @@ from vitviz.data.examples import measure_layer
 from vitviz.data.photos import load_photos
 from vitviz.models.hooks import run_and_capture
 from vitviz.models.loaded import LoadedModel, Preprocessing
+from vitviz.data.photo_sets import examples_for
 from vitviz.quality import metrics
+from vitviz.quality.plain_colour import plain_colour_values
 from vitviz.rendering import objectives as O
 from vitviz.store.runs import RunRequest, compute_result
 
@@ -124,8 +126,34 @@ def test_result_metrics_relate_activation_to_photos(tiny_vit, monkeypatch):
     assert figures["relative_robust_activation"] == pytest.approx(
         [r / m for r, m in zip(robust, photo_max)], rel=1e-4)
     assert figures["specificity"]["units"] == 2 and figures["specificity"]["seeds"] == 2
+    # Beside each picture, its unit's plain colour (vitviz.quality.plain_colour), and whether
+    # the picture drives the unit past it.
+    plain = plain_colour_values(tiny_vit, VIT_HIDDEN, units, examples_for(tiny_vit, VIT_HIDDEN))
+    assert plain[0] != plain[2]
+    assert figures["plain_colour"] == pytest.approx(plain, abs=1e-6)
+    assert figures["relative_plain_colour"] == pytest.approx(
+        [p / m for p, m in zip(plain, photo_max)], rel=1e-4)
+    assert figures["beyond_plain_colour"] == [r > p for r, p in zip(robust, plain)]
     # No figure of raw activation relative to the photos: it is what adversarial noise wins.
     assert not {"relative_activation", "rank", "consistency"} & set(figures)
+
+
+def test_a_minimising_run_is_measured_against_the_bottom_of_its_photos(tiny_vit, monkeypatch):
+    monkeypatch.delenv("VITVIZ_PHOTOS", raising=False)
+    request = RunRequest("tiny_vit", O.neuron(VIT_HIDDEN, (3, 8)).spec(), (0, 0), "naive",
+                         {"steps": 6}, minimise=True)
+    figures = metrics.result_metrics(tiny_vit, compute_result(request, tiny_vit))
+    stats = examples_for(tiny_vit, VIT_HIDDEN)
+    assert figures["minimise"] and "relative_robust_activation" not in figures
+    assert figures["unit_min_over_photos"] == [stats.unit_min(3), stats.unit_min(8)]
+    robust = figures["robust_activation"]
+    assert figures["below_photo_min"] == [r < m for r, m in
+                                          zip(robust, figures["unit_min_over_photos"])]
+    # Its plain colour is the most suppressing of the weakest views' colours, passed below.
+    plain = plain_colour_values(tiny_vit, VIT_HIDDEN, [3, 8], stats, bottom=True)
+    assert plain != plain_colour_values(tiny_vit, VIT_HIDDEN, [3, 8], stats)
+    assert figures["plain_colour"] == pytest.approx(plain, abs=1e-6)
+    assert figures["beyond_plain_colour"] == [r < p for r, p in zip(robust, plain)]
 
 
 def test_robust_figures_do_not_depend_on_how_the_images_are_split(tiny_vit):
@@ -172,7 +200,8 @@ def test_the_report_takes_its_quality_figures_from_quality_figures(tiny_vit, mon
     figures = report.preset_figures(tiny_vit, layers, images, images, reached, "judge")
     (answer,) = answers  # one call, every layer's pictures pooled
     assert figures["per_image"] == {key: answer[key] for key in
-                                    ("relative_robust_activation", "robust_rank", "alive")}
+                                    ("relative_robust_activation", "robust_rank", "alive",
+                                     "beyond_plain_colour")}
     assert figures["specificity"] == answer["specificity"] and answer["specificity"]["units"] == 6
     assert figures["alive"] == 0.5 and figures["relative_robust_activation_median"] == (
         metrics.finite_median(answer["relative_robust_activation"]))

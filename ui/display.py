@@ -195,7 +195,9 @@ def downloads(result: Result, key: str, stem: str) -> None:
 
 
 def final_caption(result: Result, item: int) -> str:
-    """Item label, and once measured its robust activation: 'seed 2 · 1.23× photo max'.
+    """Item label, and once measured its robust activation and the plain-colour baseline
+    (`vitviz.quality.plain_colour`): 'seed 2 · 1.23× photo max, shifted & zoomed · a plain
+    colour 0.40×'.
 
     Not the raw activation: adversarial noise reaches the largest raw values (the curves show
     them as the optimisation record).
@@ -204,7 +206,10 @@ def final_caption(result: Result, item: int) -> str:
     relative = result.metrics.get("relative_robust_activation")
     if not relative:
         return label
-    return f"{label} · {times(relative[item])} photo max, shifted & zoomed"
+    caption = f"{label} · {times(relative[item])} photo max, shifted & zoomed"
+    plain = result.metrics.get("relative_plain_colour")
+    # Measured since vitviz.quality.plain_colour exists: older stored figures go without it.
+    return caption + (f" · a plain colour {times(plain[item])}" if plain else "")
 
 
 def accentuated_caption(result: Result) -> str:

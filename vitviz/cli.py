@@ -128,6 +128,7 @@ def cmd_run(args) -> int:
                                    "priors_yield": args.priors_yield,
                                    "unit_share": args.unit_share,
                                    "token_focus": args.token_focus,
+                                   "plain_start": args.plain_start,
                                    "accentuate_weight": args.accentuate_weight,
                                    "accentuate_decay": args.accentuate_decay}.items()
                  if v is not None}
@@ -395,6 +396,10 @@ def parser() -> argparse.ArgumentParser:
                    help="drive the unit over this fraction of its patch tokens where it is "
                         "strongest (weakest with --minimise), not over their mean: the picture "
                         "carries it in part of the image; 1 turns it off (default: the preset's)")
+    p.add_argument("--plain-start", action=argparse.BooleanOptionalAction, default=None,
+                   help="start the picture at the colour of the unit's own photo view whose "
+                        "flat field drives it most, not at grey (default: the preset's; "
+                        "robust: no)")
     p.add_argument("--record-every", type=int, help="keep images every N steps (default: "
                    "steps // 8, as the pages, the atlas and visualise(): their runs are shared)")
     p.add_argument("--moving-target", action="store_true", help="record attention-context statistics")

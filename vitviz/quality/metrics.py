@@ -14,6 +14,9 @@ that mean nothing, to the model or to anyone. So the figures shown anywhere are 
   figures are its margin over different-unit similarity, and the identification rate: how
   often seed A's image of unit u is nearer to seed B's image of u than to every seed-B image
   of another unit (chance is 1 / number of units).
+- plain colour (vitviz.quality.plain_colour): the unit's value on a flat field in the colour of
+  its strongest photo views. Some units want a colour, not a shape; a picture that drives its
+  unit less than a plain colour does has not found what the unit wants.
 - the judge's two-alternative test (vitviz.quality.judge): do the pictures tell which of two photos
   drives the unit more?
 
@@ -39,6 +42,7 @@ from vitviz.models.layers import find_layer
 from vitviz.models.loaded import LoadedModel
 from vitviz.models.tokens import unit_values
 from vitviz.quality import judge
+from vitviz.quality.plain_colour import plain_colour_values
 from vitviz.rendering.objectives import UNIT_TYPES, from_spec, item_units, neuron
 from vitviz.rendering.transforms import augment, build_transforms
 
@@ -201,31 +205,44 @@ def quality_figures(model: LoadedModel, pictures: Pictures | Sequence[Pictures],
 
     Several `Pictures` (of several layers) are measured each on its own and pooled. Per picture:
     `unit_max_over_photos`, `robust_activation`, `relative_robust_activation` (their ratio) and
-    `robust_rank`; with `reached` (each picture's final raw activation), `alive`: whether it
-    ended above the unit's photo maximum. `specificity` (see `specificity`) over every unit
+    `robust_rank`; `plain_colour` (vitviz.quality.plain_colour: the unit's value on a flat
+    field in the colour of one of its extreme photo views), `relative_plain_colour` and
+    `beyond_plain_colour` (whether the picture's robust activation passes it); with `reached`
+    (each picture's final raw activation), `alive`: whether it ended above the unit's photo
+    maximum. `specificity` (see `specificity`) over every unit
     with two pictures or more, when there are two such units or more. Minimising pictures
     (`minimise`) are measured against the photos' minimum instead (`unit_min_over_photos`,
-    `below_photo_min`), their rank counted from the bottom of the layer.
+    `below_photo_min`), their rank counted from the bottom of the layer, and their plain colour
+    is the most suppressing of the unit's weakest views' colours.
     """
     sets = [pictures] if isinstance(pictures, Pictures) else list(pictures)
     robust: dict[str, list[float]] = {"robust_activation": [], "robust_rank": []}
+    plain: list[float] = []
     for found in sets:
         measured = robust_figures(model, found.layer, found.units, found.images, found.tokens,
                                   bottom=minimise)
         for key in robust:
             robust[key] += measured[key]
+        plain += plain_colour_values(model, found.layer, found.units, found.photos,
+                                     found.tokens, bottom=minimise)
+    reached_robustly = robust["robust_activation"]
     if minimise:
         unit_min = [found.photos.unit_min(u) for found in sets for u in found.units]
         return {"unit_min_over_photos": unit_min,
-                "robust_activation": robust["robust_activation"],
-                "below_photo_min": [r < m for r, m in zip(robust["robust_activation"], unit_min)],
-                "robust_rank": robust["robust_rank"]}
+                "robust_activation": reached_robustly,
+                "below_photo_min": [r < m for r, m in zip(reached_robustly, unit_min)],
+                "robust_rank": robust["robust_rank"],
+                "plain_colour": plain,
+                "beyond_plain_colour": [r < p for r, p in zip(reached_robustly, plain)]}
     unit_max = [found.photos.unit_max(u) for found in sets for u in found.units]
     figures = {
         "unit_max_over_photos": unit_max,
-        "robust_activation": robust["robust_activation"],
-        "relative_robust_activation": relative_activation(robust["robust_activation"], unit_max),
+        "robust_activation": reached_robustly,
+        "relative_robust_activation": relative_activation(reached_robustly, unit_max),
         "robust_rank": robust["robust_rank"],
+        "plain_colour": plain,
+        "relative_plain_colour": relative_activation(plain, unit_max),
+        "beyond_plain_colour": [r > p for r, p in zip(reached_robustly, plain)],
     }
     if reached is not None:
         figures["alive"] = [r > m for r, m in zip(reached, unit_max)]

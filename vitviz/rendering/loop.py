@@ -11,8 +11,8 @@ from vitviz.errors import UserError
 from vitviz.models.attention import check_attention
 from vitviz.models.layers import block_depth, find_layer
 from vitviz.models.loaded import LoadedModel
-from vitviz.rendering import (accentuate, drive_cap, exemplar_stats, natural, token_focus,
-                              unit_share, yielding)
+from vitviz.rendering import (accentuate, drive_cap, exemplar_stats, natural, plain_start,
+                              token_focus, unit_share, yielding)
 from vitviz.rendering.objectives import Objective, reads_one_unit
 from vitviz.rendering.params import ImageParam, build_param, total_variation
 from vitviz.rendering.presets import DEFAULT_PRESET, MAX_CANVAS, Preset, get_preset
@@ -117,8 +117,9 @@ def optimise(
     (vitviz.rendering.accentuate: accentuated exemplars). With the preset's `exemplar_stats`
     (where it holds: `Preset.scoped`), `exemplar_deep` or `drive_cap`, each item is held to
     reference views of its unit's photos, whose feature distribution (first-block; at the
-    unit's block input) the picture keeps (vitviz.rendering.exemplar_stats) and whose
-    strongest value sets where the objective stops pushing (vitviz.rendering.drive_cap):
+    unit's block input) the picture keeps (vitviz.rendering.exemplar_stats), whose
+    strongest value sets where the objective stops pushing (vitviz.rendering.drive_cap) and
+    whose colour a plain start begins at (vitviz.rendering.plain_start):
     `held_to` (per item [k, 3, H, W] in [0, 1]), or else the unit's photo-disjoint natural
     exemplars (`exemplar_stats.unit_views`).
 
@@ -132,7 +133,8 @@ def optimise(
     preset.check()
     prepare(model, objective, frozen_context)
     one_unit = reads_one_unit(objective)
-    if preset.exemplar_stats or preset.unit_share or preset.token_focus != 1:
+    if (preset.exemplar_stats or preset.unit_share or preset.token_focus != 1
+            or preset.plain_start):
         depth = (block_depth(model, objective.layer) or 0.0) if one_unit else 0.0
         preset = preset.scoped(one_unit, start is not None, depth, minimise,
                                focusable=one_unit and token_focus.applies(objective.spec()))
@@ -198,6 +200,9 @@ def optimise(
     unit_term = pushed if target is objective else target
     item_caps = (drive_cap.caps(unit_term, passes.clean, [v.to(device) for v in held_to],
                                 preset.drive_cap, minimise) if preset.drive_cap else None)
+    if preset.plain_start:
+        param.start_at(plain_start.start_colours(unit_term, passes.clean,
+                                                 [v.to(device) for v in held_to], minimise))
 
     yields = preset.priors_yield and bool(exemplar_priors or preset.natural_stats)
     start_images = param().detach() if frozen_context else None

@@ -93,6 +93,18 @@ class FourierImage(ImageParam):
         # The /4 keeps the pre-sigmoid values in the sigmoid's responsive range at the start.
         return torch.sigmoid(recorrelate(image / 4))
 
+    @torch.no_grad()
+    def start_at(self, colours: torch.Tensor) -> None:
+        """Move each image's mean to a colour ([B, 3] in [0, 1]; vitviz.rendering.plain_start),
+        its noise kept. Colours are held inside [0.02, 0.98]: at 0 or 1 the sigmoid's slope is
+        nil and the picture could not leave them."""
+        colours = colours.to(self.spectrum.device, torch.float32).clamp(0.02, 0.98)
+        logits = torch.log(colours / (1 - colours))
+        unmix = torch.linalg.inv(constant(_COLOUR_SQRT, colours.device, torch.float32))
+        # The mean is the zero-frequency coefficient, scaled by 1/size under the ortho norm.
+        mean = 4 * logits @ unmix.T
+        self.spectrum[:, :, 0, 0, 0] += mean * self.size / self.scale[0, 0]
+
 
 class MacoImage(ImageParam):
     """MACO (Fel et al. 2023): Fourier magnitude fixed to natural images', only phase optimised.

@@ -77,6 +77,10 @@ class Preset:
     # fraction of its patch tokens where it is strongest (weakest when minimising), not their
     # mean. One-unit objectives read over the patch tokens only. 1: off, the mean.
     token_focus: float = 1.0
+    # Plain start (vitviz.rendering.plain_start): a unit's picture from noise starts at the
+    # colour of whichever of its reference views drives it most as a flat field (least, when
+    # minimising), not at grey. Fourier images only. False: off.
+    plain_start: bool = False
     # How hard an accentuated exemplar (a run that starts from a photo) is held to its photo's
     # first-block features (vitviz.rendering.accentuate). Other runs refuse another value.
     accentuate_weight: float = ACCENTUATE_WEIGHT
@@ -95,8 +99,9 @@ class Preset:
         hold). The unit's share of its layer holds only a maximising picture of one unit: a
         minimised GELU unit ends on its tail, where the share has no weight. Token focus holds
         only a picture from noise of a unit read over its patch tokens (`focusable`:
-        `token_focus.applies`); an accentuated exemplar keeps its measured objective. Elsewhere
-        each is off, and so is yielding where no prior is left to yield."""
+        `token_focus.applies`); an accentuated exemplar keeps its measured objective. The plain
+        start holds only a picture from noise of one unit. Elsewhere each is off, and so is
+        yielding where no prior is left to yield."""
         changes = {}
         if self.exemplar_stats and not (one_unit and not from_photo and (
                 depth is None or depth >= self.exemplar_stats_from)):
@@ -105,6 +110,8 @@ class Preset:
             changes["unit_share"] = 0.0
         if self.token_focus != 1 and not (one_unit and focusable and not from_photo):
             changes["token_focus"] = 1.0
+        if self.plain_start and not (one_unit and not from_photo):
+            changes["plain_start"] = False
         if self.priors_yield and not (changes.get("exemplar_stats", self.exemplar_stats)
                                       or self.exemplar_deep or self.natural_stats):
             changes["priors_yield"] = False
@@ -113,7 +120,8 @@ class Preset:
     @property
     def reads_reference_views(self) -> bool:
         """Whether a run needs each unit's reference views (`optimise(held_to=...)`)."""
-        return bool(self.exemplar_stats or self.exemplar_deep or self.drive_cap)
+        return bool(self.exemplar_stats or self.exemplar_deep or self.drive_cap
+                    or self.plain_start)
 
     @property
     def reads_photos(self) -> bool:
@@ -189,6 +197,11 @@ class Preset:
                 f"(got {self.token_focus!r})")
         require(isinstance(self.priors_yield, bool),
                 f"priors_yield is true or false (got {self.priors_yield!r})")
+        require(isinstance(self.plain_start, bool),
+                f"plain_start is true or false (got {self.plain_start!r})")
+        require(not self.plain_start or self.param == "fourier",
+                f"plain_start sets a Fourier image's mean colour: use param 'fourier' or set "
+                f"plain_start to false (param is '{self.param}')")
         require(isinstance(self.accentuate_weight, (int, float))
                 and math.isfinite(self.accentuate_weight) and 0 < self.accentuate_weight <= 1000,
                 f"accentuate_weight is a weight above 0, up to 1000 "
@@ -231,6 +244,8 @@ class Preset:
             del values["drive_cap"]
         if not self.priors_yield:
             del values["priors_yield"]
+        if not self.plain_start:
+            del values["plain_start"]
         if not self.unit_share:
             del values["unit_share"]
         if self.token_focus == 1:
@@ -264,7 +279,7 @@ KNOBS = ("param", "param_kwargs", "canvas", "canvas_scale", "transforms", "ensem
          "lr", "betas", "schedule", "tv_weight", "steps", "redirect_steps", "leaky_target",
          "precision", "coarse_steps", "coarse_scale", "keep_tokens", "natural_stats", "exemplar_stats",
          "exemplar_stats_from", "exemplar_deep", "drive_cap", "priors_yield", "unit_share",
-         "token_focus")
+         "token_focus", "plain_start")
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -383,7 +398,7 @@ def from_knobs(knobs: dict) -> Preset:
     knobs = {"coarse_steps": 0.0, "keep_tokens": 1.0, "natural_stats": 0.0,
              "exemplar_stats": 0.0, "exemplar_stats_from": 0.0, "exemplar_deep": 0.0,
              "drive_cap": 0.0, "priors_yield": False, "unit_share": 0.0, "token_focus": 1.0,
-             **knobs}
+             "plain_start": False, **knobs}
     return base.with_overrides(**{k: v for k, v in knobs.items() if k in KNOBS})
 
 

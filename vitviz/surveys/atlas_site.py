@@ -121,6 +121,9 @@ def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str)
              "{:.3g}x"),
             ("robust_activation", "robust activation (over shifted and zoomed views)", "{:.4g}"),
             ("robust_rank", "robust rank among the layer's units (1 = most specific)", "{:.0f}"),
+            ("relative_plain_colour",
+             "a plain colour of its strongest photos (x the unit's photo maximum)", "{:.3g}x"),
+            ("plain_colour", "a plain colour of its strongest (weakest) photos", "{:.4g}"),
             ("unit_max_over_photos", "the unit's maximum over the photo set", "{:.4g}")):
         value = stored_figure(result, name)
         if value is not None:

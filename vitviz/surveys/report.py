@@ -6,6 +6,8 @@ memory stays bounded; items of a batch are independent, so chunking changes no i
 per preset (see vitviz.quality.metrics and vitviz.quality.judge):
 
 - alive: the fraction of units whose picture ends above the unit's maximum over the photos;
+- beyond plain colour: the fraction of pictures whose robust activation passes a flat field in
+  the colour of their unit's strongest photos (vitviz.quality.plain_colour);
 - robust activation / photo max and robust rank, per image (medians);
 - specificity and identification across all units, in MobileNetV2's feature space;
 - the judge's score (vitviz.quality.judge: the Machine Interpretability Score's tasks, with the
@@ -134,16 +136,18 @@ def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str
                                       reached=[r for layer in layers for r in reached[layer]])
     relative, ranks, alive = (figures["relative_robust_activation"], figures["robust_rank"],
                               figures["alive"])
+    beyond = figures["beyond_plain_colour"]
     units_total = sum(len(info["units"]) for info in layers.values())
     return {
         "alive": sum(alive) / len(alive),
+        "beyond_plain_colour": sum(beyond) / len(beyond),
         "relative_robust_activation_median": metrics.finite_median(relative),
         "robust_rank_median": statistics.median(ranks),
         "specificity": figures["specificity"],
         "judge": {query_set: pool_verdicts(found, units_total, list(layers))
                   for query_set, found in verdicts.items()},
         "per_image": {"relative_robust_activation": relative, "robust_rank": ranks,
-                      "alive": alive},
+                      "alive": alive, "beyond_plain_colour": beyond},
     }
 
 
@@ -327,6 +331,7 @@ def write_html(out: Path, summary: dict) -> None:
         "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style>"
         f"<h1>vitviz report: {html.escape(summary['model'])}</h1>"
         f"{_html_table(HEADERS, summary_rows(summary))}"
+        f"<p>{html.escape(plain_colour_line(summary))}</p>"
         f"<p>{html.escape(judge_note(summary))}</p>{by_layer}"
         f"<p>Identification chance: {summary['presets'][next(iter(summary['presets']))]['specificity']['chance']:.1%}; "
         f"judge chance: 50%. Photo max and the judge's photos: "
@@ -375,8 +380,19 @@ def target_lines(summary: dict) -> list[str]:
     return lines
 
 
+def plain_colour_line(summary: dict) -> str:
+    """How many of each preset's pictures drive their unit past a plain colour of the unit's
+    strongest photos (vitviz.quality.plain_colour): one that does not has not found what the
+    unit wants, whatever its multiple of the photo maximum."""
+    shares = ", ".join(f"{name} {found['beyond_plain_colour']:.0%}"
+                       for name, found in summary["presets"].items()
+                       if "beyond_plain_colour" in found)
+    return f"pictures past a plain colour of their unit's strongest photos: {shares}"
+
+
 def print_table(summary: dict) -> None:
     _print_rows([HEADERS] + summary_rows(summary))
+    print(plain_colour_line(summary))
     for line in target_lines(summary):
         print(line)
     print(judge_note(summary))
