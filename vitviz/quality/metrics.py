@@ -209,11 +209,11 @@ def quality_figures(model: LoadedModel, pictures: Pictures | Sequence[Pictures],
     field in the colour of one of its extreme photo views), `relative_plain_colour` and
     `beyond_plain_colour` (whether the picture's robust activation passes it); with `reached`
     (each picture's final raw activation), `alive`: whether it ended above the unit's photo
-    maximum. `specificity` (see `specificity`) over every unit
-    with two pictures or more, when there are two such units or more. Minimising pictures
-    (`minimise`) are measured against the photos' minimum instead (`unit_min_over_photos`,
-    `below_photo_min`), their rank counted from the bottom of the layer, and their plain colour
-    is the most suppressing of the unit's weakest views' colours.
+    maximum. `specificity` (see `specificity`) over every unit with two pictures or more,
+    when there are two such units or more. Minimising pictures (`minimise`) are measured
+    against the photos' minimum instead (`unit_min_over_photos`, `below_photo_min`), their
+    rank counted from the bottom of the layer, and their plain colour is the most suppressing
+    of the unit's weakest views' colours.
     """
     sets = [pictures] if isinstance(pictures, Pictures) else list(pictures)
     robust: dict[str, list[float]] = {"robust_activation": [], "robust_rank": []}

@@ -1,13 +1,13 @@
 """The plain-colour baseline: how hard a flat field of colour drives a unit, beside its picture.
 
-Some units are driven as hard by a flat colour as by any photo: on blocks 0 and 1 of
-dinov2_vits14, 8 of 32 units sampled, whose strongest photo views are crops of a white
-background (docs/quality.md, "Below block 2, not every unit does"). No picture passes such a
-unit's photos by much, and the optimiser's pictures of them fall short: dark blobs form in
-the first steps and stay. Shown beside the picture, the baseline says when a unit wants a
-colour rather than a shape, and when a picture falls short of its photos, by how much a
-plain colour would have done better. On deep units it stays far below the picture, which
-says the picture's structure is what drives the unit.
+Some units are driven as hard by a flat colour as by any photo: on dinov2_vits14, 4 of 32
+units sampled from blocks 0 and 1 (most strongest on crops of a white background) and 6 of
+15 from block 2 (docs/quality.md, "A plain colour beside every picture"). No picture passes
+such a unit's photos by much, and the optimiser's pictures of them can fall short: dark
+blobs form in the first steps and stay. Shown beside the picture, the baseline says when a
+unit wants a colour rather than a shape, and when a picture falls short of its photos, by
+how much a plain colour would have done better. On deep units it stays far below the
+picture, which says the picture's structure is what drives the unit.
 
 Per unit: the unit's value on flat images, each the mean colour of one of its `VIEWS`
 strongest photo views (weakest, for what drives it down), the most extreme of them kept. A
