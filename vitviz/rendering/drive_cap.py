@@ -25,13 +25,22 @@ def caps(unit_term: Callable[..., torch.Tensor], clean, views: Sequence[torch.Te
     views' most extreme value by `factor - 1` times its size: `factor` x the strongest
     view's value for a maximising picture of a unit photos drive up, and never short of the
     views themselves."""
-    count = max(len(item) for item in views)
-    # As many rows per item (a view repeated) so that the objective reads them as one batch.
-    rows = torch.cat([item[torch.arange(count) % len(item)] for item in views])
-    values = unit_term(clean(rows), len(views)).float().view(len(views), count)
+    values = values_per_item(unit_term, clean, views)
     extreme = values.amin(dim=1) if minimise else values.amax(dim=1)
     direction = -1.0 if minimise else 1.0
     return extreme + direction * (factor - 1) * extreme.abs()
+
+
+@torch.no_grad()
+def values_per_item(unit_term: Callable[..., torch.Tensor], clean,
+                    images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[n_items, count]: item i's unit read on each of `images[i]` ([k_i, 3, H, W] in [0, 1]),
+    as `caps` reads it; `count` is the most images an item has, and an item with fewer repeats
+    them (column j holds its image j % k_i), so that the objective reads all items as one
+    batch."""
+    count = max(len(item) for item in images)
+    rows = torch.cat([item[torch.arange(count) % len(item)] for item in images])
+    return unit_term(clean(rows), len(images)).float().view(len(images), count)
 
 
 def capped(values: torch.Tensor, item_caps: torch.Tensor, copies: int,

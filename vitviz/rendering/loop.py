@@ -198,11 +198,11 @@ def optimise(
     # The unit's own term, read as the steps push it, so that a cap set on the reference views
     # compares like with like (token focus holds only where the objective is the unit itself).
     unit_term = pushed if target is objective else target
-    item_caps = (drive_cap.caps(unit_term, passes.clean, [v.to(device) for v in held_to],
-                                preset.drive_cap, minimise) if preset.drive_cap else None)
+    references = [v.to(device) for v in held_to] if preset.reads_reference_views else None
+    item_caps = (drive_cap.caps(unit_term, passes.clean, references, preset.drive_cap, minimise)
+                 if preset.drive_cap else None)
     if preset.plain_start:
-        param.start_at(plain_start.start_colours(unit_term, passes.clean,
-                                                 [v.to(device) for v in held_to], minimise))
+        param.start_at(plain_start.start_colours(unit_term, passes.clean, references, minimise))
 
     yields = preset.priors_yield and bool(exemplar_priors or preset.natural_stats)
     start_images = param().detach() if frozen_context else None

@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from vitviz.rendering.drive_cap import values_per_item
+
 
 @torch.no_grad()
 def start_colours(unit_term: Callable[..., torch.Tensor], clean, views: Sequence[torch.Tensor],
@@ -30,12 +32,10 @@ def start_colours(unit_term: Callable[..., torch.Tensor], clean, views: Sequence
     """[n_items, 3] in [0, 1]: item i's start colour, from `views[i]` ([k_i, 3, H, W] in
     [0, 1], its unit's reference views). `clean` runs images through the network as the loop's
     clean pass does; `unit_term(activations, n_items)` reads each row's value of the unit."""
-    count = max(len(item) for item in views)
-    # As many colours per item (one repeated) so that the objective reads them as one batch.
-    colours = torch.stack([item.mean(dim=(2, 3))[torch.arange(count) % len(item)]
-                           for item in views])  # [n_items, count, 3]
+    colours = [item.mean(dim=(2, 3)) for item in views]  # [k_i, 3] each
     size = views[0].shape[-1]
-    fields = colours.flatten(0, 1)[:, :, None, None].expand(-1, 3, size, size)
-    values = unit_term(clean(fields), len(views)).float().view(len(views), count)
-    chosen = values.argmin(dim=1) if minimise else values.argmax(dim=1)
-    return colours[torch.arange(len(views)), chosen.to(colours.device)]
+    fields = [item[:, :, None, None].expand(-1, 3, size, size) for item in colours]
+    values = values_per_item(unit_term, clean, fields)
+    chosen = (values.argmin(dim=1) if minimise else values.argmax(dim=1)).tolist()
+    # Column j of an item with fewer views than the batch's most holds its view j % k_i.
+    return torch.stack([item[column % len(item)] for item, column in zip(colours, chosen)])

@@ -385,8 +385,7 @@ def plain_colour_line(summary: dict) -> str:
     strongest photos (vitviz.quality.plain_colour): one that does not has not found what the
     unit wants, whatever its multiple of the photo maximum."""
     shares = ", ".join(f"{name} {found['beyond_plain_colour']:.0%}"
-                       for name, found in summary["presets"].items()
-                       if "beyond_plain_colour" in found)
+                       for name, found in summary["presets"].items())
     return f"pictures past a plain colour of their unit's strongest photos: {shares}"
 
 
