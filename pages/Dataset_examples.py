@@ -94,7 +94,7 @@ with reported():
                                f"{stats.label}.")
             plain = result.metrics.get("relative_plain_colour")
             if plain:
-                st.metric("A plain colour / photo max", display.times(plain[0]),
+                st.metric("Plain colour / photo max", display.times(plain[0]),
                           help=PLAIN_COLOUR_HELP)
             st.caption(display.run_facts(result))
         st.subheader("Accentuated exemplar", anchor=False,

@@ -142,7 +142,7 @@ def test_the_pages_show_the_figures_of_metrics_quality_figures(calls, monkeypatc
     assert errors(at) == "" and len(answers) == 1
     shown = {m.label: m.value for m in at.metric}
     assert shown["Robust act. / photo max"] == "7.00×"
-    assert shown["A plain colour / photo max"] == "0.25×"
+    assert shown["Plain colour / photo max"] == "0.25×"
     assert "seed 0 · 7.00× photo max, shifted & zoomed · a plain colour 0.25×" in str(
         at.image[0].proto)
 
