@@ -20,7 +20,6 @@ import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,11 +28,12 @@ from torchvision.transforms.functional import gaussian_blur
 
 from vitviz.data.photo_sets import examples_for
 from vitviz.data.references import exemplar_ranks
-from vitviz.models.registry import load_model
 from vitviz.quality import judge
 from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.store.cache import ResultCache
 from vitviz.surveys import report
+
+import judged_units  # bench/, beside this script
 
 # How each variant remakes a picture's change (picture - photo, [3, H, W] in [0, 1] at the
 # picture's size) before it is added back to the photo.
@@ -113,22 +113,11 @@ def layer_figures(views: list[dict], leans: list[torch.Tensor]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="dinov2_vits14")
-    parser.add_argument("--blocks", type=int, nargs="+", default=[2])
-    parser.add_argument("--units", default="random:16", help="per block, as in the report")
-    parser.add_argument("--steps", type=int, default=64)
+    judged_units.add_arguments(parser)
     parser.add_argument("--knobs", type=json.loads, default={}, metavar="JSON",
                         help="knobs the accentuated exemplars change in the default preset")
-    parser.add_argument("--judge", choices=judge.JUDGES,
-                        help="default: the first judge independent of --model")
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
-    model = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
-    judge_name = args.judge or judge.independent_judge(model.registry_name)
-    layers = [f"encoder.layers.encoder_layer_{block}.mlp.1" for block in args.blocks]
-    chosen = report.layer_units(model, layers, args.units, 0)
-    cache = ResultCache(args.cache) if args.cache else ResultCache()
+    model, judge_name, chosen, cache = judged_units.open_units(args)
     knobs = {**args.knobs, "steps": args.steps}
     figures = {}
     for layer, units in chosen.items():
@@ -148,9 +137,7 @@ def main() -> int:
                     else f"  cos(dw, queries) {row['cos_turn_queries']:+.3f}")
             print(f"  {name:58s} {row['score']:6.1%}  above the photos {row['above_starts']:+.1%} "
                   f"± {row['above_starts_se']:.1%}{turn}")
-    if args.out:
-        args.out.write_text(json.dumps({"model": model.label, "judge": judge_name,
-                                        "knobs": knobs, "layers": figures}, indent=1))
+    judged_units.write_out(args, model, judge_name, knobs=knobs, layers=figures)
     return 0
 
 

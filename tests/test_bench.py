@@ -1,6 +1,7 @@
 """The benchmark scripts' settings stay valid as the library changes (they run for hours)."""
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def load(name: str):
+    # As `python bench/NAME.py` runs it: with bench/ on the path, for the modules it shares.
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -298,6 +302,21 @@ def test_the_reference_benchmark_builds_each_set_from_the_right_pictures_and_pai
         assert set(rows) == set(sets)
         assert rows[bench.BASELINE]["paired"] == 0 and rows[bench.BASELINE]["paired_se"] == 0
         assert all(0 <= row["score"] <= 1 for row in rows.values())
+
+
+def test_the_beside_photos_benchmark_tells_more_references_from_what_pictures_add():
+    from test_judge import complementary_pool
+
+    bench = load("beside_photos")
+    pool, up, down = complementary_pool()
+    rows = bench.unit_rows(pool, [0, 1], [(up, down), (down, up)], count=2)
+    first = {name: values[0] for name, values in rows.items()}
+    # Twice the exemplars point the same way as 9 (the next 9 a side are neutral here), and
+    # another unit's pictures point against this unit's: neither wins what the pair does.
+    assert first["natural exemplars (9 a side)"] == first["natural exemplars (18 a side)"] == 0.5
+    assert first["pictures"] == first["another unit's pictures with the exemplars"] == 0.5
+    assert first["pictures with the exemplars (together)"] == 1.0
+    assert first["cos(w pictures, w exemplars)"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_the_sweep_draws_every_variant_beside_the_units_photos(tmp_path):

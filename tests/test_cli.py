@@ -266,16 +266,23 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
         for query_set in ("standard", "photo_disjoint"):
             judged = figures["judge"][query_set]
             assert 0 <= judged["pictures"] <= 1 and judged["units"] == 6
+            # Beside the exemplars, on the same tasks: paired against the exemplars alone.
+            assert judged["together_above_exemplars"] == pytest.approx(
+                judged["together"] - summary["exemplars"][query_set]["exemplars"])
             assert 0 <= summary["exemplars"][query_set]["exemplars"] <= 1
     assert summary["judge"]["model"] == "efficientnet_lite0" and summary["judge"]["independent"]
     for query_set in ("standard", "photo_disjoint"):
         accentuated = summary["accentuated"][query_set]
         assert 0 <= accentuated["pictures"] <= 1 and 0 <= accentuated["starts"]["pictures"] <= 1
     lines = done.stdout.splitlines()
-    assert any(line.startswith("accentuated exemplars") for line in lines)
+    assert any(line.strip().startswith("accentuated exemplars") for line in lines)
     assert any(line.strip().startswith("their start photos") for line in lines)
     assert any("of the photos they start from (paired over units" in line for line in lines)
     assert any(line.startswith("targets (photo_disjoint): score") for line in done.stdout.splitlines())
+    assert [line.strip().split(" with the exemplars")[0] for line in lines
+            if " with the exemplars " in line] == ["naive", "robust"]
+    added = next(line for line in lines if line.startswith("pictures beside the natural"))
+    assert "naive " in added and "robust " in added and added.endswith("photo-disjoint")
     for name, figures in summary["presets"].items():
         assert 0 <= figures["beyond_plain_colour"] <= 1
         assert f"{name} {figures['beyond_plain_colour']:.0%}" in next(

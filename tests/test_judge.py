@@ -52,10 +52,37 @@ def test_references_that_explain_the_unit_score_high_and_the_control_low():
         assert figures["exemplars"] == figures["pictures"] == 1.0
         assert figures["exemplars_control"] == figures["pictures_control"] == 0.0
         assert figures["pictures_margin"] == 1.0 and figures["tasks_per_unit"] == 5
-        assert figures["unit_margins"] == {"exemplars": [1.0, 1.0], "pictures": [1.0, 1.0]}
+        assert figures["unit_margins"] == {"exemplars": [1.0, 1.0], "pictures": [1.0, 1.0],
+                                           "together": [1.0, 1.0]}
     same = (high_end, high_end)  # the same picture on both sides tells nothing
     flat = judge.mis(pool, [0, 1], [same, same], count=5)
     assert flat["pictures"] == 0.5 and flat["pictures_margin"] == 0.0
+
+
+def complementary_pool() -> tuple[judge.ViewPool, torch.Tensor, torch.Tensor]:
+    """A pool whose unit 0 has two tasks (count=2): in the first, q+ stands out along what
+    its 9 exemplars a side share (axis 0) and against what its pictures (up, down) show (axis
+    1); in the second, the other way round. Every other view is neutral (axis 2)."""
+    stats, _ = ranked_layer(photos=30)
+    views = torch.tensor([[0.0, 0.0, 1.0]]).repeat(60, 1)
+    views[59], views[58] = torch.tensor([1.0, -0.5, 1.0]), torch.tensor([-0.5, 1.0, 1.0])
+    views[49:58], views[2:11] = torch.tensor([1.0, 0.0, 1.0]), torch.tensor([-1.0, 0.0, 1.0])
+    up, down = (F.normalize(torch.tensor([[0.0, sign, 1.0]]), dim=1) for sign in (1.0, -1.0))
+    return judge.ViewPool(stats, F.normalize(views, dim=1)), up, down
+
+
+def test_pictures_beside_the_exemplars_win_the_tasks_each_explains_alone():
+    # Each kind alone wins one of unit 0's two tasks; seen together, the judge weighs both.
+    pool, up, down = complementary_pool()
+    for query_set in judge.QUERY_SETS:
+        figures = judge.mis(pool, [0, 1], [(up, down), (down, up)], query_set, count=2)
+        scores = figures["unit_scores"]
+        assert scores["exemplars"][0] == scores["pictures"][0] == 0.5
+        assert scores["together"][0] == 1.0
+    # Pictures made from photos (accentuated exemplars) are not scored beside the photos.
+    origins = [report_sources(pool, unit) for unit in (0, 1)]
+    made = [tuple(pool.features(keys) for keys in sides) for sides in origins]
+    assert "together" not in judge.mis(pool, [0, 1], made, count=2, origins=origins)
 
 
 def test_accentuated_exemplars_are_scored_against_the_photos_they_start_from():
@@ -155,13 +182,18 @@ def test_layers_pool_by_unit_and_each_margin_gets_its_standard_error_over_units(
     from vitviz.surveys.report import layer_margin_rows, pool_verdicts, summary_rows
 
     def layer(margins):
+        scores = [0.5 + m / 2 for m in margins]
         return {"pictures": 0.5 + sum(margins) / len(margins) / 2, "pictures_control": 0.4,
                 "units": len(margins),
                 "tasks_per_unit": 20, "references": 9, "unit_margins": {"pictures": margins},
+                "unit_scores": {"pictures": scores, "exemplars": [0.6] * len(margins)},
                 "pictures_margin": sum(margins) / len(margins)}
 
     pooled = pool_verdicts([layer([0.2, 0.4]), layer([0.0, 0.2, 0.2])], 5, ["a", "b"])
     assert pooled["unit_margins"]["pictures"] == [0.2, 0.4, 0.0, 0.2, 0.2]
+    # Paired unit by unit against the exemplars on the same tasks.
+    assert pooled["pictures_above_exemplars"] == pytest.approx(0.5 + 1.0 / 5 / 2 - 0.6)
+    assert pooled["pictures_above_exemplars_se"] == pytest.approx(0.0707107 / 5 ** 0.5)
     assert pooled["pictures"] == pytest.approx(0.5 + 1.0 / 5 / 2)  # weighted by units
     assert pooled["pictures_margin_se"] == pytest.approx(0.1414214 / 5 ** 0.5)
     # Each layer keeps its own margin: where pictures fall behind shows layer by layer.

@@ -26,11 +26,14 @@ def test_pictures_that_show_the_units_ends_read_as_well_as_its_photos(bright_jud
     # Unit 0 prefers high photo numbers: bright pictures up, dark down is what it does.
     right = reading.read_unit(pool, 0, filled(1.0), filled(0.0), count=5)
     for query_set in judge.QUERY_SETS:
-        assert right[query_set] == {"pictures": 1.0, "exemplars": 1.0}
+        assert right[query_set] == {"pictures": 1.0, "exemplars": 1.0, "together": 1.0}
     assert right["tasks"] == 5 and right["references"] == [5, 5]  # whole and 4 quarters a side
     assert right["noise"] == pytest.approx((0.25 / 5) ** 0.5)
     wrong = reading.read_unit(pool, 0, filled(0.0), filled(1.0), count=5)
     assert wrong["standard"]["pictures"] == wrong["photo_disjoint"]["pictures"] == 0.0
+    # Beside the photos, pictures of the opposite ends cancel them: the photos are no longer
+    # read alone.
+    assert wrong["standard"]["together"] < wrong["standard"]["exemplars"]
     flat = reading.read_unit(pool, 0, filled(0.5), filled(0.5), count=5)
     assert flat["standard"]["pictures"] == 0.5  # the same picture both ways tells nothing
     # Two seeds a side give the report's nine references: both wholes, then quarters.
@@ -68,7 +71,7 @@ def test_judge_unit_draws_both_ways_reads_them_and_keeps_the_reading(tiny_vit, t
                               "layer": judge.get_judge("efficientnet_lite0").label,
                               "in_model": False}
     for query_set in judge.QUERY_SETS:
-        assert set(found[query_set]) == {"pictures", "exemplars"}
+        assert set(found[query_set]) == {"pictures", "exemplars", "together"}
         assert all(0.0 <= value <= 1.0 for value in found[query_set].values())
     runs = cache.summaries().values()  # the unit driven up, and driven down
     assert len(runs) == 2 and {run["unit"] for run in runs} == {3}
@@ -91,6 +94,7 @@ def test_the_cli_prints_the_reading_and_writes_it(tmp_path, bright_judge, capsys
                  "--steps", "3", "--cache", str(tmp_path / "cache"), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "judge: efficientnet_lite0" in printed and "photo-disjoint: pictures" in printed
+    assert "both together" in printed
     assert json.loads(out.read_text())["tasks"] == judge.TASKS
     assert main(["judge", "--model", "tiny_vit", "--layer", VIT_HIDDEN, "--unit", "999",
                  "--no-cache"]) == 2

@@ -288,13 +288,15 @@ def figures_unavailable(result: Result) -> None:
 
 
 def reading_table(found: dict) -> list[dict]:
-    """A judge's reading (`vitviz.quality.reading`) as rows: the unit's pictures, then its
-    natural exemplars, scored on each query set."""
-    names = {"pictures": "its pictures", "exemplars": "its photos"}
+    """A judge's reading (`vitviz.quality.reading`) as rows: the unit's pictures, its
+    natural exemplars, and both together (readings stored before 2026-12-07 have no such
+    row), scored on each query set."""
+    names = {"pictures": "its pictures", "exemplars": "its photos",
+             "together": "its pictures beside its photos"}
     return [{"references": label,
              **{QUERY_SET_LABELS[query_set]: f"{100 * found[query_set][kind]:.0f}%"
                 for query_set in QUERY_SET_LABELS}}
-            for kind, label in names.items()]
+            for kind, label in names.items() if kind in found["standard"]]
 
 
 def reading_caption(found: dict) -> str:
@@ -305,7 +307,8 @@ def reading_caption(found: dict) -> str:
     return (f"Judge: {who}, against {found['photo_set']}. {found['tasks']} tasks per column, "
             f"chance 50%; one unit's score moves by about ±{100 * found['noise']:.0f} points "
             f"with its photos. Its pictures gave {up} references driven up and {down} driven "
-            f"down (each seed whole, then by quarters); its photos give {REFERENCES} a side.")
+            f"down (each seed whole, then by quarters); its photos give {REFERENCES} a side; "
+            f"beside its photos, the judge sees both sets at once, as Dataset examples shows them.")
 
 
 QUERY_SET_LABELS = {"standard": "standard", "photo_disjoint": "photo-disjoint"}

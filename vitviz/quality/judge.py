@@ -17,7 +17,9 @@ same:
   weakest views after the queries, so that the queries are more extreme than the references;
   or, as the control, another unit's references, which should not help (references made from
   photos, such as accentuated exemplars, leave out those that a query set's natural exemplars
-  could not be: `control_references`);
+  could not be: `control_references`); or the pictures and the natural exemplars together,
+  each kind weighing the same (`side_by_side`), as the Dataset examples page shows them to a
+  person (their control: another unit's two together);
 - decision: with s the mean cosine similarity in the judge's feature space, the task is right
   when [s(q+, E+) - s(q+, E-)] - [s(q-, E+) - s(q-, E-)] > 0 (ties count half). Subtracting
   the similarity to E- cancels what a query's kind alone would earn (a textured crop is near
@@ -233,12 +235,20 @@ def score(task: Tasks, pool, high_refs: torch.Tensor, low_refs: torch.Tensor) ->
     return tasks_won(lean(task.high) - lean(task.low))
 
 
+def side_by_side(*kinds: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One (E+, E-) from several kinds of references shown at once, each kind weighing the
+    same whatever its count (one seed's pictures give 5 views, the exemplars 9): a task's lean
+    is linear in the references' mean, so each kind's mean stands for it."""
+    return tuple(torch.stack([side.mean(dim=0) for side in sides]) for sides in zip(*kinds))
+
+
 def tasks_won(delta: torch.Tensor) -> float:
     """The share of tasks won from each task's lean of q+ over q- (`score`); a tie is half."""
     return float(((delta > 0).float() + 0.5 * (delta == 0).float()).mean())
 
 
-KINDS = ("exemplars", "pictures")
+# "together": a unit's pictures and its natural exemplars shown at once (`side_by_side`).
+KINDS = ("exemplars", "pictures", "together")
 
 
 def admissible(pool, task: Tasks, key) -> bool:
@@ -283,7 +293,9 @@ def mis(pool, units: Sequence[int], pictures: Sequence[tuple] | None = None,
     made from photos (accentuated exemplars), else None; exemplars: how a unit's natural
     exemplars (E+, E-) are picked for a task (`natural_references`: the query set's rule). Each
     unit's control is the next unit's references, cyclically, with the unit's own queries
-    (`control_references` where the pictures have origins).
+    (`control_references` where the pictures have origins). Pictures drawn from noise (no
+    origins) are also scored "together" with the unit's natural exemplars: what a picture adds
+    to the photos a person already sees.
     """
     units = list(units)
     if len(units) < 2:
@@ -297,16 +309,18 @@ def mis(pool, units: Sequence[int], pictures: Sequence[tuple] | None = None,
     found: dict[str, list[float]] = {}
     for i, (unit, task) in enumerate(zip(units, unit_tasks)):
         other = (i + 1) % len(units)
-        references = {"exemplars": (exemplars(pool, unit, task),
-                                    exemplars(pool, units[other], task))}
+        natural = tuple(tuple(pool.features(keys) for keys in exemplars(pool, of, task))
+                        for of in (unit, units[other]))
+        references = {"exemplars": natural}
         if pictures is not None:
             foreign = (pictures[other] if origins is None
                        else control_references(pool, task, pictures, origins, other))
             references["pictures"] = (pictures[i], foreign)
+            if origins is None:
+                references["together"] = tuple(
+                    side_by_side(drawn, photos)
+                    for drawn, photos in zip((pictures[i], pictures[other]), natural))
         for kind, (own, foreign) in references.items():
-            if kind == "exemplars":
-                own = tuple(pool.features(keys) for keys in own)
-                foreign = tuple(pool.features(keys) for keys in foreign)
             found.setdefault(kind, []).append(score(task, pool, *own))
             found.setdefault(f"{kind}_control", []).append(score(task, pool, *foreign))
     figures: dict = {name: sum(values) / len(values) for name, values in found.items()}

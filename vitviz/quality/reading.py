@@ -24,7 +24,8 @@ def read_unit(pool, unit: int, maximising: torch.Tensor, minimising: torch.Tenso
               judge_name: str = judge.DEFAULT_JUDGE, count: int = judge.TASKS) -> dict:
     """The judge's scores for `unit` on each query set (chance 0.5): with its pictures as the
     references (maximising [N, 3, H, W] as E+, minimising as E-, each whole and by quarters:
-    `judge.embed_pictures`), and with its natural exemplars.
+    `judge.embed_pictures`), with its natural exemplars, and with both together (what a page
+    shows a person: the pictures beside the photos).
 
     pool: the layer's photos (`judge.pool_for`), whose views the queries and exemplars are.
     """
@@ -37,8 +38,10 @@ def read_unit(pool, unit: int, maximising: torch.Tensor, minimising: torch.Tenso
         task = judge.tasks(pool, unit, query_set, count)
         exemplars = tuple(pool.features(keys)
                           for keys in judge.natural_references(pool, unit, task))
+        together = judge.side_by_side(references, exemplars)
         found[query_set] = {"pictures": round(judge.score(task, pool, *references), 4),
-                            "exemplars": round(judge.score(task, pool, *exemplars), 4)}
+                            "exemplars": round(judge.score(task, pool, *exemplars), 4),
+                            "together": round(judge.score(task, pool, *together), 4)}
     return {**found, "tasks": count, "references": [len(side) for side in references],
             "noise": task_noise(count)}
 
@@ -110,8 +113,11 @@ def summary_lines(reading: dict) -> list[str]:
              f"one unit's noise ±{100 * reading['noise']:.0f} points"]
     for query_set in judge.QUERY_SETS:
         scores = reading[query_set]
+        # Readings stored before 2026-12-07 have no "together".
+        both = (f", both together {100 * scores['together']:.0f}%" if "together" in scores
+                else "")
         lines.append(f"{query_set.replace('_', '-')}: pictures {100 * scores['pictures']:.0f}%, "
-                     f"natural exemplars {100 * scores['exemplars']:.0f}%")
+                     f"natural exemplars {100 * scores['exemplars']:.0f}%{both}")
     return lines
 
 

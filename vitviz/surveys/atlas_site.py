@@ -151,14 +151,17 @@ def _unit_page(result: Result, unit: int, units: list[int], at: int, title: str)
 
 def _reading_rows(found: dict | None) -> list[tuple[str, str]]:
     """The judge's reading of the unit (vitviz.quality.reading), where `vitviz atlas --judge`
-    stored one: per query set, the tasks won with its pictures and with its photos."""
+    stored one: per query set, the tasks won with its pictures, with its photos, and with
+    both together (readings stored before 2026-12-07 have no such figure)."""
     if not found:
         return []
     who = found["judge"]["model"] + (", in-model" if found["judge"]["in_model"] else "")
+    kinds = {"pictures": "its pictures up and down", "exemplars": "its photos",
+             "together": "both"}
+    kinds = {kind: label for kind, label in kinds.items() if kind in found["standard"]}
     return [(f"independent judge ({who}), {query_set.replace('_', '-')} queries: "
-             f"its pictures up and down / its photos (chance 50%, ±{100 * found['noise']:.0f})",
-             f"{100 * found[query_set]['pictures']:.0f}% / "
-             f"{100 * found[query_set]['exemplars']:.0f}%")
+             f"{' / '.join(kinds.values())} (chance 50%, ±{100 * found['noise']:.0f})",
+             " / ".join(f"{100 * found[query_set][kind]:.0f}%" for kind in kinds))
             for query_set in QUERY_SETS] + [("photo set of the judge's reading",
                                              found["photo_set"])]
 

@@ -151,17 +151,30 @@ def preset_figures(model: LoadedModel, layers: dict[str, dict], images: dict[str
     }
 
 
+def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of per-unit values and its standard error over the units (NaN for one)."""
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return statistics.mean(values), se
+
+
 def pool_verdicts(verdicts: list[dict], units_total: int, layers: Sequence[str]) -> dict:
     """Judge figures of several layers (`verdicts`, one per layer of `layers`), weighted by
     their units, with each margin's standard error over the units, and each layer's margins:
-    where pictures explain their units less than exemplars do shows layer by layer."""
+    where pictures explain their units less than exemplars do shows layer by layer. Where the
+    exemplars were scored on the same tasks, each other kind's score is also paired against
+    theirs unit by unit (`{kind}_above_exemplars`, with its standard error)."""
     keys = [k for k, v in verdicts[0].items() if isinstance(v, float)]
     pooled = {k: sum(v[k] * v["units"] for v in verdicts) / units_total for k in keys}
     margins = {kind: [m for v in verdicts for m in v["unit_margins"][kind]]
                for kind in verdicts[0]["unit_margins"]}
     for kind, values in margins.items():
-        pooled[f"{kind}_margin_se"] = (statistics.stdev(values) / math.sqrt(len(values))
-                                       if len(values) > 1 else float("nan"))
+        pooled[f"{kind}_margin_se"] = mean_and_se(values)[1]
+    scores = {kind: [x for v in verdicts for x in v["unit_scores"][kind]]
+              for kind in verdicts[0].get("unit_scores", {})}
+    for kind, values in scores.items():
+        if kind != "exemplars" and "exemplars" in scores:
+            pooled[f"{kind}_above_exemplars"], pooled[f"{kind}_above_exemplars_se"] = \
+                mean_and_se([a - b for a, b in zip(values, scores["exemplars"])])
     by_layer = {layer: {**{f"{kind}_margin": v[f"{kind}_margin"] for kind in v["unit_margins"]},
                         "units": v["units"]}
                 for layer, v in zip(layers, verdicts)}
@@ -261,6 +274,13 @@ def summary_rows(summary: dict) -> list[list[str]]:
     for query_set in judge.QUERY_SETS:
         cells += _judge_cells(exemplars[query_set], "exemplars", None)
     rows.append(cells)
+    for name, f in summary["presets"].items():
+        if "together" in f["judge"]["standard"]:
+            cells = [f"{name} with the exemplars", "", "", "", "", ""]
+            for query_set in judge.QUERY_SETS:
+                cells += _judge_cells(f["judge"][query_set], "together",
+                                      exemplars[query_set]["exemplars"])
+            rows.append(cells)
     if summary.get("accentuated"):
         cells = ["accentuated exemplars", "", "", "", "", ""]
         for query_set in judge.QUERY_SETS:
@@ -331,6 +351,7 @@ def write_html(out: Path, summary: dict) -> None:
         "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}</style>"
         f"<h1>vitviz report: {html.escape(summary['model'])}</h1>"
         f"{_html_table(HEADERS, summary_rows(summary))}"
+        f"<p>{html.escape(together_line(summary))}</p>"
         f"<p>{html.escape(plain_colour_line(summary))}</p>"
         f"<p>{html.escape(judge_note(summary))}</p>{by_layer}"
         f"<p>Identification chance: {summary['presets'][next(iter(summary['presets']))]['specificity']['chance']:.1%}; "
@@ -389,8 +410,26 @@ def plain_colour_line(summary: dict) -> str:
     return f"pictures past a plain colour of their unit's strongest photos: {shares}"
 
 
+def together_line(summary: dict) -> str:
+    """What each preset's pictures add to the natural exemplars a person sees beside them: the
+    judge's score with both as references less its score with the exemplars alone, paired
+    over units, per query set."""
+    def added(judged: dict) -> str:
+        se = judged["together_above_exemplars_se"]
+        return (f"{judged['together_above_exemplars']:+.0%}"
+                + (f" ± {se:.0%}" if math.isfinite(se) else ""))
+
+    shares = "; ".join(
+        f"{name} " + ", ".join(f"{added(found['judge'][query_set])} {query_set.replace('_', '-')}"
+                               for query_set in judge.QUERY_SETS)
+        for name, found in summary["presets"].items()
+        if "together_above_exemplars" in found["judge"]["standard"])
+    return f"pictures beside the natural exemplars, above the exemplars alone: {shares}"
+
+
 def print_table(summary: dict) -> None:
     _print_rows([HEADERS] + summary_rows(summary))
+    print(together_line(summary))
     print(plain_colour_line(summary))
     for line in target_lines(summary):
         print(line)
@@ -483,9 +522,7 @@ def accentuated_verdicts(layers: dict[str, dict], references: dict[str, list], q
                                    plain["unit_scores"]["pictures"])]
     pooled = pool_verdicts(found, units_total, list(layers))
     pooled["starts"] = pool_verdicts(starts, units_total, list(layers))
-    pooled["above_starts"] = statistics.mean(differences)
-    pooled["above_starts_se"] = (statistics.stdev(differences) / math.sqrt(len(differences))
-                                 if len(differences) > 1 else float("nan"))
+    pooled["above_starts"], pooled["above_starts_se"] = mean_and_se(differences)
     return pooled
 
 
