@@ -292,7 +292,7 @@ def reading_table(found: dict) -> list[dict]:
     natural exemplars, and both together (readings stored before 2026-12-07 have no such
     row), scored on each query set."""
     names = {"pictures": "its pictures", "exemplars": "its photos",
-             "together": "its pictures beside its photos"}
+             "together": "both together"}
     return [{"references": label,
              **{QUERY_SET_LABELS[query_set]: f"{100 * found[query_set][kind]:.0f}%"
                 for query_set in QUERY_SET_LABELS}}
@@ -308,7 +308,8 @@ def reading_caption(found: dict) -> str:
             f"chance 50%; one unit's score moves by about ±{100 * found['noise']:.0f} points "
             f"with its photos. Its pictures gave {up} references driven up and {down} driven "
             f"down (each seed whole, then by quarters); its photos give {REFERENCES} a side; "
-            f"beside its photos, the judge sees both sets at once, as Dataset examples shows them.")
+            f"both together: the two sets at once, each weighing the same, as Dataset examples "
+            f"shows them.")
 
 
 QUERY_SET_LABELS = {"standard": "standard", "photo_disjoint": "photo-disjoint"}

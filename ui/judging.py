@@ -16,7 +16,8 @@ HELP = ("Shown the unit's picture driven up and its picture driven down (each wh
         "quarters), which of two photos drives the unit more? A network that shares nothing "
         "with the model answers 20 such questions per column, each pair more extreme than any "
         "reference; the same questions answered from the unit's own photos (its next strongest "
-        "and weakest) are the yardstick. Photo-disjoint: those photos never come from a "
+        "and weakest) are the yardstick; both together, the judge reads the pictures beside the "
+        "photos, as a person does here. Photo-disjoint: those photos never come from a "
         "question's photo.")
 
 
