@@ -76,9 +76,7 @@ def unit_views(model, layer: str, unit: int, pool, knobs: dict, cache: ResultCac
 
 def layer_figures(views: list[dict], leans: list[torch.Tensor]) -> dict:
     """Per variant: score, paired difference from the start photos (mean, s.e.), cos(dw, q)."""
-    def direction(sides: torch.Tensor) -> torch.Tensor:
-        return sides[0].mean(0) - sides[1].mean(0)
-
+    direction = judged_units.direction
     # The shared change: per side, the mean change over all of this layer's units' pictures.
     shared = torch.stack([v["accentuated exemplars"] - v["start photos"]
                           for v in views]).mean(dim=(0, 2))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 import torch.nn.functional as F
 
 from vitviz.data.photo_sets import examples_for
@@ -29,10 +28,6 @@ from vitviz.surveys import report
 import judged_units  # bench/, beside this script
 
 SEEDS = [0, 1]
-
-
-def direction(sides: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    return sides[0].mean(dim=0) - sides[1].mean(dim=0)
 
 
 def unit_rows(pool, units: list[int], pictures: list[tuple],
@@ -55,9 +50,11 @@ def unit_rows(pool, units: list[int], pictures: list[tuple],
             "another unit's pictures with the exemplars": judge.side_by_side(other, natural),
         }
         for name, sides in kinds.items():
-            rows.setdefault(name, []).append(judge.tasks_won(leans @ direction(sides)))
+            won = judge.tasks_won(leans @ judged_units.direction(sides))
+            rows.setdefault(name, []).append(won)
         rows.setdefault("cos(w pictures, w exemplars)", []).append(
-            float(F.cosine_similarity(direction(pictures[i]), direction(natural), dim=0)))
+            float(F.cosine_similarity(judged_units.direction(pictures[i]),
+                                judged_units.direction(natural), dim=0)))
     return rows
 
 

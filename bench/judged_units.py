@@ -41,3 +41,9 @@ def write_out(args: argparse.Namespace, model, judge_name: str, **figures) -> No
     if args.out:
         args.out.write_text(json.dumps({"model": model.label, "judge": judge_name, **figures},
                                        indent=1))
+
+
+def direction(sides) -> torch.Tensor:
+    """The one direction the judge's score reads from references (E+, E-), w = mean(E+) -
+    mean(E-): a task is won when its q+ - q- leans along it (`judge.score`)."""
+    return sides[0].mean(dim=0) - sides[1].mean(dim=0)
