@@ -12,15 +12,24 @@ exemplars a side:
 - another unit's pictures beside the exemplars: do any pictures help, or this unit's only?
 - and the cosine between the two kinds' directions w = mean(E+) - mean(E-) in the judge's
   space, which the task's lean reads: near 0, the two tell the judge different things.
+
+With --blend ALPHA..., the same two kinds put into one image: each exemplar mixed in pixels
+with the unit's pictures (1 - ALPHA of the photo, ALPHA of a picture; the maximising ones on the
+E+ side), against the same mix with another unit's pictures, both paired with the exemplars
+unmixed at the pictures' size. What a change to a photo must carry for the judge to read more
+in it than in the photo: the question accentuated exemplars answer.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+import torch
 import torch.nn.functional as F
 
+from vitviz.data.examples import photo_views
 from vitviz.data.photo_sets import examples_for
+from vitviz.data.photos import load_photos
 from vitviz.quality import judge
 from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.surveys import report
@@ -58,29 +67,82 @@ def unit_rows(pool, units: list[int], pictures: list[tuple],
     return rows
 
 
+UNMIXED = "exemplars unmixed, at the pictures' size"
+
+
+def blended(starts: torch.Tensor, pictures: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Start photos [N, 3, S, S] in [0, 1], each mixed with one of `pictures` [P, 3, S, S] in
+    turn: 1 - alpha of the photo, alpha of the picture."""
+    return (1 - alpha) * starts + alpha * pictures[torch.arange(len(starts)) % len(pictures)]
+
+
+def blend_rows(pool, units: list[int], photo_pixels, pictures: list[tuple], alphas, embed,
+               count: int = judge.TASKS) -> dict[str, list[float]]:
+    """Per mix, each unit's score over its `count` photo-disjoint tasks: its 9 exemplars a side
+    mixed with its own pictures, or with the next unit's. photo_pixels(keys): the pool's views
+    as images; pictures: per unit, its (maximising, minimising) images [P, 3, S, S]; embed:
+    images to unit-length judge features."""
+    rows: dict[str, list[float]] = {}
+    for i, unit in enumerate(units):
+        task = judge.tasks(pool, unit, "photo_disjoint", count)
+        leans = pool.features(task.high) - pool.features(task.low)
+        starts = [photo_pixels(keys) for keys in judge.natural_references(pool, unit, task)]
+        mixes = [(UNMIXED, 0.0, pictures[i])] + [
+            (f"exemplars mixed {alpha:g} with {whose} pictures", alpha, sides)
+            for alpha in alphas
+            for whose, sides in (("this unit's", pictures[i]),
+                                 ("another unit's", pictures[(i + 1) % len(units)]))]
+        for name, alpha, own in mixes:
+            sides = tuple(embed(blended(start, made, alpha)) for start, made in zip(starts, own))
+            rows.setdefault(name, []).append(
+                judge.tasks_won(leans @ judged_units.direction(sides)))
+    return rows
+
+
+def print_paired(rows: dict[str, list[float]], base: list[float], against: str) -> None:
+    for name, values in rows.items():
+        mean, _ = report.mean_and_se(values)
+        if name.startswith("cos"):
+            print(f"  {name:50s} {mean:+.3f}")
+            continue
+        gain, se = report.mean_and_se([a - b for a, b in zip(values, base)])
+        print(f"  {name:50s} {mean:6.1%}  paired with {against} {gain:+.1%} ± {se:.1%}")
+
+
+def _images(pictures) -> torch.Tensor:
+    return torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 255
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     judged_units.add_arguments(parser)
+    parser.add_argument("--blend", type=float, nargs="+", default=[], metavar="ALPHA",
+                        help="also mix each exemplar with the pictures in pixels, at these "
+                             "shares of the picture (0 to 1)")
     args = parser.parse_args()
+    if any(not 0 < alpha <= 1 for alpha in args.blend):
+        parser.error("--blend takes shares of the picture above 0, up to 1")
     model, judge_name, chosen, cache = judged_units.open_units(args)
     knobs = {"steps": args.steps}
     found: dict[str, dict] = {}
     for layer, units in chosen.items():
+        pool = judge.pool_for(examples_for(model, layer), judge_name)
+        if args.blend and not isinstance(pool, judge.ViewPool):
+            parser.error("--blend mixes the built-in photos' views: unset VITVIZ_PHOTOS")
         up, _ = report.run_preset(model, layer, units, SEEDS, DEFAULT_PRESET, knobs, cache)
         down, _ = report.run_preset(model, layer, units, SEEDS, DEFAULT_PRESET, knobs, cache,
                                     minimise=True)
-        pool = judge.pool_for(examples_for(model, layer), judge_name)
         rows = found[layer] = unit_rows(pool, units,
                                         report.picture_references(up, down, judge_name))
         print(f"{layer}, {len(units)} units, judge {judge_name}, photo-disjoint tasks")
-        base = rows["natural exemplars (9 a side)"]
-        for name, values in rows.items():
-            mean, _ = report.mean_and_se(values)
-            if name.startswith("cos"):
-                print(f"  {name:48s} {mean:+.3f}")
-                continue
-            gain, se = report.mean_and_se([a - b for a, b in zip(values, base)])
-            print(f"  {name:48s} {mean:6.1%}  paired with the exemplars {gain:+.1%} ± {se:.1%}")
+        print_paired(rows, rows["natural exemplars (9 a side)"], "the exemplars")
+        if args.blend:
+            views, _ = photo_views(load_photos(), up.shape[2])
+            mixed = blend_rows(pool, units, lambda keys: views[list(keys)],
+                               [(_images(a), _images(b)) for a, b in zip(up, down)],
+                               args.blend, lambda images: judge.embed(images, judge_name))
+            print_paired(mixed, mixed[UNMIXED], "the exemplars unmixed")
+            rows.update(mixed)
     judged_units.write_out(args, model, judge_name, units=chosen, layers=found)
     return 0
 

@@ -319,6 +319,28 @@ def test_the_beside_photos_benchmark_tells_more_references_from_what_pictures_ad
     assert first["cos(w pictures, w exemplars)"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_the_beside_photos_benchmark_mixes_exemplars_with_pictures_in_pixels():
+    import torch.nn.functional as F
+
+    from test_judge import complementary_pool
+
+    bench = load("beside_photos")
+    pool, up, down = complementary_pool()
+    # Each view's "image" is its judge feature as one pixel; the judge reads the pixel back.
+    image = lambda features: features[:, :, None, None]
+    rows = bench.blend_rows(pool, [0, 1], lambda keys: image(pool.features(keys)),
+                            [(image(up), image(down)), (image(down), image(up))], [0.5],
+                            lambda images: F.normalize(images.flatten(1), dim=1), count=2)
+    first = {name: values[0] for name, values in rows.items()}
+    # Half and half, one image carries what each kind tells the judge alone; another unit's
+    # pictures pull against this unit's exemplars.
+    assert first[bench.UNMIXED] == 0.5
+    assert first["exemplars mixed 0.5 with this unit's pictures"] == 1.0
+    assert first["exemplars mixed 0.5 with another unit's pictures"] == 0.5
+    assert bench.blended(image(up).repeat(3, 1, 1, 1), image(down), 0.0).equal(
+        image(up).repeat(3, 1, 1, 1))
+
+
 def test_the_sweep_draws_every_variant_beside_the_units_photos(tmp_path):
     import json
     import subprocess
