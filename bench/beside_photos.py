@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from vitviz.data.examples import photo_views
 from vitviz.data.photo_sets import examples_for
 from vitviz.data.photos import load_photos
-from vitviz.quality import judge
+from vitviz.quality import judge, metrics
 from vitviz.rendering.presets import DEFAULT_PRESET
 from vitviz.surveys import report
 
@@ -109,10 +109,6 @@ def print_paired(rows: dict[str, list[float]], base: list[float], against: str) 
         print(f"  {name:50s} {mean:6.1%}  paired with {against} {gain:+.1%} ± {se:.1%}")
 
 
-def _images(pictures) -> torch.Tensor:
-    return torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 255
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     judged_units.add_arguments(parser)
@@ -125,6 +121,7 @@ def main() -> int:
     model, judge_name, chosen, cache = judged_units.open_units(args)
     knobs = {"steps": args.steps}
     found: dict[str, dict] = {}
+    views = None  # the built-in photos' views at the pictures' size, read once for every layer
     for layer, units in chosen.items():
         pool = judge.pool_for(examples_for(model, layer), judge_name)
         if args.blend and not isinstance(pool, judge.ViewPool):
@@ -137,9 +134,11 @@ def main() -> int:
         print(f"{layer}, {len(units)} units, judge {judge_name}, photo-disjoint tasks")
         print_paired(rows, rows["natural exemplars (9 a side)"], "the exemplars")
         if args.blend:
-            views, _ = photo_views(load_photos(), up.shape[2])
+            if views is None or views.shape[-1] != up.shape[2]:
+                views, _ = photo_views(load_photos(), up.shape[2])
             mixed = blend_rows(pool, units, lambda keys: views[list(keys)],
-                               [(_images(a), _images(b)) for a, b in zip(up, down)],
+                               [(metrics.as_tensor(a), metrics.as_tensor(b))
+                                for a, b in zip(up, down)],
                                args.blend, lambda images: judge.embed(images, judge_name))
             print_paired(mixed, mixed[UNMIXED], "the exemplars unmixed")
             rows.update(mixed)
