@@ -140,8 +140,10 @@ def main() -> int:
     parser.add_argument("--judge", choices=JUDGES,
                         help="default: the first judge independent of --model")
     parser.add_argument("--accentuated", type=int, nargs="?", const=0, metavar="STEPS",
-                        help="judge accentuated exemplars too: the default preset started from "
-                             "the units' photos, at STEPS steps (default: --steps)")
+                        help="judge accentuated exemplars too, made by gradient: the default "
+                             "preset started from the units' photos, at STEPS steps (default: "
+                             "--steps); those mixed with the pictures, the report's default: "
+                             "bench/beside_photos.py --accentuated")
     parser.add_argument("--accentuated-knobs", type=json.loads, default={}, metavar="JSON",
                         help='knobs the accentuated exemplars change in the default preset, '
                              'e.g. \'{"drive_cap": 1.5}\'')
@@ -169,7 +171,7 @@ def main() -> int:
                     args.units_per_run,
                     accentuated=(DEFAULT_PRESET, {**args.accentuated_knobs,
                                                   "steps": args.accentuated or args.steps})
-                    if args.accentuated is not None else None)
+                    if args.accentuated is not None else None, accentuate_by="gradient")
     summary = {"model": model.label, "judge": judge_summary(judge_name, model.registry_name), "layers": chosen, "seeds": args.seeds, "steps": args.steps,
                "variants": {name: VARIANTS[name] for name in args.variants},
                "photo_set": next(iter(found.layers.values()))["photo_set"],

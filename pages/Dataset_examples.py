@@ -8,6 +8,7 @@ import streamlit as st
 from ui import display, execution, widgets
 from ui.limits import load_limits
 from ui.judging import judge_panel
+from ui.mixing import mixed_row
 from ui.page import reported, setup
 from ui.resources import loaded_model
 from ui.settings import accentuated_request, examples_request
@@ -123,4 +124,5 @@ with reported():
                              caption=f"{example.photo.split('/')[-1]} · {example.activation:.3g}",
                              width="stretch")
         if result is not None and stats is not None:
+            mixed_row(request, result, layer.name, unit, tokens or "patch", stats, "examples")
             judge_panel(request, result, "examples", photos=stats)

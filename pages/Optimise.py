@@ -8,6 +8,7 @@ import streamlit as st
 from ui import display, execution, widgets
 from ui.judging import judge_panel
 from ui.limits import load_limits
+from ui.mixing import mixed_row
 from ui.page import reported, setup
 from ui.settings import accentuated_request, optimise_request
 from vitviz.quality import metrics
@@ -61,6 +62,8 @@ with reported():
         display.run_view(result, from_cache, key="optimise.result",
                          stem=f"vitviz_{model.name}_unit{unit}")
         if target.kind in ACCENTUATED_KINDS:
+            mixed_row(request, result, target.layer.name, unit, target.tokens or "patch", None,
+                      "optimise")
             judge_panel(request, result, "optimise")
 
     if accent_request is not None:

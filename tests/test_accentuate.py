@@ -241,3 +241,16 @@ def test_a_change_packed_into_a_few_patches_is_held_harder_than_the_same_change_
     picture = start.clone().requires_grad_(True)
     feature_distance(picture, start, spread, 1).sum().backward()
     assert torch.isfinite(picture.grad).all()  # the picture still its photo
+
+
+def test_the_report_judges_exemplars_accentuated_either_way(tiny_vit, tmp_path):
+    variant = ("robust", {"steps": 2, "precision": "fp32"})
+    with pytest.raises(UserError, match="picture, gradient"):
+        report.compare(tiny_vit, {VIT_HIDDEN: [0, 1]}, {"robust": variant}, [0, 1], None,
+                       "efficientnet_lite0", accentuated=variant, accentuate_by="paint")
+    found = report.compare(tiny_vit, {VIT_HIDDEN: [0, 1]}, {"robust": variant}, [0, 1],
+                           ResultCache(tmp_path), "efficientnet_lite0", accentuated=variant,
+                           accentuate_by="gradient")
+    for judged in found.accentuated.values():
+        assert judged["method"] == "gradient" and "shares" not in judged
+        assert 0 <= judged["pictures"] <= 1 and 0 <= judged["starts"]["pictures"] <= 1

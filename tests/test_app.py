@@ -974,3 +974,33 @@ def test_the_atlas_reads_units_drawn_both_ways_and_shows_the_reading_beside_each
     unit_page = open_page(EXAMPLES, **dict(parse_qsl(link.proto.query_string)))
     assert errors(unit_page) == "" and unit_page.dataframe
     assert not button_labels(unit_page, "Ask an independent judge")
+
+
+def test_the_examples_page_mixes_the_picture_into_the_photos_the_judge_uses(calls):
+    at = open_page("pages/Dataset_examples.py", layer=VIT_HIDDEN, unit=7, steps=4)
+    button(at, "Visualise").click().run()
+    if button_labels(at, "Find the examples"):
+        button(at, "Find the examples").click().run()
+    assert errors(at) == "" and not button_labels(at, "Find the examples")
+    button(at, "Mix the picture into its photos").click().run()
+    assert errors(at) == ""
+    from ui.mixing import SHOWN
+
+    captions = [str(image.proto) for image in at.image]
+    assert sum("of the picture" in c or "unchanged ·" in c for c in captions) == SHOWN
+    assert any("of the picture" in c for c in captions)
+    # Kept for the session: a rerun neither asks again nor runs the model.
+    calls["forwards"] = 0
+    at.run()
+    assert not button_labels(at, "Mix the picture") and calls["forwards"] == 0
+
+
+def test_the_optimise_page_mixes_a_picture_driven_down_into_the_weakest_photos(tiny_vit, calls):
+    from ui.mixing import SHOWN
+
+    at = open_page(OPTIMISE, layer=VIT_HIDDEN, unit=7, steps=4, direction="min")
+    button(at, "Run").click().run()
+    button(at, "Mix the picture into its photos").click().run()
+    assert errors(at) == ""
+    captions = [str(image.proto) for image in at.image]
+    assert sum("of the picture" in c or "unchanged ·" in c for c in captions) == SHOWN

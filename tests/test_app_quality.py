@@ -176,7 +176,8 @@ def test_the_examples_page_asks_an_independent_judge_and_keeps_its_reading(calls
     assert (up.minimise, down.minimise) == (False, True) and up.objective == down.objective
     assert len(at.image) == pictures + 2  # the unit driven up and down, beside the reading
     (table,) = at.dataframe
-    assert list(table.value["references"]) == ["its pictures", "its photos", "both together"]
+    assert list(table.value["references"]) == ["its pictures", "its photos", "both together",
+                                               "its photos mixed with the pictures"]
     assert list(table.value.columns[1:]) == ["standard", "photo-disjoint"]
     (said,) = [c.value for c in at.caption if "Judge: efficientnet_lite0" in c.value]
     # One seed: its picture whole and its 4 quarters a side, which the caption must say.

@@ -337,8 +337,24 @@ def test_the_beside_photos_benchmark_mixes_exemplars_with_pictures_in_pixels():
     assert first[bench.UNMIXED] == 0.5
     assert first["exemplars mixed 0.5 with this unit's pictures"] == 1.0
     assert first["exemplars mixed 0.5 with another unit's pictures"] == 0.5
-    assert bench.blended(image(up).repeat(3, 1, 1, 1), image(down), 0.0).equal(
-        image(up).repeat(3, 1, 1, 1))
+
+
+def test_the_beside_photos_grid_shows_each_exemplar_unchanged_then_mixed():
+    import numpy as np
+    import torch
+
+    from vitviz.rendering.picture_mix import Mixed
+
+    bench = load("beside_photos")
+    photos = torch.zeros(4, 3, 8, 8)
+    made = Mixed(photos, photos + 0.5, [0.3, 0.0, 0.1, 0.2], [0.1] * 4, [0.9, 0.1, 0.5, 0.6])
+    row = bench.grid_row(np.zeros((8, 8, 3), np.uint8), "block 2, #7", made)
+    assert [caption for _, caption in row] == [
+        "block 2, #7", "photo: 0.1", "30% mixed: 0.9", "photo: 0.1", "unchanged",
+        "photo: 0.1", "10% mixed: 0.5"]
+    assert row[2][0].max() == 128 and row[1][0].max() == 0
+    sheet = bench.draw_grid([row, row[:3]], tile=16)
+    assert sheet.size == (7 * 16, 2 * (16 + 14))
 
 
 def test_the_sweep_draws_every_variant_beside_the_units_photos(tmp_path):

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from vitviz.rendering.picture_mix import SHARES
 from vitviz.rendering.precision import resolve_precision
 
 from conftest import VIT_HIDDEN
@@ -274,8 +275,14 @@ def test_report_compares_presets_over_layers_and_writes_table_and_grid(tmp_path)
     for query_set in ("standard", "photo_disjoint"):
         accentuated = summary["accentuated"][query_set]
         assert 0 <= accentuated["pictures"] <= 1 and 0 <= accentuated["starts"]["pictures"] <= 1
+        # By default mixed with the unit's pictures, never more than the largest share.
+        assert accentuated["method"] == "picture"
+        for side in ("high", "low"):
+            shares = accentuated["shares"][side]
+            assert 0 <= shares["mean_share"] <= max(SHARES) and 0 <= shares["unchanged"] <= 1
     lines = done.stdout.splitlines()
-    assert any(line.strip().startswith("accentuated exemplars") for line in lines)
+    assert any(line.strip().startswith("accentuated exemplars (mixed with the pictures)")
+               for line in lines)
     assert any(line.strip().startswith("their start photos") for line in lines)
     assert any("of the photos they start from (paired over units" in line for line in lines)
     assert any(line.startswith("targets (photo_disjoint): score") for line in done.stdout.splitlines())

@@ -34,6 +34,11 @@ def test_pictures_that_show_the_units_ends_read_as_well_as_its_photos(bright_jud
     # Beside the photos, pictures of the opposite ends cancel them: the photos are no longer
     # read alone.
     assert wrong["standard"]["together"] < wrong["standard"]["exemplars"]
+    # Accentuated exemplars are read as references of their own, whole.
+    mixed = reading.read_unit(pool, 0, filled(0.5), filled(0.5), count=5,
+                              accentuated=(filled(1.0, 9), filled(0.0, 9)))
+    assert mixed["standard"]["accentuated"] == 1.0 and mixed["standard"]["pictures"] == 0.5
+    assert "accentuated" not in right["standard"]
     flat = reading.read_unit(pool, 0, filled(0.5), filled(0.5), count=5)
     assert flat["standard"]["pictures"] == 0.5  # the same picture both ways tells nothing
     # Two seeds a side give the report's nine references: both wholes, then quarters.
@@ -71,7 +76,7 @@ def test_judge_unit_draws_both_ways_reads_them_and_keeps_the_reading(tiny_vit, t
                               "layer": judge.get_judge("efficientnet_lite0").label,
                               "in_model": False}
     for query_set in judge.QUERY_SETS:
-        assert set(found[query_set]) == {"pictures", "exemplars", "together"}
+        assert set(found[query_set]) == {"pictures", "exemplars", "together", "accentuated"}
         assert all(0.0 <= value <= 1.0 for value in found[query_set].values())
     runs = cache.summaries().values()  # the unit driven up, and driven down
     assert len(runs) == 2 and {run["unit"] for run in runs} == {3}

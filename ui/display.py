@@ -289,10 +289,10 @@ def figures_unavailable(result: Result) -> None:
 
 def reading_table(found: dict) -> list[dict]:
     """A judge's reading (`vitviz.quality.reading`) as rows: the unit's pictures, its
-    natural exemplars, and both together (readings stored before 2026-12-07 have no such
-    row), scored on each query set."""
+    natural exemplars, both together and its accentuated exemplars (readings stored before
+    2026-12-07 and 2026-12-08 have no such rows), scored on each query set."""
     names = {"pictures": "its pictures", "exemplars": "its photos",
-             "together": "both together"}
+             "together": "both together", "accentuated": "its photos mixed with the pictures"}
     return [{"references": label,
              **{QUERY_SET_LABELS[query_set]: f"{100 * found[query_set][kind]:.0f}%"
                 for query_set in QUERY_SET_LABELS}}
@@ -309,7 +309,8 @@ def reading_caption(found: dict) -> str:
             f"with its photos. Its pictures gave {up} references driven up and {down} driven "
             f"down (each seed whole, then by quarters); its photos give {REFERENCES} a side; "
             f"both together: the two sets at once, each weighing the same, as Dataset examples "
-            f"shows them.")
+            f"shows them; mixed with the pictures: its photo-disjoint exemplars, each mixed "
+            f"with its pictures as little as it takes (Accentuated exemplars).")
 
 
 QUERY_SET_LABELS = {"standard": "standard", "photo_disjoint": "photo-disjoint"}

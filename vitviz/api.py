@@ -78,8 +78,10 @@ def judge_unit(
     unit's natural exemplars (vitviz.quality.reading).
 
     >>> reading = judge_unit("dinov2_vits14", "encoder.layers.encoder_layer_6.mlp.1", unit=100)
-    >>> reading["photo_disjoint"]  # {'pictures': 0.75, 'exemplars': 0.8, 'together': 0.85}
-    # chance 0.5; "together": the pictures beside the exemplars, as Dataset examples shows them
+    >>> reading["photo_disjoint"]
+    {'pictures': 0.75, 'exemplars': 0.8, 'together': 0.85, 'accentuated': 0.85}
+    # chance 0.5; "together": the pictures beside the exemplars, as Dataset examples shows them;
+    # "accentuated": the exemplars each mixed with the pictures (vitviz.rendering.picture_mix)
 
     `judge` names one of vitviz.quality.judge.JUDGES (default: the first that shares nothing
     with the model); `overrides` are preset knobs, as in `visualise`. With a `cache`, the

@@ -501,9 +501,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--presets", nargs="+", default=list(PRESETS))
     p.add_argument("--judge", choices=JUDGES, help="the judge's network (default: the first "
                    "of these that shares nothing with --model)")
-    p.add_argument("--accentuated", action="store_true",
-                   help="judge accentuated exemplars too: the default preset started from the "
-                        "unit's own photos (as many a side as --seeds)")
+    p.add_argument("--accentuated", nargs="?", const=accentuate.METHODS[0],
+                   choices=accentuate.METHODS,
+                   metavar="HOW", help="judge accentuated exemplars too: the unit's photo-disjoint "
+                   "exemplars, each mixed with its default pictures as little as it takes to "
+                   "drive it to its strongest photo's level (picture, the default), or the default "
+                   "preset run from each (gradient)")
     p.add_argument("--tile", type=int, default=160, help="pixels per picture in grid.png")
     p.add_argument("--out", type=Path, default=Path("report"))
     p.add_argument("--cache", type=Path)

@@ -18,14 +18,17 @@ from vitviz.errors import UserError
 from vitviz.models.loaded import LoadedModel
 from vitviz.quality import judge
 from vitviz.quality.metrics import as_tensor
+from vitviz.rendering import picture_mix
 
 
 def read_unit(pool, unit: int, maximising: torch.Tensor, minimising: torch.Tensor,
-              judge_name: str = judge.DEFAULT_JUDGE, count: int = judge.TASKS) -> dict:
+              judge_name: str = judge.DEFAULT_JUDGE, count: int = judge.TASKS,
+              accentuated: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """The judge's scores for `unit` on each query set (chance 0.5): with its pictures as the
     references (maximising [N, 3, H, W] as E+, minimising as E-, each whole and by quarters:
     `judge.embed_pictures`), with its natural exemplars, and with both together (what a page
-    shows a person: the pictures beside the photos).
+    shows a person: the pictures beside the photos); with `accentuated` (E+ and E- images,
+    the unit's accentuated exemplars), with those too.
 
     pool: the layer's photos (`judge.pool_for`), whose views the queries and exemplars are.
     """
@@ -33,6 +36,8 @@ def read_unit(pool, unit: int, maximising: torch.Tensor, minimising: torch.Tenso
         raise UserError("the judge needs at least one maximising and one minimising picture")
     references = tuple(judge.picture_references(judge.embed_pictures(images, judge_name))
                        for images in (maximising, minimising))
+    accented = (tuple(judge.embed(images, judge_name) for images in accentuated)
+                if accentuated is not None else None)
     found: dict = {}
     for query_set in judge.QUERY_SETS:
         task = judge.tasks(pool, unit, query_set, count)
@@ -42,6 +47,8 @@ def read_unit(pool, unit: int, maximising: torch.Tensor, minimising: torch.Tenso
         found[query_set] = {"pictures": round(judge.score(task, pool, *references), 4),
                             "exemplars": round(judge.score(task, pool, *exemplars), 4),
                             "together": round(judge.score(task, pool, *together), 4)}
+        if accented is not None:
+            found[query_set]["accentuated"] = round(judge.score(task, pool, *accented), 4)
     return {**found, "tasks": count, "references": [len(side) for side in references],
             "noise": task_noise(count)}
 
@@ -65,7 +72,9 @@ def unit_reading(model: LoadedModel, maximising, minimising, judge_name: str | N
                  photos=None) -> dict:
     """`read_unit` for the runs of one unit driven up (`maximising`) and down (`minimising`),
     every seed of each a reference, against the configured photo set (or `photos`, that set's
-    statistics of the layer when the caller holds them), with what it was measured against.
+    statistics of the layer when the caller holds them), with what it was measured against;
+    and the unit's accentuated exemplars, its photo-disjoint exemplars mixed with these
+    pictures (`picture_mix.unit_exemplars`, the report's), scored the same way.
 
     The judge is the first that shares nothing with the model (`judge.independent_judge`)
     unless `judge_name` names one; an in-model judge is marked `in_model`, a diagnostic.
@@ -85,8 +94,11 @@ def unit_reading(model: LoadedModel, maximising, minimising, judge_name: str | N
     space = judge.get_judge(judge_name)
     stats = photos if photos is not None else examples_for(model, layer, tokens)
     pool = judge.pool_for(stats, judge_name)
-    found = read_unit(pool, unit, as_tensor(maximising.images), as_tensor(minimising.images),
-                      judge_name)
+    up, down = as_tensor(maximising.images), as_tensor(minimising.images)
+    accentuated = tuple(picture_mix.unit_exemplars(model, layer, unit, stats, pictures,
+                                                   minimise, tokens=tokens).images
+                        for minimise, pictures in ((False, up), (True, down)))
+    found = read_unit(pool, unit, up, down, judge_name, accentuated=accentuated)
     return {"judge": {"name": judge_name, "model": space.model, "layer": space.label,
                       "in_model": not judge.is_independent(judge_name, model.registry_name)},
             "photo_set": stats.label, "photo_set_id": current_photo_set_id(), **found}
@@ -113,11 +125,14 @@ def summary_lines(reading: dict) -> list[str]:
              f"one unit's noise ±{100 * reading['noise']:.0f} points"]
     for query_set in judge.QUERY_SETS:
         scores = reading[query_set]
-        # Readings stored before 2026-12-07 have no "together".
+        # Readings stored before 2026-12-07 have no "together"; before 2026-12-08, no
+        # "accentuated".
         both = (f", both together {100 * scores['together']:.0f}%" if "together" in scores
                 else "")
+        mixed = (f", accentuated exemplars {100 * scores['accentuated']:.0f}%"
+                 if "accentuated" in scores else "")
         lines.append(f"{query_set.replace('_', '-')}: pictures {100 * scores['pictures']:.0f}%, "
-                     f"natural exemplars {100 * scores['exemplars']:.0f}%{both}")
+                     f"natural exemplars {100 * scores['exemplars']:.0f}%{both}{mixed}")
     return lines
 
 

@@ -19,6 +19,10 @@ takes through the network. Here:
   weighted by the preset's `accentuate_weight` (`WEIGHT` by default).
 
 Everything else (crops, rotation, noise, leaky target, steps) is the preset's.
+
+This is one of two ways vitviz makes them (`METHODS`). An independent judge reads what it makes
+level with the photos it starts from; the other, the default where exemplars are judged, mixes
+each photo with the unit's own picture (vitviz.rendering.picture_mix).
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ from torch import nn
 from vitviz.rendering.natural import positions
 from vitviz.rendering.params import ImageParam, _frequencies, recorrelate
 
+# How accentuated exemplars are made: mixed with the unit's pictures (the default), or run from
+# each photo by gradient, as here.
+METHODS = ("picture", "gradient")
 # How hard the picture is held to its photo's first-block features; part of the result's key.
 # Chosen by eye on dinov2_vits14 (block 8, 32-48 steps, under version 1's mean over patches):
 # at 1 the photo is gone under the default's strokes, at 50 the unit no longer rises; at 10 the

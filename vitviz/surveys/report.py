@@ -43,7 +43,7 @@ from vitviz.models.loaded import LoadedModel
 from vitviz.models.registry import default_model, load_model
 from vitviz.quality import judge, metrics
 from vitviz.data.references import disjoint_exemplars, exemplar_ranks
-from vitviz.rendering import objectives
+from vitviz.rendering import accentuate, objectives, picture_mix
 from vitviz.rendering.loop import resolve_preset
 from vitviz.rendering.precision import resolve_precision
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS
@@ -53,6 +53,8 @@ from vitviz.store.runs import RunRequest, cached_result, parse_units
 from vitviz.surveys.atlas import compute_batch, item_result
 
 UNITS_PER_RUN = 4
+ACCENTUATION_LABELS = {"picture": "accentuated exemplars (mixed with the pictures)",
+                       "gradient": "accentuated exemplars (run from each photo)"}
 
 
 def choose_units(spec: str, layer_units: int, layer: str, seed: int) -> list[int]:
@@ -282,7 +284,8 @@ def summary_rows(summary: dict) -> list[list[str]]:
                                       exemplars[query_set]["exemplars"])
             rows.append(cells)
     if summary.get("accentuated"):
-        cells = ["accentuated exemplars", "", "", "", "", ""]
+        method = summary["accentuated"]["standard"].get("method", "gradient")
+        cells = [ACCENTUATION_LABELS[method], "", "", "", "", ""]
         for query_set in judge.QUERY_SETS:
             cells += _judge_cells(summary["accentuated"][query_set], "pictures",
                                   exemplars[query_set]["exemplars"])
@@ -449,7 +452,8 @@ class Comparison:
     minimised: dict[str, dict[str, np.ndarray]]  # the same, of the minimising pictures
     figures: dict[str, dict]  # variant -> preset_figures
     exemplars: dict  # query set -> the judge's figures for natural exemplars
-    # query set -> the judge's figures with accentuated exemplars as references (when asked)
+    # query set -> the judge's figures with accentuated exemplars as references (when asked),
+    # and under "method" how they were made (`accentuate.METHODS`)
     accentuated: dict | None = None
 
 
@@ -457,11 +461,17 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
             variants: dict[str, tuple[str, dict]], seeds: Sequence[int],
             cache: ResultCache | None, judge_name: str,
             units_per_run: int = UNITS_PER_RUN,
-            accentuated: tuple[str, dict] | None = None) -> Comparison:
+            accentuated: tuple[str, dict] | None = None,
+            accentuate_by: str = "picture") -> Comparison:
     """Run every variant (a preset name and knob overrides) on every unit, and measure each;
-    with `accentuated` (a preset and overrides), judge accentuated exemplars too."""
+    with `accentuated` (a preset and overrides), judge accentuated exemplars too, made by
+    `accentuate_by` (`accentuate.METHODS`): mixed with that preset's pictures, or its run
+    started from each photo."""
     from vitviz.data.photo_sets import examples_for
 
+    if accentuate_by not in accentuate.METHODS:
+        raise UserError(f"accentuated exemplars are made by one of "
+                        f"{', '.join(accentuate.METHODS)} (got {accentuate_by!r})")
     layers: dict[str, dict] = {}
     for layer, units in layer_units.items():
         # The configured set (the built-in one, or the index of $VITVIZ_PHOTOS) gives the
@@ -489,11 +499,29 @@ def compare(model: LoadedModel, layer_units: dict[str, list[int]],
                  for query_set in judge.QUERY_SETS}
     judged = None
     if accentuated:
-        references = {layer: accentuated_references(model, layer, info, cache,
-                                                    judge_name, accentuated)
-                      for layer, info in layers.items()}
-        judged = {query_set: accentuated_verdicts(layers, references, query_set, units_total)
+        if accentuate_by == "picture":
+            # The variant's pictures where the comparison drew them, else drawn (or read) here.
+            drawn = next((label for label, variant in variants.items()
+                          if variant == accentuated), None)
+            references, shares = {}, []
+            for layer, info in layers.items():
+                both = ((pictures[drawn][layer], minimised[drawn][layer]) if drawn else
+                        tuple(run_preset(model, layer, info["units"], seeds, *accentuated, cache,
+                                         units_per_run=units_per_run, minimise=minimise)[0]
+                              for minimise in (False, True)))
+                references[layer], unit_shares = mixed_references(model, layer, info,
+                                                                  judge_name, both)
+                shares += unit_shares
+        else:
+            references = {layer: accentuated_references(model, layer, info, cache,
+                                                        judge_name, accentuated)
+                          for layer, info in layers.items()}
+        judged = {query_set: {**accentuated_verdicts(layers, references, query_set, units_total),
+                              "method": accentuate_by}
                   for query_set in judge.QUERY_SETS}
+        if accentuate_by == "picture":
+            for found in judged.values():
+                found["shares"] = share_summary(shares)
     return Comparison(layers, pictures, minimised, figures, exemplars, judged)
 
 
@@ -549,6 +577,34 @@ def accentuated_references(model: LoadedModel, layer: str, info: dict,
                 sides.append(judge.picture_references(
                     judge.embed_pictures(_as_tensor(np.stack(images)), judge_name)))
             found.append(tuple(sides))
+    return found
+
+
+def mixed_references(model: LoadedModel, layer: str, info: dict, judge_name: str,
+                     pictures: tuple[np.ndarray, np.ndarray]) -> tuple[list, list]:
+    """Per unit, the judge's (E+, E-): each view of `disjoint_exemplars` mixed with the unit's
+    `pictures` (maximising, minimising: [units, seeds, H, W, 3]; maximising ones on the E+
+    side) as little as it takes to drive the unit as hard as its most extreme view
+    (`picture_mix.accentuated`); and per unit, (E+ shares, E- shares)."""
+    up, down = pictures
+    found, shares = [], []
+    for i, unit in enumerate(info["units"]):
+        made = [picture_mix.unit_exemplars(model, layer, unit, info["examples"],
+                                           _as_tensor(side[i]), minimise)
+                for minimise, side in ((False, up), (True, down))]
+        found.append(tuple(judge.embed(side.images, judge_name) for side in made))
+        shares.append(tuple(side.shares for side in made))
+    return found, shares
+
+
+def share_summary(shares: list[tuple[list, list]]) -> dict:
+    """How much of the pictures the mixed exemplars took, per side: the mean share and the
+    part of exemplars left as their photos (no share moved the unit their way)."""
+    found = {}
+    for side, name in enumerate(("high", "low")):
+        values = [share for unit in shares for share in unit[side]]
+        found[name] = {"mean_share": statistics.fmean(values),
+                       "unchanged": sum(share == 0 for share in values) / len(values)}
     return found
 
 
@@ -640,7 +696,8 @@ def main(args) -> int:
               "of what a viewer can read", file=sys.stderr)
     found = compare(model, chosen, {p: (p, overrides) for p in presets}, seeds, cache,
                     judge_name, accentuated=(DEFAULT_PRESET, overrides)
-                    if args.accentuated else None)
+                    if args.accentuated else None,
+                    accentuate_by=args.accentuated or accentuate.METHODS[0])
     summary = {
         "model": model.label, "model_metadata": model.metadata(),
         "layers": chosen,
