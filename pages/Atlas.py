@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import display, execution, widgets
 from ui.limits import load_limits
+from ui.mixing import mixed_caption, mixed_firsts
 from ui.page import PAGES, SETTINGS_GRID, reported, setup
 from ui.resources import result_cache
 from ui.settings import accentuated_request, to_query
@@ -14,6 +15,7 @@ from vitviz.data.photo_sets import current_photo_set_id
 from vitviz.models.layers import recommended_layers
 from vitviz.quality.judge import independent_judge
 from vitviz.rendering.presets import DEFAULT_PRESET, PRESETS, get_preset
+from vitviz.store.results import to_uint8
 from vitviz.surveys.atlas import read_units, reading_figure, run_atlas, stored_figure, unit_request
 
 PAGE_UNITS = 48
@@ -79,6 +81,12 @@ with reported():
                  "driven down) changed only as much as it takes to drive the unit further, "
                  "and below it what changed, amplified around grey: the run of the unit's "
                  "Optimise and Dataset examples pages."))
+        mixed = state.keep("mixed", st.toggle(
+            "Mixed exemplars", key=state.seed("mixed", False),
+            help="Under each picture, the unit's first photo-disjoint exemplar (the first the "
+                 "independent judge reads; its weakest when driven down) mixed with the "
+                 "picture as little as it takes to drive the unit as hard as its strongest "
+                 "photo (at most 30%): the accentuated exemplars the report judges."))
     state.publish()
 
     units = list(range(start, min(start + PAGE_UNITS, layer.units)))
@@ -126,6 +134,10 @@ with reported():
     if unaccented and widgets.run_button(
             f"Accentuate the {len(unaccented)} units of this page without an exemplar"):
         compute(unaccented, "Accentuated exemplars: ", accentuate=0)
+
+    drawn = {u: results[u] for u in units if results[u] is not None}
+    mixes = (mixed_firsts(name, layer.name, drawn, minimise,
+                          tuple(requests[u].key() for u in drawn), "atlas") if mixed else {})
 
     # A unit's reading is stored with its maximising run, once it is drawn both ways.
     judge_name, photo_set, cache = independent_judge(name), current_photo_set_id(), result_cache()
@@ -180,6 +192,9 @@ with reported():
                 exemplar = accented.get(unit)
                 if exemplar is not None:
                     display.accentuated_exemplar(exemplar, wide=False, label="accentuated · ")
+                if unit in mixes:
+                    st.image(to_uint8(mixes[unit].images[:1])[0], width="stretch",
+                             caption=mixed_caption(mixes[unit]))
                 if result is None:
                     continue
                 value = figure(result, order, minimise, reads[unit])

@@ -712,6 +712,22 @@ def test_the_atlas_shows_each_units_accentuated_exemplar_beside_its_picture(call
     assert computed[0].accentuate == 0 and not computed[0].minimise
 
 
+def test_the_atlas_mixes_each_picture_into_its_units_first_exemplar_on_request(calls):
+    at = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, start=56)
+    button(at, "Compute the 8 missing units").click().run()
+    assert errors(at) == "" and not button_labels(at, "Mix each")  # off unless asked for
+    at = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, start=56, mixed=True)
+    assert errors(at) == "" and at.query_params["mixed"] == "True"
+    button(at, "Mix each of the 8 pictures").click().run()
+    assert errors(at) == ""
+    captions = [str(image.proto) for image in at.image]
+    assert sum("mixed " in c or "unchanged ·" in c for c in captions) == 8
+    assert any("mixed " in c for c in captions)
+    calls["forwards"] = 0
+    at.run()  # kept for the session: shown again without the model
+    assert calls["forwards"] == 0 and not button_labels(at, "Mix each")
+
+
 def test_an_atlas_link_keeps_its_order_filter_drive_and_exemplars(calls):
     at = open_page(ATLAS, layer=VIT_HIDDEN, steps=4, order="robust", show="missing",
                    direction="min", exemplars=True)
@@ -987,8 +1003,8 @@ def test_the_examples_page_mixes_the_picture_into_the_photos_the_judge_uses(call
     from ui.mixing import SHOWN
 
     captions = [str(image.proto) for image in at.image]
-    assert sum("of the picture" in c or "unchanged ·" in c for c in captions) == SHOWN
-    assert any("of the picture" in c for c in captions)
+    assert sum("mixed " in c or "unchanged ·" in c for c in captions) == SHOWN
+    assert any("mixed " in c for c in captions)
     # Kept for the session: a rerun neither asks again nor runs the model.
     calls["forwards"] = 0
     at.run()
@@ -1003,4 +1019,4 @@ def test_the_optimise_page_mixes_a_picture_driven_down_into_the_weakest_photos(t
     button(at, "Mix the picture into its photos").click().run()
     assert errors(at) == ""
     captions = [str(image.proto) for image in at.image]
-    assert sum("of the picture" in c or "unchanged ·" in c for c in captions) == SHOWN
+    assert sum("mixed " in c or "unchanged ·" in c for c in captions) == SHOWN

@@ -29,7 +29,7 @@ def mixed_row(request: RunRequest, result: Result, layer: str, unit: int, tokens
     if need be), on request: it runs the model over them. Kept for the page's session."""
     st.subheader("Accentuated exemplars: its photos with the picture mixed in", anchor=False,
                  help=HELP)
-    memo = f"{key}.mixed"
+    memo = f"{key}.mixed_exemplars"  # apart from any widget's key
     stamp = (request.key(), stats.label if stats is not None else configured_folder())
     found = st.session_state.get(memo)
     if found is None or found[0] != stamp:
@@ -41,8 +41,39 @@ def mixed_row(request: RunRequest, result: Result, layer: str, unit: int, tokens
             picture, minimise=request.minimise, count=SHOWN, tokens=tokens))
         found = st.session_state[memo] = (stamp, made)
     made = found[1]
-    for column, image, share, before, after in zip(st.columns(SHOWN), made.images, made.shares,
-                                                   made.photo_drive, made.drive):
-        column.image(display.enlarge(to_uint8(image[None])[0]), width="stretch",
-                     caption=(f"{share:.0%} of the picture · {before:.3g} → {after:.3g}"
-                              if share else f"unchanged · {before:.3g}"))
+    for item, (column, image) in enumerate(zip(st.columns(SHOWN), to_uint8(made.images))):
+        column.image(display.enlarge(image), width="stretch", caption=mixed_caption(made, item))
+
+
+def mixed_firsts(name: str, layer: str, pictures: dict[int, Result], minimise: bool,
+                 stamp: tuple, key: str) -> dict[int, picture_mix.Mixed]:
+    """For a page of units (the Atlas), each unit's first photo-disjoint exemplar mixed with
+    its picture in `pictures` (driven down with `minimise`: its weakest), on request: one
+    model pass for the page, kept for the session while `stamp` (what the pictures are)
+    holds."""
+    memo = f"{key}.mixed_exemplars"  # apart from any widget's key
+    found = st.session_state.get(memo)
+    if found is not None and found[0] == stamp:
+        return found[1]
+    if not pictures or not widgets.run_button(
+            f"Mix each of the {len(pictures)} pictures into its unit's first exemplar"):
+        return {}
+
+    def work(model) -> dict[int, picture_mix.Mixed]:
+        examples = examples_for(model, layer)
+        return {unit: picture_mix.unit_exemplars(model, layer, unit, examples,
+                                                 metrics.as_tensor([result.images[0]]),
+                                                 minimise=minimise, count=1)
+                for unit, result in pictures.items()}
+
+    made = execution.use_model(name, work)
+    st.session_state[memo] = (stamp, made)
+    return made
+
+
+def mixed_caption(made: picture_mix.Mixed, item: int = 0) -> str:
+    """How much of the picture item `item` took and the unit's drive before and after:
+    'mixed 30% · 0.12 → 0.8', or 'unchanged · 0.12'."""
+    share, before, after = made.shares[item], made.photo_drive[item], made.drive[item]
+    return (f"mixed {share:.0%} · {before:.3g} → {after:.3g}" if share
+            else f"unchanged · {before:.3g}")

@@ -100,7 +100,7 @@ SCHEMAS: dict[str, dict[str, Parser]] = {
     "atlas": {"model": text, "layer": text, "seed": integer, "steps": integer, "start": integer,
               "order": choice(("unit", "activation", "robust", "judge")),
               "show": choice(("all", "computed", "missing")), "direction": choice(DIRECTIONS),
-              "exemplars": flag},
+              "exemplars": flag, "mixed": flag},
 }
 
 
