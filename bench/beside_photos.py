@@ -186,7 +186,8 @@ def main() -> int:
     views = None  # the built-in photos' views at the pictures' size, read once for every layer
     grid: list = []
     for layer, units in chosen.items():
-        pool = judge.pool_for(examples_for(model, layer), judge_name)
+        examples = examples_for(model, layer)
+        pool = judge.pool_for(examples, judge_name)
         if args.blend and not isinstance(pool, judge.ViewPool):
             parser.error("--blend mixes the built-in photos' views: unset VITVIZ_PHOTOS")
         up, _ = report.run_preset(model, layer, units, SEEDS, DEFAULT_PRESET, knobs, cache)
@@ -207,13 +208,13 @@ def main() -> int:
             rows.update(mixed)
         if args.accentuated:
             made, shares = report.mixed_references(
-                model, layer, {"units": units, "pool": pool,
-                               "examples": examples_for(model, layer)}, judge_name, (up, down))
+                model, layer, {"units": units, "pool": pool, "examples": examples}, judge_name,
+                (up, down))
             accented = accentuated_rows(pool, units, made)
             block = layer.split("_")[-1].split(".")[0]
             grid += [grid_row(up[i][0], f"block {block}, #{unit}", picture_mix.unit_exemplars(
-                         model, layer, unit, examples_for(model, layer),
-                         metrics.as_tensor(list(up[i])), count=GRID_EXEMPLARS))
+                         model, layer, unit, examples, metrics.as_tensor(list(up[i])),
+                         count=GRID_EXEMPLARS))
                      for i, unit in enumerate(units[:GRID_UNITS])] if args.grid else []
             for query_set in judge.QUERY_SETS:
                 print(f"  accentuated exemplars, {query_set} queries:")

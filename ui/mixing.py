@@ -2,6 +2,8 @@
 exemplars the report judges, as a row a page puts beside the unit's photos."""
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 import streamlit as st
 
 from ui import display, execution, widgets
@@ -11,6 +13,7 @@ from vitviz.rendering import picture_mix
 from vitviz.store.results import Result, to_uint8
 from vitviz.store.runs import RunRequest
 
+T = TypeVar("T")
 SHOWN = 4  # exemplars in the row: the first of the judge's 9
 HELP = ("The unit's photos that an independent judge uses as its strongest exemplars (the next "
         "after the 20 views it asks about; its weakest, for a picture driven down), each mixed "
@@ -29,18 +32,15 @@ def mixed_row(request: RunRequest, result: Result, layer: str, unit: int, tokens
     if need be), on request: it runs the model over them. Kept for the page's session."""
     st.subheader("Accentuated exemplars: its photos with the picture mixed in", anchor=False,
                  help=HELP)
-    memo = f"{key}.mixed_exemplars"  # apart from any widget's key
     stamp = (request.key(), stats.label if stats is not None else configured_folder())
-    found = st.session_state.get(memo)
-    if found is None or found[0] != stamp:
-        if not widgets.run_button("Mix the picture into its photos"):
-            return
-        picture = metrics.as_tensor([result.images[0]])
-        made = execution.use_model(request.model, lambda model: picture_mix.unit_exemplars(
-            model, layer, unit, stats if stats is not None else examples_for(model, layer, tokens),
-            picture, minimise=request.minimise, count=SHOWN, tokens=tokens))
-        found = st.session_state[memo] = (stamp, made)
-    made = found[1]
+    made = kept_on_request(key, stamp, "Mix the picture into its photos", request.model,
+                           lambda model: picture_mix.unit_exemplars(
+                               model, layer, unit,
+                               stats if stats is not None else examples_for(model, layer, tokens),
+                               metrics.as_tensor([result.images[0]]), minimise=request.minimise,
+                               count=SHOWN, tokens=tokens))
+    if made is None:
+        return
     for item, (column, image) in enumerate(zip(st.columns(SHOWN), to_uint8(made.images))):
         column.image(display.enlarge(image), width="stretch", caption=mixed_caption(made, item))
 
@@ -51,12 +51,7 @@ def mixed_firsts(name: str, layer: str, pictures: dict[int, Result], minimise: b
     its picture in `pictures` (driven down with `minimise`: its weakest), on request: one
     model pass for the page, kept for the session while `stamp` (what the pictures are)
     holds."""
-    memo = f"{key}.mixed_exemplars"  # apart from any widget's key
-    found = st.session_state.get(memo)
-    if found is not None and found[0] == stamp:
-        return found[1]
-    if not pictures or not widgets.run_button(
-            f"Mix each of the {len(pictures)} pictures into its unit's first exemplar"):
+    if not pictures:
         return {}
 
     def work(model) -> dict[int, picture_mix.Mixed]:
@@ -66,6 +61,21 @@ def mixed_firsts(name: str, layer: str, pictures: dict[int, Result], minimise: b
                                                  minimise=minimise, count=1)
                 for unit, result in pictures.items()}
 
+    made = kept_on_request(key, stamp, f"Mix each of the {len(pictures)} pictures into its "
+                           "unit's first exemplar", name, work)
+    return made if made is not None else {}
+
+
+def kept_on_request(key: str, stamp: tuple, label: str, name: str, work: Callable[[object], T]
+                    ) -> T | None:
+    """`work(model)` with the model `name`, computed when the visitor presses `label` and kept
+    for the session while `stamp` (what it was computed from) holds; None until then."""
+    memo = f"{key}.mixed_exemplars"  # apart from any widget's key
+    found = st.session_state.get(memo)
+    if found is not None and found[0] == stamp:
+        return found[1]
+    if not widgets.run_button(label):
+        return None
     made = execution.use_model(name, work)
     st.session_state[memo] = (stamp, made)
     return made
