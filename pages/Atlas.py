@@ -76,7 +76,7 @@ with reported():
         show = state.keep("show", st.selectbox(
             "Show", list(SHOW), key=state.seed("show", "all"), format_func=SHOW.get))
         exemplars = state.keep("exemplars", st.toggle(
-            "Accentuated exemplars", key=state.seed("exemplars", False),
+            "Exemplars accentuated by gradient", key=state.seed("exemplars", False),
             help="Under each picture, the unit's strongest photo view (its weakest when "
                  "driven down) changed only as much as it takes to drive the unit further, "
                  "and below it what changed, amplified around grey: the run of the unit's "

@@ -98,7 +98,7 @@ with reported():
                 st.metric("Plain colour / photo max", display.times(plain[0]),
                           help=PLAIN_COLOUR_HELP)
             st.caption(display.run_facts(result))
-        st.subheader("Accentuated exemplar", anchor=False,
+        st.subheader("Accentuated exemplar, by gradient", anchor=False,
                      help="The unit's strongest photo, changed only as much as it takes to drive "
                           "the unit harder: held to the photo's first-block features, so what "
                           "changes is what the unit responds to.")

@@ -69,7 +69,7 @@ with reported():
     if accent_request is not None:
         # Its own explanation kind, computed on request only: a link shows a cached one at once.
         (accented,) = accented
-        st.subheader("Accentuated exemplar", anchor=False, help=ACCENTUATED_HELP)
+        st.subheader("Accentuated exemplar, by gradient", anchor=False, help=ACCENTUATED_HELP)
         which = "weakest" if accent_request.minimise else "strongest"
         if accented is None and widgets.run_button(f"Accentuate its {which} photo",
                                                    disabled=bool(problems)):
