@@ -52,7 +52,10 @@ def _input_sides(model, objective, preset, seeds=(0,)):
         records = list(optimise(model, objective, list(seeds), preset, record_every=0))
     finally:
         handle.remove()
-    return sides, records
+    # The passes before the steps (the photo prior reading the unit's photo views, and its
+    # layer's photo statistics unless an earlier run left them in memory) are not counted:
+    # a step is two passes, and a last clean pass follows.
+    return sides[-(2 * preset.steps + 1):], records
 
 
 def test_coarse_steps_feed_the_augmented_copies_small_and_record_at_full_size(tiny_vit):

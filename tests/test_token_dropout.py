@@ -25,7 +25,10 @@ def _token_counts(model, objective, preset, seeds=(0,)):
         records = list(optimise(model, objective, list(seeds), preset, record_every=0))
     finally:
         hook.remove()
-    return counts, records
+    # The passes before the steps (the photo prior reading the unit's photo views, and its
+    # layer's photo statistics unless an earlier run left them in memory) are not counted:
+    # a step is two passes, and a last clean pass follows.
+    return counts[-(2 * preset.steps + 1):], records
 
 
 def test_augmented_copies_enter_the_blocks_with_part_of_their_patches_and_the_record_with_all(
