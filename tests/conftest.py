@@ -38,6 +38,14 @@ def fast_and_plain_passes(model) -> tuple[tuple, tuple]:
     return results[0], results[1]
 
 
+def step_passes(passes: list, preset) -> list:
+    """Of what a run's forward passes recorded, those of its steps: two a step (the augmented
+    copies, then the clean image) and a last clean pass. The passes before them (the photo
+    prior reading the unit's photo views, and its layer's photo statistics unless an earlier
+    run left them in memory) depend on what ran before, so they are left out."""
+    return passes[-(2 * preset.steps + 1):]
+
+
 def running_network(model, preset) -> torch.nn.Module:
     """The network a run of `preset` feeds its images to (a bf16 copy where it runs in bf16)."""
     return network(model, resolve_precision(preset.precision, model.device))[0].module

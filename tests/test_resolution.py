@@ -9,7 +9,7 @@ from vitviz.rendering import objectives as O
 from vitviz.rendering.loop import optimise
 from vitviz.rendering.presets import from_knobs, get_preset
 
-from conftest import VIT_HIDDEN, running_network
+from conftest import VIT_HIDDEN, running_network, step_passes
 
 
 def test_a_vit_runs_on_a_quarter_of_the_patches_and_is_put_back_after(tiny_vit):
@@ -52,10 +52,7 @@ def _input_sides(model, objective, preset, seeds=(0,)):
         records = list(optimise(model, objective, list(seeds), preset, record_every=0))
     finally:
         handle.remove()
-    # The passes before the steps (the photo prior reading the unit's photo views, and its
-    # layer's photo statistics unless an earlier run left them in memory) are not counted:
-    # a step is two passes, and a last clean pass follows.
-    return sides[-(2 * preset.steps + 1):], records
+    return step_passes(sides, preset), records
 
 
 def test_coarse_steps_feed_the_augmented_copies_small_and_record_at_full_size(tiny_vit):

@@ -8,7 +8,7 @@ from vitviz.rendering.loop import optimise
 from vitviz.rendering.presets import from_knobs, get_preset
 from vitviz.rendering.token_dropout import first_block, kept_count, kept_indices
 
-from conftest import VIT_HIDDEN, running_network
+from conftest import VIT_HIDDEN, running_network, step_passes
 
 # tiny_vit: a class token and a 4x4 patch grid.
 PATCHES = 16
@@ -25,10 +25,7 @@ def _token_counts(model, objective, preset, seeds=(0,)):
         records = list(optimise(model, objective, list(seeds), preset, record_every=0))
     finally:
         hook.remove()
-    # The passes before the steps (the photo prior reading the unit's photo views, and its
-    # layer's photo statistics unless an earlier run left them in memory) are not counted:
-    # a step is two passes, and a last clean pass follows.
-    return counts[-(2 * preset.steps + 1):], records
+    return step_passes(counts, preset), records
 
 
 def test_augmented_copies_enter_the_blocks_with_part_of_their_patches_and_the_record_with_all(
